@@ -7,7 +7,10 @@ The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR
 (``mmvideos compile``).
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
+from kfp.dsl import Dataset
 
 from mmvideos.components.clip import clip_shard, gather_clips
 from mmvideos.components.ingest import ingest
@@ -26,11 +29,13 @@ def build_pipeline(params: dict):
         source: str = "",
         ingest_params: dict = params["ingest"],
         clip_params: dict = params["clip"],
-    ):
+    ) -> NamedTuple("Outputs", videos=Dataset, clips=Dataset):
         ingested = ingest(source=source, params=ingest_params).set_display_name("ingest")
         with dsl.ParallelFor(items=shards, parallelism=4) as shard:
             clipped = clip_shard(videos=ingested.outputs["videos"], params=clip_params,
                                  ingest_params=ingest_params, shard_index=shard).set_display_name("clip")
-        gather_clips(shards=dsl.Collected(clipped.outputs["clips"])).set_display_name("gather clips")
+        gathered = gather_clips(shards=dsl.Collected(clipped.outputs["clips"])).set_display_name("gather clips")
+        outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset)
+        return outputs(videos=ingested.outputs["videos"], clips=gathered.outputs["clips"])
 
     return mmvideos

@@ -240,13 +240,18 @@ def gather(shard_dirs: list[str | Path], out_dir: str | Path) -> dict:
                 os.link(tar, target)
             except OSError:
                 shutil.copyfile(tar, target)
-    clips = pd.concat(tables, ignore_index=True).sort_values("clip_id", ignore_index=True)
-    rejected = pd.concat(rejects, ignore_index=True)
+    clips = _concat(tables, CLIP_COLUMNS).sort_values("clip_id", ignore_index=True)
+    rejected = _concat(rejects, REJECT_COLUMNS)
     write_parquet(clips, out_dir / "clips.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
     summary = _summary(clips, rejected, videos_in=clips["video_id"].nunique() + len(rejected), seconds=seconds)
     write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    non_empty = [t for t in tables if not t.empty]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
 
 def _summary(clips: pd.DataFrame, rejects: pd.DataFrame, videos_in: int, seconds: float) -> dict:

@@ -3,68 +3,102 @@
 ``kfp.local`` executes the very pipeline function that ``mmvideos compile`` turns into IR for a
 cluster: each task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``),
 outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local cache under
-``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change.
+``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change. The runner's full log
+goes to ``<workdir>/run.log``; the terminal shows one line per task and the final summary.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import logging
 import os
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from mmvideos.config import load_params
 
-log = logging.getLogger(__name__)
+_SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _TaskLines(io.TextIOBase):
+    """A stdout that logs everything to a file and echoes only the task status lines."""
+
+    def __init__(self, log: io.TextIOBase, echo: io.TextIOBase) -> None:
+        self._log, self._echo, self._pending = log, echo, ""
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if _SHOWN.search(line):
+                self._echo.write(_ANSI.sub("", line).strip() + "\n")
+                self._echo.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
 
 
 def run_local(source: str, workdir: str | Path, params_path: str | Path = "params.yaml",
-              caching: bool = True) -> Path:
-    """Execute the pipeline with ``kfp.local``; returns the run's output folder."""
+              caching: bool = True, echo: io.TextIOBase | None = None) -> dict[str, Path]:
+    """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``."""
     from kfp import local
 
     from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
     workdir = Path(workdir).resolve()
-    outputs = workdir / "outputs"
-    outputs.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     # Tasks run `python3 -m kfp.dsl.executor_main` in subprocesses: make that this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs),
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "outputs"),
                raise_on_error=True, enable_caching=caching, cache_root=str(workdir / "cache"))
-    before = set(outputs.iterdir())
     pipeline = build_pipeline(load_params(params_path))
-    pipeline(source=source)
-    (run_dir,) = set(outputs.iterdir()) - before
+    with open(workdir / "run.log", "a") as log, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
+        # display names and resource requests are for the cluster; the local runner says so per task
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        # our image is a Python image with mmvideos installed: the same code runs here
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        task = pipeline(source=source)
+    outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+    _point_latest(workdir, outputs)
+    return outputs
+
+
+def _point_latest(workdir: Path, outputs: dict[str, Path]) -> None:
+    """``<workdir>/latest/<output>`` -> the artifact folders of the last run."""
     latest = workdir / "latest"
-    latest.unlink(missing_ok=True)
-    latest.symlink_to(run_dir.relative_to(workdir))
-    return run_dir
+    latest.mkdir(exist_ok=True)
+    for name, path in outputs.items():
+        link = latest / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(path)
 
 
-def _load(run_dir: Path, *parts: str) -> dict:
-    path = run_dir.joinpath(*parts, "summary.json")
+def _summary(folder: Path) -> dict:
+    path = folder / "summary.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def summarise(run_dir: str | Path, seconds: float) -> str:
+def summarise(outputs: dict[str, Path], seconds: float) -> str:
     """The one-screen summary printed at the end of ``mmvideos run``."""
-    run_dir = Path(run_dir)
-    ingest = _load(run_dir, "ingest", "videos")
-    clips = _load(run_dir, "gather-clips", "clips")
+    ingest, clips = _summary(outputs["videos"]), _summary(outputs["clips"])
     rejected = ingest.get("videos_rejected", 0) + clips.get("videos_rejected", 0)
+    hours = clips.get("audio_hours", 0)
     lines = [
         "mmvideos run finished",
-        f"  videos      {ingest.get('inputs', 0)} found, {clips.get('videos_clipped', 0)} kept, {rejected} rejected"
-        f" (reasons: {run_dir / 'ingest' / 'videos' / 'rejects.parquet'})",
-        f"  clips       {clips.get('clips', 0)} clips, {clips.get('audio_hours', 0) * 3600:.0f} s of audio"
-        f" ({clips.get('audio_hours', 0):.3f} h), {clips.get('frames', 0)} frames",
-    ]
-    lines += [
-        f"  time        {seconds:.0f} s",
-        f"  outputs     {run_dir}",
+        f"  videos   {ingest.get('inputs', 0)} found, {clips.get('videos_clipped', 0)} kept, {rejected} rejected"
+        f" (reasons: {outputs['videos'] / 'rejects.parquet'})",
+        f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
+        f" {clips.get('frames', 0)} frames",
+        f"  time     {seconds:.0f} s",
+        f"  outputs  {Path(outputs['clips']).parents[2]}",
     ]
     return "\n".join(lines)
 
@@ -72,5 +106,5 @@ def summarise(run_dir: str | Path, seconds: float) -> str:
 def timed_run(source: str, workdir: str | Path, params_path: str | Path, caching: bool = True) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
-    run_dir = run_local(source, workdir, params_path, caching)
-    return summarise(run_dir, time.monotonic() - started)
+    outputs = run_local(source, workdir, params_path, caching)
+    return summarise(outputs, time.monotonic() - started)

@@ -1,0 +1,35 @@
+"""Shared fixtures: a folder of real, mixed good and bad media files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from media_fixtures import speech, tone, write_media
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """Good and bad inputs, each named for what it is.
+
+    good_tone.mp4      7.0 s test pattern + 440 Hz tone            -> 2 clips of 3.5 s
+    good_speech.mp4    4.0 s test pattern + espeak-ng speech       -> 1 clip of 4 s
+    picture_only.mp4   5 s video without audio                     -> rejected
+    sound_only.mp4     5 s AAC audio without video                 -> rejected
+    too_short.mp4      2 s video + tone                            -> rejected
+    corrupt.mp4        random bytes                                -> rejected
+    empty.mp4          zero bytes                                  -> rejected
+    copy_of_tone.mp4   byte copy of good_tone.mp4                  -> rejected as duplicate
+    """
+    root = tmp_path_factory.mktemp("media")
+    voice, rate = speech("Hello, this is a test of the mmvideos pipeline.", root.parent / "voice.wav")
+    write_media(root / "good_tone.mp4", 7.0, audio=tone(7.0))
+    write_media(root / "good_speech.mp4", 4.0, audio=voice, rate=rate)
+    write_media(root / "picture_only.mp4", 5.0)
+    write_media(root / "sound_only.mp4", 5.0, video=False, audio=tone(5.0))
+    write_media(root / "too_short.mp4", 2.0, audio=tone(2.0))
+    (root / "corrupt.mp4").write_bytes(bytes(range(256)) * 64)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "copy_of_tone.mp4").write_bytes((root / "good_tone.mp4").read_bytes())
+    return root

@@ -1,0 +1,68 @@
+"""Real media files made at test time with PyAV (its bundled FFmpeg) and espeak-ng."""
+
+from __future__ import annotations
+
+import fractions
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def test_pattern(t: float, width: int, height: int) -> np.ndarray:
+    """Moving colour bars: an RGB uint8 frame for time ``t``."""
+    x = (np.arange(width)[None, :] + int(t * 40)) % width
+    bars = (x * 7 // width)[..., None]
+    palette = np.array([[255, 255, 255], [255, 255, 0], [0, 255, 255], [0, 255, 0],
+                        [255, 0, 255], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
+    return np.broadcast_to(palette[bars[..., 0]], (height, width, 3)).copy()
+
+
+def tone(duration: float, rate: int = 44100, hz: float = 440.0) -> np.ndarray:
+    """A sine tone as float32 samples."""
+    t = np.arange(int(duration * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def speech(text: str, out: Path) -> tuple[np.ndarray, int]:
+    """Speak ``text`` with espeak-ng into ``out`` (WAV); returns (float32 samples, rate)."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is needed for the speech fixtures (`make test` installs it)")
+    subprocess.run(["espeak-ng", "-w", str(out), text], check=True, capture_output=True)
+    with wave.open(str(out)) as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        return pcm.astype(np.float32) / 32768.0, wav.getframerate()
+
+
+def write_media(path: Path, duration: float, *, video: bool = True, audio: np.ndarray | None = None,
+                rate: int = 44100, fps: int = 25, size: tuple[int, int] = (320, 240)) -> Path:
+    """Encode an MP4 (mpeg4 video and/or AAC audio) of ``duration`` seconds."""
+    with av.open(str(path), "w") as out:
+        vstream = astream = None
+        if video:
+            vstream = out.add_stream("mpeg4", rate=fps)
+            vstream.width, vstream.height, vstream.pix_fmt = size[0], size[1], "yuv420p"
+        if audio is not None:
+            astream = out.add_stream("aac", rate=rate)
+            astream.layout = "mono"
+        if vstream is not None:
+            for i in range(int(duration * fps)):
+                frame = av.VideoFrame.from_ndarray(test_pattern(i / fps, *size), format="rgb24")
+                out.mux(vstream.encode(frame))
+            out.mux(vstream.encode(None))
+        if astream is not None:
+            samples = np.zeros(int(duration * rate), dtype=np.float32)
+            samples[: min(audio.size, samples.size)] = audio[: samples.size]
+            block = 1024
+            for start in range(0, samples.size, block):
+                chunk = samples[start:start + block][None, :]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+                frame.sample_rate = rate
+                frame.pts = start
+                frame.time_base = fractions.Fraction(1, rate)
+                out.mux(astream.encode(frame))
+            out.mux(astream.encode(None))
+    return path

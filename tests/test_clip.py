@@ -1,0 +1,120 @@
+"""Clipping real media: the 3-5 s rule, 16 kHz audio, 3 fps frames, shards keyed by clip id."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmvideos.clip import (ClipConfig, clip_videos, frame_times, gather, iter_clip_audio,
+                           iter_clip_frames, plan_clips, read_clips)
+from mmvideos.ingest import ingest, read_videos
+
+
+@pytest.mark.parametrize("duration", [3.0, 4.2, 5.0, 5.5, 6.0, 7.0, 9.99, 10.0, 10.01, 61.3, 596.0])
+def test_plan_covers_the_video_with_3_to_5_s_clips(duration):
+    plan = plan_clips(duration)
+    lengths = [e - s for s, e in plan]
+    assert all(3.0 - 1e-3 <= n <= 5.0 + 1e-3 for n in lengths)
+    assert plan[0][0] == 0.0
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))  # contiguous
+    covered = plan[-1][1]
+    if 5.0 < duration < 6.0:  # the documented gap: one 5-s clip, < 1 s left out
+        assert covered == 5.0
+    else:
+        assert covered == pytest.approx(duration, abs=1e-3)
+
+
+def test_too_short_gets_no_clip():
+    assert plan_clips(2.9) == []
+
+
+@pytest.mark.parametrize("length,frames", [(3.0, 9), (4.0, 12), (5.0, 15), (4.99, 14)])
+def test_three_frames_per_second(length, frames):
+    times = frame_times(10.0, 10.0 + length, 3)
+    assert len(times) == frames and 10.0 < times[0] < times[-1] < 10.0 + length
+
+
+@pytest.fixture(scope="module")
+def clipped(media_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip")
+    ingest(media_dir, root / "ingest", progress=False)
+    summary = clip_videos(read_videos(root / "ingest"), root / "clips", ClipConfig(), progress=False)
+    return root, summary
+
+
+def test_clip_table_and_shards_agree(clipped):
+    root, summary = clipped
+    clips = read_clips(root / "clips")
+    assert summary["clips"] == len(clips) == 3  # 7 s -> 2 x 3.5 s, 4 s -> 1 x 4 s
+    assert sorted((clips["end_s"] - clips["start_s"]).round(3)) == [3.5, 3.5, 4.0]
+    audio = {cid: (x, sr) for cid, x, sr in iter_clip_audio(root / "clips")}
+    frames = dict(iter_clip_frames(root / "clips"))
+    assert set(audio) == set(frames) == set(clips["clip_id"])
+    for row in clips.itertuples():
+        samples, rate = audio[row.clip_id]
+        assert rate == 16000 and samples.dtype == np.float32
+        assert samples.size == round((row.end_s - row.start_s) * 16000)
+        assert frames[row.clip_id].shape == (row.n_frames, 224, 224, 3)
+        assert row.n_frames == int((row.end_s - row.start_s) * 3)
+
+
+def test_audio_is_the_real_signal(clipped):
+    root, _ = clipped
+    videos = read_videos(root / "ingest")
+    tone_id = videos.loc[videos["duration_s"] > 6, "video_id"].item()
+    samples = next(x for cid, x, _ in iter_clip_audio(root / "clips") if cid.startswith(tone_id))
+    spectrum = np.abs(np.fft.rfft(samples))
+    peak_hz = np.argmax(spectrum) * 16000 / samples.size
+    assert abs(peak_hz - 440) < 5  # the 440 Hz tone survived decoding and resampling
+
+
+def test_frames_show_the_test_pattern(clipped):
+    root, _ = clipped
+    _, frames = next(iter_clip_frames(root / "clips"))
+    assert frames.std() > 40  # colour bars, not a blank frame
+    colours = {tuple(frames[0, 112, x] // 128) for x in range(0, 224, 4)}
+    assert len(colours) >= 3  # several bars survive the centre crop
+
+
+def test_rerun_gives_identical_shards(clipped, tmp_path):
+    root, _ = clipped
+    clip_videos(read_videos(root / "ingest"), tmp_path, ClipConfig(), progress=False)
+    for kind in ("audio", "frames"):
+        a = hashlib.sha256((root / "clips" / kind / "shard-00000.tar").read_bytes()).hexdigest()
+        b = hashlib.sha256((tmp_path / kind / "shard-00000.tar").read_bytes()).hexdigest()
+        assert a == b
+
+
+def test_fan_out_over_shards_then_gather(clipped, tmp_path):
+    root, _ = clipped
+    videos = read_videos(root / "ingest")
+    cfg = ClipConfig(num_shards=4)
+    parts = []
+    for index in range(4):
+        clip_videos(videos, tmp_path / f"part{index}", cfg, shard_index=index, progress=False)
+        parts.append(tmp_path / f"part{index}")
+    summary = gather(parts, tmp_path / "all")
+    merged = read_clips(tmp_path / "all")
+    pd.testing.assert_frame_equal(merged.drop(columns="shard"),
+                                  read_clips(root / "clips").sort_values("clip_id", ignore_index=True).drop(columns="shard"))
+    assert summary["clips"] == 3
+    assert len(dict(iter_clip_frames(tmp_path / "all"))) == 3
+
+
+def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
+    root, _ = clipped
+    videos = read_videos(root / "ingest")
+    broken = tmp_path / "truncated.mp4"
+    good = videos.loc[videos["duration_s"] > 6, "uri"].item()
+    data = open(good, "rb").read()
+    broken.write_bytes(data[: len(data) // 3])  # header claims 7 s, most of the payload is gone
+    videos.loc[videos["duration_s"] > 6, "uri"] = str(broken)
+    summary = clip_videos(videos, tmp_path / "out", ClipConfig(), progress=False)
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
+    clips = read_clips(tmp_path / "out")
+    assert summary["videos_rejected"] == 1 and rejects["stage"].tolist() == ["clip"]
+    assert clips["video_id"].nunique() == 1  # only the intact video, nothing partial of the other
+    assert set(dict(iter_clip_frames(tmp_path / "out"))) == set(clips["clip_id"])
