@@ -104,9 +104,14 @@ def local_copy(uri: str) -> Iterator[Path]:
     suffix = Path(key).suffix
     with tempfile.TemporaryDirectory(prefix="mmvideos-") as tmp:
         dest = Path(tmp) / f"object{suffix}"
+        from google.api_core.exceptions import NotFound
+
         blob = gcs_client().bucket(bucket).blob(key)
-        with blob.open("rb", chunk_size=_CHUNK) as src, open(dest, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
+        try:
+            with blob.open("rb", chunk_size=_CHUNK) as src, open(dest, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        except NotFound as exc:
+            raise FileNotFoundError(f"no object {uri}") from exc
         yield dest
 
 
