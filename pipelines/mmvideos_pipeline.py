@@ -26,7 +26,7 @@ def build_pipeline(params: dict):
                   description="Cross-modal supervised learning of acoustic representations from "
                               "machine-labelled video (Jia et al.): ingest, clip, annotate, pretrain, transfer.")
     def mmvideos(
-        source: str = "",
+        source: str = params["data"]["source"],
         ingest_params: dict = params["ingest"],
         clip_params: dict = params["clip"],
     ) -> NamedTuple("Outputs", videos=Dataset, clips=Dataset):

@@ -1,0 +1,44 @@
+"""`dvc repro` runs the stages through the same CLI, from params.yaml, and is idempotent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path):
+    shutil.copy(REPO / "dvc.yaml", tmp_path)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["source"] = str(media_dir)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    _dvc("repro", cwd=tmp_path)
+    clips = pd.read_parquet(tmp_path / "data" / "clips" / "clips.parquet")
+    assert len(clips) == 3
+    assert "up to date" in _dvc("status", cwd=tmp_path)
+    out = _dvc("repro", cwd=tmp_path)
+    assert "didn't change, skipping" in out
+    # an edit of one clip setting re-runs clip but not ingest
+    params["clip"]["fps"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _dvc("repro", cwd=tmp_path)
+    assert "Stage 'ingest' didn't change" in out and "Running stage 'clip'" in out
+    assert pd.read_parquet(tmp_path / "data" / "clips" / "clips.parquet")["n_frames"].max() <= 10
