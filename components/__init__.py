@@ -2,13 +2,11 @@
 
 Each component reads its input artifact folders, calls one plain stage function of the
 ``mmvideos`` package (where the logic and its tests live), and writes typed output artifacts
-plus metadata the Kubeflow UI shows. The same image runs every component; ``MMVIDEOS_IMAGE``
-overrides it at compile time.
+plus metadata the Kubeflow UI shows. The same image (images/Dockerfile) runs every component,
+on CPU and on GPU node pools; ``MMVIDEOS_IMAGE`` overrides it at compile time.
 """
 
 import os
 
 #: Container image holding mmvideos and its dependencies (images/Dockerfile).
 IMAGE = os.environ.get("MMVIDEOS_IMAGE", "ghcr.io/mmvideos/mmvideos:0.1.0")
-#: The GPU variant used by the pretraining step (images/Dockerfile.gpu).
-GPU_IMAGE = os.environ.get("MMVIDEOS_GPU_IMAGE", "ghcr.io/mmvideos/mmvideos-gpu:0.1.0")
