@@ -98,7 +98,7 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
         f" {clips.get('frames', 0)} frames",
         f"  time     {seconds:.0f} s",
-        f"  outputs  {Path(outputs['clips']).parents[2]}",
+        f"  outputs  {Path(outputs['clips']).parents[1]}  (also {Path(outputs['clips']).parents[3] / 'latest'})",
     ]
     return "\n".join(lines)
 
