@@ -1,4 +1,7 @@
-"""The mmvideos DAG: ingest -> clip (fan-out over fold ranges) -> gather -> ...
+"""The mmvideos DAG.
+
+    ingest -> clip (one task per fold range) -> gather
+           -> annotate_visual | annotate_audio (in parallel) -> merge_labels -> features
 
 ``build_pipeline(params)`` returns the ``@dsl.pipeline`` function with every stage's section of
 ``params.yaml`` as a dict parameter whose default is that section, so the Kubeflow UI shows and
@@ -12,10 +15,14 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset
 
+from mmvideos.components.annotate import annotate_audio, annotate_visual, merge_labels
 from mmvideos.components.clip import clip_shard, gather_clips
+from mmvideos.components.features import extract_features
 from mmvideos.components.ingest import ingest
 
 PIPELINE_NAME = "mmvideos"
+
+Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, features=Dataset)
 
 
 def build_pipeline(params: dict):
@@ -29,13 +36,24 @@ def build_pipeline(params: dict):
         source: str = params["data"]["source"],
         ingest_params: dict = params["ingest"],
         clip_params: dict = params["clip"],
-    ) -> NamedTuple("Outputs", videos=Dataset, clips=Dataset):
+        visual_params: dict = params["annotate_visual"],
+        audio_params: dict = params["annotate_audio"],
+        merge_params: dict = params["merge_labels"],
+        feature_params: dict = params["features"],
+    ) -> Outputs:
         ingested = ingest(source=source, params=ingest_params).set_display_name("ingest")
         with dsl.ParallelFor(items=shards, parallelism=4) as shard:
             clipped = clip_shard(videos=ingested.outputs["videos"], params=clip_params,
                                  ingest_params=ingest_params, shard_index=shard).set_display_name("clip")
-        gathered = gather_clips(shards=dsl.Collected(clipped.outputs["clips"])).set_display_name("gather clips")
-        outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset)
-        return outputs(videos=ingested.outputs["videos"], clips=gathered.outputs["clips"])
+        clips = gather_clips(shards=dsl.Collected(clipped.outputs["clips"])).set_display_name("gather clips")
+        clip_set = clips.outputs["clips"]
+        visual = annotate_visual(clips=clip_set, params=visual_params).set_display_name("annotate visual")
+        audio = annotate_audio(clips=clip_set, params=audio_params).set_display_name("annotate audio")
+        labels = merge_labels(clips=clip_set, visual=visual.outputs["labels"], audio=audio.outputs["labels"],
+                              params=merge_params).set_display_name("merge labels")
+        features = extract_features(clips=clip_set, labels=labels.outputs["labels"],
+                                    params=feature_params).set_display_name("features")
+        return Outputs(videos=ingested.outputs["videos"], clips=clip_set, labels=labels.outputs["labels"],
+                       features=features.outputs["features"])
 
     return mmvideos

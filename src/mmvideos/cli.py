@@ -58,6 +58,36 @@ def cmd_clip(args: argparse.Namespace) -> None:
                        num_folds=num_folds, shard_index=args.shard))
 
 
+def cmd_annotate_visual(args: argparse.Namespace) -> None:
+    from mmvideos.annotate import VisualConfig, annotate_visual
+
+    _print(annotate_visual(args.clips, args.output, _params(args, "annotate_visual", VisualConfig)))
+
+
+def cmd_annotate_audio(args: argparse.Namespace) -> None:
+    from mmvideos.annotate import AudioConfig, annotate_audio
+
+    _print(annotate_audio(args.clips, args.output, _params(args, "annotate_audio", AudioConfig)))
+
+
+def cmd_merge_labels(args: argparse.Namespace) -> None:
+    from mmvideos.annotate import MergeConfig, merge_labels
+
+    _print(merge_labels(args.clips, args.visual, args.audio, args.output, _params(args, "merge_labels", MergeConfig)))
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from mmvideos.features.extract import FeatureConfig, extract_features
+
+    _print(extract_features(args.clips, args.labels, args.output, _params(args, "features", FeatureConfig)))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from mmvideos.models import model_table
+
+    print(model_table(args.num_classes, args.width_mult).to_string(index=False))
+
+
 def _print(summary: dict) -> None:
     print(json.dumps(summary, indent=2))
 
@@ -102,6 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="output folder")
     p.add_argument("--shard", type=int, default=None, help="only this shard (fold range); default: all")
     p.set_defaults(func=cmd_clip)
+
+    p = sub.add_parser("annotate-visual", help="label clips with an image classifier on their 3 fps frames (top-10)")
+    p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (visual.parquet, classes.csv)")
+    p.set_defaults(func=cmd_annotate_visual)
+
+    p = sub.add_parser("annotate-audio", help="label clips with an AudioSet tagger on 1-s segments (top-5 over a threshold)")
+    p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (audio.parquet, classes.csv)")
+    p.set_defaults(func=cmd_annotate_audio)
+
+    p = sub.add_parser("merge-labels", help="merge visual and audio labels into one vocabulary, label table and statistics")
+    p.add_argument("--clips", required=True, help="clip folder")
+    p.add_argument("--visual", required=True, help="annotate-visual output folder")
+    p.add_argument("--audio", required=True, help="annotate-audio output folder")
+    p.add_argument("--output", type=Path, required=True, help="output folder (labels.parquet, vocabulary.parquet, stats)")
+    p.set_defaults(func=cmd_merge_labels)
+
+    p = sub.add_parser("features", help="log-mel features (100x64 per second) in float16 shards with the labels")
+    p.add_argument("--clips", required=True, help="clip folder")
+    p.add_argument("--labels", required=True, help="merge-labels output folder")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("models", help="print parameters and FLOPs of the five architectures at 100x64")
+    p.add_argument("--num-classes", type=int, default=10998, help="vocabulary size (default: the paper's 10,998)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

@@ -9,6 +9,7 @@ typo in ``params.yaml`` is an error rather than a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +57,10 @@ def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
 
 
 def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return value
+    hint = next((t for t in options if t is not type(None)), hint)
     if hint is int and isinstance(value, float):
         if not value.is_integer():
             raise ValueError(f"{owner}.{key}: expected a whole number, got {value}")

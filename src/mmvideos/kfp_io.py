@@ -5,6 +5,8 @@ Kept free of kfp imports: it works on anything with ``.metadata`` (a dict) and `
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -41,3 +43,30 @@ def finish(artifact, report, title: str, summary: dict, tables: dict[str, str | 
     """Attach ``summary`` to ``artifact``'s metadata and write the Markdown ``report`` artifact."""
     artifact.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
     write_text(summary_markdown(title, summary, tables), report.path)
+
+
+def copy_page(source: str | Path, target: str | Path) -> None:
+    """Copy a rendered page (HTML or Markdown) into an artifact path, with images inlined.
+
+    The Kubeflow UI shows an HTML or Markdown artifact as a single file, so PNGs it references
+    by relative path are embedded as ``data:`` URIs.
+    """
+    source = Path(source)
+    text = source.read_text()
+
+    def inline(match: re.Match) -> str:
+        image = source.parent / match.group(2)
+        if not image.is_file():
+            return match.group(0)
+        data = base64.b64encode(image.read_bytes()).decode()
+        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
+
+    text = re.sub(r"""((?:src=|\]\()["']?)([^"')\s]+\.png)(["')])""", inline, text)
+    write_text(text, target)
+
+
+def log_metrics(metrics, values: dict) -> None:
+    """Log every numeric entry of ``values`` on a KFP ``Metrics`` artifact (scalars only)."""
+    for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, float(value))

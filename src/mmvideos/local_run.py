@@ -19,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from mmvideos.config import load_params
 
 _SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
@@ -97,10 +99,33 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         f" (reasons: {outputs['videos'] / 'rejects.parquet'})",
         f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
         f" {clips.get('frames', 0)} frames",
+    ]
+    if "labels" in outputs:
+        lines += _label_lines(outputs["labels"])
+    if "features" in outputs:
+        features = _summary(outputs["features"])
+        lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
+                     f" as 100x64 log-mel frames ({features.get('shards', 0)} shards)")
+    lines += [
         f"  time     {seconds:.0f} s",
         f"  outputs  {Path(outputs['clips']).parents[1]}  (also {Path(outputs['clips']).parents[3] / 'latest'})",
     ]
     return "\n".join(lines)
+
+
+def _label_lines(folder: Path) -> list[str]:
+    labels = _summary(folder)
+    vocabulary = pd.read_parquet(folder / "vocabulary.parquet")
+    top = vocabulary.sort_values("count", ascending=False, kind="stable")
+    lines = [
+        f"  labels   {labels.get('mean_labels_per_clip', 0):.1f} per clip ({labels.get('mean_visual_labels_per_clip', 0):.1f}"
+        f" visual + {labels.get('mean_audio_labels_per_clip', 0):.1f} audio); vocabulary {labels.get('vocabulary_used', 0)}"
+        f" of {labels.get('vocabulary_total', 0)} used ({labels.get('utilisation', 0):.1%})",
+    ]
+    for modality in ("visual", "audio"):
+        names = top.loc[top["modality"] == modality].head(6)
+        lines.append(f"           top {modality}: " + ", ".join(f"{n} ({c})" for n, c in zip(names["name"], names["count"])))
+    return lines
 
 
 def timed_run(source: str, workdir: str | Path, params_path: str | Path, caching: bool = True) -> str:

@@ -48,7 +48,7 @@ def probe(path: str | Path) -> Probe:
     clip cut inside it always has sound and picture.
     """
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="ignore") as container:
             video = next(iter(container.streams.video), None)
             audio = next(iter(container.streams.audio), None)
             spans = [s for s in (_stream_seconds(video) if video else None,
@@ -72,7 +72,7 @@ def probe(path: str | Path) -> Probe:
                 sample_rate=audio.codec_context.sample_rate if audio is not None else None,
                 channels=audio.codec_context.channels if audio is not None else None,
             )
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
+    except av.FFmpegError as exc:
         raise MediaError(f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
 
 
@@ -91,9 +91,10 @@ def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iter
     pending: list[np.ndarray] = []
     have = 0
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            for frame in container.decode(stream):
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise MediaError("no audio stream")
+            for frame in container.decode(container.streams.audio[0]):
                 for out in resampler.resample(frame):
                     pending.append(out.to_ndarray().reshape(-1))
                     have += pending[-1].size
@@ -131,7 +132,7 @@ def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator
     i = 0
     last = None
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):

@@ -1,0 +1,42 @@
+"""Annotation components: visual and audio annotators in parallel, then label merging."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Output
+
+from mmvideos.components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def annotate_visual(clips: Input[Dataset], params: dict, labels: Output[Dataset], report: Output[Markdown]):
+    """Frames at 3 fps -> image classifier -> clip mean -> top-10 visual labels."""
+    from mmvideos.annotate import VisualConfig, annotate_visual as run
+    from mmvideos.config import from_dict
+    from mmvideos.kfp_io import finish
+
+    finish(labels, report, "Visual annotation",
+           run(clips.path, labels.path, from_dict(VisualConfig, params), progress=False))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def annotate_audio(clips: Input[Dataset], params: dict, labels: Output[Dataset], report: Output[Markdown]):
+    """1-s segments -> AudioSet tagger -> clip mean -> top-5 above a threshold."""
+    from mmvideos.annotate import AudioConfig, annotate_audio as run
+    from mmvideos.config import from_dict
+    from mmvideos.kfp_io import finish
+
+    finish(labels, report, "Audio annotation",
+           run(clips.path, labels.path, from_dict(AudioConfig, params), progress=False))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict,
+                 labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown]):
+    """One multi-modal vocabulary and label table, with Fig. 2-style statistics."""
+    from mmvideos.annotate import MergeConfig, merge_labels as run
+    from mmvideos.config import from_dict
+    from mmvideos.kfp_io import copy_page, finish
+
+    summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=False)
+    labels.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    copy_page(f"{labels.path}/stats.html", statistics.path)
+    copy_page(f"{labels.path}/stats.md", report.path)

@@ -1,0 +1,307 @@
+"""Stages 3-4: machine annotation of clips (paper section 2) and the merged multi-modal labels.
+
+``annotate_visual`` and ``annotate_audio`` run in parallel over one clip folder
+(``mmvideos.clip``); ``merge_labels`` joins their outputs into the training label table.
+
+``annotate_visual`` -> ``out_dir/``:
+  * ``visual.parquet``: clip_id, labels (list[str], ``visual:<class id>``, best first), scores
+    (list[float], the clip-mean probabilities), annotator, annotator_version, weights_sha256.
+    Frames (3 per second) are classified, the probabilities averaged over the clip's frames,
+    and the top ``top_k`` (10) kept.
+  * ``classes.csv``: id (``visual:<class id>``), name: the annotator's whole vocabulary.
+  * ``summary.json``: clips, frames, frames_per_s.
+
+``annotate_audio`` -> ``out_dir/``: ``audio.parquet`` (same columns, ids ``audio:<AudioSet mid>``),
+  ``classes.csv``, ``summary.json`` (clips, audio_seconds, audio_seconds_per_s,
+  mean_labels_per_clip). Each non-overlapping 1-s segment of a clip is tagged, the scores are
+  averaged over the segments, and the top ``top_k`` (5) that reach ``threshold`` kept. A final
+  partial second is dropped; a clip shorter than 1 s is zero-padded to one segment.
+
+The ``visual:``/``audio:`` prefixes keep ids of the two vocabularies from colliding.
+``merge_labels`` is documented on the function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torchaudio.functional
+from tqdm import tqdm
+
+from mmvideos import label_stats, storage
+from mmvideos.annotators import Annotator, load_annotator
+from mmvideos.annotators.base import ACTIVATIONS
+from mmvideos.annotators.audio import FRONT_ENDS
+from mmvideos.atomic import write_json, write_parquet, write_text
+from mmvideos.clip import iter_clip_audio, iter_clip_frames, read_clips
+from mmvideos.features.logmel import SAMPLE_RATE
+
+LABEL_COLUMNS = ["clip_id", "labels", "scores", "annotator", "annotator_version", "weights_sha256"]
+MERGED_COLUMNS = ["clip_id", "video_id", "fold", "split", "visual_labels", "visual_scores", "audio_labels",
+                  "audio_scores", "label_ids"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualConfig:
+    """``params.yaml: annotate_visual``."""
+
+    model: str = "efficientnet-lite0"  # a registered visual model (mmvideos.annotators.registered)
+    weights: str = ""  # local path or gs:// URI; "" = the model's embedded weights
+    labels: str = ""  # CSV id,name; "" = the model's own vocabulary
+    activation: str = ""  # softmax | sigmoid | none; "" = the model's default
+    image_size: int = 224
+    mean: tuple[float, ...] = ()  # per channel, 0..255 units; () = the model's default
+    std: tuple[float, ...] = ()
+    top_k: int = 10  # the paper keeps the top-10 clip-mean predictions
+    batch_size: int = 64  # frames per forward pass (whole clips are kept together)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if len(self.mean) not in (0, 3) or len(self.std) not in (0, 3):
+            raise ValueError("mean and std take three values (R, G, B) or none")
+        _check_common(self.activation, self.top_k, self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """``params.yaml: annotate_audio``."""
+
+    model: str = "yamnet"  # a registered audio model
+    weights: str = ""
+    labels: str = ""
+    activation: str = ""  # "" = sigmoid (AudioSet is multi-label)
+    features: str = ""  # front end: yamnet | paper | waveform; "" = the model's default
+    top_k: int = 5  # the paper: top-5 ...
+    threshold: float = 0.025  # ... above a fixed threshold: 3.05 labels per clip on the demo videos
+    batch_size: int = 256  # 1-s segments per forward pass
+    device: str = "cpu"
+    num_threads: int = 0  # onnxruntime intra-op threads; 0 = its default
+
+    def __post_init__(self) -> None:
+        if self.features and self.features not in FRONT_ENDS:
+            raise ValueError(f"features must be one of {FRONT_ENDS} or empty, got {self.features!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        _check_common(self.activation, self.top_k, self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeConfig:
+    """``params.yaml: merge_labels``."""
+
+    min_count: int = 1  # a label kept in the vocabulary occurs in at least this many clips
+    top_categories: int = 30  # how many categories the statistics chart and tables show
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1 or self.top_categories < 1:
+            raise ValueError("min_count and top_categories must be at least 1")
+
+
+def _check_common(activation: str, top_k: int, batch_size: int) -> None:
+    if activation and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS} or empty, got {activation!r}")
+    if top_k < 1 or batch_size < 1:
+        raise ValueError("top_k and batch_size must be at least 1")
+
+
+def clip_means(items: Iterable[tuple[str, np.ndarray]], predict: Callable[[np.ndarray], np.ndarray],
+               batch_size: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Run ``predict`` over the rows of many clips in batches; yield ``(clip_id, mean probabilities [C])``.
+
+    Whole clips are gathered until at least ``batch_size`` rows wait, so a batch holds up to
+    ``batch_size`` plus one clip's rows, and no clip is split across forward passes.
+    """
+    ids: list[str] = []
+    arrays: list[np.ndarray] = []
+
+    def flush() -> Iterator[tuple[str, np.ndarray]]:
+        probs = predict(np.concatenate(arrays))  # [sum n_i, C]
+        bounds = np.cumsum([0] + [len(a) for a in arrays])
+        for clip_id, lo, hi in zip(ids, bounds[:-1], bounds[1:]):
+            yield clip_id, probs[lo:hi].mean(axis=0)
+        ids.clear()
+        arrays.clear()
+
+    waiting = 0  # rows gathered for the next forward pass
+    for clip_id, rows in items:
+        if len(rows) == 0:
+            continue
+        ids.append(clip_id)
+        arrays.append(rows)
+        waiting += len(rows)
+        if waiting >= batch_size:
+            yield from flush()
+            waiting = 0
+    if arrays:
+        yield from flush()
+
+
+def _label_row(clip_id: str, mean: np.ndarray, ids: np.ndarray, annotator: Annotator, top_k: int,
+               threshold: float = 0.0) -> dict:
+    top = np.argsort(-mean, kind="stable")[:top_k]
+    top = top[mean[top] >= threshold]
+    return {"clip_id": clip_id, "labels": ids[top].tolist(), "scores": [round(float(s), 6) for s in mean[top]],
+            **annotator.provenance()}
+
+
+def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_dir: Path, name: str,
+                   summary: dict) -> dict:
+    table = pd.DataFrame(rows, columns=LABEL_COLUMNS).sort_values("clip_id", ignore_index=True)
+    write_parquet(table, out_dir / f"{name}.parquet")
+    classes = pd.DataFrame({"id": ids, "name": annotator.classes["name"]})
+    write_text(classes.to_csv(index=False), out_dir / "classes.csv")
+    summary = {**summary, **annotator.provenance(), "classes": len(classes)}
+    write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfig,
+                    progress: bool = True) -> dict:
+    """Label every clip of ``clips_dir`` with its top visual classes (module docstring); returns the summary."""
+    out_dir = Path(out_dir)
+    annotator = load_annotator("visual", cfg)
+    ids = ("visual:" + annotator.classes["id"]).to_numpy()
+    bar = tqdm(total=int(read_clips(clips_dir)["n_frames"].sum()), unit="frame", desc="annotate_visual",
+               disable=not progress)
+    n_frames = 0
+
+    def frames() -> Iterator[tuple[str, np.ndarray]]:
+        nonlocal n_frames
+        for clip_id, rgb in iter_clip_frames(clips_dir):  # uint8 [n, 224, 224, 3]
+            n_frames += len(rgb)
+            bar.update(len(rgb))
+            yield clip_id, rgb
+
+    start = time.monotonic()
+    rows = [_label_row(clip_id, mean, ids, annotator, cfg.top_k)
+            for clip_id, mean in clip_means(frames(), annotator.predict, cfg.batch_size)]
+    seconds = time.monotonic() - start
+    bar.close()
+    summary = {"clips": len(rows), "frames": n_frames, "seconds": round(seconds, 2),
+               "frames_per_s": round(n_frames / max(seconds, 1e-9), 1)}
+    return _write_outputs(rows, annotator, ids, out_dir, "visual", summary)
+
+
+def one_second_segments(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono audio -> float32 ``[n_seconds, 16000]`` non-overlapping segments (module docstring)."""
+    if sample_rate != SAMPLE_RATE:
+        samples = torchaudio.functional.resample(torch.from_numpy(samples), sample_rate, SAMPLE_RATE).numpy()
+    n = max(1, len(samples) // SAMPLE_RATE)
+    samples = np.pad(samples, (0, max(0, SAMPLE_RATE - len(samples))))
+    return samples[: n * SAMPLE_RATE].reshape(n, SAMPLE_RATE).astype(np.float32, copy=False)
+
+
+def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig,
+                   progress: bool = True) -> dict:
+    """Label every clip of ``clips_dir`` with its top audio classes (module docstring); returns the summary."""
+    out_dir = Path(out_dir)
+    annotator = load_annotator("audio", cfg)
+    ids = ("audio:" + annotator.classes["id"]).to_numpy()
+    clips = read_clips(clips_dir)
+    bar = tqdm(total=round(float((clips["end_s"] - clips["start_s"]).sum()), 1), unit="s",
+               desc="annotate_audio", disable=not progress)
+    audio_seconds = 0.0
+
+    def segments() -> Iterator[tuple[str, np.ndarray]]:
+        nonlocal audio_seconds
+        for clip_id, samples, rate in iter_clip_audio(clips_dir):
+            audio_seconds += len(samples) / rate
+            bar.update(round(len(samples) / rate, 3))
+            yield clip_id, one_second_segments(samples, rate)
+
+    start = time.monotonic()
+    rows = [_label_row(clip_id, mean, ids, annotator, cfg.top_k, cfg.threshold)
+            for clip_id, mean in clip_means(segments(), annotator.predict, cfg.batch_size)]
+    seconds = time.monotonic() - start
+    bar.close()
+    summary = {"clips": len(rows), "audio_seconds": round(audio_seconds, 2), "seconds": round(seconds, 2),
+               "audio_seconds_per_s": round(audio_seconds / max(seconds, 1e-9), 1),
+               "mean_labels_per_clip": round(float(np.mean([len(r["labels"]) for r in rows])) if rows else 0.0, 3),
+               "threshold": cfg.threshold}
+    return _write_outputs(rows, annotator, ids, out_dir, "audio", summary)
+
+
+def _child(folder: str | Path, name: str) -> str:
+    folder = str(folder)
+    return f"{folder.rstrip('/')}/{name}" if storage.is_gcs(folder) else str(Path(folder) / name)
+
+
+def _read(folder: str | Path, name: str) -> pd.DataFrame:
+    with storage.local_copy(_child(folder, name)) as path:
+        if name.endswith(".csv"):
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_parquet(path)
+
+
+def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str | Path, out_dir: str | Path,
+                 cfg: MergeConfig, progress: bool = True) -> dict:
+    """Join both annotators' labels into one multi-modal vocabulary and label table.
+
+    The vocabulary starts from both annotators' whole class lists (``classes.csv``); labels
+    occurring in fewer than ``cfg.min_count`` clips are dropped, and utilisation is
+    ``used / total`` (the paper: 10,988 of 11,693 = 93.97%). Writes into ``out_dir``:
+
+    * ``labels.parquet``: clip_id, video_id, fold, split, visual_labels, visual_scores,
+      audio_labels, audio_scores (as annotated; empty for a clip an annotator did not label)
+      and label_ids (visual then audio labels that are in the vocabulary: the training targets).
+    * ``vocabulary.parquet``: index (0..V-1: visual classes, then audio classes, each in the
+      annotator's own order), id, name, modality (visual | audio), count (clips carrying it).
+    * statistics (``mmvideos.label_stats``): PNG plots, ``stats.md``, ``stats.html``.
+    * ``summary.json``.
+    """
+    out_dir = Path(out_dir)
+    clips = read_clips(clips_dir)[["clip_id", "video_id", "fold", "split"]]
+    table = clips
+    classes, provenance = [], {}
+    for modality, folder in (("visual", visual_dir), ("audio", audio_dir)):
+        labelled = _read(folder, f"{modality}.parquet")
+        provenance[modality] = labelled[["annotator", "annotator_version", "weights_sha256"]].drop_duplicates().to_dict("records")
+        labelled = labelled.rename(columns={"labels": f"{modality}_labels", "scores": f"{modality}_scores"})
+        table = table.merge(labelled[["clip_id", f"{modality}_labels", f"{modality}_scores"]], on="clip_id", how="left")
+        for column in (f"{modality}_labels", f"{modality}_scores"):
+            table[column] = [list(v) if isinstance(v, (list, np.ndarray)) else [] for v in table[column]]
+        classes.append(_read(folder, "classes.csv").assign(modality=modality))
+
+    counts: Counter[str] = Counter()  # label id -> clips carrying it
+    for visual_labels, audio_labels in tqdm(zip(table["visual_labels"], table["audio_labels"]), total=len(table),
+                                            unit="clip", desc="merge_labels", disable=not progress):
+        counts.update(set(visual_labels) | set(audio_labels))
+    every_class = pd.concat(classes, ignore_index=True)
+    every_class["count"] = [counts.get(i, 0) for i in every_class["id"]]
+    vocabulary = every_class[every_class["count"] >= cfg.min_count].reset_index(drop=True)
+    vocabulary.insert(0, "index", np.arange(len(vocabulary), dtype=np.int64))
+    unknown = set(counts) - set(every_class["id"])
+    if unknown:
+        raise ValueError(f"labels missing from the annotators' classes.csv: {sorted(unknown)[:5]}")
+    kept = set(vocabulary["id"])
+    table["label_ids"] = [[i for i in v + a if i in kept] for v, a in zip(table["visual_labels"], table["audio_labels"])]
+    table = table[MERGED_COLUMNS].sort_values("clip_id", ignore_index=True)
+    write_parquet(table, out_dir / "labels.parquet")
+    write_parquet(vocabulary[["index", "id", "name", "modality", "count"]], out_dir / "vocabulary.parquet")
+
+    summary = {
+        "clips": len(table),
+        "vocabulary_total": len(every_class),
+        "vocabulary_used": len(vocabulary),
+        "utilisation": round(len(vocabulary) / max(len(every_class), 1), 4),
+        "classes_total": {m: int(n) for m, n in every_class["modality"].value_counts().items()},
+        "classes_used": {m: int(n) for m, n in vocabulary["modality"].value_counts().items()},
+        "mean_visual_labels_per_clip": round(float(table["visual_labels"].map(len).mean()), 3) if len(table) else 0.0,
+        "mean_audio_labels_per_clip": round(float(table["audio_labels"].map(len).mean()), 3) if len(table) else 0.0,
+        "mean_labels_per_clip": round(float(table["label_ids"].map(len).mean()), 3) if len(table) else 0.0,
+        "clips_without_visual": int((table["visual_labels"].map(len) == 0).sum()),
+        "clips_without_audio": int((table["audio_labels"].map(len) == 0).sum()),
+        "annotators": provenance,
+    }
+    summary["stats_files"] = label_stats.write_label_stats(table, vocabulary, summary, out_dir, cfg.top_categories)
+    write_json(summary, out_dir / "summary.json")
+    return summary

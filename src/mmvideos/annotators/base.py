@@ -1,0 +1,135 @@
+"""What every annotator is and how one is found by name.
+
+An annotator turns a batch of inputs (RGB frames, or 1-s audio segments at 16 kHz) into class
+probabilities over its own vocabulary.  It is named by three settings of ``params.yaml``:
+``model`` (a key of this registry), ``weights`` (a local path or ``gs://`` URI; empty = the
+model's embedded default) and ``labels`` (a CSV with columns ``id,name``; empty = the default
+vocabulary).  Loaders are registered per modality with ``@register("visual", "torchscript")``,
+so a new checkpoint of a known kind needs no code, and a new kind needs one loader function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmvideos import storage
+
+MODALITIES = ("visual", "audio")
+ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+_LOADERS: dict[tuple[str, str], Callable[[Any], Annotator]] = {}
+
+
+@dataclass
+class Annotator:
+    """A loaded classifier: ``predict`` maps a batch to probabilities ``[N, len(classes)]``.
+
+    Attributes:
+        modality: ``"visual"`` or ``"audio"``.
+        name: the registry key it was built from (``efficientnet-lite0``, ``torchscript``...).
+        version: where the weights come from (package and version, or the weights URI).
+        weights_sha256: SHA-256 of the weights file as given (for embedded ones, the packaged file).
+        classes: the vocabulary, columns ``id`` and ``name`` in output order, ids without prefix.
+        predict: ``ndarray [N, ...] -> float32 ndarray [N, C]`` of probabilities; frames are
+            uint8 ``[N, H, W, 3]``, audio segments float32 ``[N, 16000]``.
+    """
+
+    modality: str
+    name: str
+    version: str
+    weights_sha256: str
+    classes: pd.DataFrame
+    predict: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+
+    def provenance(self) -> dict[str, str]:
+        """The columns recorded with every label this annotator produces."""
+        return {"annotator": self.name, "annotator_version": self.version, "weights_sha256": self.weights_sha256}
+
+
+def register(modality: str, model: str) -> Callable:
+    """Decorator: register ``loader(cfg) -> Annotator`` under ``(modality, model)``."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+    def decorate(loader: Callable[[Any], Annotator]) -> Callable[[Any], Annotator]:
+        _LOADERS[(modality, model)] = loader
+        return loader
+
+    return decorate
+
+
+def registered(modality: str) -> list[str]:
+    """The model names known for ``modality``."""
+    return sorted(model for mod, model in _LOADERS if mod == modality)
+
+
+def load_annotator(modality: str, cfg: Any) -> Annotator:
+    """Build the annotator ``cfg.model`` of ``modality`` from a stage config (``VisualConfig``...)."""
+    loader = _LOADERS.get((modality, cfg.model))
+    if loader is None:
+        raise ValueError(f"unknown {modality} annotator {cfg.model!r}; known: {registered(modality)}")
+    return loader(cfg)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_labels(uri: str) -> pd.DataFrame:
+    """A label CSV (columns ``id,name``; local or ``gs://``) as strings, in file order."""
+    with storage.local_copy(uri) as path:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"id", "name"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{uri}: label CSV needs columns id,name; missing {sorted(missing)}")
+    if table["id"].duplicated().any():
+        raise ValueError(f"{uri}: duplicate label ids {table['id'][table['id'].duplicated()].tolist()[:5]}")
+    return table[["id", "name"]].reset_index(drop=True)
+
+
+def require(value: str, what: str, model: str) -> str:
+    """``value``, or a ``ValueError`` saying that model ``model`` needs ``what``."""
+    if not value:
+        raise ValueError(f"annotator {model!r} needs `{what}` (a local path or gs:// URI)")
+    return value
+
+
+def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """Logits -> probabilities: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``none``."""
+    if activation == "softmax":
+        return logits.softmax(-1)
+    if activation == "sigmoid":
+        return logits.sigmoid()
+    if activation == "none":
+        return logits
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def torch_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda[:i]``; asking for CUDA on a machine without it is an error, not a fallback."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return device
+
+
+def cache_dir() -> Path:
+    """Where derived model files live: ``$MMVIDEOS_CACHE`` or ``~/.cache/mmvideos``."""
+    root = os.environ.get("MMVIDEOS_CACHE") or Path.home() / ".cache" / "mmvideos"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

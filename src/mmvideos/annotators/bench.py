@@ -1,0 +1,68 @@
+"""Throughput of the annotators on this machine: frames/s and audio-seconds/s.
+
+Times ``Annotator.predict`` alone (pre-processing, front end and model, not JPEG or WAV
+decoding) on real inputs: scikit-image photos as 224x224 frames, and 1-s segments of a chirp
+with noise. Run ``python -m mmvideos.annotators.bench`` or call ``benchmark_annotators``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mmvideos.annotate import AudioConfig, VisualConfig
+from mmvideos.annotators import load_annotator
+
+
+def _photo_frames(n: int) -> np.ndarray:
+    from PIL import Image
+    from skimage import data
+
+    photos = [np.asarray(Image.fromarray(p).resize((224, 224))) for p in (data.chelsea(), data.coffee(), data.astronaut())]
+    return np.stack([photos[i % len(photos)] for i in range(n)])  # uint8 [n, 224, 224, 3]
+
+
+def _segments(n: int) -> np.ndarray:
+    t = np.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 3000 * t) * t)
+    return (chirp + 0.05 * rng.standard_normal((n, 16000))).astype(np.float32)  # [n, 16000]
+
+
+def _rate(predict, batch: np.ndarray, repeats: int) -> float:
+    predict(batch[: min(len(batch), 8)])  # warm-up: lazy initialisation, allocator, CUDA kernels
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best
+
+
+def benchmark_annotators(visual: VisualConfig = VisualConfig(), audio: AudioConfig = AudioConfig(),
+                         frames: int = 64, seconds: int = 256, repeats: int = 3) -> dict:
+    """Time both annotators' batched ``predict``; print and return the best-of-``repeats`` rates.
+
+    Args:
+        visual, audio: the annotators to time (model, weights, device, ...).
+        frames: frames per visual batch; seconds: 1-s segments per audio batch.
+        repeats: timed runs after one warm-up; the fastest counts.
+
+    Returns:
+        ``{"visual": {..., "frames_per_s"}, "audio": {..., "audio_seconds_per_s"}}``.
+    """
+    results = {}
+    for modality, cfg, batch, unit in (("visual", visual, _photo_frames(frames), "frames_per_s"),
+                                       ("audio", audio, _segments(seconds), "audio_seconds_per_s")):
+        annotator = load_annotator(modality, cfg)
+        rate = _rate(annotator.predict, batch, repeats)
+        results[modality] = {"annotator": annotator.name, "device": cfg.device, "batch": len(batch),
+                             unit: round(rate, 1)}
+        print(f"{modality:6s} {annotator.name:20s} {cfg.device:5s} batch {len(batch):4d}: "
+              f"{rate:9.1f} {unit.replace('_per_s', '/s')}")
+    return results
+
+
+if __name__ == "__main__":
+    benchmark_annotators()

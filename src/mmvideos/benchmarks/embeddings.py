@@ -1,0 +1,139 @@
+"""Clip-level features for the transfer benchmarks, cached on disk.
+
+A clip is decoded with PyAV, resampled to 16 kHz mono, zero-padded to at least one second and
+cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: ``[S, 100,
+64]``). An :class:`Extractor` turns those frames into one fixed-size vector per clip:
+
+* a network's ``embed`` gives one 128-d embedding per second; the paper "concatenates the
+  128-dimensional audio embedding features", which needs a fixed number of seconds, but ESC-50
+  clips are 5 s, TUT's 10 s and AudioSet's up to 10 s (some shorter). We therefore concatenate
+  the mean and the max over seconds (``[256]``): the mean summarises stationary content (scenes),
+  the max keeps short events that the mean dilutes (a dog bark in a 5-s clip), and both are
+  defined for any length and invariant to where in the clip the event falls;
+* the raw log-mel baseline takes the mean and standard deviation over all 10-ms frames of each
+  mel bin (``[128]``).
+
+Cache: ``<cache>/<extractor key>/<benchmark>/<clip_id>.npy``, each written atomically (its
+existence means it is complete), plus a ``.completed`` marker holding a digest of the clip ids
+once every clip is done; a re-run with the same key and clips then reads the vectors without
+decoding any audio. The key of a trained model is derived from its weights' SHA-256, so a new
+checkpoint never reuses stale vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from mmvideos import media, storage
+from mmvideos.atomic import atomic_path, write_text
+from mmvideos.features.logmel import SAMPLE_RATE, frames_per_second
+
+MARKER = ".completed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+    """A named clip featurizer: ``fn(frames [S, 100, 64]) -> float32 [D]``; ``key`` names its cache."""
+
+    name: str
+    key: str
+    fn: Callable[[torch.Tensor], np.ndarray]
+
+
+def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a local audio file's first audio stream to float32 mono samples at ``sample_rate``."""
+    chunks = list(media.iter_audio(path, sample_rate))
+    if not chunks:
+        raise media.MediaError(f"{path}: no audio samples")
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def load_audio(uri: str) -> np.ndarray:
+    """Decode a clip (local path or ``gs://``) to float32 mono samples at 16 kHz."""
+    with storage.local_copy(uri) as path:
+        return decode_audio(path)
+
+
+def clip_frames(samples: np.ndarray) -> torch.Tensor:
+    """16 kHz samples -> ``[S, 100, 64]`` log-mel frames; clips under 1 s are zero-padded to 1 s."""
+    if samples.size < SAMPLE_RATE:
+        samples = np.pad(samples, (0, SAMPLE_RATE - samples.size))
+    return frames_per_second(samples, SAMPLE_RATE)
+
+
+def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], torch.Tensor],
+                        device: str | torch.device = "cpu") -> Extractor:
+    """An extractor pooling a network's per-second embeddings: concat(mean, max) over seconds.
+
+    ``embed`` maps ``[B, 1, 100, 64]`` to ``[B, E]`` (``AudioTagger.embed``); the result is
+    ``[2 E]``.
+    """
+
+    def fn(frames: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            per_second = embed(frames[:, None].to(device)).float()  # [S, E]
+            pooled = torch.cat([per_second.mean(0), per_second.amax(0)])  # [2E]
+        return pooled.cpu().numpy()
+
+    return Extractor(name, key, fn)
+
+
+def logmel_stats(frames: torch.Tensor) -> np.ndarray:
+    """Mean and standard deviation over time of each mel bin: ``[S, 100, 64] -> [128]``."""
+    flat = frames.reshape(-1, frames.shape[-1]).double()  # [S * 100, 64]
+    return torch.cat([flat.mean(0), flat.std(0, correction=0)]).float().numpy()
+
+
+#: The raw-feature baseline; bump the key's version if the front end or the statistics change.
+LOGMEL_STATS = Extractor("logmel_stats", "logmel-stats-v1", logmel_stats)
+
+
+def weights_key(checkpoint_dir: str, prefix: str) -> str:
+    """``prefix-<first 16 hex of SHA-256(model.safetensors + model.json)>``."""
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "model.json"):
+        with storage.local_copy(f"{checkpoint_dir.rstrip('/')}/{name}") as path, open(path, "rb") as fh:
+            while block := fh.read(8 << 20):
+                digest.update(block)
+    return f"{prefix}-{digest.hexdigest()[:16]}"
+
+
+def _ids_digest(clip_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
+
+
+def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path, benchmark: str,
+            progress: bool = True) -> dict[str, np.ndarray]:
+    """Features of every clip of ``table`` for each extractor: ``{name: float32 [N, D]}``.
+
+    Each clip is decoded once for all extractors that still lack it; everything already cached
+    is read back instead.
+    """
+    clip_ids = table["clip_id"].tolist()
+    digest = _ids_digest(clip_ids)
+    folders = {e.name: Path(cache) / e.key / benchmark for e in extractors}
+    pending = [e for e in extractors
+               if not ((folders[e.name] / MARKER).is_file() and (folders[e.name] / MARKER).read_text() == digest)]
+    todo = [(cid, uri) for cid, uri in zip(clip_ids, table["uri"])
+            if any(not (folders[e.name] / f"{cid}.npy").is_file() for e in pending)]
+    for clip_id, uri in tqdm(todo, desc=f"{benchmark}: features", unit="clip", disable=not progress):
+        frames = clip_frames(load_audio(uri))  # [S, 100, 64]
+        for extractor in pending:
+            target = folders[extractor.name] / f"{clip_id}.npy"
+            if not target.is_file():
+                buf = io.BytesIO()
+                np.save(buf, extractor.fn(frames).astype(np.float32))
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(buf.getvalue())
+    for extractor in pending:
+        write_text(digest, folders[extractor.name] / MARKER)
+    return {e.name: np.stack([np.load(folders[e.name] / f"{cid}.npy") for cid in clip_ids]) for e in extractors}

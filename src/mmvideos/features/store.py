@@ -1,0 +1,149 @@
+"""The feature folder: log-mel shards with their labels, and its streaming reader.
+
+The ``features`` stage (:func:`mmvideos.features.extract.extract_features`) is the one writer of
+this folder; pre-training and the report read it through :func:`iter_features`.
+
+Layout (a local folder or a ``gs://`` prefix)::
+
+    shards/shard-XXXXX.tar   one per audio shard of the clip folder (same name: a fold range)
+        <clip_id>.npy        float16 [n_seconds, frames, 64] log-mel: one slice per
+                             non-overlapping 1-s frame of the clip (frames = 100 with the
+                             ``paper`` preset); NumPy .npy format, C order, little-endian
+        <clip_id>.json       {"visual": [vocab indices], "audio": [vocab indices],
+                              "split": "train" | "val", "fold": int}
+    index.parquet            clip_id (str), shard (str, e.g. "shard-00000"), n_seconds (int),
+                             split (str), fold (int); one row per clip, in shard order
+    vocabulary.parquet       merge_labels' vocabulary, copied: index (0..V-1), id, name,
+                             modality, count; the json's indices point into it
+    config.json              the front end: preset, sample_rate, window (samples and type),
+                             hop, n_fft, mel_bins, fmin/fmax, log_offset, pad, frames_per_second
+    summary.json             clips, audio seconds, throughput, skipped clips
+
+Label indices keep the order of the label table (annotator rank). A clip's seconds are
+transformed independently (each 1-s frame is reflect-padded on its own), so any single slice
+``mel[k]`` is exactly what a model sees at training time; a trailing partial second is dropped
+and clips under one second are left out. Members of one clip are contiguous in its shard, so a
+shard streams front to back with one clip in memory at a time; shards are deterministic
+(byte-identical when the stage is re-run on the same input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmvideos import shards, storage
+
+SHARDS = "shards"
+INDEX = "index.parquet"
+VOCABULARY = "vocabulary.parquet"
+CONFIG = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureRecord:
+    """One clip of the feature folder.
+
+    Attributes:
+        clip_id: the clip stage's id (``<video_id>-<k>``).
+        mel: float16 ``[n_seconds, 100, 64]`` log-mel, one slice per 1-s frame.
+        visual: int64 vocabulary indices of the clip's visual labels.
+        audio: int64 vocabulary indices of the clip's audio labels.
+        split: ``"train"`` or ``"val"``.
+        fold: the video's fold (``hash(video id) mod num_folds``).
+    """
+
+    clip_id: str
+    mel: np.ndarray
+    visual: np.ndarray
+    audio: np.ndarray
+    split: str
+    fold: int
+
+
+def encode_record(record: FeatureRecord) -> dict[str, bytes]:
+    """A record -> its shard members ``{"npy": ..., "json": ...}`` (deterministic bytes)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(record.mel, dtype="<f2"), allow_pickle=False)
+    meta = {"visual": [int(i) for i in record.visual], "audio": [int(i) for i in record.audio],
+            "split": record.split, "fold": int(record.fold)}
+    return {"npy": buf.getvalue(), "json": json.dumps(meta, sort_keys=True).encode()}
+
+
+def decode_record(clip_id: str, members: dict[str, bytes]) -> FeatureRecord:
+    """Shard members of one clip -> a :class:`FeatureRecord`."""
+    meta = json.loads(members["json"])
+    return FeatureRecord(
+        clip_id=clip_id,
+        mel=np.load(io.BytesIO(members["npy"]), allow_pickle=False),
+        visual=np.asarray(meta["visual"], dtype=np.int64),
+        audio=np.asarray(meta["audio"], dtype=np.int64),
+        split=meta["split"],
+        fold=int(meta["fold"]),
+    )
+
+
+def join(folder: str | Path, *names: str) -> str:
+    """``folder/name/...`` for a local folder or a ``gs://`` prefix."""
+    folder = str(folder)
+    if storage.is_gcs(folder):
+        return "/".join([folder.rstrip("/"), *names])
+    return str(Path(folder, *names))
+
+
+def list_feature_shards(features_dir: str | Path) -> list[str]:
+    """Sorted URIs of a feature folder's shards."""
+    return shards.list_shards(join(features_dir, SHARDS))
+
+
+def read_index(features_dir: str | Path) -> pd.DataFrame:
+    """The clip index (``index.parquet``) of a feature folder."""
+    with storage.local_copy(join(features_dir, INDEX)) as path:
+        return pd.read_parquet(path)
+
+
+def read_vocabulary(features_dir: str | Path) -> pd.DataFrame:
+    """The label vocabulary (``index, id, name, modality, count``) the label indices point into."""
+    with storage.local_copy(join(features_dir, VOCABULARY)) as path:
+        return pd.read_parquet(path)
+
+
+def read_feature_config(features_dir: str | Path) -> dict:
+    """The front-end settings the features were computed with (``config.json``)."""
+    with storage.local_copy(join(features_dir, CONFIG)) as path:
+        return json.loads(Path(path).read_text())
+
+
+def iter_features(features_dir: str | Path, split: str | None = None,
+                  shuffle_shards_seed: int | None = None) -> Iterator[FeatureRecord]:
+    """Stream the clips of a feature folder (local or ``gs://``), one shard at a time.
+
+    Args:
+        features_dir: the ``features`` stage's output folder.
+        split: ``"train"`` or ``"val"`` to keep only that split (shards without a clip of it,
+            according to ``index.parquet``, are not opened); ``None`` for every clip.
+        shuffle_shards_seed: visit the shards in an order permuted by this seed (clips keep
+            their order within a shard); ``None`` visits them in name order.
+
+    Yields:
+        :class:`FeatureRecord` objects; only the current clip is held in memory.
+    """
+    uris = list_feature_shards(features_dir)
+    if split is not None:
+        index = read_index(features_dir)
+        wanted = set(index.loc[index["split"] == split, "shard"])
+        uris = [u for u in uris if u.rsplit("/", 1)[-1].removesuffix(".tar") in wanted]
+    if shuffle_shards_seed is not None:
+        order = np.random.default_rng(shuffle_shards_seed).permutation(len(uris))
+        uris = [uris[i] for i in order]
+    for uri in uris:
+        for clip_id, members in shards.iter_shard(uri):
+            record = decode_record(clip_id, members)
+            if split is None or record.split == split:
+                yield record

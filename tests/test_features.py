@@ -1,0 +1,213 @@
+"""The features stage on a tiny real clip folder: a tone and espeak-ng speech, two shards."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchaudio.functional
+from gcp_storage_emulator.server import create_server
+
+from media_fixtures import speech, tone
+from mmvideos import shards, storage
+from mmvideos.atomic import write_parquet
+from mmvideos.features import logmel
+from mmvideos.features.extract import FeatureConfig, extract_features, feature_throughput, log_mel_seconds
+from mmvideos.features.store import (FeatureRecord, iter_features, list_feature_shards, read_feature_config,
+                                     read_index, read_vocabulary)
+
+SR = 16000
+CFG = FeatureConfig(preset="paper", batch_seconds=4, device="cpu")  # small batches: several flushes
+
+VOCABULARY = pd.DataFrame({
+    "index": [0, 1, 2, 3],
+    "id": ["n02084071", "/m/09x0r", "/m/07pbtc8", "/m/09x0r"],
+    "name": ["dog", "Speech", "Sine wave", "speech (visual)"],
+    "modality": ["visual", "audio", "audio", "visual"],
+    "count": [1, 1, 1, 1],
+})
+
+
+@pytest.fixture(scope="module")
+def clip_audio(tmp_path_factory) -> dict[str, np.ndarray]:
+    """16 kHz float32 audio of the clips, at the 16-bit precision the clip stage stores."""
+    voice, rate = speech("The quick brown fox jumps over the lazy dog.", tmp_path_factory.mktemp("tts") / "v.wav")
+    voice16 = torchaudio.functional.resample(torch.from_numpy(voice), rate, SR).numpy()
+    audio = {
+        "vidtone-000": tone(3.5, rate=SR),          # 3 s of features, train, shard 0
+        "vidspeech-000": np.pad(voice16, (0, max(0, 3 * SR - voice16.size))),  # val, shard 1
+        "vidshort-000": tone(0.6, rate=SR),         # under 1 s: skipped
+        "vidnolabel-000": tone(3.0, rate=SR, hz=1000.0),  # not in the label table: skipped
+    }
+    return {k: np.round(v * 32767).astype(np.int16).astype(np.float32) / 32768 for k, v in audio.items()}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, clip_audio) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    clips_dir, labels_dir = root / "clips", root / "labels"
+    placement = {"vidtone-000": ("shard-00000", "train", 3), "vidshort-000": ("shard-00000", "train", 3),
+                 "vidspeech-000": ("shard-00001", "val", 4000), "vidnolabel-000": ("shard-00001", "train", 4001)}
+    rows = []
+    for shard in ("shard-00000", "shard-00001"):
+        with shards.ShardWriter(clips_dir / "audio" / f"{shard}.tar") as writer:
+            for clip_id, (where, split, fold) in placement.items():
+                if where == shard:
+                    pcm = np.round(clip_audio[clip_id] * 32768).astype(np.int16)
+                    writer.write(clip_id, {"wav": shards.wav_bytes(pcm, SR)})
+                    rows.append({"clip_id": clip_id, "video_id": clip_id[:-4], "start_s": 0.0,
+                                 "end_s": pcm.size / SR, "fold": fold, "split": split, "n_frames": 9, "shard": shard})
+    write_parquet(pd.DataFrame(rows), clips_dir / "clips.parquet")
+    labels = pd.DataFrame([
+        {"clip_id": "vidtone-000", "video_id": "vidtone", "fold": 3, "split": "train",
+         "visual_labels": ["n02084071", "/m/09x0r"], "visual_scores": [0.6, 0.2],
+         "audio_labels": ["/m/07pbtc8"], "audio_scores": [0.9], "label_ids": ["n02084071", "/m/09x0r", "/m/07pbtc8"]},
+        {"clip_id": "vidspeech-000", "video_id": "vidspeech", "fold": 4000, "split": "val",
+         "visual_labels": ["/m/09x0r"], "visual_scores": [0.5],
+         "audio_labels": ["/m/09x0r"], "audio_scores": [0.8], "label_ids": ["/m/09x0r"]},
+        {"clip_id": "vidshort-000", "video_id": "vidshort", "fold": 3, "split": "train",
+         "visual_labels": ["n02084071"], "visual_scores": [0.5],
+         "audio_labels": [], "audio_scores": [], "label_ids": ["n02084071"]},
+    ])
+    write_parquet(labels, labels_dir / "labels.parquet")
+    write_parquet(VOCABULARY, labels_dir / "vocabulary.parquet")
+    return clips_dir, labels_dir
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory, inputs) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("features")
+    return out, extract_features(*inputs, out, CFG, progress=False)
+
+
+def test_summary_counts_clips_seconds_and_skips(features):
+    out, summary = features
+    assert summary["clips"] == 2 and summary["audio_seconds"] == 3 + 3
+    assert summary["clips_unlabelled"] == 1 and summary["clips_too_short"] == 1
+    assert summary["shards"] == 2 and summary["audio_seconds_per_s"] > 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_records_have_paper_shapes_labels_and_splits(features, clip_audio):
+    out, _ = features
+    records = {r.clip_id: r for r in iter_features(out)}
+    assert sorted(records) == ["vidspeech-000", "vidtone-000"]
+    tone_rec, speech_rec = records["vidtone-000"], records["vidspeech-000"]
+    assert tone_rec.mel.shape == (3, 100, 64) and tone_rec.mel.dtype == np.float16
+    assert speech_rec.mel.shape == (3, 100, 64)
+    # Labels map through the vocabulary by modality: "/m/09x0r" is 3 as a visual label, 1 as audio.
+    assert tone_rec.visual.tolist() == [0, 3] and tone_rec.audio.tolist() == [2]
+    assert speech_rec.visual.tolist() == [3] and speech_rec.audio.tolist() == [1]
+    assert tone_rec.visual.dtype == np.int64
+    assert (tone_rec.split, tone_rec.fold, speech_rec.split, speech_rec.fold) == ("train", 3, "val", 4000)
+    # The stored features are A's per-second front end, to float16 precision.
+    for clip_id, record in records.items():
+        expected = logmel.frames_per_second(clip_audio[clip_id]).numpy()
+        np.testing.assert_allclose(record.mel.astype(np.float32), expected, atol=0.01, rtol=2e-3)
+
+
+def test_tone_energy_sits_in_the_440_hz_mel_band(features):
+    out, _ = features
+    mel = next(r.mel for r in iter_features(out) if r.clip_id == "vidtone-000").astype(np.float32)
+    edges = np.linspace(logmel.hertz_to_mel(logmel.FMIN), logmel.hertz_to_mel(logmel.FMAX), logmel.N_MELS + 2)
+    band = int(np.argmin(np.abs(edges[1:-1] - logmel.hertz_to_mel(440.0))))
+    assert abs(int(mel.mean(axis=(0, 1)).argmax()) - band) <= 1
+    # Speech is not stationary: its frames vary far more over time than the tone's.
+    speech_mel = next(r.mel for r in iter_features(out) if r.clip_id == "vidspeech-000").astype(np.float32)
+    assert speech_mel.std(axis=1).mean() > 3 * mel.std(axis=1).mean()
+
+
+def test_split_filter_and_shard_shuffle(features):
+    out, _ = features
+    assert [r.clip_id for r in iter_features(out, split="train")] == ["vidtone-000"]
+    assert [r.clip_id for r in iter_features(out, split="val")] == ["vidspeech-000"]
+    shuffled = [r.clip_id for r in iter_features(out, shuffle_shards_seed=1)]
+    assert sorted(shuffled) == ["vidspeech-000", "vidtone-000"]
+
+
+def test_index_vocabulary_and_config(features):
+    out, _ = features
+    index = read_index(out)
+    assert index.to_dict("list") == {"clip_id": ["vidtone-000", "vidspeech-000"],
+                                     "shard": ["shard-00000", "shard-00001"], "n_seconds": [3, 3],
+                                     "split": ["train", "val"], "fold": [3, 4000]}
+    assert [Path(u).name for u in list_feature_shards(out)] == ["shard-00000.tar", "shard-00001.tar"]
+    pd.testing.assert_frame_equal(read_vocabulary(out), VOCABULARY)
+    config = read_feature_config(out)
+    assert config["preset"] == "paper" and config["frames_per_second"] == 100 and config["mel_bins"] == 64
+    assert (config["window"], config["hop"], config["window_type"]) == (400, 160, "hamming")
+
+
+def test_rerun_gives_byte_identical_shards_and_drops_stale_ones(features, inputs, tmp_path):
+    out, _ = features
+    stale = tmp_path / "shards" / "shard-00009.tar"  # left by an earlier run on other input
+    with shards.ShardWriter(stale) as writer:
+        writer.write("old-000", {"json": b"{}"})
+    extract_features(*inputs, tmp_path, FeatureConfig(preset="paper", batch_seconds=1000, device="cpu"),
+                     progress=False)
+    assert not stale.exists()
+    for name in ("shard-00000.tar", "shard-00001.tar"):
+        assert (tmp_path / "shards" / name).read_bytes() == (out / "shards" / name).read_bytes()
+    assert (tmp_path / "index.parquet").read_bytes() == (out / "index.parquet").read_bytes()
+
+
+def test_unknown_label_is_an_error(inputs, tmp_path):
+    clips_dir, labels_dir = inputs
+    bad = tmp_path / "labels"
+    labels = pd.read_parquet(labels_dir / "labels.parquet")
+    labels.at[0, "audio_labels"] = ["/m/not-in-vocab"]
+    write_parquet(labels, bad / "labels.parquet")
+    write_parquet(VOCABULARY, bad / "vocabulary.parquet")
+    with pytest.raises(ValueError, match="not-in-vocab"):
+        extract_features(clips_dir, bad, tmp_path / "out", CFG, progress=False)
+
+
+def test_batched_transform_keeps_clips_apart():
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (2 * SR + 5, 500, SR)]
+    mels = log_mel_seconds(waves, "paper", "cpu")
+    assert [m.shape for m in mels] == [(2, 100, 64), (0, 100, 64), (1, 100, 64)]
+    np.testing.assert_array_equal(mels[2], log_mel_seconds([waves[2]])[0])
+
+
+def test_bad_config_raises():
+    with pytest.raises(ValueError):
+        FeatureConfig(preset="mfcc")
+    with pytest.raises(ValueError):
+        FeatureConfig(batch_seconds=0)
+    with pytest.raises(ValueError):
+        FeatureConfig(device="tpu")
+
+
+def test_feature_throughput_reports_a_rate():
+    assert feature_throughput(seconds=4, device="cpu", batch_seconds=2) > 0
+
+
+def test_gcs_inputs_and_feature_folder(inputs, features, tmp_path, monkeypatch):
+    """Clips and labels read from gs://, and the feature folder streamed back from gs://."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="mm")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        clips_dir, labels_dir = inputs
+        storage.upload_dir(clips_dir, "gs://mm/clips")
+        storage.upload_dir(labels_dir, "gs://mm/labels")
+        extract_features("gs://mm/clips", "gs://mm/labels", tmp_path, CFG, progress=False)
+        out, _ = features
+        shard = Path("shards", "shard-00001.tar")
+        assert (tmp_path / shard).read_bytes() == (out / shard).read_bytes()
+        storage.upload_dir(out, "gs://mm/features")
+        remote = list(iter_features("gs://mm/features", split="val"))
+        assert all(isinstance(r, FeatureRecord) for r in remote)
+        assert [r.clip_id for r in remote] == ["vidspeech-000"] and remote[0].mel.shape == (3, 100, 64)
+        pd.testing.assert_frame_equal(read_vocabulary("gs://mm/features"), VOCABULARY)
+    finally:
+        server.stop()
