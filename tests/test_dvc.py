@@ -28,17 +28,21 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     shutil.copy(REPO / "dvc.yaml", tmp_path)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["source"] = str(media_dir)
+    params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
+    params["transfer"].update(epochs=5)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _dvc("init", "--no-scm", "-q", cwd=tmp_path)
     _dvc("repro", cwd=tmp_path)
     clips = pd.read_parquet(tmp_path / "data" / "clips" / "clips.parquet")
     assert len(clips) == 3
+    labels = pd.read_parquet(tmp_path / "data" / "labels" / "labels.parquet")
+    assert set(labels["clip_id"]) == set(clips["clip_id"])
+    assert "esc50.pretrained.top1" in (tmp_path / "data" / "report" / "metrics.json").read_text()
     assert "up to date" in _dvc("status", cwd=tmp_path)
-    out = _dvc("repro", cwd=tmp_path)
-    assert "didn't change, skipping" in out
-    # an edit of one clip setting re-runs clip but not ingest
-    params["clip"]["fps"] = 2
+    assert "esc50.pretrained.top1" in _dvc("metrics", "show", cwd=tmp_path)
+    # an edit of one transfer setting re-runs transfer and report only
+    params["transfer"]["epochs"] = 6
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = _dvc("repro", cwd=tmp_path)
-    assert "Stage 'ingest' didn't change" in out and "Running stage 'clip'" in out
-    assert pd.read_parquet(tmp_path / "data" / "clips" / "clips.parquet")["n_frames"].max() <= 10
+    assert "Stage 'ingest' didn't change" in out and "Stage 'pretrain' didn't change" in out
+    assert "Running stage 'transfer@esc50'" in out and "Running stage 'report'" in out

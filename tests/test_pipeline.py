@@ -15,24 +15,42 @@ from mmvideos.config import load_params
 from mmvideos.local_run import run_local, summarise
 from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
-STAGES = {"ingest", "clip-shard", "gather-clips"}
+STAGES = {"ingest", "clip-shard", "gather-clips", "annotate-visual", "annotate-audio", "merge-labels",
+          "extract-features", "pretrain", "transfer", "report"}
+
+
+def small_params(tmp_path):
+    """params.yaml with a quicker pretraining and transfer (same code paths)."""
+    params = load_params()
+    params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
+    params["transfer"].update(epochs=5)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 @pytest.mark.slow
 def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     shown = io.StringIO()
-    outputs = run_local(str(media_dir), tmp_path / "work", echo=shown)
+    params = small_params(tmp_path)
+    outputs = run_local(str(media_dir), tmp_path / "work", params, echo=shown)
     clips = pd.read_parquet(outputs["clips"] / "clips.parquet")
     rejects = pd.read_parquet(outputs["videos"] / "rejects.parquet")
     assert len(clips) == 3 and len(rejects) == 6
     text = summarise(outputs, 1.0)
     assert "8 found, 2 kept, 6 rejected" in text and "3 clips" in text
+    assert "labels   13.0 per clip" in text or "labels   1" in text
+    assert "pretrain vggish_fc x0.125 on" in text
+    table = (outputs["results"] / "results.csv").read_text()
+    assert "vggish_fc pretrained" in table and "log-mel stats" in table
+    model_meta = (outputs["model"] / "model.json").read_text()
+    assert '"arch": "vggish_fc"' in model_meta.replace("'", '"')
     assert "Task 'ingest' finished with status SUCCESS" in shown.getvalue()
     assert "Wrote executor output" in (tmp_path / "work" / "run.log").read_text()
     report = (outputs["videos"].parent / "report").read_text()
     assert "no audio stream" in report  # the Markdown artifact shows the rejects table
     # a second run hits the local cache: same artifacts, nothing recomputed
-    assert run_local(str(media_dir), tmp_path / "work") == outputs
+    assert run_local(str(media_dir), tmp_path / "work", params) == outputs
     assert (tmp_path / "work" / "latest" / "clips").resolve() == outputs["clips"]
 
 
@@ -41,9 +59,15 @@ def test_compiled_ir_loads_back_with_one_component_per_stage(tmp_path):
     assert main(["compile", "--output", str(target)]) == 0
     loaded = components.load_component_from_file(str(target))
     assert loaded.name == "mmvideos"
-    spec = yaml.safe_load(target.read_text())
+    spec, platform = yaml.safe_load_all(target.read_text())
     executors = {name.removeprefix("exec-") for name in spec["deploymentSpec"]["executors"]}
     assert STAGES <= executors
+    # pretraining lands on the GPU node pool: accelerator request, node selector, toleration
+    resources = spec["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    gpu_pod = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
+    assert gpu_pod["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
+    assert gpu_pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["clip_params"]["defaultValue"]["sample_rate"] == 16000
     assert set(params) >= {"source", "ingest_params", "clip_params"}
@@ -55,7 +79,7 @@ def test_params_yaml_is_the_single_source_of_defaults(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(custom))
     target = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline(load_params(tmp_path / "params.yaml")), str(target))
-    spec = yaml.safe_load(target.read_text())
+    spec = next(yaml.safe_load_all(target.read_text()))
     assert spec["root"]["inputDefinitions"]["parameters"]["clip_params"]["defaultValue"]["fps"] == 5
 
 

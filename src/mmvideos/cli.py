@@ -88,6 +88,41 @@ def cmd_models(args: argparse.Namespace) -> None:
     print(model_table(args.num_classes, args.width_mult).to_string(index=False))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from mmvideos.train import PretrainConfig, pretrain
+
+    _print(pretrain(args.features, args.output, _params(args, "pretrain", PretrainConfig)))
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    from mmvideos.config import load_params
+    from mmvideos.demo_benchmark import resolve_benchmark
+    from mmvideos.transfer import TransferConfig, transfer
+
+    data = args.data if args.data is not None else load_params(args.params).get("benchmarks", {}).get(args.benchmark)
+    _print(transfer(args.benchmark, resolve_benchmark(args.benchmark, data), args.checkpoint, args.output,
+                    _params(args, "transfer", TransferConfig)))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from mmvideos.report import report
+
+    _print(report(args.results, args.output))
+    print((args.output / "results.md").read_text())
+
+
+def cmd_demo_benchmark(args: argparse.Namespace) -> None:
+    from mmvideos.demo_benchmark import build_demo_benchmark, resolve_benchmark
+
+    print(build_demo_benchmark(args.output) if args.output else resolve_benchmark("esc50", ""))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from mmvideos.bench import run_all
+
+    run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult)
+
+
 def _print(summary: dict) -> None:
     print(json.dumps(summary, indent=2))
 
@@ -160,6 +195,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=10998, help="vocabulary size (default: the paper's 10,998)")
     p.add_argument("--width-mult", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("pretrain", help="pretrain an audio CNN on the feature shards (sigmoid cross-entropy)",
+                       description="Pretrain on one process. For several GPUs run the same stage with "
+                                   "`torchrun --nproc_per_node=N -m mmvideos.train --features DIR --out DIR`.")
+    p.add_argument("--features", required=True, help="features folder (local or gs://)")
+    p.add_argument("--output", type=Path, required=True, help="output folder; resumes from its checkpoint.pt")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")
+    p.add_argument("--benchmark", required=True, choices=["esc50", "tut2018", "audioset"])
+    p.add_argument("--data", default=None,
+                   help="dataset root in its published layout (local or gs://); default: params.yaml "
+                        "benchmarks.<name>, and for esc50 with none there the demo benchmark")
+    p.add_argument("--checkpoint", required=True, help="pretrain output folder (model.safetensors + model.json)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (metrics.json, confusion.json)")
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("report", help="one results table (paper Tables 2-4 style) over transfer outputs")
+    p.add_argument("results", nargs="+", help="transfer output folders")
+    p.add_argument("--output", type=Path, required=True, help="output folder (results.md/.csv/.html, metrics.json)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo-benchmark", help="build the demo benchmark (ESC-50 layout, FoxDot recordings)")
+    p.add_argument("--output", type=Path, help="folder (default: in the cache)")
+    p.set_defaults(func=cmd_demo_benchmark)
+
+    p = sub.add_parser("bench", help="print throughput figures: annotators, features, training per model")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--models", nargs="*", default=None, help="architectures to time (default: all five)")
+    p.add_argument("--batch", type=int, default=8, help="training batch for the timing (default 8)")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per model (default 3)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -170,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"mmvideos {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -9,8 +9,8 @@ Every input URI ends up in exactly one of two tables (one writer: this module):
 The video id is a UUID derived from the file's content (``uuid5`` of its SHA-256), so
 re-ingesting the same bytes gives the same id wherever they live, and a second copy is
 rejected as a duplicate of the first (in URI order). ``fold = hash(UUID) mod num_folds`` and
-the split follows the fold: one part in ``val_every_n_folds`` is validation (paper: 14 M train,
-1 M val, 4,096 folds).
+the split follows the fold: of every ``val_every_n_folds`` consecutive fold residues, the one
+equal to ``val_part`` is validation (paper: 14 M train, 1 M val, 4,096 folds).
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ class IngestConfig:
     min_duration_s: float = 3.0
     num_folds: int = 4096
     val_every_n_folds: int = 15
+    val_part: int = 14
 
     def __post_init__(self) -> None:
         if self.num_folds <= 0 or self.val_every_n_folds <= 0:
             raise ValueError("num_folds and val_every_n_folds must be positive")
+        if not 0 <= self.val_part < self.val_every_n_folds:
+            raise ValueError(f"val_part must lie in [0, {self.val_every_n_folds}), got {self.val_part}")
 
 
 def video_id_for(sha256: str) -> str:
@@ -63,9 +66,9 @@ def fold_of(video_id: str, num_folds: int = 4096) -> int:
     return int.from_bytes(digest[:8], "big") % num_folds
 
 
-def split_of(fold: int, val_every_n_folds: int = 15) -> str:
-    """``val`` for one fold in ``val_every_n_folds``, else ``train``."""
-    return "val" if fold % val_every_n_folds == val_every_n_folds - 1 else "train"
+def split_of(fold: int, val_every_n_folds: int = 15, val_part: int = 14) -> str:
+    """``val`` when ``fold % val_every_n_folds == val_part`` (one part in 15), else ``train``."""
+    return "val" if fold % val_every_n_folds == val_part else "train"
 
 
 def ingest(source: str | Path, out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
@@ -136,7 +139,7 @@ def _examine(uri: str, cfg: IngestConfig) -> tuple[dict | None, str]:
     return {
         "video_id": video_id, "uri": uri, "sha256": sha, "size_bytes": size,
         **{k: v for k, v in dataclasses.asdict(info).items() if k not in ("has_video", "has_audio")},
-        "fold": fold, "split": split_of(fold, cfg.val_every_n_folds),
+        "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part),
     }, ""
 
 

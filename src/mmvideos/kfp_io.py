@@ -6,12 +6,13 @@ Kept free of kfp imports: it works on anything with ``.metadata`` (a dict) and `
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from mmvideos.atomic import write_text
+from mmvideos.atomic import write_json, write_text
 
 _MAX_ROWS = 50
 
@@ -66,7 +67,35 @@ def copy_page(source: str | Path, target: str | Path) -> None:
 
 
 def log_metrics(metrics, values: dict) -> None:
-    """Log every numeric entry of ``values`` on a KFP ``Metrics`` artifact (scalars only)."""
+    """Log every number in ``values`` on a KFP ``Metrics`` artifact; nested dicts become
+    ``outer_inner`` keys, anything else (None, text, lists) is skipped.
+
+    The metrics are also written to the artifact's file: KFP keeps them as metadata only, and
+    ``kfp.local``'s cache treats an artifact without a file as missing, re-running the task.
+    """
+    for key, value in _flatten(values).items():
+        metrics.log_metric(key, value)
+    write_json(dict(metrics.metadata), metrics.path)
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
     for key, value in values.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(key, float(value))
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}_"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def log_transfer(results_dir: str | Path, metrics, confusion) -> None:
+    """Put a transfer folder's numbers on KFP artifacts: every row's Top-1/Top-5/mAP/AUC on
+    ``metrics`` and, for single-label benchmarks, the confusion matrix on ``confusion``."""
+    results_dir = Path(results_dir)
+    result = json.loads((results_dir / "metrics.json").read_text())
+    log_metrics(metrics, {row["model"]: {k: row[k] for k in ("top1", "top5", "map", "auc")} for row in result["rows"]})
+    matrix = results_dir / "confusion.json"
+    data = json.loads(matrix.read_text()) if matrix.exists() else None
+    if data is not None:
+        confusion.log_confusion_matrix(data["labels"], data["matrix"])
+    write_json(data or {}, confusion.path)  # a file behind the artifact, as for the metrics

@@ -67,10 +67,22 @@ def run_local(source: str, workdir: str | Path, params_path: str | Path = "param
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
         # our image is a Python image with mmvideos installed: the same code runs here
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-        task = pipeline(source=source)
+        try:
+            task = pipeline(source=source)
+        except RuntimeError as exc:
+            log.flush()
+            raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     _point_latest(workdir, outputs)
     return outputs
+
+
+def _failure(log_path: Path, max_lines: int = 25) -> str:
+    """The last traceback a task wrote to the run log, to show why the run failed."""
+    lines = log_path.read_text().splitlines()
+    start = max((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), default=len(lines))
+    excerpt = [line.strip() for line in lines[start:] if line.strip()]
+    return "\n".join(excerpt[-max_lines:]) + f"\n(full log: {log_path})"
 
 
 def _point_latest(workdir: Path, outputs: dict[str, Path]) -> None:
@@ -106,6 +118,15 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         features = _summary(outputs["features"])
         lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
                      f" as 100x64 log-mel frames ({features.get('shards', 0)} shards)")
+    if "model" in outputs:
+        model = _summary(outputs["model"])
+        final = model.get("final") or {}
+        val = (f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}" if final.get("val_top1") is not None
+               else "no validation clips")
+        lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
+                     f" {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
+    if "results" in outputs and (outputs["results"] / "results.md").exists():
+        lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
     lines += [
         f"  time     {seconds:.0f} s",
         f"  outputs  {Path(outputs['clips']).parents[1]}  (also {Path(outputs['clips']).parents[3] / 'latest'})",

@@ -1,0 +1,20 @@
+"""Pretraining component: the audio CNN on the merged labels (GPU node pool on a cluster)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from mmvideos.components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def pretrain(features: Input[Dataset], params: dict, model: Output[Model], metrics: Output[Metrics],
+             curves: Output[HTML]):
+    """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP."""
+    from mmvideos.config import from_dict
+    from mmvideos.kfp_io import copy_page, log_metrics
+    from mmvideos.train import PretrainConfig, pretrain as run
+
+    summary = run(features.path, model.path, from_dict(PretrainConfig, params), progress=False)
+    log_metrics(metrics, summary)
+    model.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    copy_page(f"{model.path}/curves.html", curves.path)

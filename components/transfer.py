@@ -1,0 +1,40 @@
+"""Transfer components: one per benchmark (in parallel), then the results table."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from mmvideos.components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def transfer(benchmark: str, data_roots: dict, model: Input[Model], params: dict, results: Output[Dataset],
+             metrics: Output[Metrics], confusion: Output[ClassificationMetrics]):
+    """Classifier on the 128-d embeddings (and two baselines) under the benchmark's protocol.
+
+    ``data_roots`` maps benchmark names to their data (params.yaml ``benchmarks``).
+    """
+    from mmvideos.config import from_dict
+    from mmvideos.demo_benchmark import resolve_benchmark
+    from mmvideos.kfp_io import log_transfer
+    from mmvideos.transfer import TransferConfig, transfer as run
+
+    run(benchmark, resolve_benchmark(benchmark, data_roots.get(benchmark)), model.path, results.path,
+        from_dict(TransferConfig, params), progress=False)
+    log_transfer(results.path, metrics, confusion)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def report(results: Input[List[Dataset]], table: Output[Dataset], page: Output[Markdown],
+           metrics: Output[Metrics], plot: Output[HTML]):
+    """One table in the style of the paper's Tables 2-4, plus a bar plot."""
+    import json
+
+    from mmvideos.kfp_io import copy_page, log_metrics
+    from mmvideos.report import report as run
+
+    run([r.path for r in results], table.path)
+    log_metrics(metrics, json.loads(open(f"{table.path}/metrics.json").read()))
+    copy_page(f"{table.path}/results.md", page.path)
+    copy_page(f"{table.path}/results.html", plot.path)

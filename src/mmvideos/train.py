@@ -1,0 +1,378 @@
+"""Pre-training on the feature shards (paper section 3, "Loss Function" and "Training").
+
+One readable loop: each epoch every training clip gives one random 1-s log-mel frame with half
+its visual labels and all its audio labels (:mod:`mmvideos.training.data`); the loss is the
+sigmoid cross-entropy of eq. 1 (``BCEWithLogitsLoss``, mean over the vocabulary and the batch);
+Adam at 1e-4 decays x0.9 after every epoch; validation Top-1 and mAP follow every epoch; then a
+resumable checkpoint, the exported model, ``metrics.json`` and ``curves.png`` are written.
+
+The L2 penalty. The paper adds "L2 regularization ... to the loss function" with "penalty ...
+set to 1.0". Read literally as ``1.0 * ||w||^2`` on a 73 M-parameter network that term would
+dwarf the cross-entropy (which is below 1) and drive every weight to zero, so 1.0 cannot be the
+per-weight coefficient. It matches the YouTube-8M/VGGish TensorFlow training code the paper
+builds on, where ``regularization_penalty`` (default 1.0) multiplies the summed layer
+regularisers ``l2_scale * sum(w^2) / 2`` (``slim.l2_regularizer``, with ``l2_penalty=1e-8`` in
+those models). We therefore add ``l2_penalty * l2_scale * sum(w^2) / 2`` over convolution and
+linear weights (not biases, not norm parameters, as slim regularises only weights), with
+``l2_penalty=1.0`` and ``l2_scale=1e-8``. Its gradient is ``l2_penalty * l2_scale * w``, which is
+exactly what ``torch.optim.Adam(weight_decay=l2_penalty * l2_scale)`` adds to the gradient, so
+that is how it is implemented (coupled, as in TF's Adam plus a loss term; not AdamW).
+
+Distributed data parallel: under ``torchrun`` (``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` set) the
+model is wrapped in DDP (NCCL on CUDA, gloo on CPU), ``batch_size`` is the global batch split
+evenly over the ranks, each rank reads disjoint clips, and only rank 0 validates and writes.
+BatchNorm statistics are per rank (as in the paper's multi-GPU training). ``out_dir`` must be a
+folder every rank can read, since all ranks resume from its ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mmvideos import config as config_mod
+from mmvideos.atomic import write_json, write_parquet
+from mmvideos.features.store import list_feature_shards, read_index, read_vocabulary
+from mmvideos.models import MODEL_NAMES, build_model
+from mmvideos.training.checkpoint import (
+    CHECKPOINT,
+    VOCABULARY,
+    export_model,
+    load_checkpoint,
+    load_model,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from mmvideos.training.data import TrainStream, batch_collate
+from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
+
+__all__ = ["PretrainConfig", "evaluate", "load_model", "main", "pretrain"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Pre-training hyper-parameters; the defaults are the paper's (section 3).
+
+    Attributes:
+        model: architecture, one of ``mmvideos.models.MODEL_NAMES``.
+        width_mult: channel-width multiplier (1.0 in the paper; smaller for quick runs).
+        epochs: passes over the training clips ("about 30 epochs").
+        batch_size: global batch over all ranks; ``None`` is the paper's 1,024, or 2,048 for
+            MobileNetV2.
+        lr: Adam's initial learning rate (1e-4).
+        lr_decay: factor applied to the learning rate after every epoch (0.9).
+        l2_penalty: the paper's "L2 regularization penalty" (1.0), multiplying ``l2_scale``.
+        l2_scale: per-weight L2 coefficient (module docstring: the penalty is
+            ``l2_penalty * l2_scale * sum(w^2) / 2``).
+        shuffle_buffer: records each data reader holds for its streaming shuffle.
+        val_clips: validate on the first this many validation clips (a "validation subset",
+            bounding memory: their scores are held as ``[val_clips, V]``); 0 for all.
+        val_every: validate every this many epochs (and after the last).
+        seed: seeds initialisation, sampling order and per-clip draws.
+        num_workers: data-loader worker processes per rank.
+        device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
+        bf16: bfloat16 autocast on CUDA (ignored on CPU).
+        channels_last: NHWC memory layout on CUDA, faster for convolutions under autocast.
+    """
+
+    model: str = "vggish_fc"
+    width_mult: float = 1.0
+    epochs: int = 30
+    batch_size: int | None = None
+    lr: float = 1e-4
+    lr_decay: float = 0.9
+    l2_penalty: float = 1.0
+    l2_scale: float = 1e-8
+    shuffle_buffer: int = 8192
+    val_clips: int = 10000
+    val_every: int = 1
+    seed: int = 0
+    num_workers: int = 4
+    device: str = "auto"
+    bf16: bool = True
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; known: {', '.join(MODEL_NAMES)}")
+        if self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"device must be auto, cuda or cpu, got {self.device!r}")
+        if self.epochs < 1 or self.val_every < 1 or (self.batch_size is not None and self.batch_size < 1):
+            raise ValueError("epochs, val_every and batch_size must be positive")
+
+    @property
+    def global_batch(self) -> int:
+        """The batch over all ranks: ``batch_size``, else the paper's per-model value."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return 2048 if self.model == "mobilenetv2" else 1024
+
+    @property
+    def weight_decay(self) -> float:
+        """Adam's coupled ``weight_decay`` equal to the L2 term (module docstring)."""
+        return self.l2_penalty * self.l2_scale
+
+
+@dataclasses.dataclass(frozen=True)
+class _Process:
+    """Where this process sits in the (possibly distributed) job."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_process(device: str) -> _Process:
+    """Read the ``torchrun`` environment, pick the device, join the process group if needed."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    chosen = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Process(rank, world_size, chosen)
+
+
+def _all_ranks_have_batch(have: bool, proc: _Process) -> bool:
+    """True while every rank still has a batch: ranks stop an epoch together."""
+    if proc.world_size == 1:
+        return have
+    flag = torch.tensor([int(have)], device=proc.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def _sum_over_ranks(values: list[float], proc: _Process) -> list[float]:
+    if proc.world_size == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=proc.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _ranks_in_sync(model: nn.Module, proc: _Process) -> bool:
+    """Whether all ranks hold the same parameters, compared by a float64 (sum, sum of squares)."""
+    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])
+    digest = torch.stack([flat.sum(), flat.square().sum()])
+    digests = [torch.empty_like(digest) for _ in range(proc.world_size)]
+    dist.all_gather(digests, digest)
+    return all(torch.equal(d, digest) for d in digests)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Conv and linear weights get the L2 term; biases and norm parameters (1-d) do not."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _prepare(mel: torch.Tensor, proc: _Process, channels_last: bool) -> torch.Tensor:
+    """``float16 [B, 1, 100, 64]`` batch -> float32 on the device, NHWC when asked."""
+    x = mel.to(proc.device, non_blocking=True).float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, proc: _Process,
+                 cfg: PretrainConfig, total_steps: int, progress: bool) -> tuple[float, int, int]:
+    """One pass; returns (mean loss, samples over all ranks, steps)."""
+    model.train()
+    criterion = nn.BCEWithLogitsLoss()  # eq. 1: mean over classes (and over the batch)
+    autocast = proc.device.type == "cuda" and cfg.bf16
+    channels_last = proc.device.type == "cuda" and cfg.channels_last
+    loss_sum, samples, steps = 0.0, 0, 0
+    batches = iter(loader)
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not (progress and proc.main))
+    while _all_ranks_have_batch((batch := next(batches, None)) is not None, proc):
+        mel, targets = batch
+        x = _prepare(mel, proc, channels_last)  # [b, 1, 100, 64]
+        y = targets.to(proc.device, non_blocking=True).float()  # [b, V] multi-hot
+        with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x)  # [b, V]
+        loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(y)
+        samples += len(y)
+        steps += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    loss_sum, samples = _sum_over_ranks([loss_sum, float(samples)], proc)
+    return loss_sum / max(samples, 1.0), int(samples), steps
+
+
+def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
+             progress: bool = True) -> dict[str, Any]:
+    """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
+
+    Args:
+        features_dir: the features stage's output (``index.parquet``, ``vocabulary.parquet``,
+            ``shards/``), local or ``gs://``.
+        out_dir: local folder for ``checkpoint.pt``, ``model.safetensors``, ``model.json``,
+            ``vocabulary.parquet``, ``metrics.json``, ``curves.png``, ``curves.html`` and
+            ``summary.json``.
+        cfg: hyper-parameters.
+        progress: show a progress bar (rank 0).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the default process group unless one is
+    already initialised; :func:`main` destroys it on exit, other callers own its lifetime.
+
+    Returns:
+        The summary (also ``summary.json``): model, epochs, global step, world size, the last
+        epoch's metrics and the best validation mAP.
+    """
+    features_dir, out_dir = str(features_dir), Path(out_dir)
+    proc = _setup_process(cfg.device)
+    if cfg.global_batch % proc.world_size:
+        raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
+    vocabulary, index = read_vocabulary(features_dir), read_index(features_dir)
+    num_train = int((index["split"] == "train").sum())
+    train_shards = set(index.loc[index["split"] == "train", "shard"])
+    shard_uris = [uri for uri in list_feature_shards(features_dir)
+                  if uri.rsplit("/", 1)[-1].removesuffix(".tar") in train_shards]
+    if num_train < cfg.global_batch:
+        raise ValueError(f"{num_train} training clips in {features_dir}: fewer than one batch of {cfg.global_batch}")
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
+    if proc.device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    torch.manual_seed(cfg.seed + proc.rank)  # rank-local randomness (dropout) differs per rank
+    start_epoch, step, history = 0, 0, []
+    if (out_dir / CHECKPOINT).exists():
+        state = load_checkpoint(out_dir / CHECKPOINT)
+        if state["config"]["model"] != cfg.model or state["config"]["width_mult"] != cfg.width_mult:
+            raise ValueError(f"{out_dir / CHECKPOINT} holds a different model: {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        if len(state["rng"]) == proc.world_size:  # else a different world size: fresh rank seeds
+            set_rng_state(state["rng"][proc.rank])
+    network = DistributedDataParallel(model) if proc.world_size > 1 else model
+
+    stream = TrainStream(shard_uris, cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
+    per_rank = cfg.global_batch // proc.world_size
+    loader = DataLoader(stream, batch_size=per_rank, collate_fn=batch_collate(len(vocabulary)),
+                        num_workers=cfg.num_workers, drop_last=True, pin_memory=proc.device.type == "cuda")
+    if proc.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_parquet(vocabulary, out_dir / VOCABULARY)
+    for epoch in range(start_epoch, cfg.epochs):
+        stream.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        started = time.perf_counter()
+        loss, samples, steps = _train_epoch(network, loader, optimizer, proc, cfg,
+                                            num_train // cfg.global_batch, progress)
+        seconds = time.perf_counter() - started
+        step += steps
+        scheduler.step()
+        record = {"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr, "samples": samples,
+                  "samples_per_s": samples / seconds}
+        if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
+            record["ranks_in_sync"] = _ranks_in_sync(model, proc)
+        if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            record |= evaluate(model, features_dir, len(vocabulary), cfg.val_clips, per_rank, proc.device, cfg.bf16)
+        history.append(record)
+        rngs = [rng_state()]
+        if proc.world_size > 1:
+            rngs = [None] * proc.world_size
+            dist.all_gather_object(rngs, rng_state())
+        if proc.main:
+            save_checkpoint(out_dir / CHECKPOINT, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch + 1, step=step, history=history,
+                            rng=rngs, config=dataclasses.asdict(cfg), world_size=proc.world_size)
+            export_model(out_dir, model, cfg.model, cfg.width_mult, epoch + 1)
+            write_json(history, out_dir / "metrics.json")
+            write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
+        if proc.world_size > 1:
+            dist.barrier()  # the next epoch (or a resuming reader) sees this epoch's files
+
+    summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
+               "world_size": proc.world_size, "batch_size": cfg.global_batch, "num_classes": len(vocabulary),
+               "train_clips": num_train, "final": history[-1] if history else {},
+               "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None)}
+    if proc.main:
+        write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+def _attribute_help(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass docstring."""
+    helps: dict[str, str] = {}
+    name = None
+    for line in (cls.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
+        field, sep, text = line.strip().partition(": ")
+        if sep and field.isidentifier() and line.startswith(" " * 8) and not line.startswith(" " * 12):
+            name, helps[field] = field, text
+        elif name and line.strip():
+            helps[name] += " " + line.strip()
+    return helps
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mmvideos.train",
+        description="Pre-train an audio model on mmvideos feature shards (paper section 3). "
+                    "Distributed: torchrun --nproc_per_node=N -m mmvideos.train ...",
+    )
+    parser.add_argument("--features", required=True, help="features stage output folder (local or gs://)")
+    parser.add_argument("--out", required=True, help="output folder; training resumes from its checkpoint.pt")
+    parser.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS),
+                        help="params.yaml whose 'pretrain' section gives the settings (default: %(default)s)")
+    overrides = parser.add_argument_group("overrides of the params.yaml settings (defaults, the paper's, in brackets)")
+    helps = _attribute_help(PretrainConfig)
+    choices = {"model": MODEL_NAMES, "device": ("auto", "cuda", "cpu")}
+    for field in dataclasses.fields(PretrainConfig):
+        kind = {"float": float, "int": int, "int | None": int, "str": str, "bool": None}[str(field.type)]
+        flag, text = "--" + field.name.replace("_", "-"), f"{helps[field.name]} [{field.default}]"
+        if kind is None:
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            overrides.add_argument(flag, type=kind, default=None, choices=choices.get(field.name),
+                                   metavar=field.name.upper(), help=text)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point (``python -m mmvideos.train --help``); prints the summary."""
+    args = _parse_args(argv)
+    cfg = config_mod.section(PretrainConfig, "pretrain", args.params)
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
+               if getattr(args, f.name) is not None}
+    cfg = dataclasses.replace(cfg, **changes)
+    try:
+        summary = pretrain(args.features, args.out, cfg, progress=args.progress)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pre-training internals: the epoch data stream and checkpoints (the stage is ``mmvideos.train``)."""

@@ -1,0 +1,103 @@
+"""Checkpoints: a resumable ``checkpoint.pt`` and the consumer-facing model export.
+
+``checkpoint.pt`` holds everything an uninterrupted run would still have in memory at an epoch
+boundary: weights, the Adam moments, the learning-rate schedule, epoch and global step, the
+metrics so far and every RNG state (python, numpy, torch, CUDA) of every rank. All of it is
+tensors, numbers, strings, lists and dicts, so it loads with ``torch.load(weights_only=True)``:
+no pickled code runs when a checkpoint is read.
+
+The export is what other stages use: ``model.safetensors`` (the weights) beside ``model.json``
+(``arch``, ``num_classes``, ``width_mult``, ``vocabulary`` (a parquet file in the same folder),
+``feature_preset`` and ``epoch``); :func:`load_model` rebuilds the network from the pair.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mmvideos.atomic import atomic_path, write_json
+from mmvideos.models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "model.safetensors"
+MODEL_CARD = "model.json"
+VOCABULARY = "vocabulary.parquet"
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as plain tensors and numbers (``weights_only``-loadable)."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    np_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+                         "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, **state: Any) -> Path:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a :func:`save_checkpoint` file on the CPU, allowing no pickled code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: float,
+                 epoch: int) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` for ``model`` (``vocabulary.parquet`` must
+    already be in ``out_dir``); returns the weights' path."""
+    out_dir = Path(out_dir)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"arch": arch, "epoch": str(epoch)})
+    write_json({"arch": arch, "num_classes": int(model.num_classes), "width_mult": width_mult,
+                "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch},
+               out_dir / MODEL_CARD)
+    return out_dir / WEIGHTS
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The pre-trained network in eval mode, from a pretrain output folder or a file in it.
+
+    Args:
+        checkpoint: the folder holding ``model.safetensors`` and ``model.json``, or either file.
+        device: where to put the model.
+
+    Returns:
+        The :class:`mmvideos.models.AudioTagger` (``embed(x) -> [B, 128]``), in eval mode.
+    """
+    folder = Path(checkpoint)
+    folder = folder if folder.is_dir() else folder.parent
+    card = json.loads((folder / MODEL_CARD).read_text())
+    model = build_model(card["arch"], card["num_classes"], card["width_mult"])
+    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    return model.to(device).eval()

@@ -1,0 +1,112 @@
+"""Validation metrics and training curves of pre-training (paper section 3: "1-best accuracy
+and mean Average Precision (mAP) over a validation subset")."""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch import nn
+from torchmetrics.functional.classification import multilabel_average_precision
+
+from mmvideos.atomic import atomic_path, write_text
+from mmvideos.features.store import iter_features
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, features_dir: str | Path, num_classes: int, max_clips: int = 0,
+             batch_size: int = 1024, device: str | torch.device = "cpu", bf16: bool = False) -> dict[str, Any]:
+    """Validation Top-1 and mAP on the ``val`` clips of a features folder.
+
+    A clip's scores are the sigmoid outputs averaged over all its 1-s frames; its truth is all
+    its visual and audio labels. Top-1: the fraction of clips (with at least one label) whose
+    top-scoring label is one of them. mAP: average precision (torchmetrics, exact) averaged over
+    the classes that have a positive clip.
+
+    Args:
+        model: the network (its training mode is restored afterwards).
+        features_dir: a features folder; only clips whose split is ``val`` are read.
+        num_classes: vocabulary size.
+        max_clips: read at most this many validation clips (0: all).
+        batch_size: 1-s frames per forward pass.
+        device: where ``model`` runs.
+        bf16: bfloat16 autocast (CUDA).
+
+    Returns:
+        ``{"val_clips", "val_top1", "val_map"}``, or ``{"val_clips": 0, "val_note": ...}``
+        when there is no validation clip.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    clips = iter_features(features_dir, split="val")
+    clips = itertools.islice(clips, max_clips) if max_clips else clips
+    scores, truth, pending = [], [], []
+
+    def flush() -> None:
+        mel = torch.from_numpy(np.concatenate([c.mel for c in pending])).unsqueeze(1)  # [S, 1, 100, 64]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            probs = torch.sigmoid(model(mel.to(device).float()).float()).cpu()  # [S, V]
+        for part in probs.split([len(c.mel) for c in pending]):
+            scores.append(part.mean(0))
+        for clip in pending:
+            row = torch.zeros(num_classes, dtype=torch.bool)
+            row[torch.from_numpy(np.concatenate([clip.visual, clip.audio]))] = True
+            truth.append(row)
+        pending.clear()
+
+    for clip in clips:
+        pending.append(clip)
+        if sum(len(c.mel) for c in pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    model.train(was_training)
+    if not scores:
+        return {"val_clips": 0, "val_note": "no validation clips (split == 'val'): validation skipped"}
+    probs, targets = torch.stack(scores), torch.stack(truth)  # [N, V] each
+    labelled = targets.any(1)
+    top1 = targets[torch.arange(len(probs)), probs.argmax(1)][labelled].float().mean().item()
+    classes = torch.nonzero(targets.any(0)).flatten()
+    ap = torch.cat([multilabel_average_precision(probs[:, chunk], targets[:, chunk].long(), num_labels=len(chunk),
+                                                 average="none", thresholds=None)
+                    for chunk in classes.split(1024)])
+    return {"val_clips": len(probs), "val_top1": top1, "val_map": ap.mean().item()}
+
+
+def plot_curves(history: list[dict[str, Any]], target: str | Path) -> Path:
+    """Training loss, validation Top-1 / mAP and learning rate per epoch, as a PNG."""
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    panels = [("loss", "training loss"), ("val_top1", "validation Top-1"),
+              ("val_map", "validation mAP"), ("lr", "learning rate")]
+    for ax, (key, title) in zip(fig.subplots(2, 2).flat, panels):
+        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(target)
+
+
+def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: str | Path) -> Path:
+    """A self-contained HTML page (for the Kubeflow UI): the curves PNG inlined, then a table of
+    the per-epoch metrics."""
+    image = base64.b64encode(Path(png).read_bytes()).decode()
+    keys = ["epoch", "step", "loss", "lr", "samples_per_s", "val_top1", "val_map"]
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
+    rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k, ''))}</td>" for k in keys) + "</tr>" for h in history)
+    header = "".join(f"<th>{k}</th>" for k in keys)
+    return write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>pre-training curves</title></head>"
+                      f"<body><h1>Pre-training</h1><img alt='training curves' src='data:image/png;base64,{image}'>"
+                      f"<table border='1'><tr>{header}</tr>{rows}</table></body></html>\n", target)

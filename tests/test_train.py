@@ -1,0 +1,185 @@
+"""Pre-training: the sampling rules, learning a synthetic task, exact resume, the model export.
+
+The data is :mod:`mmvideos.training.synthetic`: 12 labels (8 visual, 4 audio), each a modulated
+mel band; a clip has 2 visual and 1 audio label, so every label is in ~1/4 of the clips and a
+random scorer gets mAP ~0.25 and Top-1 0.25 (chance). Models are 1/16-width so the whole file
+runs in well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import average_precision_score
+from torch.utils.data import DataLoader
+
+from mmvideos.bench import benchmark, format_table
+from mmvideos.features.store import iter_features
+from mmvideos.models import build_model
+from mmvideos.train import PretrainConfig, evaluate, load_model, pretrain
+from mmvideos.training.data import TrainStream, training_labels, training_sample
+from mmvideos.training.synthetic import write_synthetic_features
+
+CHANCE_MAP = 0.25
+EPOCHS = 4
+
+
+def small_config(**changes) -> PretrainConfig:
+    """A tiny, fast configuration of the paper's VGGish-FC on the CPU."""
+    settings = dict(model="vggish_fc", width_mult=0.0625, epochs=EPOCHS, batch_size=16, lr=3e-3,
+                    shuffle_buffer=32, num_workers=0, device="cpu", val_clips=0)
+    return PretrainConfig(**(settings | changes))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_threads():
+    """Two cores are shared: one intra-op thread keeps steps fast and deterministic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return write_synthetic_features(tmp_path_factory.mktemp("features"), num_clips=160, val_clips=32)
+
+
+@pytest.fixture(scope="module")
+def trained(features, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    summary = pretrain(features, out, small_config(), progress=False)
+    return out, summary
+
+
+def test_training_labels_keep_half_the_visual_labels_rounded_up_and_every_audio_label():
+    rng = np.random.default_rng(0)
+    audio = np.array([20, 21])
+    for visual, kept in [(np.arange(10), 5), (np.arange(3), 2), (np.array([7]), 1), (np.array([], dtype=np.int64), 0)]:
+        labels = training_labels(visual, audio, rng)
+        assert set(audio) <= set(labels)
+        assert len(set(labels) & set(visual)) == kept
+        assert len(labels) == kept + len(audio)
+
+
+def test_each_clip_gets_one_second_and_draws_that_depend_only_on_seed_epoch_and_clip(features):
+    clip = next(iter_features(features, split="train"))
+    mel, labels = training_sample(clip, seed=0, epoch=3)
+    assert mel.shape == (1, 100, 64) and mel.dtype == torch.float16
+    assert any(torch.equal(mel[0], torch.from_numpy(second)) for second in clip.mel)
+    again_mel, again_labels = training_sample(clip, seed=0, epoch=3)
+    assert torch.equal(mel, again_mel) and np.array_equal(labels, again_labels)
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_ranks_read_disjoint_clips_that_cover_the_training_split(tmp_path, num_shards):
+    folder = write_synthetic_features(tmp_path, num_clips=30, val_clips=6, num_shards=num_shards)
+    shards = sorted(str(p) for p in (folder / "shards").glob("*.tar"))
+    per_rank = []
+    for rank in range(2):
+        stream = TrainStream(shards, seed=1, shuffle_buffer=4, rank=rank, world_size=2)
+        stream.set_epoch(2)
+        per_rank.append({mel.numpy().tobytes() for mel, _ in stream})
+    expected = {training_sample(clip, 1, 2)[0].numpy().tobytes() for clip in iter_features(folder, split="train")}
+    assert not per_rank[0] & per_rank[1]
+    assert per_rank[0] | per_rank[1] == expected
+    assert len(expected) == 24
+    # Data-loader workers of one rank split its share the same way.
+    stream = TrainStream(shards, seed=1, shuffle_buffer=4)
+    stream.set_epoch(2)
+    seen = [mel.numpy().tobytes() for mel, _ in DataLoader(stream, batch_size=None, num_workers=2)]
+    assert len(seen) == len(set(seen)) and set(seen) == expected
+
+
+def test_pretraining_learns_the_synthetic_task_well_above_chance(trained):
+    out, summary = trained
+    history = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["val_clips"] == 32
+    assert history[-1]["val_map"] > CHANCE_MAP + 0.4
+    assert history[-1]["val_top1"] > 0.75
+    # The learning rate decays x0.9 after every epoch.
+    assert [h["lr"] for h in history] == pytest.approx([3e-3 * 0.9**e for e in range(EPOCHS)])
+    assert summary["global_step"] == EPOCHS * (128 // 16)
+    assert json.loads((out / "summary.json").read_text())["best_val_map"] == pytest.approx(
+        max(h["val_map"] for h in history))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "data:image/png;base64," in (out / "curves.html").read_text()
+
+
+def test_resuming_from_a_checkpoint_gives_exactly_the_uninterrupted_run(features, trained, tmp_path):
+    uninterrupted, _ = trained
+    pretrain(features, tmp_path, small_config(epochs=EPOCHS // 2), progress=False)
+    pretrain(features, tmp_path, small_config(), progress=False)  # resumes at epoch EPOCHS // 2
+    expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    before = json.loads((uninterrupted / "metrics.json").read_text())
+    after = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("loss", "val_map", "val_top1", "lr", "step"):
+        assert [h[key] for h in before] == [h[key] for h in after]
+
+
+def test_checkpoint_loads_without_pickled_code(trained):
+    out, _ = trained
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * 8
+    assert {"model", "optimizer", "scheduler", "rng", "history", "config"} <= state.keys()
+    assert set(state["rng"][0]) == {"python", "numpy", "torch", "cuda"}
+
+
+def test_load_model_rebuilds_the_exported_network(trained):
+    out, _ = trained
+    card = json.loads((out / "model.json").read_text())
+    assert card == {"arch": "vggish_fc", "num_classes": 12, "width_mult": 0.0625, "epoch": EPOCHS,
+                    "feature_preset": "paper", "vocabulary": "vocabulary.parquet"}
+    assert (out / card["vocabulary"]).exists()
+    model = load_model(out)
+    assert not model.training
+    reference = build_model("vggish_fc", 12, 0.0625).eval()
+    reference.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+    x = torch.randn(5, 1, 100, 64)
+    with torch.no_grad():
+        assert torch.equal(model.embed(x), reference.embed(x))
+        assert model.embed(x).shape == (5, 128)
+    assert torch.equal(load_model(out / "model.safetensors").classifier.weight, model.classifier.weight)
+
+
+def test_without_validation_clips_validation_is_skipped_and_said(tmp_path):
+    folder = write_synthetic_features(tmp_path / "features", num_clips=32, val_clips=0)
+    summary = pretrain(folder, tmp_path / "out", small_config(epochs=1), progress=False)
+    history = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert history[0]["val_clips"] == 0 and "no validation clips" in history[0]["val_note"]
+    assert summary["best_val_map"] is None
+
+
+def test_benchmark_reports_samples_per_second_relative_to_the_slowest_model():
+    rows = benchmark(models=["vggish", "mobilenetv2"], device="cpu", batch=4, steps=1, warmup=1,
+                     num_classes=12, width_mult=0.0625, print_table=False)
+    assert [row["model"] for row in rows] == ["vggish", "mobilenetv2"]
+    assert all(row["samples_per_s"] > 0 and row["parameters"] > 0 for row in rows)
+    assert min(row["ratio_to_slowest"] for row in rows) == 1.0
+    assert "samples/s" in format_table(rows)
+
+
+def test_validation_metrics_agree_with_sklearn_on_clip_averaged_scores(features):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100 * 64, 12)).eval()
+    metrics = evaluate(model, features, num_classes=12, batch_size=10)
+    clips = list(iter_features(features, split="val"))
+    with torch.no_grad():
+        scores = np.stack([torch.sigmoid(model(torch.from_numpy(c.mel).float())).mean(0).numpy() for c in clips])
+    truth = np.zeros_like(scores, dtype=bool)
+    for row, clip in enumerate(clips):
+        truth[row, np.concatenate([clip.visual, clip.audio])] = True
+    present = truth.any(0)
+    assert metrics["val_clips"] == len(clips) == 32
+    assert metrics["val_map"] == pytest.approx(average_precision_score(truth[:, present], scores[:, present]), abs=1e-5)
+    assert metrics["val_top1"] == pytest.approx(truth[np.arange(len(clips)), scores.argmax(1)].mean())
+    assert evaluate(model, features, num_classes=12, max_clips=5)["val_clips"] == 5

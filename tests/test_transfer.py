@@ -1,0 +1,122 @@
+"""The transfer stage end to end on tiny fixtures with a tiny model, the cache, and the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmvideos.benchmarks import read_benchmark
+from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract
+from mmvideos.models import build_model
+from mmvideos.report import report
+from mmvideos.training.checkpoint import export_model
+from mmvideos.transfer import TransferConfig, transfer
+from test_benchmarks import make_audioset, make_esc50, sounds
+
+CFG = TransferConfig(epochs=40)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the heads are tiny: on a shared 2-core machine more threads only spin against each other
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    return sounds(tmp_path_factory.mktemp("voices"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny VGGish+BN export (width 1/8), as the pretrain stage writes it."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(7)
+    export_model(folder, build_model("vggish_bn", 16, width_mult=0.125), "vggish_bn", 0.125, epoch=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def esc50_run(tmp_path_factory, audio, checkpoint):
+    root = make_esc50(tmp_path_factory.mktemp("esc50"), audio)
+    cache = tmp_path_factory.mktemp("cache")
+    out = tmp_path_factory.mktemp("out_esc50")
+    summary = transfer("esc50", root, checkpoint, out, CFG, progress=False, cache_dir=cache)
+    return root, cache, out, summary
+
+
+def test_transfer_writes_metrics_and_confusion(esc50_run):
+    _, _, out, summary = esc50_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["benchmark"] == "esc50"
+    assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats"]
+    for row in metrics["rows"]:
+        assert set(row["splits"]) == {f"fold{k}" for k in range(1, 6)}
+        assert all(0.0 <= row[m] <= 1.0 for m in ("top1", "top5", "map", "auc"))
+        assert row["top5"] == 1.0  # 3 classes: the true one is always in the top 5
+    # tone vs noise vs speech is easy from raw log-mel statistics
+    assert summary["logmel_stats.top1"] >= 0.8  # chance: 0.33
+    confusion = json.loads((out / "confusion.json").read_text())
+    assert confusion["labels"] == ["tone", "noise", "speech"]
+    matrix = np.array(confusion["matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == 30 and (matrix.sum(1) == 10).all()
+    assert np.trace(matrix) / 30 == pytest.approx(summary["pretrained.top1"])
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_transfer_is_deterministic_and_cached(esc50_run, checkpoint, tmp_path):
+    root, cache, _, first = esc50_run
+    again = transfer("esc50", root, checkpoint, tmp_path, CFG, progress=False, cache_dir=cache)
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in first.items() if k != "seconds"}
+    # the cache is complete: an extractor that would fail if called is never called
+    table = read_benchmark("esc50", root).table
+
+    def refuse(frames):
+        raise AssertionError("recomputed a cached clip")
+
+    cached = extract(table, [Extractor("logmel_stats", LOGMEL_STATS.key, refuse)], cache, "esc50", progress=False)
+    assert cached["logmel_stats"].shape == (30, 128)
+
+
+def test_embedding_extractor_pools_mean_and_max():
+    def embed(x):  # [B, 1, 100, 64] -> [B, 2]: per-second mean and a per-second constant
+        return torch.stack([x.mean((1, 2, 3)), torch.arange(len(x), dtype=torch.float32)], 1)
+
+    frames = torch.stack([torch.full((100, 64), v) for v in (1.0, 3.0, 2.0)])  # [3, 100, 64]
+    pooled = embedding_extractor("t", "t", embed).fn(frames)
+    np.testing.assert_allclose(pooled, [2.0, 1.0, 3.0, 2.0])  # mean (2, 1) then max (3, 2)
+
+
+def test_transfer_multilabel_audioset(tmp_path, audio, checkpoint):
+    root = make_audioset(tmp_path / "as", audio)
+    summary = transfer("audioset", root, checkpoint, tmp_path / "out", TransferConfig(epochs=5),
+                       progress=False, cache_dir=tmp_path / "cache")
+    assert summary["missing_clips"] == 1 and summary["clips"] == 9
+    assert not (tmp_path / "out" / "confusion.json").exists()  # multi-label: no confusion matrix
+    assert 0.0 <= summary["pretrained.map"] <= 1.0
+
+
+def test_report_writes_the_table(esc50_run, tmp_path):
+    _, _, out, summary = esc50_run
+    tut = tmp_path / "tut"
+    tut.mkdir()
+    rows = [{"model": m, "top1": 0.5, "top5": 0.9, "map": 0.6, "auc": 0.8}
+            for m in ("pretrained", "random_init", "logmel_stats")]
+    (tut / "metrics.json").write_text(json.dumps({"benchmark": "tut2018", "arch": "vggish_bn", "rows": rows}))
+    result = report([out, tut], tmp_path / "report")
+    assert result["benchmarks"] == ["esc50", "tut2018"]
+    markdown = (tmp_path / "report" / "results.md").read_text()
+    assert "| Model | ESC-50 Top-1 | ESC-50 Top-5 | ESC-50 mAP | ESC-50 AUC | TUT 2018 Top-1 |" in markdown
+    assert "| vggish_bn pretrained |" in markdown and "| log-mel stats |" in markdown
+    csv_lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("Model,ESC-50 Top-1")
+    flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert flat["esc50.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
+    assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 24
+    assert (tmp_path / "report" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
