@@ -123,6 +123,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult)
 
 
+def cmd_schedule(args: argparse.Namespace) -> None:
+    from mmvideos.schedule import schedule
+
+    arguments = {"source": args.source} if args.source else {}
+    run_id = schedule(args.host, args.cron, args.name, args.experiment, args.params, arguments, args.namespace)
+    print(f"recurring run {run_id} created: {args.cron}")
+
+
 def _print(summary: dict) -> None:
     print(json.dumps(summary, indent=2))
 
@@ -220,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-benchmark", help="build the demo benchmark (ESC-50 layout, FoxDot recordings)")
     p.add_argument("--output", type=Path, help="folder (default: in the cache)")
     p.set_defaults(func=cmd_demo_benchmark)
+
+    p = sub.add_parser("schedule", help="create a KFP recurring run (scheduled re-annotation) on a cluster",
+                       description="Compile the pipeline and schedule it on a Kubeflow Pipelines API.")
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p.add_argument("--cron", required=True, help="six-field cron, seconds first, e.g. '0 0 3 * * 0' (Sundays 03:00)")
+    p.add_argument("--source", help="override the pipeline's source (e.g. a gs:// prefix)")
+    p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name")
+    p.add_argument("--experiment", default="mmvideos", help="KFP experiment")
+    p.add_argument("--namespace", help="Kubeflow profile namespace")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("bench", help="print throughput figures: annotators, features, training per model")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
