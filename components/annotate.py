@@ -1,7 +1,7 @@
 """Annotation components: visual and audio annotators in parallel, then label merging."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
 from mmvideos.components import IMAGE
 
@@ -40,3 +40,20 @@ def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dat
     labels.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def label_drift(labels: Input[Dataset], params: dict, drift: Output[HTML], metrics: Output[Metrics]):
+    """evidently drift report of the labels: against an earlier run's, else train vs val."""
+    import tempfile
+
+    from mmvideos.config import from_dict
+    from mmvideos.drift import DriftConfig, label_drift as run
+    from mmvideos.kfp_io import copy_page, log_metrics
+
+    with tempfile.TemporaryDirectory() as out:
+        summary = run(labels.path, out, from_dict(DriftConfig, params), progress=False)
+        copy_page(f"{out}/drift.html", drift.path)
+    log_metrics(metrics, {"columns": summary.get("columns", 0), "drifted_columns": summary.get("drifted_columns", 0),
+                          "drifted_share": summary.get("drifted_share", 0.0),
+                          "dataset_drift": float(bool(summary.get("dataset_drift")))})

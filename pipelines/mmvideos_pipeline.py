@@ -1,7 +1,8 @@
 """The mmvideos DAG.
 
     ingest -> clip (one task per fold range) -> gather
-           -> annotate_visual | annotate_audio (in parallel) -> merge_labels -> features
+           -> annotate_visual | annotate_audio (in parallel) -> merge_labels -> label_drift
+                                                                          -> features
            -> pretrain (GPU node pool) -> transfer (one task per benchmark) -> report
 
 ``build_pipeline(params)`` returns the ``@dsl.pipeline`` function with every stage's section of
@@ -16,7 +17,7 @@ from typing import NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Model
 
-from mmvideos.components.annotate import annotate_audio, annotate_visual, merge_labels
+from mmvideos.components.annotate import annotate_audio, annotate_visual, label_drift, merge_labels
 from mmvideos.components.clip import clip_shard, gather_clips
 from mmvideos.components.features import extract_features
 from mmvideos.components.ingest import ingest
@@ -56,6 +57,7 @@ def build_pipeline(params: dict):
         visual_params: dict = params["annotate_visual"],
         audio_params: dict = params["annotate_audio"],
         merge_params: dict = params["merge_labels"],
+        drift_params: dict = params["label_drift"],
         feature_params: dict = params["features"],
         pretrain_params: dict = params["pretrain"],
         transfer_params: dict = params["transfer"],
@@ -71,6 +73,7 @@ def build_pipeline(params: dict):
         audio = annotate_audio(clips=clip_set, params=audio_params).set_display_name("annotate audio")
         labels = merge_labels(clips=clip_set, visual=visual.outputs["labels"], audio=audio.outputs["labels"],
                               params=merge_params).set_display_name("merge labels")
+        label_drift(labels=labels.outputs["labels"], params=drift_params).set_display_name("label drift")
         features = extract_features(clips=clip_set, labels=labels.outputs["labels"],
                                     params=feature_params).set_display_name("features")
         trained = on_gpu_node_pool(

@@ -16,7 +16,7 @@ from mmvideos.local_run import run_local, summarise
 from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
 STAGES = {"ingest", "clip-shard", "gather-clips", "annotate-visual", "annotate-audio", "merge-labels",
-          "extract-features", "pretrain", "transfer", "report"}
+          "label-drift", "extract-features", "pretrain", "transfer", "report"}
 
 
 def small_params(tmp_path):

@@ -8,6 +8,7 @@ chains these subcommands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -74,6 +75,15 @@ def cmd_merge_labels(args: argparse.Namespace) -> None:
     from mmvideos.annotate import MergeConfig, merge_labels
 
     _print(merge_labels(args.clips, args.visual, args.audio, args.output, _params(args, "merge_labels", MergeConfig)))
+
+
+def cmd_label_drift(args: argparse.Namespace) -> None:
+    from mmvideos.drift import DriftConfig, label_drift
+
+    cfg = _params(args, "label_drift", DriftConfig)
+    if args.reference is not None:
+        cfg = dataclasses.replace(cfg, reference=args.reference)
+    _print(label_drift(args.labels, args.output, cfg))
 
 
 def cmd_features(args: argparse.Namespace) -> None:
@@ -192,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", required=True, help="annotate-audio output folder")
     p.add_argument("--output", type=Path, required=True, help="output folder (labels.parquet, vocabulary.parquet, stats)")
     p.set_defaults(func=cmd_merge_labels)
+
+    p = sub.add_parser("label-drift", help="evidently drift report of the labels (vs an earlier run, else train vs val)")
+    p.add_argument("--labels", required=True, help="merge-labels output folder")
+    p.add_argument("--reference", default=None, help="an earlier merge-labels folder or labels.parquet (default: params.yaml)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (drift.html, drift.json, summary.json)")
+    p.set_defaults(func=cmd_label_drift)
 
     p = sub.add_parser("features", help="log-mel features (100x64 per second) in float16 shards with the labels")
     p.add_argument("--clips", required=True, help="clip folder")

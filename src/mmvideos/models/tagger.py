@@ -24,6 +24,10 @@ INPUT_SHAPE = (100, 64)
 EMBEDDING_DIM = 128
 
 
+#: Initial sigmoid output of every label (see ``AudioTagger.__init__``).
+LABEL_PRIOR = 0.01
+
+
 class AudioTagger(nn.Module):
     """Multi-label audio classifier with a 128-d embedding before its output layer.
 
@@ -48,6 +52,10 @@ class AudioTagger(nn.Module):
         self.embedding_dim = embedding_dim
         self.config = dict(config or {})
         self.apply(init_weights)
+        # Start the output layer at a small label prior instead of p = 0.5: with thousands of
+        # mostly-absent labels, a zero bias spends the first epochs only learning that labels are
+        # rare (the BCE sits near ln 2); a prior of 1% lets training go to the audio at once.
+        nn.init.constant_(self.classifier.bias, -math.log((1 - LABEL_PRIOR) / LABEL_PRIOR))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[B, 1, T, F]`` or ``[B, T, F]`` -> embedding ``[B, embedding_dim]``."""
