@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from media_fixtures import speech, tone, write_media
 
@@ -33,3 +34,13 @@ def media_dir(tmp_path_factory) -> Path:
     (root / "empty.mp4").write_bytes(b"")
     (root / "copy_of_tone.mp4").write_bytes((root / "good_tone.mp4").read_bytes())
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: small models on a shared 2-core machine run faster and repeatably
+    without threads spinning against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,13 +35,7 @@ def small_config(**changes) -> PretrainConfig:
     return PretrainConfig(**(settings | changes))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def few_threads():
-    """Two cores are shared: one intra-op thread keeps steps fast and deterministic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

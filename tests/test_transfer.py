@@ -19,13 +19,7 @@ from test_benchmarks import make_audioset, make_esc50, sounds
 CFG = TransferConfig(epochs=40)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the heads are tiny: on a shared 2-core machine more threads only spin against each other
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
