@@ -15,7 +15,7 @@ The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Dataset, Model
+from kfp.dsl import Dataset, Metrics, Model
 
 from mmvideos.components.annotate import annotate_audio, annotate_visual, label_drift, merge_labels
 from mmvideos.components.clip import clip_shard, gather_clips
@@ -26,8 +26,8 @@ from mmvideos.components.transfer import report, transfer
 
 PIPELINE_NAME = "mmvideos"
 
-Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, features=Dataset, model=Model,
-                     results=Dataset)
+Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, drift=Metrics, features=Dataset,
+                     model=Model, results=Dataset)
 
 
 def on_gpu_node_pool(task: dsl.PipelineTask, cluster: dict) -> dsl.PipelineTask:
@@ -73,7 +73,7 @@ def build_pipeline(params: dict):
         audio = annotate_audio(clips=clip_set, params=audio_params).set_display_name("annotate audio")
         labels = merge_labels(clips=clip_set, visual=visual.outputs["labels"], audio=audio.outputs["labels"],
                               params=merge_params).set_display_name("merge labels")
-        label_drift(labels=labels.outputs["labels"], params=drift_params).set_display_name("label drift")
+        drift = label_drift(labels=labels.outputs["labels"], params=drift_params).set_display_name("label drift")
         features = extract_features(clips=clip_set, labels=labels.outputs["labels"],
                                     params=feature_params).set_display_name("features")
         trained = on_gpu_node_pool(
@@ -84,7 +84,7 @@ def build_pipeline(params: dict):
                                  params=transfer_params).set_display_name("transfer")
         results = report(results=dsl.Collected(evaluated.outputs["results"])).set_display_name("report")
         return Outputs(videos=ingested.outputs["videos"], clips=clip_set, labels=labels.outputs["labels"],
-                       features=features.outputs["features"], model=trained.outputs["model"],
+                       drift=drift.outputs["metrics"], features=features.outputs["features"], model=trained.outputs["model"],
                        results=results.outputs["table"])
 
     return mmvideos

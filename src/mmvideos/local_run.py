@@ -114,6 +114,11 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
     ]
     if "labels" in outputs:
         lines += _label_lines(outputs["labels"])
+    if "drift" in outputs and outputs["drift"].is_file():
+        drift = json.loads(outputs["drift"].read_text())
+        lines.append(f"  drift    {drift['drifted_columns']:.0f} of {drift['columns']:.0f} label columns drifted"
+                     f" ({'dataset drift' if drift['dataset_drift'] else 'no dataset drift'}; report: "
+                     f"{outputs['drift'].parent / 'drift'})")
     if "features" in outputs:
         features = _summary(outputs["features"])
         lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
