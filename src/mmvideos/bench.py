@@ -10,6 +10,7 @@ selection, allocator growth, lazy imports) are excluded.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,17 +100,28 @@ def benchmark(models: Sequence[str] = MODEL_NAMES, device: str = "cpu", batch: i
     return rows
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the architecture."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int = 8, steps: int = 3,
             width_mult: float = 1.0) -> None:
     """``mmvideos bench``: print the machine, then annotator, feature and training throughput."""
     import os
-    import platform
 
     from mmvideos.annotate import AudioConfig, VisualConfig
     from mmvideos.annotators.bench import benchmark_annotators
     from mmvideos.features.extract import feature_throughput
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name()
     print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, device {device}")
     print("annotators (model call only, best of 3):")
     benchmark_annotators(VisualConfig(device=device), AudioConfig(device=device))
