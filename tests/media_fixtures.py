@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 
-def test_pattern(t: float, width: int, height: int) -> np.ndarray:
+def colour_bars(t: float, width: int, height: int) -> np.ndarray:
     """Moving colour bars: an RGB uint8 frame for time ``t``."""
     x = (np.arange(width)[None, :] + int(t * 40)) % width
     bars = (x * 7 // width)[..., None]
@@ -50,7 +50,7 @@ def write_media(path: Path, duration: float, *, video: bool = True, audio: np.nd
             astream.layout = "mono"
         if vstream is not None:
             for i in range(int(duration * fps)):
-                frame = av.VideoFrame.from_ndarray(test_pattern(i / fps, *size), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(colour_bars(i / fps, *size), format="rgb24")
                 out.mux(vstream.encode(frame))
             out.mux(vstream.encode(None))
         if astream is not None:

@@ -37,7 +37,6 @@ class ShardWriter:
             self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
         else:
             self._tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
-        self.count = 0
 
     @classmethod
     def to_file(cls, fileobj: IO[bytes]) -> ShardWriter:
@@ -53,7 +52,6 @@ class ShardWriter:
             info = tarfile.TarInfo(f"{key}.{suffix}")
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             self._tar.addfile(info, io.BytesIO(data))
-        self.count += 1
 
     def close(self) -> Path | None:
         """Finish the shard and move it into place."""
