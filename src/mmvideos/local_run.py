@@ -47,9 +47,12 @@ class _TaskLines(io.TextIOBase):
         self._log.flush()
 
 
-def run_local(source: str, workdir: str | Path, params_path: str | Path = "params.yaml",
+def run_local(source: str | None, workdir: str | Path, params_path: str | Path = "params.yaml",
               caching: bool = True, echo: io.TextIOBase | None = None) -> dict[str, Path]:
-    """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``."""
+    """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``.
+
+    ``source`` None keeps the pipeline's default (``data.source`` in the parameter file).
+    """
     from kfp import local
 
     from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
@@ -68,7 +71,7 @@ def run_local(source: str, workdir: str | Path, params_path: str | Path = "param
         # our image is a Python image with mmvideos installed: the same code runs here
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
         try:
-            task = pipeline(source=source)
+            task = pipeline(**({} if source is None else {"source": source}))
         except RuntimeError as exc:
             log.flush()
             raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
@@ -154,7 +157,7 @@ def _label_lines(folder: Path) -> list[str]:
     return lines
 
 
-def timed_run(source: str, workdir: str | Path, params_path: str | Path, caching: bool = True) -> str:
+def timed_run(source: str | None, workdir: str | Path, params_path: str | Path, caching: bool = True) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
     outputs = run_local(source, workdir, params_path, caching)
