@@ -14,7 +14,7 @@ def annotate_visual(clips: Input[Dataset], params: dict, labels: Output[Dataset]
     from mmvideos.kfp_io import finish
 
     finish(labels, report, "Visual annotation",
-           run(clips.path, labels.path, from_dict(VisualConfig, params), progress=False))
+           run(clips.path, labels.path, from_dict(VisualConfig, params), progress=True))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -25,7 +25,7 @@ def annotate_audio(clips: Input[Dataset], params: dict, labels: Output[Dataset],
     from mmvideos.kfp_io import finish
 
     finish(labels, report, "Audio annotation",
-           run(clips.path, labels.path, from_dict(AudioConfig, params), progress=False))
+           run(clips.path, labels.path, from_dict(AudioConfig, params), progress=True))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -36,7 +36,7 @@ def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dat
     from mmvideos.config import from_dict
     from mmvideos.kfp_io import copy_page, finish
 
-    summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=False)
+    summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=True)
     labels.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
@@ -52,7 +52,7 @@ def label_drift(labels: Input[Dataset], params: dict, drift: Output[HTML], metri
     from mmvideos.kfp_io import copy_page, log_metrics
 
     with tempfile.TemporaryDirectory() as out:
-        summary = run(labels.path, out, from_dict(DriftConfig, params), progress=False)
+        summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True)
         copy_page(f"{out}/drift.html", drift.path)
     log_metrics(metrics, {"columns": summary.get("columns", 0), "drifted_columns": summary.get("drifted_columns", 0),
                           "drifted_share": summary.get("drifted_share", 0.0),

@@ -18,7 +18,7 @@ def clip_shard(videos: Input[Dataset], params: dict, ingest_params: dict, shard_
 
     num_folds = from_dict(IngestConfig, ingest_params).num_folds
     summary = clip_videos(read_videos(videos.path), clips.path, from_dict(ClipConfig, params),
-                          num_folds=num_folds, shard_index=shard_index, progress=False)
+                          num_folds=num_folds, shard_index=shard_index, progress=True)
     clips.metadata.update(summary)
 
 

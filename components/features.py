@@ -15,4 +15,4 @@ def extract_features(clips: Input[Dataset], labels: Input[Dataset], params: dict
     from mmvideos.kfp_io import finish
 
     finish(features, report, "Features",
-           run(clips.path, labels.path, features.path, from_dict(FeatureConfig, params), progress=False))
+           run(clips.path, labels.path, features.path, from_dict(FeatureConfig, params), progress=True))

@@ -14,5 +14,5 @@ def ingest(source: str, params: dict, videos: Output[Dataset], report: Output[Ma
     from mmvideos.ingest import IngestConfig, ingest as run
     from mmvideos.kfp_io import finish
 
-    summary = run(resolve_source(source), videos.path, from_dict(IngestConfig, params), progress=False)
+    summary = run(resolve_source(source), videos.path, from_dict(IngestConfig, params), progress=True)
     finish(videos, report, "Ingest", summary, tables={"Rejected inputs": f"{videos.path}/rejects.parquet"})

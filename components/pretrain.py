@@ -14,7 +14,7 @@ def pretrain(features: Input[Dataset], params: dict, model: Output[Model], metri
     from mmvideos.kfp_io import copy_page, log_metrics
     from mmvideos.train import PretrainConfig, pretrain as run
 
-    summary = run(features.path, model.path, from_dict(PretrainConfig, params), progress=False)
+    summary = run(features.path, model.path, from_dict(PretrainConfig, params), progress=True)
     log_metrics(metrics, summary)
     model.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
     copy_page(f"{model.path}/curves.html", curves.path)

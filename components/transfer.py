@@ -21,7 +21,7 @@ def transfer(benchmark: str, data_roots: dict, model: Input[Model], params: dict
     from mmvideos.transfer import TransferConfig, transfer as run
 
     run(benchmark, resolve_benchmark(benchmark, data_roots.get(benchmark)), model.path, results.path,
-        from_dict(TransferConfig, params), progress=False)
+        from_dict(TransferConfig, params), progress=True)
     log_transfer(results.path, metrics, confusion)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torchaudio.functional
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import label_stats, storage
 from mmvideos.annotators import Annotator, load_annotator
@@ -170,7 +170,7 @@ def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfi
     out_dir = Path(out_dir)
     annotator = load_annotator("visual", cfg)
     ids = ("visual:" + annotator.classes["id"]).to_numpy()
-    bar = tqdm(total=int(read_clips(clips_dir)["n_frames"].sum()), unit="frame", desc="annotate_visual",
+    bar = progress_bar(total=int(read_clips(clips_dir)["n_frames"].sum()), unit="frame", desc="annotate_visual",
                disable=not progress)
     n_frames = 0
 
@@ -207,7 +207,7 @@ def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig,
     annotator = load_annotator("audio", cfg)
     ids = ("audio:" + annotator.classes["id"]).to_numpy()
     clips = read_clips(clips_dir)
-    bar = tqdm(total=round(float((clips["end_s"] - clips["start_s"]).sum()), 1), unit="s",
+    bar = progress_bar(total=float((clips["end_s"] - clips["start_s"]).sum()), unit="s",
                desc="annotate_audio", disable=not progress)
     audio_seconds = 0.0
 
@@ -272,7 +272,7 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
         classes.append(_read(folder, "classes.csv").assign(modality=modality))
 
     counts: Counter[str] = Counter()  # label id -> clips carrying it
-    for visual_labels, audio_labels in tqdm(zip(table["visual_labels"], table["audio_labels"]), total=len(table),
+    for visual_labels, audio_labels in progress_bar(zip(table["visual_labels"], table["audio_labels"]), total=len(table),
                                             unit="clip", desc="merge_labels", disable=not progress):
         counts.update(set(visual_labels) | set(audio_labels))
     every_class = pd.concat(classes, ignore_index=True)

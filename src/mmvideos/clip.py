@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
@@ -105,7 +105,7 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, num_
     indices = [shard_index] if shard_index is not None else range(cfg.num_shards)
     clip_rows: list[dict] = []
     rejects: list[dict] = []
-    bar = tqdm(total=float(videos.loc[videos["shard"].isin(list(indices)), "duration_s"].sum()),
+    bar = progress_bar(total=float(videos.loc[videos["shard"].isin(list(indices)), "duration_s"].sum()),
                unit="s", desc="clip", disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s video [{elapsed}<{remaining}]")
     for index in indices:
         name = shard_name(index)

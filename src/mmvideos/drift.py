@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import storage
 from mmvideos.atomic import atomic_path, write_json, write_text
@@ -238,7 +238,7 @@ def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = 
         The summary (also ``summary.json``).
     """
     out_dir = Path(out_dir)
-    steps = tqdm(total=3, desc="label_drift", unit="step", disable=not progress)
+    steps = progress_bar(total=3, desc="label_drift", unit="step", disable=not progress)
     current, names = read_labels(labels_dir)
     if cfg.reference:
         mode = PREVIOUS_RUN

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import media, storage
 from mmvideos.atomic import write_json, write_parquet
@@ -84,7 +84,7 @@ def ingest(source: str | Path, out_dir: str | Path, cfg: IngestConfig = IngestCo
     kept: list[dict] = []
     rejects: list[dict] = []
     seen: dict[str, str] = {}  # sha256 -> first uri
-    for uri in tqdm(uris, desc="ingest", unit="file", disable=not progress):
+    for uri in progress_bar(uris, desc="ingest", unit="file", disable=not progress):
         row, reason = _examine(uri, cfg)
         if row is not None and row["sha256"] in seen:
             row, reason = None, f"duplicate of {seen[row['sha256']]}"

@@ -4,7 +4,8 @@
 cluster: each task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``),
 outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local cache under
 ``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change. The runner's full log
-goes to ``<workdir>/run.log``; the terminal shows one line per task and the final summary.
+goes to ``<workdir>/run.log``; the terminal shows one line per task, the tasks' periodic progress
+lines and the final summary.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import pandas as pd
 from mmvideos.config import load_params
 
 _SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
+_PROGRESS = re.compile(r"^\s*(\S.*?: +\d+%\|.*)$")  # mmvideos.progress lines from inside a task
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
 class _TaskLines(io.TextIOBase):
@@ -38,8 +41,10 @@ class _TaskLines(io.TextIOBase):
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            if _SHOWN.search(line):
-                self._echo.write(_ANSI.sub("", line).strip() + "\n")
+            line = _ANSI.sub("", line)
+            progress = _PROGRESS.match(line)
+            if _SHOWN.search(line) or progress:
+                self._echo.write(f"    {progress.group(1)}\n" if progress else line.strip() + "\n")
                 self._echo.flush()
         return len(text)
 
@@ -81,10 +86,15 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path =
 
 
 def _failure(log_path: Path, max_lines: int = 25) -> str:
-    """The last traceback a task wrote to the run log, to show why the run failed."""
-    lines = log_path.read_text().splitlines()
+    """The last traceback a task wrote to the run log, down to its exception line."""
+    lines = [line.strip() for line in _ANSI.sub("", log_path.read_text()).splitlines()]
     start = max((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), default=len(lines))
-    excerpt = [line.strip() for line in lines[start:] if line.strip()]
+    excerpt = []
+    for line in lines[start:]:
+        if line:
+            excerpt.append(line)
+        if _EXCEPTION.match(line):
+            break
     return "\n".join(excerpt[-max_lines:]) + f"\n(full log: {log_path})"
 
 

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import config as config_mod
 from mmvideos.atomic import write_json, write_parquet
@@ -200,7 +200,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     channels_last = proc.device.type == "cuda" and cfg.channels_last
     loss_sum, samples, steps = 0.0, 0, 0
     batches = iter(loader)
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not (progress and proc.main))
+    bar = progress_bar(total=total_steps, desc="train", unit="step", disable=not (progress and proc.main))
     while _all_ranks_have_batch((batch := next(batches, None)) is not None, proc):
         mel, targets = batch
         x = _prepare(mel, proc, channels_last)  # [b, 1, 100, 64]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import media, storage
 from mmvideos.atomic import atomic_path, write_text
@@ -125,7 +125,7 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
                if not ((folders[e.name] / MARKER).is_file() and (folders[e.name] / MARKER).read_text() == digest)]
     todo = [(cid, uri) for cid, uri in zip(clip_ids, table["uri"])
             if any(not (folders[e.name] / f"{cid}.npy").is_file() for e in pending)]
-    for clip_id, uri in tqdm(todo, desc=f"{benchmark}: features", unit="clip", disable=not progress):
+    for clip_id, uri in progress_bar(todo, desc=f"{benchmark}: features", unit="clip", disable=not progress):
         frames = clip_frames(load_audio(uri))  # [S, 100, 64]
         for extractor in pending:
             target = folders[extractor.name] / f"{clip_id}.npy"

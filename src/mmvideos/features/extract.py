@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from mmvideos.progress import progress_bar
 
 from mmvideos import clip, shards, storage
 from mmvideos.atomic import atomic_path, write_json, write_parquet
@@ -139,7 +139,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     shard_of = clip.read_clips(clips_dir).set_index("clip_id")["shard"]
     rows: list[dict] = []
     skipped = {"unlabelled": 0, "too_short": 0}
-    bar = tqdm(total=len(shard_of), unit="clip", desc="features", disable=not progress)
+    bar = progress_bar(total=len(shard_of), unit="clip", desc="features", disable=not progress)
     with contextlib.ExitStack() as stack:
         writers: dict[str, shards.ShardWriter] = {}
         pending: list[tuple[FeatureRecord, str, np.ndarray]] = []  # (record without mel, shard, samples)
