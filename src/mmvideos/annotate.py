@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torchaudio.functional
-from mmvideos.progress import progress_bar
 
 from mmvideos import label_stats, storage
 from mmvideos.annotators import Annotator, load_annotator
@@ -42,6 +41,7 @@ from mmvideos.annotators.audio import FRONT_ENDS
 from mmvideos.atomic import write_json, write_parquet, write_text
 from mmvideos.clip import iter_clip_audio, iter_clip_frames, read_clips
 from mmvideos.features.logmel import SAMPLE_RATE
+from mmvideos.progress import progress_bar
 
 LABEL_COLUMNS = ["clip_id", "labels", "scores", "annotator", "annotator_version", "weights_sha256"]
 MERGED_COLUMNS = ["clip_id", "video_id", "fold", "split", "visual_labels", "visual_scores", "audio_labels",

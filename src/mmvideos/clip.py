@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from mmvideos.progress import progress_bar
 
 from mmvideos import media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.ingest import REJECT_COLUMNS
+from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

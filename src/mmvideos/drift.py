@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mmvideos.progress import progress_bar
 
 from mmvideos import storage
 from mmvideos.atomic import atomic_path, write_json, write_text
+from mmvideos.progress import progress_bar
 
 #: The numeric columns of ``label_frame``, before the categorical ones.
 NUMERIC_COLUMNS = ["n_visual", "n_audio", "mean_visual_score", "mean_audio_score", "top_visual_score",

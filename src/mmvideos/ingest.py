@@ -23,11 +23,11 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-from mmvideos.progress import progress_bar
 
 from mmvideos import media, storage
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.corpus import sha256_file
+from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

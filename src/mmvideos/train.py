@@ -40,12 +40,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from mmvideos.progress import progress_bar
 
 from mmvideos import config as config_mod
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.features.store import list_feature_shards, read_index, read_vocabulary
 from mmvideos.models import MODEL_NAMES, build_model
+from mmvideos.progress import progress_bar
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from mmvideos.progress import progress_bar
 
 from mmvideos import media, storage
 from mmvideos.atomic import atomic_path, write_text
 from mmvideos.features.logmel import SAMPLE_RATE, frames_per_second
+from mmvideos.progress import progress_bar
 
 MARKER = ".completed"
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from mmvideos.progress import progress_bar
 
 from mmvideos import clip, shards, storage
 from mmvideos.atomic import atomic_path, write_json, write_parquet
 from mmvideos.features import logmel
 from mmvideos.features.store import CONFIG, INDEX, SHARDS, VOCABULARY, FeatureRecord, encode_record, join
+from mmvideos.progress import progress_bar
 
 INDEX_COLUMNS = ["clip_id", "shard", "n_seconds", "split", "fold"]
 
