@@ -34,10 +34,10 @@ def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dat
     """One multi-modal vocabulary and label table, with Fig. 2-style statistics."""
     from mmvideos.annotate import MergeConfig, merge_labels as run
     from mmvideos.config import from_dict
-    from mmvideos.kfp_io import copy_page, finish
+    from mmvideos.kfp_io import attach, copy_page
 
     summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=True)
-    labels.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    attach(labels, summary)
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
 

@@ -15,11 +15,12 @@ def clip_shard(videos: Input[Dataset], params: dict, ingest_params: dict, shard_
     from mmvideos.clip import ClipConfig, clip_videos
     from mmvideos.config import from_dict
     from mmvideos.ingest import IngestConfig, read_videos
+    from mmvideos.kfp_io import attach
 
     num_folds = from_dict(IngestConfig, ingest_params).num_folds
     summary = clip_videos(read_videos(videos.path), clips.path, from_dict(ClipConfig, params),
                           num_folds=num_folds, shard_index=shard_index, progress=True)
-    clips.metadata.update(summary)
+    attach(clips, summary)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

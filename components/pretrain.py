@@ -11,10 +11,10 @@ def pretrain(features: Input[Dataset], params: dict, model: Output[Model], metri
              curves: Output[HTML]):
     """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP."""
     from mmvideos.config import from_dict
-    from mmvideos.kfp_io import copy_page, log_metrics
+    from mmvideos.kfp_io import attach, copy_page, log_metrics
     from mmvideos.train import PretrainConfig, pretrain as run
 
     summary = run(features.path, model.path, from_dict(PretrainConfig, params), progress=True)
     log_metrics(metrics, summary)
-    model.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

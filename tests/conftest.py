@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import socket
+
 import pytest
 import torch
+from gcp_storage_emulator.server import create_server
+
+from mmvideos import storage
 
 from media_fixtures import speech, tone, write_media
 
@@ -44,3 +49,40 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def upload_dir(local_dir: Path, dest_uri: str) -> None:
+    """Copy a local folder under a ``gs://`` prefix."""
+    bucket_name, key = storage.split_gcs(dest_uri.rstrip("/"))
+    bucket = storage.gcs_client().bucket(bucket_name)
+    for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+        bucket.blob(f"{key}/{path.relative_to(local_dir).as_posix()}").upload_from_filename(str(path))
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket():
+    """A real GCS-compatible server (gcp-storage-emulator) on loopback, shared by the session.
+
+    google-cloud-storage is pointed at it through ``STORAGE_EMULATOR_HOST``; the fixture is a
+    function that creates a bucket (once) and returns its ``gs://`` URI.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    env = pytest.MonkeyPatch()
+    env.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    created: set[str] = set()
+
+    def bucket(name: str) -> str:
+        if name not in created:
+            storage.gcs_client().create_bucket(name)
+            created.add(name)
+        return f"gs://{name}"
+
+    try:
+        yield bucket
+    finally:
+        env.undo()
+        server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 import torchaudio.functional
-from gcp_storage_emulator.server import create_server
 
+from conftest import upload_dir
 from media_fixtures import speech, tone
-from mmvideos import shards, storage
+from mmvideos import shards
 from mmvideos.atomic import write_parquet
 from mmvideos.features import logmel
 from mmvideos.features.extract import FeatureConfig, extract_features, feature_throughput, log_mel_seconds
@@ -188,26 +187,18 @@ def test_feature_throughput_reports_a_rate():
     assert feature_throughput(seconds=4, device="cpu", batch_seconds=2) > 0
 
 
-def test_gcs_inputs_and_feature_folder(inputs, features, tmp_path, monkeypatch):
+def test_gcs_inputs_and_feature_folder(inputs, features, tmp_path, gcs_bucket):
     """Clips and labels read from gs://, and the feature folder streamed back from gs://."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="mm")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        clips_dir, labels_dir = inputs
-        storage.upload_dir(clips_dir, "gs://mm/clips")
-        storage.upload_dir(labels_dir, "gs://mm/labels")
-        extract_features("gs://mm/clips", "gs://mm/labels", tmp_path, CFG, progress=False)
-        out, _ = features
-        shard = Path("shards", "shard-00001.tar")
-        assert (tmp_path / shard).read_bytes() == (out / shard).read_bytes()
-        storage.upload_dir(out, "gs://mm/features")
-        remote = list(iter_features("gs://mm/features", split="val"))
-        assert all(isinstance(r, FeatureRecord) for r in remote)
-        assert [r.clip_id for r in remote] == ["vidspeech-000"] and remote[0].mel.shape == (3, 100, 64)
-        pd.testing.assert_frame_equal(read_vocabulary("gs://mm/features"), VOCABULARY)
-    finally:
-        server.stop()
+    gcs_bucket("mm")
+    clips_dir, labels_dir = inputs
+    upload_dir(clips_dir, "gs://mm/clips")
+    upload_dir(labels_dir, "gs://mm/labels")
+    extract_features("gs://mm/clips", "gs://mm/labels", tmp_path, CFG, progress=False)
+    out, _ = features
+    shard = Path("shards", "shard-00001.tar")
+    assert (tmp_path / shard).read_bytes() == (out / shard).read_bytes()
+    upload_dir(out, "gs://mm/features")
+    remote = list(iter_features("gs://mm/features", split="val"))
+    assert all(isinstance(r, FeatureRecord) for r in remote)
+    assert [r.clip_id for r in remote] == ["vidspeech-000"] and remote[0].mel.shape == (3, 100, 64)
+    pd.testing.assert_frame_equal(read_vocabulary("gs://mm/features"), VOCABULARY)

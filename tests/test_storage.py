@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-
 import pandas as pd
 import pytest
-from gcp_storage_emulator.server import create_server
 
+from conftest import upload_dir
 from mmvideos import storage
 from mmvideos.clip import ClipConfig, clip_videos, iter_clip_audio, iter_clip_frames
 from mmvideos.ingest import ingest
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def gcs(media_dir):
-    """An emulator on loopback holding the media folder under gs://videos/raw/."""
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="videos")
-    server.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        storage.upload_dir(media_dir, "gs://videos/raw")
-        yield "gs://videos/raw"
-    finally:
-        mp.undo()
-        server.stop()
+def gcs(media_dir, gcs_bucket):
+    """The media folder under gs://videos/raw/ on the emulator."""
+    upload_dir(media_dir, f"{gcs_bucket('videos')}/raw")
+    return "gs://videos/raw"
 
 
 def test_gcs_prefix_is_listed(gcs, media_dir):
@@ -56,7 +39,7 @@ def test_ingest_and_clip_from_gcs_match_local(gcs, media_dir, tmp_path):
 def test_shards_stream_from_gcs(gcs, media_dir, tmp_path):
     ingest(media_dir, tmp_path / "i", progress=False)
     clip_videos(pd.read_parquet(tmp_path / "i" / "videos.parquet"), tmp_path / "c", ClipConfig(), progress=False)
-    storage.upload_dir(tmp_path / "c", "gs://videos/clips")
+    upload_dir(tmp_path / "c", "gs://videos/clips")
     local_ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "c")]
     assert [cid for cid, _, _ in iter_clip_audio("gs://videos/clips")] == local_ids
     assert [cid for cid, _ in iter_clip_frames("gs://videos/clips")] == local_ids

@@ -230,16 +230,9 @@ def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig,
     return _write_outputs(rows, annotator, ids, out_dir, "audio", summary)
 
 
-def _child(folder: str | Path, name: str) -> str:
-    folder = str(folder)
-    return f"{folder.rstrip('/')}/{name}" if storage.is_gcs(folder) else str(Path(folder) / name)
-
-
-def _read(folder: str | Path, name: str) -> pd.DataFrame:
-    with storage.local_copy(_child(folder, name)) as path:
-        if name.endswith(".csv"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        return pd.read_parquet(path)
+def _read_classes(folder: str | Path) -> pd.DataFrame:
+    with storage.local_copy(storage.join(folder, "classes.csv")) as path:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str | Path, out_dir: str | Path,
@@ -263,13 +256,13 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
     table = clips
     classes, provenance = [], {}
     for modality, folder in (("visual", visual_dir), ("audio", audio_dir)):
-        labelled = _read(folder, f"{modality}.parquet")
+        labelled = storage.read_parquet(storage.join(folder, f"{modality}.parquet"))
         provenance[modality] = labelled[["annotator", "annotator_version", "weights_sha256"]].drop_duplicates().to_dict("records")
         labelled = labelled.rename(columns={"labels": f"{modality}_labels", "scores": f"{modality}_scores"})
         table = table.merge(labelled[["clip_id", f"{modality}_labels", f"{modality}_scores"]], on="clip_id", how="left")
         for column in (f"{modality}_labels", f"{modality}_scores"):
             table[column] = [list(v) if isinstance(v, (list, np.ndarray)) else [] for v in table[column]]
-        classes.append(_read(folder, "classes.csv").assign(modality=modality))
+        classes.append(_read_classes(folder).assign(modality=modality))
 
     counts: Counter[str] = Counter()  # label id -> clips carrying it
     for visual_labels, audio_labels in progress_bar(zip(table["visual_labels"], table["audio_labels"]), total=len(table),

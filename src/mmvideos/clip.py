@@ -198,7 +198,7 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
     """Stream ``(clip_id, float32 mono samples, sample_rate)`` over a clip folder's audio shards."""
-    for uri in shards.list_shards(_join(clips_dir, "audio")):
+    for uri in shards.list_shards(storage.join(clips_dir, "audio")):
         for clip_id, group in shards.iter_shard(uri):
             samples, rate = shards.read_wav(group["wav"])
             yield clip_id, samples, rate
@@ -206,7 +206,7 @@ def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, in
 
 def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over a clip folder's frame shards."""
-    for uri in shards.list_shards(_join(clips_dir, "frames")):
+    for uri in shards.list_shards(storage.join(clips_dir, "frames")):
         for clip_id, group in shards.iter_shard(uri):
             frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
             yield clip_id, np.stack(frames)
@@ -214,13 +214,8 @@ def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
 
 def read_clips(clips_dir: str | Path) -> pd.DataFrame:
     """The clip table of a clip folder."""
-    with storage.local_copy(_join(clips_dir, "clips.parquet")) as path:
-        return pd.read_parquet(path)
+    return storage.read_parquet(storage.join(clips_dir, "clips.parquet"))
 
-
-def _join(folder: str | Path, name: str) -> str:
-    folder = str(folder)
-    return f"{folder.rstrip('/')}/{name}" if storage.is_gcs(folder) else str(Path(folder) / name)
 
 
 def gather(shard_dirs: list[str | Path], out_dir: str | Path) -> dict:

@@ -40,9 +40,14 @@ def summary_markdown(title: str, summary: dict, tables: dict[str, str | Path] | 
     return "\n".join(parts)
 
 
+def attach(artifact, summary: dict) -> None:
+    """Put a stage summary's scalars (numbers, text, flags) on ``artifact``'s metadata for the UI."""
+    artifact.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+
+
 def finish(artifact, report, title: str, summary: dict, tables: dict[str, str | Path] | None = None) -> None:
     """Attach ``summary`` to ``artifact``'s metadata and write the Markdown ``report`` artifact."""
-    artifact.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+    attach(artifact, summary)
     write_text(summary_markdown(title, summary, tables), report.path)
 
 

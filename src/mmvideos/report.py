@@ -39,7 +39,7 @@ def load_metrics(metrics_dirs: list[str | Path]) -> list[dict]:
     """The ``metrics.json`` of each folder (local or ``gs://``), in the order given."""
     loaded = []
     for folder in metrics_dirs:
-        with storage.local_copy(f"{str(folder).rstrip('/')}/metrics.json") as path:
+        with storage.local_copy(storage.join(folder, "metrics.json")) as path:
             loaded.append(json.loads(Path(path).read_text()))
     return loaded
 

@@ -45,6 +45,22 @@ def gcs_client():
     return storage.Client()
 
 
+def join(folder: str | Path, *names: str) -> str:
+    """``folder/name/...`` for a local folder or a ``gs://`` prefix."""
+    folder = str(folder)
+    if is_gcs(folder):
+        return "/".join([folder.rstrip("/"), *names])
+    return str(Path(folder, *names))
+
+
+def read_parquet(uri: str | Path):
+    """A parquet table from a local path or a ``gs://`` URI."""
+    import pandas as pd
+
+    with local_copy(str(uri)) as path:
+        return pd.read_parquet(path)
+
+
 def list_gcs(prefix_uri: str) -> list[str]:
     """All object URIs under a ``gs://`` prefix, sorted; "directory" placeholders skipped."""
     bucket, key = split_gcs(prefix_uri)
@@ -113,24 +129,3 @@ def local_copy(uri: str) -> Iterator[Path]:
         except NotFound as exc:
             raise FileNotFoundError(f"no object {uri}") from exc
         yield dest
-
-
-def upload_dir(local_dir: str | Path, dest_uri: str) -> list[str]:
-    """Copy a local folder to a ``gs://`` prefix (or a local folder); returns written URIs."""
-    local_dir = Path(local_dir)
-    written = []
-    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-    if is_gcs(dest_uri):
-        bucket_name, key = split_gcs(dest_uri.rstrip("/"))
-        bucket = gcs_client().bucket(bucket_name)
-        for p in files:
-            name = f"{key}/{p.relative_to(local_dir).as_posix()}" if key else p.relative_to(local_dir).as_posix()
-            bucket.blob(name).upload_from_filename(str(p))
-            written.append(f"{GCS_PREFIX}{bucket_name}/{name}")
-        return written
-    for p in files:
-        target = Path(dest_uri) / p.relative_to(local_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, target)
-        written.append(str(target))
-    return written

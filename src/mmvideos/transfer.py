@@ -178,7 +178,7 @@ def _local_checkpoint(checkpoint_dir: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="mmvideos-ckpt-") as tmp:
         for name in ("model.safetensors", "model.json"):
-            with storage.local_copy(f"{checkpoint_dir.rstrip('/')}/{name}") as path:
+            with storage.local_copy(storage.join(checkpoint_dir, name)) as path:
                 shutil.copy(path, Path(tmp) / name)
         yield Path(tmp)
 

@@ -22,7 +22,8 @@ import re
 
 import pandas as pd
 
-from mmvideos.benchmarks.common import AUDIO_EXTENSIONS, BenchmarkError, join, list_files, read_text
+from mmvideos import storage
+from mmvideos.benchmarks.common import AUDIO_EXTENSIONS, BenchmarkError, list_files, read_text
 
 LABELS = "class_labels_indices.csv"
 SEGMENTS = {"balanced_train": "balanced_train_segments.csv", "eval": "eval_segments.csv"}
@@ -32,7 +33,7 @@ _START = re.compile(r"^_(\d+(?:\.\d+)?)$")
 
 def read_class_labels(root: str) -> tuple[tuple[str, ...], dict[str, int]]:
     """``class_labels_indices.csv`` -> (display names by index, {mid: index})."""
-    uri = join(root, LABELS)
+    uri = storage.join(root, LABELS)
     reader = csv.DictReader(io.StringIO(read_text(root, LABELS)))
     absent = [c for c in ("index", "mid", "display_name") if c not in (reader.fieldnames or [])]
     if absent:
@@ -51,7 +52,7 @@ def read_class_labels(root: str) -> tuple[tuple[str, ...], dict[str, int]]:
 
 def read_segments(root: str, relative: str, mids: dict[str, int]) -> list[tuple[str, float, list[int]]]:
     """A segments CSV -> [(YouTube id, start second, class indices)]."""
-    uri = join(root, relative)
+    uri = storage.join(root, relative)
     segments = []
     text = read_text(root, relative)
     for line, fields in enumerate(csv.reader(io.StringIO(text), skipinitialspace=True), start=1):

@@ -25,16 +25,9 @@ class Split:
     test: tuple[str, ...]
 
 
-def join(root: str, relative: str) -> str:
-    """``root/relative`` for a local folder or a ``gs://`` prefix."""
-    if storage.is_gcs(root):
-        return f"{root.rstrip('/')}/{relative}"
-    return str(Path(root) / relative)
-
-
 def read_text(root: str, relative: str) -> str:
     """The text of ``root/relative``; a missing file raises :class:`BenchmarkError` naming it."""
-    uri = join(root, relative)
+    uri = storage.join(root, relative)
     missing: tuple[type[Exception], ...] = (FileNotFoundError,)
     if storage.is_gcs(uri):
         from google.api_core.exceptions import NotFound
@@ -49,7 +42,7 @@ def read_text(root: str, relative: str) -> str:
 
 def list_files(root: str, folder: str) -> dict[str, str]:
     """Files under ``root/folder``, recursively: ``{path relative to root: uri}``."""
-    base = join(root, folder)
+    base = storage.join(root, folder)
     if storage.is_gcs(root):
         prefix = root.rstrip("/") + "/"
         return {uri[len(prefix):]: uri for uri in storage.list_gcs(base.rstrip("/") + "/")}

@@ -101,7 +101,7 @@ def weights_key(checkpoint_dir: str, prefix: str) -> str:
     """``prefix-<first 16 hex of SHA-256(model.safetensors + model.json)>``."""
     digest = hashlib.sha256()
     for name in ("model.safetensors", "model.json"):
-        with storage.local_copy(f"{checkpoint_dir.rstrip('/')}/{name}") as path, open(path, "rb") as fh:
+        with storage.local_copy(storage.join(checkpoint_dir, name)) as path, open(path, "rb") as fh:
             while block := fh.read(8 << 20):
                 digest.update(block)
     return f"{prefix}-{digest.hexdigest()[:16]}"

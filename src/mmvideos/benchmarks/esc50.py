@@ -17,7 +17,8 @@ import io
 
 import pandas as pd
 
-from mmvideos.benchmarks.common import BenchmarkError, join, list_files, read_text
+from mmvideos import storage
+from mmvideos.benchmarks.common import BenchmarkError, list_files, read_text
 
 META = "meta/esc50.csv"
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
@@ -34,7 +35,7 @@ def read_esc50(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
             (non-integer fold/target, a target named two ways, a duplicate filename) or a
             listed clip absent from ``audio/``.
     """
-    meta_uri = join(root, META)
+    meta_uri = storage.join(root, META)
     reader = csv.DictReader(io.StringIO(read_text(root, META)))
     absent = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if absent:
@@ -56,7 +57,7 @@ def read_esc50(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
             raise BenchmarkError(f"{where}: target {target} is {category!r} here but {names[target]!r} before")
         uri = audio.get(f"audio/{filename}")
         if uri is None:
-            raise BenchmarkError(f"{where}: clip {filename!r} is not in {join(root, 'audio')}")
+            raise BenchmarkError(f"{where}: clip {filename!r} is not in {storage.join(root, 'audio')}")
         rows.append({"clip_id": filename.rsplit(".", 1)[0], "uri": uri, "labels": [target],
                      "fold": str(fold), "src_file": row["src_file"].strip()})
     if not rows:

@@ -20,7 +20,8 @@ import io
 
 import pandas as pd
 
-from mmvideos.benchmarks.common import BenchmarkError, join, list_files, read_text
+from mmvideos import storage
+from mmvideos.benchmarks.common import BenchmarkError, list_files, read_text
 
 META = "meta.csv"
 SETUP = {"train": "evaluation_setup/fold1_train.csv", "evaluate": "evaluation_setup/fold1_evaluate.csv"}
@@ -28,7 +29,7 @@ SETUP = {"train": "evaluation_setup/fold1_train.csv", "evaluate": "evaluation_se
 
 def _rows(root: str, relative: str, width: int) -> list[tuple[int, list[str]]]:
     """(line number, first ``width`` fields) of a tab-separated file, header and blanks skipped."""
-    uri = join(root, relative)
+    uri = storage.join(root, relative)
     rows = []
     for line, fields in enumerate(csv.reader(io.StringIO(read_text(root, relative)), delimiter="\t"), start=1):
         if not fields or not "".join(fields).strip():
@@ -61,7 +62,7 @@ def read_tut2018(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
     audio = list_files(root, "audio")
     rows, seen = [], {}
     for fold, relative in SETUP.items():
-        uri = join(root, relative)
+        uri = storage.join(root, relative)
         for line, (name, label) in _rows(root, relative, 2):
             where = f"{uri}: line {line}"
             if meta.get(name) != label:
@@ -71,7 +72,7 @@ def read_tut2018(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
                 raise BenchmarkError(f"{where}: {name!r} is already in the {seen[name]} fold")
             seen[name] = fold
             if name not in audio:
-                raise BenchmarkError(f"{where}: clip {name!r} is not in {join(root, 'audio')}")
+                raise BenchmarkError(f"{where}: clip {name!r} is not in {storage.join(root, 'audio')}")
             clip_id = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             rows.append({"clip_id": clip_id, "uri": audio[name], "labels": [index[label]], "fold": fold})
     return pd.DataFrame(rows), classes

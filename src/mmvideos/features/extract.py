@@ -22,7 +22,7 @@ import torch
 from mmvideos import clip, shards, storage
 from mmvideos.atomic import atomic_path, write_json, write_parquet
 from mmvideos.features import logmel
-from mmvideos.features.store import CONFIG, INDEX, SHARDS, VOCABULARY, FeatureRecord, encode_record, join
+from mmvideos.features.store import CONFIG, INDEX, SHARDS, VOCABULARY, FeatureRecord, encode_record
 from mmvideos.progress import progress_bar
 
 INDEX_COLUMNS = ["clip_id", "shard", "n_seconds", "split", "fold"]
@@ -134,8 +134,8 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     start = time.monotonic()
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
-    labels = _read_parquet(join(labels_dir, "labels.parquet")).set_index("clip_id")
-    lookup = LabelLookup(_read_parquet(join(labels_dir, VOCABULARY)))
+    labels = storage.read_parquet(storage.join(labels_dir, "labels.parquet")).set_index("clip_id")
+    lookup = LabelLookup(storage.read_parquet(storage.join(labels_dir, VOCABULARY)))
     shard_of = clip.read_clips(clips_dir).set_index("clip_id")["shard"]
     rows: list[dict] = []
     skipped = {"unlabelled": 0, "too_short": 0}
@@ -179,7 +179,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
             stale.unlink()
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     write_parquet(index, out_dir / INDEX)
-    with storage.local_copy(join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
+    with storage.local_copy(storage.join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
         shutil.copyfile(path, tmp)
     write_json(feature_config_record(cfg.preset), out_dir / CONFIG)
     elapsed = time.monotonic() - start
@@ -193,11 +193,6 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     }
     write_json(summary, out_dir / "summary.json")
     return summary
-
-
-def _read_parquet(uri: str) -> pd.DataFrame:
-    with storage.local_copy(uri) as path:
-        return pd.read_parquet(path)
 
 
 def _to_16k(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -89,34 +89,26 @@ def decode_record(clip_id: str, members: dict[str, bytes]) -> FeatureRecord:
     )
 
 
-def join(folder: str | Path, *names: str) -> str:
-    """``folder/name/...`` for a local folder or a ``gs://`` prefix."""
-    folder = str(folder)
-    if storage.is_gcs(folder):
-        return "/".join([folder.rstrip("/"), *names])
-    return str(Path(folder, *names))
-
-
 def list_feature_shards(features_dir: str | Path) -> list[str]:
     """Sorted URIs of a feature folder's shards."""
-    return shards.list_shards(join(features_dir, SHARDS))
+    return shards.list_shards(storage.join(features_dir, SHARDS))
 
 
 def read_index(features_dir: str | Path) -> pd.DataFrame:
     """The clip index (``index.parquet``) of a feature folder."""
-    with storage.local_copy(join(features_dir, INDEX)) as path:
+    with storage.local_copy(storage.join(features_dir, INDEX)) as path:
         return pd.read_parquet(path)
 
 
 def read_vocabulary(features_dir: str | Path) -> pd.DataFrame:
     """The label vocabulary (``index, id, name, modality, count``) the label indices point into."""
-    with storage.local_copy(join(features_dir, VOCABULARY)) as path:
+    with storage.local_copy(storage.join(features_dir, VOCABULARY)) as path:
         return pd.read_parquet(path)
 
 
 def read_feature_config(features_dir: str | Path) -> dict:
     """The front-end settings the features were computed with (``config.json``)."""
-    with storage.local_copy(join(features_dir, CONFIG)) as path:
+    with storage.local_copy(storage.join(features_dir, CONFIG)) as path:
         return json.loads(Path(path).read_text())
 
 
