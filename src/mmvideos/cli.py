@@ -105,13 +105,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
-    from mmvideos.config import load_params
     from mmvideos.demo_benchmark import resolve_benchmark
     from mmvideos.transfer import TransferConfig, transfer
 
-    data = args.data if args.data is not None else load_params(args.params).get("benchmarks", {}).get(args.benchmark)
+    params = load_params(args.params)
+    data = args.data if args.data is not None else params.get("benchmarks", {}).get(args.benchmark)
     _print(transfer(args.benchmark, resolve_benchmark(args.benchmark, data), args.checkpoint, args.output,
-                    _params(args, "transfer", TransferConfig)))
+                    from_dict(TransferConfig, params.get("transfer"))))
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -212,7 +212,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         pretrained = load_model(local, device=device)
         torch.manual_seed(cfg.seed)
         random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
-        key = weights_key(str(local), card["arch"])
+        key = weights_key(local, card["arch"])
     extractors = [
         embedding_extractor("pretrained", key, pretrained.embed, device),
         embedding_extractor("random_init", f"{card['arch']}-w{card.get('width_mult', 1.0)}-random-seed{cfg.seed}",

@@ -97,11 +97,11 @@ def logmel_stats(frames: torch.Tensor) -> np.ndarray:
 LOGMEL_STATS = Extractor("logmel_stats", "logmel-stats-v1", logmel_stats)
 
 
-def weights_key(checkpoint_dir: str, prefix: str) -> str:
-    """``prefix-<first 16 hex of SHA-256(model.safetensors + model.json)>``."""
+def weights_key(checkpoint_dir: str | Path, prefix: str) -> str:
+    """``prefix-<first 16 hex of SHA-256(model.safetensors + model.json)>`` of a local checkpoint."""
     digest = hashlib.sha256()
     for name in ("model.safetensors", "model.json"):
-        with storage.local_copy(storage.join(checkpoint_dir, name)) as path, open(path, "rb") as fh:
+        with open(Path(checkpoint_dir) / name, "rb") as fh:
             while block := fh.read(8 << 20):
                 digest.update(block)
     return f"{prefix}-{digest.hexdigest()[:16]}"
