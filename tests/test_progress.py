@@ -19,3 +19,10 @@ def test_disabled_bar_writes_nothing():
     log = io.StringIO()
     list(progress_bar(range(5), desc="x", file=log, disable=True))
     assert log.getvalue() == ""
+
+
+def test_off_a_terminal_a_short_transient_bar_stays_out_of_the_log():
+    log = io.StringIO()
+    for _ in progress_bar(range(50), desc="steps", leave=False, file=log):
+        pass
+    assert log.getvalue().strip() == ""

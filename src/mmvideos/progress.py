@@ -34,9 +34,15 @@ class _Lines(io.TextIOBase):
 
 
 def progress_bar(iterable=None, **kwargs) -> tqdm:
-    """``tqdm(iterable, **kwargs)``, as periodic log lines when stderr is not a terminal."""
+    """``tqdm(iterable, **kwargs)``, as periodic log lines when stderr is not a terminal.
+
+    In a log a transient bar (``leave=False``, e.g. the steps of one epoch under an epochs bar)
+    writes lines only once it has run ``LOG_INTERVAL_S``: short inner loops stay out of the log.
+    """
     stream = kwargs.pop("file", None) or sys.stderr
     if kwargs.get("disable") or stream.isatty():
         return tqdm(iterable, file=stream, **kwargs)
+    if kwargs.get("leave") is False:
+        kwargs.setdefault("delay", LOG_INTERVAL_S)
     return tqdm(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S,
                 ascii=True, **kwargs)

@@ -61,6 +61,9 @@ from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_pag
 
 __all__ = ["PretrainConfig", "evaluate", "load_model", "main", "pretrain"]
 
+#: Steps between loss read-outs for the progress bar (each one waits for the GPU).
+POSTFIX_EVERY = 50
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
@@ -198,9 +201,10 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     criterion = nn.BCEWithLogitsLoss()  # eq. 1: mean over classes (and over the batch)
     autocast = proc.device.type == "cuda" and cfg.bf16
     channels_last = proc.device.type == "cuda" and cfg.channels_last
-    loss_sum, samples, steps = 0.0, 0, 0
+    loss_sum, samples, steps = torch.zeros((), device=proc.device), 0, 0  # on the device: no sync per step
     batches = iter(loader)
-    bar = progress_bar(total=total_steps, desc="train", unit="step", disable=not (progress and proc.main))
+    bar = progress_bar(total=total_steps, desc="  steps", unit="step", leave=False,
+                       disable=not (progress and proc.main))
     while _all_ranks_have_batch((batch := next(batches, None)) is not None, proc):
         mel, targets = batch
         x = _prepare(mel, proc, channels_last)  # [b, 1, 100, 64]
@@ -211,13 +215,14 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.item() * len(y)
+        loss_sum += loss.detach() * len(y)
         samples += len(y)
         steps += 1
+        if not bar.disable and (steps % POSTFIX_EVERY == 0 or steps == total_steps):
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # shown at the bar's next redraw
         bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
     bar.close()
-    loss_sum, samples = _sum_over_ranks([loss_sum, float(samples)], proc)
+    loss_sum, samples = _sum_over_ranks([loss_sum.item(), float(samples)], proc)
     return loss_sum / max(samples, 1.0), int(samples), steps
 
 
@@ -251,7 +256,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     shard_uris = [uri for uri in list_feature_shards(features_dir)
                   if uri.rsplit("/", 1)[-1].removesuffix(".tar") in train_shards]
     if num_train < cfg.global_batch:
-        raise ValueError(f"{num_train} training clips in {features_dir}: fewer than one batch of {cfg.global_batch}")
+        raise ValueError(f"{num_train} training clips in {features_dir}: fewer than one batch of {cfg.global_batch}; "
+                         "give more videos or a smaller pretrain.batch_size in params.yaml")
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
@@ -280,6 +286,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if proc.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocabulary, out_dir / VOCABULARY)
+    epochs_bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", unit="epoch",
+                              disable=not (progress and proc.main))
     for epoch in range(start_epoch, cfg.epochs):
         stream.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
@@ -309,6 +317,10 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
         if proc.world_size > 1:
             dist.barrier()  # the next epoch (or a resuming reader) sees this epoch's files
+        epochs_bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_top1", "val_map") if k in record},
+                               refresh=False)
+        epochs_bar.update()
+    epochs_bar.close()
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "world_size": proc.world_size, "batch_size": cfg.global_batch, "num_classes": len(vocabulary),
