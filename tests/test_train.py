@@ -153,6 +153,19 @@ def test_without_validation_clips_validation_is_skipped_and_said(tmp_path):
     assert summary["best_val_map"] is None
 
 
+def test_a_source_smaller_than_one_batch_trains_on_all_its_clips_and_says_so(tmp_path, caplog):
+    folder = write_synthetic_features(tmp_path / "features", num_clips=10, val_clips=0)
+    summary = pretrain(folder, tmp_path / "out", small_config(epochs=2, batch_size=16), progress=False)
+    assert summary["batch_size"] == 10 and summary["global_step"] == 2
+    assert "fewer than one batch of 16" in caplog.text
+
+
+def test_no_training_clips_is_a_clear_error(tmp_path):
+    folder = write_synthetic_features(tmp_path / "features", num_clips=4, val_clips=4)
+    with pytest.raises(ValueError, match="0 training clips .* too few to train"):
+        pretrain(folder, tmp_path / "out", small_config(epochs=1), progress=False)
+
+
 def test_benchmark_reports_samples_per_second_relative_to_the_slowest_model():
     rows = benchmark(models=["vggish", "mobilenetv2"], device="cpu", batch=4, steps=1, warmup=1,
                      num_classes=12, width_mult=0.0625, print_table=False)

@@ -142,7 +142,7 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         val = (f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}" if final.get("val_top1") is not None
                else "no validation clips")
         lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
-                     f" {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
+                     f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
     lines += [

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -60,6 +61,8 @@ from mmvideos.training.data import TrainStream, batch_collate
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
 __all__ = ["PretrainConfig", "evaluate", "load_model", "main", "pretrain"]
+
+log = logging.getLogger(__name__)
 
 #: Steps between loss read-outs for the progress bar (each one waits for the GPU).
 POSTFIX_EVERY = 50
@@ -153,6 +156,23 @@ def _setup_process(device: str) -> _Process:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return _Process(rank, world_size, chosen)
+
+
+def _fit_batch(batch: int, num_train: int, world_size: int, features_dir: str) -> int:
+    """The global batch to train with: ``batch``, or all training clips when there are fewer.
+
+    A small source (a folder of a few videos) still trains, on fewer samples per step than asked
+    and with a warning, rather than failing after annotation; the summary records the batch used.
+    """
+    if num_train >= batch:
+        return batch
+    fitted = num_train - num_train % world_size
+    if fitted < 1:
+        raise ValueError(f"{num_train} training clips in {features_dir}: too few to train on {world_size} "
+                         "rank(s); give more videos (ingest.val_part decides which videos are validation)")
+    log.warning("%d training clips in %s: fewer than one batch of %d; training with batches of %d",
+                num_train, features_dir, batch, fitted)
+    return fitted
 
 
 def _all_ranks_have_batch(have: bool, proc: _Process) -> bool:
@@ -255,9 +275,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     train_shards = set(index.loc[index["split"] == "train", "shard"])
     shard_uris = [uri for uri in list_feature_shards(features_dir)
                   if uri.rsplit("/", 1)[-1].removesuffix(".tar") in train_shards]
-    if num_train < cfg.global_batch:
-        raise ValueError(f"{num_train} training clips in {features_dir}: fewer than one batch of {cfg.global_batch}; "
-                         "give more videos or a smaller pretrain.batch_size in params.yaml")
+    batch = _fit_batch(cfg.global_batch, num_train, proc.world_size, features_dir)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
@@ -280,7 +298,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     network = DistributedDataParallel(model) if proc.world_size > 1 else model
 
     stream = TrainStream(shard_uris, cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
-    per_rank = cfg.global_batch // proc.world_size
+    per_rank = batch // proc.world_size
     loader = DataLoader(stream, batch_size=per_rank, collate_fn=batch_collate(len(vocabulary)),
                         num_workers=cfg.num_workers, drop_last=True, pin_memory=proc.device.type == "cuda")
     if proc.main:
@@ -293,7 +311,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         loss, samples, steps = _train_epoch(network, loader, optimizer, proc, cfg,
-                                            num_train // cfg.global_batch, progress)
+                                            num_train // batch, progress)
         seconds = time.perf_counter() - started
         step += steps
         scheduler.step()
@@ -323,7 +341,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     epochs_bar.close()
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "world_size": proc.world_size, "batch_size": cfg.global_batch, "num_classes": len(vocabulary),
+               "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": num_train, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None)}
     if proc.main:
