@@ -160,10 +160,23 @@ def test_unknown_label_is_an_error(inputs, tmp_path):
     bad = tmp_path / "labels"
     labels = pd.read_parquet(labels_dir / "labels.parquet")
     labels.at[0, "audio_labels"] = ["/m/not-in-vocab"]
+    labels.at[0, "label_ids"] = ["/m/not-in-vocab"]
     write_parquet(labels, bad / "labels.parquet")
     write_parquet(VOCABULARY, bad / "vocabulary.parquet")
     with pytest.raises(ValueError, match="not-in-vocab"):
         extract_features(clips_dir, bad, tmp_path / "out", CFG, progress=False)
+
+
+def test_labels_that_merge_labels_pruned_are_no_targets(inputs, tmp_path):
+    clips_dir, labels_dir = inputs
+    pruned = tmp_path / "labels"
+    labels = pd.read_parquet(labels_dir / "labels.parquet")
+    labels.at[0, "visual_labels"] = ["n02084071", "/m/09x0r", "n-too-rare"]  # annotated, below min_count
+    write_parquet(labels, pruned / "labels.parquet")
+    write_parquet(VOCABULARY, pruned / "vocabulary.parquet")
+    extract_features(clips_dir, pruned, tmp_path / "out", CFG, progress=False)
+    tone = next(r for r in iter_features(tmp_path / "out") if r.clip_id == "vidtone-000")
+    assert tone.visual.tolist() == [0, 3] and tone.audio.tolist() == [2]
 
 
 def test_batched_transform_keeps_clips_apart():

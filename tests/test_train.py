@@ -21,7 +21,14 @@ from mmvideos.bench import benchmark, format_table
 from mmvideos.features.store import iter_features
 from mmvideos.models import build_model
 from mmvideos.train import PretrainConfig, evaluate, load_model, pretrain
-from mmvideos.training.data import TrainStream, training_labels, training_sample
+from mmvideos.training.data import (
+    TrainStream,
+    collate,
+    multi_hot,
+    training_labels,
+    training_sample,
+    training_shards,
+)
 from mmvideos.training.synthetic import write_synthetic_features
 
 CHANCE_MAP = 0.25
@@ -72,10 +79,10 @@ def test_each_clip_gets_one_second_and_draws_that_depend_only_on_seed_epoch_and_
 @pytest.mark.parametrize("num_shards", [1, 3])
 def test_ranks_read_disjoint_clips_that_cover_the_training_split(tmp_path, num_shards):
     folder = write_synthetic_features(tmp_path, num_clips=30, val_clips=6, num_shards=num_shards)
-    shards = sorted(str(p) for p in (folder / "shards").glob("*.tar"))
+    shards = training_shards(folder)
     per_rank = []
     for rank in range(2):
-        stream = TrainStream(shards, seed=1, shuffle_buffer=4, rank=rank, world_size=2)
+        stream = TrainStream(*shards, seed=1, shuffle_buffer=4, rank=rank, world_size=2)
         stream.set_epoch(2)
         per_rank.append({mel.numpy().tobytes() for mel, _ in stream})
     expected = {training_sample(clip, 1, 2)[0].numpy().tobytes() for clip in iter_features(folder, split="train")}
@@ -83,10 +90,43 @@ def test_ranks_read_disjoint_clips_that_cover_the_training_split(tmp_path, num_s
     assert per_rank[0] | per_rank[1] == expected
     assert len(expected) == 24
     # Data-loader workers of one rank split its share the same way.
-    stream = TrainStream(shards, seed=1, shuffle_buffer=4)
+    stream = TrainStream(*shards, seed=1, shuffle_buffer=4)
     stream.set_epoch(2)
     seen = [mel.numpy().tobytes() for mel, _ in DataLoader(stream, batch_size=None, num_workers=2)]
     assert len(seen) == len(set(seen)) and set(seen) == expected
+
+
+@pytest.mark.parametrize(("num_shards", "workers"), [(1, 2), (5, 0), (5, 2)])
+def test_steps_are_known_before_the_epoch_and_match_what_the_loader_yields(tmp_path, num_shards, workers):
+    folder = write_synthetic_features(tmp_path, num_clips=43, val_clips=6, num_shards=num_shards)
+    stream = TrainStream(*training_shards(folder), seed=3, shuffle_buffer=4)
+    for epoch in range(2):
+        stream.set_epoch(epoch)
+        batches = list(DataLoader(stream, batch_size=4, collate_fn=collate, num_workers=workers, drop_last=True))
+        assert len(batches) == stream.steps(4, workers) > 0
+
+
+def test_shards_are_dealt_to_readers_by_their_training_clips():
+    stream = TrainStream([f"s{i}" for i in range(6)], [9, 1, 5, 5, 4, 8], seed=0, shuffle_buffer=1)
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        dealt = stream.deal(3)
+        assert sorted(i for shards in dealt for i in shards) == list(range(6))
+        assert sorted(stream.slot_sizes(3)) == [10, 10, 12]  # largest first, each to the lightest slot
+    assert stream.deal(7) is None and stream.slot_sizes(7) == [5, 5, 5, 5, 4, 4, 4]  # every 7th clip each
+
+
+def test_sparse_labels_expand_to_the_multi_hot_targets():
+    mel = torch.zeros(1, 100, 64, dtype=torch.float16)
+    _, labels = collate([(mel, np.array([0, 3])), (mel, np.array([], dtype=np.int64)), (mel, np.array([4]))])
+    assert multi_hot(labels, 5).tolist() == [[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]]
+
+
+def test_data_loader_workers_never_leave_a_small_source_without_steps(tmp_path):
+    folder = write_synthetic_features(tmp_path / "features", num_clips=40, val_clips=8)
+    summary = pretrain(folder, tmp_path / "out", small_config(epochs=1, batch_size=1024, num_workers=4), progress=False)
+    assert summary["batch_size"] == 32 and summary["num_workers"] == 1 and summary["global_step"] == 1
+    assert summary["final"]["samples"] == 32
 
 
 def test_pretraining_learns_the_synthetic_task_well_above_chance(trained):
@@ -178,7 +218,7 @@ def test_benchmark_reports_samples_per_second_relative_to_the_slowest_model():
 def test_validation_metrics_agree_with_sklearn_on_clip_averaged_scores(features):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100 * 64, 12)).eval()
-    metrics = evaluate(model, features, num_classes=12, batch_size=10)
+    metrics = evaluate(model, iter_features(features, split="val"), num_classes=12, batch_size=10)
     clips = list(iter_features(features, split="val"))
     with torch.no_grad():
         scores = np.stack([torch.sigmoid(model(torch.from_numpy(c.mel).float())).mean(0).numpy() for c in clips])
@@ -189,4 +229,4 @@ def test_validation_metrics_agree_with_sklearn_on_clip_averaged_scores(features)
     assert metrics["val_clips"] == len(clips) == 32
     assert metrics["val_map"] == pytest.approx(average_precision_score(truth[:, present], scores[:, present]), abs=1e-5)
     assert metrics["val_top1"] == pytest.approx(truth[np.arange(len(clips)), scores.argmax(1)].mean())
-    assert evaluate(model, features, num_classes=12, max_clips=5)["val_clips"] == 5
+    assert evaluate(model, iter_features(features, split="val", limit=5), num_classes=12)["val_clips"] == 5

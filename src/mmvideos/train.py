@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from mmvideos import config as config_mod
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.features.store import list_feature_shards, read_index, read_vocabulary
+from mmvideos.features.store import iter_features, read_vocabulary
 from mmvideos.models import MODEL_NAMES, build_model
 from mmvideos.progress import progress_bar
 from mmvideos.training.checkpoint import (
@@ -57,7 +57,7 @@ from mmvideos.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from mmvideos.training.data import TrainStream, batch_collate
+from mmvideos.training.data import TrainStream, collate, multi_hot, training_shards
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
 __all__ = ["PretrainConfig", "evaluate", "load_model", "main", "pretrain"]
@@ -84,8 +84,8 @@ class PretrainConfig:
         l2_scale: per-weight L2 coefficient (module docstring: the penalty is
             ``l2_penalty * l2_scale * sum(w^2) / 2``).
         shuffle_buffer: records each data reader holds for its streaming shuffle.
-        val_clips: validate on the first this many validation clips (a "validation subset",
-            bounding memory: their scores are held as ``[val_clips, V]``); 0 for all.
+        val_clips: validate on the first this many validation clips (a "validation subset"),
+            read once and kept in memory on rank 0; 0 for all, streamed at every validation.
         val_every: validate every this many epochs (and after the last).
         seed: seeds initialisation, sampling order and per-clip draws.
         num_workers: data-loader worker processes per rank.
@@ -158,30 +158,35 @@ def _setup_process(device: str) -> _Process:
     return _Process(rank, world_size, chosen)
 
 
-def _fit_batch(batch: int, num_train: int, world_size: int, features_dir: str) -> int:
-    """The global batch to train with: ``batch``, or all training clips when there are fewer.
+def _fit_batch(stream: TrainStream, batch: int, features_dir: str) -> int:
+    """The global batch to train with: ``batch``, or less when a rank holds fewer training clips.
 
     A small source (a folder of a few videos) still trains, on fewer samples per step than asked
     and with a warning, rather than failing after annotation; the summary records the batch used.
     """
-    if num_train >= batch:
+    ranks = stream.world_size
+    fewest = min(stream.slot_sizes(ranks))  # training clips of the poorest rank, one reader each
+    if fewest * ranks >= batch:
         return batch
-    fitted = num_train - num_train % world_size
-    if fitted < 1:
-        raise ValueError(f"{num_train} training clips in {features_dir}: too few to train on {world_size} "
+    if fewest < 1:
+        raise ValueError(f"{sum(stream.train_counts)} training clips in {features_dir}: too few to train on {ranks} "
                          "rank(s); give more videos (ingest.val_part decides which videos are validation)")
     log.warning("%d training clips in %s: fewer than one batch of %d; training with batches of %d",
-                num_train, features_dir, batch, fitted)
-    return fitted
+                sum(stream.train_counts), features_dir, batch, fewest * ranks)
+    return fewest * ranks
 
 
-def _all_ranks_have_batch(have: bool, proc: _Process) -> bool:
-    """True while every rank still has a batch: ranks stop an epoch together."""
-    if proc.world_size == 1:
-        return have
-    flag = torch.tensor([int(have)], device=proc.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+def _fit_workers(stream: TrainStream, batch_per_rank: int, workers: int) -> int:
+    """``workers`` data-loader workers, or fewer where each would hold too few clips for its batches.
+
+    Every worker batches its own clips, so more workers leave more clips over at the end of an
+    epoch; take the most workers that keep at least 90% of the steps one reader per rank gives.
+    """
+    best = stream.steps(batch_per_rank, 1)
+    for count in range(workers, 1, -1):
+        if stream.steps(batch_per_rank, count) >= 0.9 * best:
+            return count
+    return min(workers, 1)
 
 
 def _sum_over_ranks(values: list[float], proc: _Process) -> list[float]:
@@ -215,20 +220,23 @@ def _prepare(mel: torch.Tensor, proc: _Process, channels_last: bool) -> torch.Te
 
 
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, proc: _Process,
-                 cfg: PretrainConfig, total_steps: int, progress: bool) -> tuple[float, int, int]:
-    """One pass; returns (mean loss, samples over all ranks, steps)."""
+                 cfg: PretrainConfig, num_classes: int, steps: int, progress: bool) -> tuple[float, int]:
+    """``steps`` optimisation steps (every rank takes the same number); returns (mean loss, samples over all ranks)."""
     model.train()
     criterion = nn.BCEWithLogitsLoss()  # eq. 1: mean over classes (and over the batch)
     autocast = proc.device.type == "cuda" and cfg.bf16
     channels_last = proc.device.type == "cuda" and cfg.channels_last
-    loss_sum, samples, steps = torch.zeros((), device=proc.device), 0, 0  # on the device: no sync per step
+    loss_sum, samples = torch.zeros((), device=proc.device), 0  # on the device: no sync per step
     batches = iter(loader)
-    bar = progress_bar(total=total_steps, desc="  steps", unit="step", leave=False,
-                       disable=not (progress and proc.main))
-    while _all_ranks_have_batch((batch := next(batches, None)) is not None, proc):
-        mel, targets = batch
+    bar = progress_bar(total=steps, desc="  steps", unit="step", leave=False, disable=not (progress and proc.main))
+    for step in range(1, steps + 1):
+        batch = next(batches, None)
+        if batch is None:
+            raise RuntimeError(f"the training stream ended after {step - 1} of {steps} steps: the feature "
+                               "shards do not match their index.parquet")
+        mel, labels = batch
         x = _prepare(mel, proc, channels_last)  # [b, 1, 100, 64]
-        y = targets.to(proc.device, non_blocking=True).float()  # [b, V] multi-hot
+        y = multi_hot(labels.to(proc.device, non_blocking=True), num_classes)  # [b, V]
         with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(x)  # [b, V]
         loss = criterion(logits.float(), y)
@@ -237,13 +245,13 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
         optimizer.step()
         loss_sum += loss.detach() * len(y)
         samples += len(y)
-        steps += 1
-        if not bar.disable and (steps % POSTFIX_EVERY == 0 or steps == total_steps):
+        if not bar.disable and (step % POSTFIX_EVERY == 0 or step == steps):
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # shown at the bar's next redraw
         bar.update()
     bar.close()
-    loss_sum, samples = _sum_over_ranks([loss_sum.item(), float(samples)], proc)
-    return loss_sum / max(samples, 1.0), int(samples), steps
+    del batches  # stops the workers of an epoch that left some clips unread
+    loss_total, samples = _sum_over_ranks([loss_sum.item(), float(samples)], proc)
+    return loss_total / max(samples, 1.0), int(samples)
 
 
 def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
@@ -270,18 +278,18 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     proc = _setup_process(cfg.device)
     if cfg.global_batch % proc.world_size:
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
-    vocabulary, index = read_vocabulary(features_dir), read_index(features_dir)
-    num_train = int((index["split"] == "train").sum())
-    train_shards = set(index.loc[index["split"] == "train", "shard"])
-    shard_uris = [uri for uri in list_feature_shards(features_dir)
-                  if uri.rsplit("/", 1)[-1].removesuffix(".tar") in train_shards]
-    batch = _fit_batch(cfg.global_batch, num_train, proc.world_size, features_dir)
+    vocabulary = read_vocabulary(features_dir)
+    stream = TrainStream(*training_shards(features_dir), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
+    batch = _fit_batch(stream, cfg.global_batch, features_dir)
+    per_rank = batch // proc.world_size
+    if proc.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
     if proc.device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=proc.device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     torch.manual_seed(cfg.seed + proc.rank)  # rank-local randomness (dropout) differs per rank
     start_epoch, step, history = 0, 0, []
@@ -297,10 +305,11 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             set_rng_state(state["rng"][proc.rank])
     network = DistributedDataParallel(model) if proc.world_size > 1 else model
 
-    stream = TrainStream(shard_uris, cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
-    per_rank = batch // proc.world_size
-    loader = DataLoader(stream, batch_size=per_rank, collate_fn=batch_collate(len(vocabulary)),
-                        num_workers=cfg.num_workers, drop_last=True, pin_memory=proc.device.type == "cuda")
+    workers = _fit_workers(stream, per_rank, cfg.num_workers)
+    loader = DataLoader(stream, batch_size=per_rank, collate_fn=collate, num_workers=workers, drop_last=True,
+                        pin_memory=proc.device.type == "cuda")
+    # Validation reads every shard to find its clips: keep a bounded subset in memory instead.
+    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips)) if proc.main and cfg.val_clips else None
     if proc.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocabulary, out_dir / VOCABULARY)
@@ -310,8 +319,10 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         stream.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        loss, samples, steps = _train_epoch(network, loader, optimizer, proc, cfg,
-                                            num_train // batch, progress)
+        steps = stream.steps(per_rank, workers)
+        if steps == 0:
+            log.warning("epoch %d: a rank holds fewer training clips than its batch of %d: no step", epoch + 1, per_rank)
+        loss, samples = _train_epoch(network, loader, optimizer, proc, cfg, len(vocabulary), steps, progress)
         seconds = time.perf_counter() - started
         step += steps
         scheduler.step()
@@ -320,7 +331,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = _ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            record |= evaluate(model, features_dir, len(vocabulary), cfg.val_clips, per_rank, proc.device, cfg.bf16)
+            val = val_set if val_set is not None else iter_features(features_dir, split="val")
+            record |= evaluate(model, val, len(vocabulary), per_rank, proc.device, cfg.bf16)
         history.append(record)
         rngs = [rng_state()]
         if proc.world_size > 1:
@@ -342,7 +354,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
-               "train_clips": num_train, "final": history[-1] if history else {},
+               "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None)}
     if proc.main:
         write_json(summary, out_dir / "summary.json")

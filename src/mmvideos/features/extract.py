@@ -164,8 +164,11 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
                 skipped["too_short"] += 1
                 continue
             row = labels.loc[clip_id]
-            record = FeatureRecord(clip_id, np.empty(0, np.float16), lookup("visual", row["visual_labels"]),
-                                   lookup("audio", row["audio_labels"]), str(row["split"]), int(row["fold"]))
+            targets = set(row["label_ids"])  # merge_labels' pick: labels it pruned (min_count) are no targets
+            record = FeatureRecord(clip_id, np.empty(0, np.float16),
+                                   lookup("visual", [i for i in row["visual_labels"] if i in targets]),
+                                   lookup("audio", [i for i in row["audio_labels"] if i in targets]),
+                                   str(row["split"]), int(row["fold"]))
             pending.append((record, str(shard_of[clip_id]), samples))
             if sum(len(s) for _, _, s in pending) >= cfg.batch_seconds * logmel.SAMPLE_RATE:
                 flush()

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,9 @@ def encode_record(record: FeatureRecord) -> dict[str, bytes]:
     return {"npy": buf.getvalue(), "json": json.dumps(meta, sort_keys=True).encode()}
 
 
-def decode_record(clip_id: str, members: dict[str, bytes]) -> FeatureRecord:
-    """Shard members of one clip -> a :class:`FeatureRecord`."""
-    meta = json.loads(members["json"])
+def decode_record(clip_id: str, members: dict[str, bytes], meta: dict | None = None) -> FeatureRecord:
+    """Shard members of one clip (and its parsed ``json`` member, if at hand) -> a :class:`FeatureRecord`."""
+    meta = json.loads(members["json"]) if meta is None else meta
     return FeatureRecord(
         clip_id=clip_id,
         mel=np.load(io.BytesIO(members["npy"]), allow_pickle=False),
@@ -113,7 +114,7 @@ def read_feature_config(features_dir: str | Path) -> dict:
 
 
 def iter_features(features_dir: str | Path, split: str | None = None,
-                  shuffle_shards_seed: int | None = None) -> Iterator[FeatureRecord]:
+                  shuffle_shards_seed: int | None = None, limit: int = 0) -> Iterator[FeatureRecord]:
     """Stream the clips of a feature folder (local or ``gs://``), one shard at a time.
 
     Args:
@@ -122,6 +123,7 @@ def iter_features(features_dir: str | Path, split: str | None = None,
             according to ``index.parquet``, are not opened); ``None`` for every clip.
         shuffle_shards_seed: visit the shards in an order permuted by this seed (clips keep
             their order within a shard); ``None`` visits them in name order.
+        limit: stop after this many clips (0: no limit).
 
     Yields:
         :class:`FeatureRecord` objects; only the current clip is held in memory.
@@ -134,8 +136,24 @@ def iter_features(features_dir: str | Path, split: str | None = None,
     if shuffle_shards_seed is not None:
         order = np.random.default_rng(shuffle_shards_seed).permutation(len(uris))
         uris = [uris[i] for i in order]
-    for uri in uris:
+    records = iter_records(uris, split)
+    yield from itertools.islice(records, limit) if limit else records
+
+
+def iter_records(shard_uris: list[str], split: str | None = None,
+                 select: Callable[[int], bool] | None = None) -> Iterator[FeatureRecord]:
+    """The clips of ``split`` (``None``: all) in ``shard_uris``, in order, decoding only those kept.
+
+    A clip's split is read from its small ``json`` member before its log-mel array is decoded,
+    and ``select(i)``, when given, keeps the ``i``-th clip of the split (counted from 0 over all
+    the shards): readers that share shards skip each other's clips without decoding them.
+    """
+    i = 0
+    for uri in shard_uris:
         for clip_id, members in shards.iter_shard(uri):
-            record = decode_record(clip_id, members)
-            if split is None or record.split == split:
-                yield record
+            meta = json.loads(members["json"])
+            if split is not None and meta["split"] != split:
+                continue
+            if select is None or select(i):
+                yield decode_record(clip_id, members, meta)
+            i += 1

@@ -18,34 +18,36 @@ reader passes its records through a seeded shuffle buffer. Nothing reads the glo
 run resumed at an epoch boundary sees exactly the batches an uninterrupted run sees.
 
 Readers. With ``R`` ranks and ``W`` data-loader workers per rank there are ``R * W`` readers
-("slots"). With at least as many shards as slots each slot streams whole shards (shard
-``i`` of the epoch's permutation goes to slot ``i mod R*W``), so every shard is read once. With
-fewer shards (a local run) every slot streams all shards and keeps every ``R*W``-th training
-record; slots still read disjoint clips. Ranks may hold a different number of samples; the
-training loop stops an epoch as soon as any rank runs out, so all ranks take the same steps.
+("slots"); each builds its own batches, so the number of steps an epoch takes is known in advance
+from ``index.parquet`` (:meth:`TrainStream.steps`) and every rank takes that many, with no
+per-step agreement between ranks. With at least as many shards as slots each slot streams whole
+shards, dealt out by training clips (largest first, each to the slot holding the fewest so far;
+ties in the epoch's random order), so the slots' loads stay even. With fewer shards (a local run)
+every slot streams all shards and keeps every ``R*W``-th training clip, skipping the others
+without decoding them; slots read disjoint clips either way. A slot's leftover of less than a
+batch sits that epoch out (the shuffle and the next epoch's deal pick other clips to leave).
 """
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmvideos import shards
-from mmvideos.features.store import FeatureRecord, decode_record
+from mmvideos.features.store import FeatureRecord, iter_records, list_feature_shards, read_index
 
 
-def iter_split(shard_uris: list[str], split: str) -> Iterator[FeatureRecord]:
-    """The clips of ``split`` in ``shard_uris``, in the given shard order."""
-    for uri in shard_uris:
-        for clip_id, members in shards.iter_shard(uri):
-            record = decode_record(clip_id, members)
-            if record.split == split:
-                yield record
+def training_shards(features_dir: str | Path) -> tuple[list[str], list[int]]:
+    """The shards of a features folder that hold training clips, and how many each holds."""
+    index = read_index(features_dir)
+    counts = index.loc[index["split"] == "train"].groupby("shard").size()
+    uris = [uri for uri in list_feature_shards(features_dir)
+            if uri.rsplit("/", 1)[-1].removesuffix(".tar") in counts.index]
+    return uris, [int(counts[uri.rsplit("/", 1)[-1].removesuffix(".tar")]) for uri in uris]
 
 
 def clip_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
@@ -68,36 +70,45 @@ def training_sample(clip: FeatureRecord, seed: int, epoch: int) -> tuple[torch.T
     return mel, training_labels(clip.visual, clip.audio, rng)
 
 
-def collate(samples: list[tuple[torch.Tensor, np.ndarray]], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples -> (log-mel ``float16 [B, 1, 100, 64]``, multi-hot targets ``uint8 [B, V]``)."""
+def collate(samples: list[tuple[torch.Tensor, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples -> (log-mel ``float16 [B, 1, 100, 64]``, label indices ``int64 [B, L]`` padded with -1).
+
+    Indices rather than multi-hot rows: a batch of 1,024 over 10,998 labels is 11 MB of targets
+    dense, a few kB sparse; :func:`multi_hot` expands them on the training device.
+    """
     mel = torch.stack([m for m, _ in samples])
-    targets = torch.zeros(len(samples), num_classes, dtype=torch.uint8)
-    for row, (_, labels) in enumerate(samples):
-        targets[row, torch.from_numpy(labels)] = 1
-    return mel, targets
+    labels = torch.full((len(samples), max((len(l) for _, l in samples), default=0)), -1, dtype=torch.int64)
+    for row, (_, indices) in enumerate(samples):
+        labels[row, :len(indices)] = torch.from_numpy(indices)
+    return mel, labels
 
 
-def batch_collate(num_classes: int):
-    """A picklable ``collate_fn`` for a vocabulary of ``num_classes`` labels."""
-    return functools.partial(collate, num_classes=num_classes)
+def multi_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Padded label indices ``[B, L]`` (-1: none) -> float multi-hot targets ``[B, num_classes]``."""
+    targets = torch.zeros(len(labels), num_classes + 1, device=labels.device)
+    targets.scatter_(1, labels.masked_fill(labels < 0, num_classes), 1.0)  # padding -> a spare column
+    return targets[:, :num_classes]
 
 
 class TrainStream(IterableDataset):
     """One epoch of training samples for this rank (module docstring); call ``set_epoch`` first.
 
     Args:
-        shard_uris: every feature shard (train and val clips may share shards).
+        shard_uris: the shards that hold training clips (:func:`training_shards`).
+        train_counts: training clips in each of them, as ``index.parquet`` says.
         seed: base seed of the order and of the per-clip draws.
         shuffle_buffer: records each reader holds for shuffling; 1 keeps the stream order.
         rank, world_size: this process's place in the distributed job.
     """
 
-    def __init__(self, shard_uris: list[str], seed: int, shuffle_buffer: int,
+    def __init__(self, shard_uris: list[str], train_counts: list[int], seed: int, shuffle_buffer: int,
                  rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         if shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}")
-        self.shard_uris = list(shard_uris)
+        if len(shard_uris) != len(train_counts):
+            raise ValueError(f"{len(shard_uris)} shards but {len(train_counts)} counts")
+        self.shard_uris, self.train_counts = list(shard_uris), list(train_counts)
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -106,20 +117,48 @@ class TrainStream(IterableDataset):
         """Select the epoch whose order and draws ``__iter__`` produces."""
         self.epoch = epoch
 
+    def _order(self) -> list[int]:
+        return [int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shard_uris))]
+
+    def deal(self, slots: int) -> list[list[int]] | None:
+        """This epoch's shards (indices) for each slot, in reading order; ``None`` with fewer shards than slots."""
+        if len(self.shard_uris) < slots:
+            return None
+        order = self._order()
+        loads, dealt = [0] * slots, [[] for _ in range(slots)]
+        for i in sorted(order, key=lambda i: -self.train_counts[i]):  # stable: ties keep the epoch's order
+            slot = loads.index(min(loads))
+            dealt[slot].append(i)
+            loads[slot] += self.train_counts[i]
+        position = {i: k for k, i in enumerate(order)}
+        return [sorted(shards, key=position.__getitem__) for shards in dealt]
+
+    def slot_sizes(self, slots: int) -> list[int]:
+        """Training clips each of ``slots`` readers yields this epoch."""
+        dealt = self.deal(slots)
+        if dealt is None:
+            total = sum(self.train_counts)
+            return [total // slots + (slot < total % slots) for slot in range(slots)]
+        return [sum(self.train_counts[i] for i in shards) for shards in dealt]
+
+    def steps(self, batch_per_rank: int, workers: int) -> int:
+        """Batches every rank yields this epoch with ``workers`` data-loader workers (0: in-process)."""
+        per_rank = max(workers, 1)
+        sizes = self.slot_sizes(self.world_size * per_rank)
+        return min(sum(size // batch_per_rank for size in sizes[rank * per_rank:(rank + 1) * per_rank])
+                   for rank in range(self.world_size))
+
     def _slot(self) -> tuple[int, int]:
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         return self.rank * workers + worker, self.world_size * workers
 
     def _clips(self, slot: int, slots: int) -> Iterator[FeatureRecord]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shard_uris))
-        uris = [self.shard_uris[i] for i in order]
-        if len(uris) >= slots:
-            yield from iter_split(uris[slot::slots], "train")
-            return
-        for i, clip in enumerate(iter_split(uris, "train")):
-            if i % slots == slot:
-                yield clip
+        dealt = self.deal(slots)
+        if dealt is not None:
+            return iter_records([self.shard_uris[i] for i in dealt[slot]], "train")
+        uris = [self.shard_uris[i] for i in self._order()]
+        return iter_records(uris, "train", select=lambda i: i % slots == slot)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         slot, slots = self._slot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
-import itertools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,13 @@ from torch import nn
 from torchmetrics.functional.classification import multilabel_average_precision
 
 from mmvideos.atomic import atomic_path, write_text
-from mmvideos.features.store import iter_features
+from mmvideos.features.store import FeatureRecord
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, features_dir: str | Path, num_classes: int, max_clips: int = 0,
-             batch_size: int = 1024, device: str | torch.device = "cpu", bf16: bool = False) -> dict[str, Any]:
-    """Validation Top-1 and mAP on the ``val`` clips of a features folder.
+def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int, batch_size: int = 1024,
+             device: str | torch.device = "cpu", bf16: bool = False) -> dict[str, Any]:
+    """Validation Top-1 and mAP on validation clips.
 
     A clip's scores are the sigmoid outputs averaged over all its 1-s frames; its truth is all
     its visual and audio labels. Top-1: the fraction of clips (with at least one label) whose
@@ -32,9 +32,8 @@ def evaluate(model: nn.Module, features_dir: str | Path, num_classes: int, max_c
 
     Args:
         model: the network (its training mode is restored afterwards).
-        features_dir: a features folder; only clips whose split is ``val`` are read.
+        clips: the validation clips, e.g. ``iter_features(features_dir, split="val", limit=n)``.
         num_classes: vocabulary size.
-        max_clips: read at most this many validation clips (0: all).
         batch_size: 1-s frames per forward pass.
         device: where ``model`` runs.
         bf16: bfloat16 autocast (CUDA).
@@ -46,8 +45,6 @@ def evaluate(model: nn.Module, features_dir: str | Path, num_classes: int, max_c
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    clips = iter_features(features_dir, split="val")
-    clips = itertools.islice(clips, max_clips) if max_clips else clips
     scores, truth, pending = [], [], []
 
     def flush() -> None:
