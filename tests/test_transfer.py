@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmvideos.benchmarks import read_benchmark
-from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract
+from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key
 from mmvideos.models import build_model
 from mmvideos.report import report
 from mmvideos.training.checkpoint import export_model
@@ -74,8 +74,23 @@ def test_transfer_is_deterministic_and_cached(esc50_run, checkpoint, tmp_path):
     def refuse(frames):
         raise AssertionError("recomputed a cached clip")
 
-    cached = extract(table, [Extractor("logmel_stats", LOGMEL_STATS.key, refuse)], cache, "esc50", progress=False)
+    cached = extract(table, [Extractor("logmel_stats", LOGMEL_STATS.key, refuse)], cache, "esc50", str(root),
+                     progress=False)
     assert cached["logmel_stats"].shape == (30, 128)
+    # the same clip ids under another root are other clips: nothing is reused
+    with pytest.raises(AssertionError, match="recomputed"):
+        extract(table, [Extractor("logmel_stats", LOGMEL_STATS.key, refuse)], cache, "esc50", str(tmp_path),
+                progress=False)
+
+
+def test_random_weights_are_keyed_by_their_values():
+    torch.manual_seed(0)
+    small = build_model("vggish", 100, 0.0625)
+    torch.manual_seed(0)
+    larger_vocabulary = build_model("vggish", 200, 0.0625)
+    torch.manual_seed(0)
+    again = build_model("vggish", 100, 0.0625)
+    assert module_key(small, "r") == module_key(again, "r") != module_key(larger_vocabulary, "r")
 
 
 def test_embedding_extractor_pools_mean_and_max():

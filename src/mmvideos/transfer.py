@@ -43,7 +43,7 @@ from torch import nn
 from mmvideos import storage
 from mmvideos.atomic import write_json
 from mmvideos.benchmarks import Benchmark, read_benchmark
-from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, weights_key
+from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
 from mmvideos.corpus import cache_dir as default_cache_root
 from mmvideos.metrics import evaluate
 from mmvideos.models import build_model
@@ -215,11 +215,10 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         key = weights_key(local, card["arch"])
     extractors = [
         embedding_extractor("pretrained", key, pretrained.embed, device),
-        embedding_extractor("random_init", f"{card['arch']}-w{card.get('width_mult', 1.0)}-random-seed{cfg.seed}",
-                            random_init.embed, device),
+        embedding_extractor("random_init", module_key(random_init, f"{card['arch']}-random"), random_init.embed, device),
         LOGMEL_STATS,
     ]
-    features = extract(bench.table, extractors, cache, benchmark, progress)
+    features = extract(bench.table, extractors, cache, benchmark, str(data_dir), progress)
     rows, confusion = [], None
     for name in MODELS:
         mean, per_split, matrix = run_protocol(bench, features[name], cfg, device)

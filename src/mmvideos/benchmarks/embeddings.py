@@ -13,11 +13,11 @@ cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: 
 * the raw log-mel baseline takes the mean and standard deviation over all 10-ms frames of each
   mel bin (``[128]``).
 
-Cache: ``<cache>/<extractor key>/<benchmark>/<clip_id>.npy``, each written atomically (its
-existence means it is complete), plus a ``.completed`` marker holding a digest of the clip ids
-once every clip is done; a re-run with the same key and clips then reads the vectors without
-decoding any audio. The key of a trained model is derived from its weights' SHA-256, so a new
-checkpoint never reuses stale vectors.
+Cache: ``<cache>/<extractor key>/<benchmark>-<digest of the data root>/<clip_id>.npy``, each
+written atomically (its existence means it is complete), plus a ``.completed`` marker holding a
+digest of the clip ids once every clip is done; a re-run with the same key, root and clips then
+reads the vectors without decoding any audio. The key of a network is derived from the SHA-256
+of its weights (trained or freshly initialised), so a new checkpoint never reuses stale vectors.
 """
 
 from __future__ import annotations
@@ -107,20 +107,30 @@ def weights_key(checkpoint_dir: str | Path, prefix: str) -> str:
     return f"{prefix}-{digest.hexdigest()[:16]}"
 
 
+def module_key(module: torch.nn.Module, prefix: str) -> str:
+    """``prefix-<first 16 hex of SHA-256 over the module's state>``: names in-memory weights."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{prefix}-{digest.hexdigest()[:16]}"
+
+
 def _ids_digest(clip_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
 
 
 def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path, benchmark: str,
-            progress: bool = True) -> dict[str, np.ndarray]:
-    """Features of every clip of ``table`` for each extractor: ``{name: float32 [N, D]}``.
+            root: str, progress: bool = True) -> dict[str, np.ndarray]:
+    """Features of every clip of ``table`` (read from ``root``) for each extractor: ``{name: float32 [N, D]}``.
 
     Each clip is decoded once for all extractors that still lack it; everything already cached
     is read back instead.
     """
     clip_ids = table["clip_id"].tolist()
     digest = _ids_digest(clip_ids)
-    folders = {e.name: Path(cache) / e.key / benchmark for e in extractors}
+    place = f"{benchmark}-{hashlib.sha256(str(root).rstrip('/').encode()).hexdigest()[:12]}"
+    folders = {e.name: Path(cache) / e.key / place for e in extractors}
     pending = [e for e in extractors
                if not ((folders[e.name] / MARKER).is_file() and (folders[e.name] / MARKER).read_text() == digest)]
     todo = [(cid, uri) for cid, uri in zip(clip_ids, table["uri"])
