@@ -8,5 +8,10 @@ on CPU and on GPU node pools; ``MMVIDEOS_IMAGE`` overrides it at compile time.
 
 import os
 
-#: Container image holding mmvideos and its dependencies (images/Dockerfile).
-IMAGE = os.environ.get("MMVIDEOS_IMAGE", "ghcr.io/mmvideos/mmvideos:0.1.0")
+#: The image when ``MMVIDEOS_IMAGE`` is unset.
+DEFAULT_IMAGE = "ghcr.io/mmvideos/mmvideos:0.1.0"
+
+#: Container image holding mmvideos and its dependencies (images/Dockerfile), read when the
+#: components are imported (``mmvideos compile``). KFP's cache keys on the component spec, which
+#: names the image but not its contents: tag it by git SHA or digest, not a reused tag.
+IMAGE = os.environ.get("MMVIDEOS_IMAGE", DEFAULT_IMAGE)

@@ -9,17 +9,19 @@ from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def transfer(benchmark: str, data_roots: dict, model: Input[Model], params: dict, results: Output[Dataset],
-             metrics: Output[Metrics], confusion: Output[ClassificationMetrics]):
+def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model: Input[Model], params: dict,
+             results: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics]):
     """Classifier on the 128-d embeddings (and two baselines) under the benchmark's protocol.
 
-    ``data_roots`` maps benchmark names to their data (params.yaml ``benchmarks``).
+    ``data_roots`` maps benchmark names to their data (params.yaml ``benchmarks``); its names
+    must be the ``compiled_benchmarks`` the DAG has one task for (the roots may change per run).
     """
-    from mmvideos.config import from_dict
+    from mmvideos.config import check_compiled, from_dict
     from mmvideos.demo_benchmark import resolve_benchmark
     from mmvideos.kfp_io import log_transfer
     from mmvideos.transfer import TransferConfig, transfer as run
 
+    check_compiled("the benchmark names in benchmarks", sorted(data_roots), sorted(compiled_benchmarks))
     run(benchmark, resolve_benchmark(benchmark, data_roots.get(benchmark)), model.path, results.path,
         from_dict(TransferConfig, params), progress=True)
     log_transfer(results.path, metrics, confusion)

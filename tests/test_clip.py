@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,20 @@ def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
     assert summary["videos_rejected"] == 1 and rejects["stage"].tolist() == ["clip"]
     assert clips["video_id"].nunique() == 1  # only the intact video, nothing partial of the other
     assert set(dict(iter_clip_frames(tmp_path / "out"))) == set(clips["clip_id"])
+
+
+def test_clip_reads_the_copies_from_a_moved_ingest_folder(media_dir, tmp_path):
+    """On a cluster the clip pod gets the ingest Dataset at another path and cannot see the
+    source: with copy_media it needs neither the source nor the original folder."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("good_tone.mp4", "good_speech.mp4"):
+        shutil.copy(media_dir / name, source / name)
+    ingest(source, tmp_path / "ingest-pod" / "videos", progress=False, copy_media=True)
+    shutil.rmtree(source)
+    moved = tmp_path / "clip-pod" / "inputs"
+    moved.parent.mkdir()
+    (tmp_path / "ingest-pod" / "videos").rename(moved)
+    summary = clip_videos(read_videos(moved), tmp_path / "clips", ClipConfig(), progress=False)
+    assert summary["videos_rejected"] == 0 and summary["clips"] == 3
+    assert len(dict(iter_clip_frames(tmp_path / "clips"))) == 3

@@ -1,8 +1,10 @@
-"""`dvc repro` runs the stages through the same CLI, from params.yaml, and is idempotent."""
+"""`dvc repro` runs the stages through the same CLI, from params.yaml, and is idempotent; a video
+added to the source makes ingest out of date."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +28,9 @@ def _dvc(*args: str, cwd: Path) -> str:
 @pytest.mark.slow
 def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path):
     shutil.copy(REPO / "dvc.yaml", tmp_path)
+    source = shutil.copytree(media_dir, tmp_path / "videos")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["source"] = str(media_dir)
+    params["data"]["source"] = str(source)
     params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
     params["transfer"].update(epochs=5)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -38,7 +41,8 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     labels = pd.read_parquet(tmp_path / "data" / "labels" / "labels.parquet")
     assert set(labels["clip_id"]) == set(clips["clip_id"])
     assert "esc50.pretrained.top1" in (tmp_path / "data" / "report" / "metrics.json").read_text()
-    assert "up to date" in _dvc("status", cwd=tmp_path)
+    # only the source listing, which runs on every repro, is ever out of date
+    assert _dvc("status", cwd=tmp_path).split() == ["fingerprint_source:", "always", "changed"]
     assert "esc50.pretrained.top1" in _dvc("metrics", "show", cwd=tmp_path)
     # an edit of one transfer setting re-runs transfer and report only
     params["transfer"]["epochs"] = 6
@@ -46,3 +50,10 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     out = _dvc("repro", cwd=tmp_path)
     assert "Stage 'ingest' didn't change" in out and "Stage 'pretrain' didn't change" in out
     assert "Running stage 'transfer@esc50'" in out and "Running stage 'report'" in out
+    assert "Running stage 'fingerprint_source'" in out  # listed again, unchanged: ingest skipped
+    # a video added to the source: the listing changes and ingest is out of date
+    shutil.copy(source / "good_speech.mp4", source / "added.mp4")
+    _dvc("repro", "fingerprint_source", cwd=tmp_path)
+    status = _dvc("status", cwd=tmp_path)
+    assert "ingest:" in status and re.search(r"modified:\s+data/source\.json", status)
+    assert "clip:" not in status  # clip waits for ingest's new output

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pandas as pd
 import pytest
 
-from mmvideos.ingest import IngestConfig, fold_of, ingest, split_of, video_id_for
+from conftest import upload_dir
+from mmvideos import storage
+from mmvideos.corpus import sha256_file
+from mmvideos.ingest import (IngestConfig, fold_of, ingest, link_or_copy, read_videos, source_entries,
+                             source_fingerprint, split_of, video_id_for)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +84,68 @@ def test_uri_list_source(media_dir, tmp_path):
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
     assert summary["videos_kept"] == 1
     assert rejects["reason"].tolist() == ["file not found"]
+
+
+def test_copy_media_places_each_kept_local_video_in_the_output(media_dir, ingested, tmp_path):
+    _, plain, _ = ingested
+    assert plain["media"].isna().all()  # off by default: the CLI/DVC path reads the source itself
+    out = tmp_path / "out"
+    ingest(media_dir, out, progress=False, copy_media=True)
+    table = pd.read_parquet(out / "videos.parquet")
+    assert table["media"].tolist() == [f"media/{v}.mp4" for v in table["video_id"]]
+    assert sorted(p.name for p in (out / "media").iterdir()) == sorted(f"{v}.mp4" for v in table["video_id"])
+    for row in table.itertuples():
+        assert sha256_file(out / row.media) == row.sha256
+    resolved = read_videos(out)
+    assert resolved["media"].tolist() == [str(out / m) for m in table["media"]]
+    # a re-run into the same folder that keeps fewer videos leaves no stale copy behind
+    listing = tmp_path / "one.txt"
+    listing.write_text(f"{media_dir / 'good_speech.mp4'}\n")
+    ingest(listing, out, progress=False, copy_media=True)
+    assert len(list((out / "media").iterdir())) == 1
+
+
+def test_gcs_videos_are_not_copied(media_dir, gcs_bucket, tmp_path):
+    upload_dir(media_dir, f"{gcs_bucket('ingest-media')}/raw")
+    ingest("gs://ingest-media/raw", tmp_path, progress=False, copy_media=True)
+    videos = read_videos(tmp_path)
+    assert len(videos) == 2 and videos["uri"].str.startswith("gs://").all()
+    assert videos["media"].isna().all() and not (tmp_path / "media").exists()
+
+
+def test_link_or_copy_links_on_one_file_system(tmp_path):
+    source = tmp_path / "a.mp4"
+    source.write_bytes(b"video bytes")
+    link_or_copy(source, tmp_path / "media" / "b.mp4")
+    assert (tmp_path / "media" / "b.mp4").read_bytes() == b"video bytes"
+    assert os.path.samefile(source, tmp_path / "media" / "b.mp4")
+    assert [p.name for p in (tmp_path / "media").iterdir()] == ["b.mp4"]  # no temporary left
+
+
+def test_fingerprint_follows_the_listing_not_the_bytes(media_dir, tmp_path):
+    source = tmp_path / "videos"
+    shutil.copytree(media_dir, source)
+    first = source_fingerprint(source)
+    assert source_fingerprint(source) == first and len(first) == 64
+    shutil.copy(source / "good_tone.mp4", source / "added.mp4")
+    added = source_fingerprint(source)
+    assert added != first
+    os.utime(source / "added.mp4", ns=(0, 0))  # rewritten in place: a new mtime
+    assert source_fingerprint(source) not in (first, added)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{source / 'good_speech.mp4'}\n{tmp_path / 'missing.mp4'}\n")
+    entries = source_entries(listing)
+    assert [e[1:] for e in entries if e[0].endswith("missing.mp4")] == [(-1, "missing")]
+    # the demo corpus is fingerprinted from its pinned hashes, without fetching it
+    assert source_fingerprint("") == source_fingerprint("") != first
+
+
+def test_fingerprint_of_gcs_sees_a_rewritten_object(media_dir, gcs_bucket):
+    bucket = gcs_bucket("fingerprint")
+    upload_dir(media_dir, f"{bucket}/raw")
+    first = source_fingerprint(f"{bucket}/raw")
+    listing = source_entries(f"{bucket}/raw")
+    assert sorted(uri.rsplit("/", 1)[1] for uri, _, _ in listing) == sorted(p.name for p in media_dir.iterdir())
+    rewritten = (media_dir / "corrupt.mp4").read_bytes()[::-1]  # same size, other bytes
+    storage.gcs_client().bucket("fingerprint").blob("raw/corrupt.mp4").upload_from_string(rewritten)
+    assert source_fingerprint(f"{bucket}/raw") != first

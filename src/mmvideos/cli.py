@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from mmvideos import __version__
-from mmvideos.config import DEFAULT_PARAMS, from_dict, load_params
+from mmvideos.components import DEFAULT_IMAGE
+from mmvideos.config import from_dict, load_params
+from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
 
 
 def _params(args: argparse.Namespace, name: str, cls):
@@ -41,6 +43,17 @@ def cmd_demo_corpus(args: argparse.Namespace) -> None:
     from mmvideos.corpus import fetch_demo_corpus
 
     print(fetch_demo_corpus(args.output))
+
+
+def cmd_fingerprint_source(args: argparse.Namespace) -> None:
+    from mmvideos.atomic import write_json
+    from mmvideos.ingest import source_entries, source_fingerprint
+
+    listing = {"source": args.source, "files": len(source_entries(args.source)),
+               "fingerprint": source_fingerprint(args.source)}
+    if args.output:
+        write_json(listing, args.output)
+    _print(listing)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -137,7 +150,8 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     from mmvideos.schedule import schedule
 
     arguments = {"source": args.source} if args.source else {}
-    run_id = schedule(args.host, args.cron, args.name, args.experiment, args.params, arguments, args.namespace)
+    run_id = schedule(args.host, args.cron, args.name, args.experiment, args.params, arguments, args.namespace,
+                      service_account=args.service_account)
     print(f"recurring run {run_id} created: {args.cron}")
 
 
@@ -153,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(ingest -> clip -> annotate -> merge labels -> features -> pretrain -> transfer -> report).",
     )
     parser.add_argument("--version", action="version", version=f"mmvideos {__version__}")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: ./params.yaml, else the packaged copy)")
+    parser.add_argument("--params", type=Path, default=None,
+                        help="parameter file; a named file must exist (default: ./params.yaml, else the packaged copy)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -166,13 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="re-run every task even if its inputs did not change")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML for a cluster")
+    p = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML for a cluster",
+                       description="Compile the pipeline to KFP IR YAML. Every component runs the image named by "
+                                   "the environment variable MMVIDEOS_IMAGE at compile time (default "
+                                   f"{DEFAULT_IMAGE}); tag it by git SHA or digest, since KFP's cache keys on "
+                                   "the component spec, not on the code inside the image. Also read now and fixed "
+                                   "in the YAML: the params file's `cluster` section (GPU type and count, node "
+                                   "selector, toleration, CPU/memory requests and limits of the pretrain task), "
+                                   "the clip fan-out (clip.num_shards) and the benchmark names; every other "
+                                   "section only sets parameter defaults that a run may override.")
     p.add_argument("--output", type=Path, required=True, help="YAML file to write")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")
     p.add_argument("--output", type=Path, help="folder (default: the cache, $MMVIDEOS_CACHE or ~/.cache/mmvideos)")
     p.set_defaults(func=cmd_demo_corpus)
+
+    p = sub.add_parser("fingerprint-source", help="list a source and print a fingerprint of it (dvc.yaml's first stage)",
+                       description="SHA-256 over the (uri, size, mtime or GCS generation) of every file of a source: "
+                                   "it changes exactly when videos are added, removed or rewritten; nothing is read "
+                                   "or fetched (an empty source, the demo corpus, uses its pinned hashes).")
+    p.add_argument("--source", default="", help="folder, gs:// prefix, or CSV/text list of URIs (default: demo corpus)")
+    p.add_argument("--output", type=Path, default=None, help="JSON file to write (source, files, fingerprint)")
+    p.set_defaults(func=cmd_fingerprint_source)
 
     p = sub.add_parser("ingest", help="probe videos; write videos.parquet and rejects.parquet",
                        description="Discover and probe videos; keep those with sound and picture.")
@@ -224,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pretrain on one process. For several GPUs run the same stage with "
                                    "`torchrun --nproc_per_node=N -m mmvideos.train --features DIR --out DIR`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True, help="output folder; resumes from its checkpoint.pt")
+    p.add_argument("--output", type=Path, required=True,
+                   help="output folder. When it already holds a checkpoint.pt of the same model and width "
+                        "(an interrupted run's, or a finished one's given more epochs), training continues from "
+                        "that epoch. Nothing resumes across Kubeflow runs (each pretrain task gets a fresh, "
+                        "empty output) nor under dvc repro (it removes a stage's outputs before running it)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")
@@ -253,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name")
     p.add_argument("--experiment", default="mmvideos", help="KFP experiment")
     p.add_argument("--namespace", help="Kubeflow profile namespace")
+    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
+                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("bench", help="print throughput figures: annotators, features, training per model")

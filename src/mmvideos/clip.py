@@ -37,7 +37,7 @@ from PIL import Image
 
 from mmvideos import media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.ingest import REJECT_COLUMNS
+from mmvideos.ingest import REJECT_COLUMNS, video_location
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, num_
     """Cut ``videos`` (ingest's table) into clips under ``out_dir``; returns a summary dict.
 
     With ``shard_index`` only the videos of that shard's fold range are processed (one task of
-    a fan-out); otherwise every shard is written in turn.
+    a fan-out); otherwise every shard is written in turn. Each video is read from its copy in
+    the ingest folder when ingest made one (``media``, resolved by ``read_videos``), else from
+    its ``uri``.
     """
     out_dir = Path(out_dir)
     start_time = time.monotonic()
@@ -139,7 +141,7 @@ def _clip_one(video, cfg: ClipConfig, shard: str, audio_out: shards.ShardWriter,
     whole video decoded, so a failure half-way leaves no partial video behind."""
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
-    with storage.local_copy(video.uri) as path, \
+    with storage.local_copy(video_location(video)) as path, \
             tempfile.TemporaryFile() as audio_spool, tempfile.TemporaryFile() as frames_spool:
         with shards.ShardWriter.to_file(audio_spool) as spool:
             for clip_id, pcm in zip(ids, _cut_audio(path, plan, cfg.sample_rate)):

@@ -22,19 +22,24 @@ T = TypeVar("T")
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:
+def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Read a ``params.yaml`` into ``{section: {key: value}}``.
 
-    When ``path`` does not exist the packaged copy (the repository's ``params.yaml`` at build
-    time) is used, so an installed ``mmvideos`` works outside a checkout.
+    With no file named (``None``, or the default ``params.yaml`` itself) it reads
+    ./params.yaml, or the packaged copy (the repository's ``params.yaml`` at build time) when
+    there is none, so an installed ``mmvideos`` works outside a checkout. A file named
+    explicitly must exist: a mistyped ``--params`` is an error, not a silent fall-back.
     """
-    path = Path(path)
-    if not path.exists():
+    implicit = path is None or Path(path) == DEFAULT_PARAMS
+    path = DEFAULT_PARAMS if path is None else Path(path)
+    if path.is_file():
+        text = path.read_text()
+    elif implicit:
         from importlib import resources
 
         text = resources.files("mmvideos").joinpath("params.yaml").read_text()
     else:
-        text = path.read_text()
+        raise FileNotFoundError(f"parameter file {str(path)!r} not found")
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
@@ -70,6 +75,19 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def section(cls: type[T], name: str, path: str | Path = DEFAULT_PARAMS) -> T:
+def section(cls: type[T], name: str, path: str | Path | None = None) -> T:
     """Load one section of ``params.yaml`` as ``cls`` (defaults fill keys it leaves out)."""
     return from_dict(cls, load_params(path).get(name))
+
+
+def check_compiled(setting: str, value: Any, compiled: Any) -> None:
+    """Refuse a run-time ``value`` of a setting that shaped the compiled DAG (a fan-out).
+
+    The Kubeflow UI lets a run override any parameter, but the number of tasks of a
+    ``ParallelFor`` was fixed by ``mmvideos compile``: raises ``ValueError`` saying so.
+    """
+    if value != compiled:
+        raise ValueError(
+            f"{setting} is {value!r} in this run but {compiled!r} in the compiled pipeline: {setting} is fixed "
+            f"when the pipeline is compiled, recompile with the new value in params.yaml "
+            f"(mmvideos --params FILE compile --output pipeline.yaml) and upload that instead of overriding it per run")

@@ -3,8 +3,13 @@
 Every input URI ends up in exactly one of two tables (one writer: this module):
 
 * ``videos.parquet``: video_id, uri, sha256, size_bytes, duration_s, video_codec, width, height,
-  fps, audio_codec, sample_rate, channels, fold, split
+  fps, audio_codec, sample_rate, channels, fold, split, media
 * ``rejects.parquet``: uri, video_id (when known), reason, stage
+* ``media/<video_id><ext>``: with ``copy_media``, the bytes of every kept video that is not a
+  ``gs://`` object, so that tasks on other machines (the clip pods of a cluster, which do not
+  see the ingest pod's disk) find them in the artifact they are given. ``media`` holds that
+  path relative to the ingest folder (empty otherwise) and ``read_videos`` resolves it against
+  the folder it reads, wherever that folder has been moved or downloaded to.
 
 The video id is a UUID derived from the file's content (``uuid5`` of its SHA-256), so
 re-ingesting the same bytes gives the same id wherever they live, and a second copy is
@@ -18,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +33,7 @@ import pandas as pd
 
 from mmvideos import media, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.corpus import sha256_file
+from mmvideos.corpus import DEMO_VIDEOS, sha256_file
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,10 @@ VIDEO_NAMESPACE = uuid.UUID("6f3c1d2e-5b7a-4c1e-9a8d-2f4b6c8e0a1d")
 
 REJECT_COLUMNS = ["uri", "video_id", "reason", "stage"]
 VIDEO_COLUMNS = ["video_id", "uri", "sha256", "size_bytes", "duration_s", "video_codec", "width",
-                 "height", "fps", "audio_codec", "sample_rate", "channels", "fold", "split"]
+                 "height", "fps", "audio_codec", "sample_rate", "channels", "fold", "split", "media"]
+
+#: Folder of an ingest output that holds the copied videos (``copy_media``).
+MEDIA_DIR = "media"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +82,16 @@ def split_of(fold: int, val_every_n_folds: int = 15, val_part: int = 14) -> str:
 
 
 def ingest(source: str | Path, out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
-           progress: bool = True) -> dict:
+           progress: bool = True, copy_media: bool = False) -> dict:
     """Probe every video of ``source`` and write ``videos.parquet`` and ``rejects.parquet``.
 
     ``source`` is a local folder, a ``gs://`` prefix or a CSV/text list of URIs
-    (``mmvideos.storage.list_source``). Returns a summary dict (also ``summary.json``).
+    (``mmvideos.storage.list_source``). With ``copy_media`` every kept video that is not a
+    ``gs://`` object is also placed under ``out_dir/media/`` (a hard link where the file system
+    allows, else a copy) and the ``media`` column names it: the Kubeflow component does this,
+    because the next task runs in another pod that only receives this folder; the CLI and DVC
+    run every stage on one machine and leave it off. Returns a summary dict (also
+    ``summary.json``).
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -95,6 +110,7 @@ def ingest(source: str | Path, out_dir: str | Path, cfg: IngestConfig = IngestCo
         seen[row["sha256"]] = uri
         kept.append(row)
     videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
+    videos["media"] = place_media(videos, out_dir) if copy_media else None
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
@@ -139,10 +155,126 @@ def _examine(uri: str, cfg: IngestConfig) -> tuple[dict | None, str]:
     return {
         "video_id": video_id, "uri": uri, "sha256": sha, "size_bytes": size,
         **{k: v for k, v in dataclasses.asdict(info).items() if k not in ("has_video", "has_audio")},
-        "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part),
+        "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part), "media": None,
     }, ""
 
 
+def place_media(videos: pd.DataFrame, out_dir: str | Path) -> list[str | None]:
+    """Put every non-``gs://`` video of ``videos`` under ``out_dir/media/<video_id><ext>``.
+
+    Returns the ``media`` column: those paths relative to ``out_dir`` (``None`` for ``gs://``
+    URIs, which every pod reads as they are). Files of an earlier run that are no longer kept
+    are removed, so the folder holds exactly the table's videos.
+    """
+    out_dir = Path(out_dir)
+    names: list[str | None] = []
+    for video_id, uri in zip(videos["video_id"], videos["uri"]):
+        if storage.is_gcs(uri):
+            names.append(None)
+            continue
+        name = f"{MEDIA_DIR}/{video_id}{Path(uri).suffix.lower()}"
+        link_or_copy(Path(uri), out_dir / name)
+        names.append(name)
+    media_dir = out_dir / MEDIA_DIR
+    if media_dir.is_dir():
+        for stale in sorted(set(media_dir.iterdir()) - {out_dir / n for n in names if n}):
+            stale.unlink()
+    return names
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` hold ``source``'s bytes, atomically: a hard link when both are on one file
+    system, else a copy. Readers see the old target or the whole new one, never a partial file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system (EXDEV), or links not supported
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_videos(ingest_dir: str | Path) -> pd.DataFrame:
-    """The kept-video table of an ingest folder."""
-    return pd.read_parquet(Path(ingest_dir) / "videos.parquet")
+    """The kept-video table of an ingest folder (local or ``gs://``), its ``media`` paths
+    resolved against that folder (``None`` where a video is read from its ``uri``)."""
+    videos = storage.read_parquet(storage.join(ingest_dir, "videos.parquet"))
+    if "media" not in videos:  # written before the column existed
+        videos["media"] = None
+    videos["media"] = [storage.join(ingest_dir, m) if isinstance(m, str) and m else None for m in videos["media"]]
+    return videos
+
+
+def video_location(video) -> str:
+    """Where a video's bytes are read from: its copy in the ingest folder, else its ``uri``.
+
+    ``video`` is a row of ``read_videos`` (anything with ``uri`` and optionally ``media``).
+    """
+    media = getattr(video, "media", None)
+    if not isinstance(media, str) or not media:
+        return video.uri
+    if not (storage.is_gcs(media) or os.path.isabs(media)):
+        raise ValueError(f"media path {media!r} is relative to its ingest folder: read videos.parquet "
+                         "with mmvideos.ingest.read_videos(folder), which resolves it")
+    return media
+
+
+def source_fingerprint(source: str | Path) -> str:
+    """A SHA-256 over the sorted ``(uri, size, version)`` of every file of ``source``.
+
+    It changes when a video is added, removed, renamed or rewritten (a new mtime locally, a new
+    generation on GCS) and costs one listing, no reads: the pipeline's never-cached first step
+    computes it so that ingest, whose cache key includes it, re-runs exactly when the source
+    changed. ``""`` (the demo corpus) fingerprints the pinned SHA-256s without fetching anything.
+    """
+    digest = hashlib.sha256()
+    for uri, size, version in sorted(source_entries(source)):
+        digest.update(f"{uri}\t{size}\t{version}\n".encode())
+    return digest.hexdigest()
+
+
+def source_entries(source: str | Path) -> list[tuple[str, int, str]]:
+    """``(uri, size, version)`` of every file of ``source`` (see ``source_fingerprint``).
+
+    ``version`` is the mtime in nanoseconds for a local file, ``<generation>:<md5>`` for a GCS
+    object, ``missing`` (size -1) for a listed URI that does not exist.
+    """
+    source = str(source)
+    if not source:
+        return [(f"demo:{v.name}", -1, v.sha256) for v in DEMO_VIDEOS]
+    if storage.is_gcs(source):
+        return [(uri, *version) for uri, version in _gcs_versions(source).items()]
+    uris = storage.list_source(source)
+    return ([_local_entry(uri) for uri in uris if not storage.is_gcs(uri)]
+            + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)]))
+
+
+def _local_entry(uri: str) -> tuple[str, int, str]:
+    try:
+        stat = os.stat(uri)
+    except FileNotFoundError:
+        return uri, -1, "missing"
+    return uri, stat.st_size, str(stat.st_mtime_ns)
+
+
+def _gcs_entries(uris: list[str]) -> list[tuple[str, int, str]]:
+    """Entries of listed ``gs://`` URIs: one listing per bucket, of their longest common folder."""
+    entries = []
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        by_bucket.setdefault(storage.split_gcs(uri)[0], []).append(uri)
+    for bucket, members in sorted(by_bucket.items()):
+        folder = os.path.commonprefix([storage.split_gcs(uri)[1] for uri in members]).rpartition("/")[0]
+        listed = _gcs_versions(f"{storage.GCS_PREFIX}{bucket}/{folder}")
+        entries += [(uri, *listed.get(uri, (-1, "missing"))) for uri in members]
+    return entries
+
+
+def _gcs_versions(prefix_uri: str) -> dict[str, tuple[int, str]]:
+    """``{uri: (size, "<generation>:<md5>")}`` of the objects under a ``gs://`` prefix (one listing)."""
+    bucket, key = storage.split_gcs(prefix_uri)
+    blobs = storage.gcs_client().list_blobs(bucket, prefix=key)
+    return {f"{storage.GCS_PREFIX}{bucket}/{b.name}": (int(b.size or 0), f"{b.generation}:{b.md5_hash}")
+            for b in blobs if not b.name.endswith("/")}

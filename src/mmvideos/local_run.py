@@ -3,7 +3,9 @@
 ``kfp.local`` executes the very pipeline function that ``mmvideos compile`` turns into IR for a
 cluster: each task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``),
 outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local cache under
-``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change. The runner's full log
+``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change. kfp.local honours each
+task's compiled caching option, as a cluster does: the first step, which lists the source, runs
+every time, and ingest re-runs only when that listing changed. The runner's full log
 goes to ``<workdir>/run.log``; the terminal shows one line per task, the tasks' periodic progress
 lines and the final summary.
 """
@@ -52,11 +54,14 @@ class _TaskLines(io.TextIOBase):
         self._log.flush()
 
 
-def run_local(source: str | None, workdir: str | Path, params_path: str | Path = "params.yaml",
-              caching: bool = True, echo: io.TextIOBase | None = None) -> dict[str, Path]:
+def run_local(source: str | None, workdir: str | Path, params_path: str | Path | None = None,
+              caching: bool = True, echo: io.TextIOBase | None = None,
+              arguments: dict | None = None) -> dict[str, Path]:
     """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``.
 
-    ``source`` None keeps the pipeline's default (``data.source`` in the parameter file).
+    ``source`` None keeps the pipeline's default (``data.source`` in the parameter file);
+    ``params_path`` None reads ./params.yaml, else the packaged copy. ``arguments`` override
+    other pipeline parameters for this run, as the Kubeflow UI does (e.g. ``{"clip_params": {...}}``).
     """
     from kfp import local
 
@@ -76,7 +81,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path =
         # our image is a Python image with mmvideos installed: the same code runs here
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
         try:
-            task = pipeline(**({} if source is None else {"source": source}))
+            task = pipeline(**(arguments or {}), **({} if source is None else {"source": source}))
         except RuntimeError as exc:
             log.flush()
             raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
@@ -167,7 +172,7 @@ def _label_lines(folder: Path) -> list[str]:
     return lines
 
 
-def timed_run(source: str | None, workdir: str | Path, params_path: str | Path, caching: bool = True) -> str:
+def timed_run(source: str | None, workdir: str | Path, params_path: str | Path | None, caching: bool = True) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
     outputs = run_local(source, workdir, params_path, caching)

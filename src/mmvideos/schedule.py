@@ -1,8 +1,11 @@
 """Scheduled re-annotation: a KFP recurring run of the pipeline.
 
-A recurring run re-executes the whole DAG on its cron schedule; KFP's cache re-runs only what
-changed (new videos under the source prefix, a new annotator in the parameters), and the label
-drift step compares the new labels with the run it is given as reference.
+A recurring run starts the whole DAG on its cron schedule. Its first step lists the source and is
+never cached; every other task keeps the caching compiled into it, so when the listing and the
+parameters are unchanged every later task is a cache hit, and when videos were added, removed or
+rewritten ingest re-runs and so does everything after it (on the whole corpus: the stages are not
+incremental). A changed stage setting (e.g. a new annotator) re-runs that stage and what follows.
+The label drift step compares the new labels with the run given as ``label_drift.reference``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import tempfile
 from pathlib import Path
 
 from mmvideos.config import load_params
+
+#: The service account of manifests/service-account.yaml (bound to kubeflow-edit there).
+DEFAULT_SERVICE_ACCOUNT = "mmvideos-pipeline"
 
 _FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 
@@ -32,12 +38,14 @@ def check_cron(expression: str) -> str:
 
 
 def schedule(host: str, cron: str, name: str = "mmvideos-reannotation", experiment: str = "mmvideos",
-             params_path: str | Path = "params.yaml", arguments: dict | None = None,
-             namespace: str | None = None, service_account: str | None = "mmvideos-pipeline") -> str:
+             params_path: str | Path | None = None, arguments: dict | None = None,
+             namespace: str | None = None, service_account: str | None = DEFAULT_SERVICE_ACCOUNT) -> str:
     """Compile the pipeline and create a recurring run on the KFP API at ``host``; its id.
 
     ``arguments`` override pipeline parameters (e.g. ``{"source": "gs://bucket/videos"}``).
-    Runs never overlap (``max_concurrency=1``) and missed slots are not caught up.
+    Runs never overlap (``max_concurrency=1``) and missed slots are not caught up. Caching is
+    left to the compiled tasks (``enable_caching=None``): passing True or False would make the
+    client overwrite every task's option, including the source listing's "never cached".
     """
     from kfp import Client, compiler
 
@@ -52,5 +60,5 @@ def schedule(host: str, cron: str, name: str = "mmvideos-reannotation", experime
         run = client.create_recurring_run(
             experiment_id=exp.experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
             no_catchup=True, params=arguments or {}, pipeline_package_path=str(package),
-            enable_caching=True, service_account=service_account)
+            enable_caching=None, service_account=service_account)
     return run.recurring_run_id
