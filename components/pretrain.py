@@ -9,12 +9,15 @@ from mmvideos.components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def pretrain(features: Input[Dataset], params: dict, model: Output[Model], metrics: Output[Metrics],
              curves: Output[HTML]):
-    """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP."""
+    """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP.
+
+    Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU.
+    """
     from mmvideos.config import from_dict
     from mmvideos.kfp_io import attach, copy_page, log_metrics
-    from mmvideos.train import PretrainConfig, pretrain as run
+    from mmvideos.train import PretrainConfig, launch
 
-    summary = run(features.path, model.path, from_dict(PretrainConfig, params), progress=True)
+    summary = launch(features.path, model.path, from_dict(PretrainConfig, params), progress=True)
     log_metrics(metrics, summary)
     attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

@@ -112,9 +112,9 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from mmvideos.train import PretrainConfig, pretrain
+    from mmvideos.train import PretrainConfig, launch
 
-    _print(pretrain(args.features, args.output, _params(args, "pretrain", PretrainConfig)))
+    _print(launch(args.features, args.output, _params(args, "pretrain", PretrainConfig)))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("pretrain", help="pretrain an audio CNN on the feature shards (sigmoid cross-entropy)",
-                       description="Pretrain on one process. For several GPUs run the same stage with "
-                                   "`torchrun --nproc_per_node=N -m mmvideos.train --features DIR --out DIR`.")
+                       description="Pretrain on every GPU of this machine (one DDP process each, started with "
+                                   "torchrun), else on the CPU. Across machines run "
+                                   "`torchrun --nnodes=M --nproc_per_node=N ... -m mmvideos.train --features DIR --out DIR`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
     p.add_argument("--output", type=Path, required=True,
                    help="output folder. When it already holds a checkpoint.pt of the same model and width "

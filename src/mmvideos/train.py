@@ -32,12 +32,16 @@ import dataclasses
 import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -60,7 +64,7 @@ from mmvideos.training.checkpoint import (
 from mmvideos.training.data import TrainStream, collate, multi_hot, training_shards
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
-__all__ = ["PretrainConfig", "evaluate", "load_model", "main", "pretrain"]
+__all__ = ["PretrainConfig", "evaluate", "launch", "load_model", "main", "pretrain"]
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +363,31 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if proc.main:
         write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
+           nproc: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """:func:`pretrain` on every GPU of this machine: one process per GPU under torchrun.
+
+    ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
+    one process, or inside a distributed job already, this is :func:`pretrain` itself. Otherwise
+    ``python -m torch.distributed.run --standalone --nproc_per_node=nproc -m mmvideos.train`` runs
+    with ``cfg`` and the summary is read back from ``out_dir``. A Kubeflow pod sees the GPUs its
+    task asked for (``cluster.accelerator_count``), so the pretrain task uses them all.
+    """
+    if nproc is None:
+        nproc = torch.cuda.device_count() if cfg.device != "cpu" else 1
+    if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
+        return pretrain(features_dir, out_dir, cfg, progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        params = Path(tmp) / "params.yaml"
+        params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                   "-m", "mmvideos.train", "--features", str(features_dir), "--out", str(out_dir),
+                   "--params", str(params), *([] if progress else ["--no-progress"])]
+        log.info("pretraining on %d processes: %s", nproc, " ".join(command))
+        subprocess.run(command, check=True)
+    return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
 def _attribute_help(cls: type) -> dict[str, str]:
