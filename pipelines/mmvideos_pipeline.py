@@ -73,6 +73,8 @@ def build_pipeline(params: dict):
     shards = list(range(int(params["clip"]["num_shards"])))
     benchmark_names = list(params["benchmarks"])
     default = {name: parameter_default(section) for name, section in params.items()}
+    # a benchmark's root left empty (null) is its default data, not a benchmark left out
+    default["benchmarks"] = {name: root or "" for name, root in params["benchmarks"].items()}
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Cross-modal supervised learning of acoustic representations from "

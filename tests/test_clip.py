@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,3 +137,13 @@ def test_clip_reads_the_copies_from_a_moved_ingest_folder(media_dir, tmp_path):
     summary = clip_videos(read_videos(moved), tmp_path / "clips", ClipConfig(), progress=False)
     assert summary["videos_rejected"] == 0 and summary["clips"] == 3
     assert len(dict(iter_clip_frames(tmp_path / "clips"))) == 3
+
+
+def test_a_relative_ingest_folder_resolves_its_copies(media_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ingest(media_dir, "videos", progress=False, copy_media=True)
+    videos = read_videos("videos")
+    assert all(Path(m).is_absolute() and Path(m).is_file() for m in videos["media"])
+    monkeypatch.chdir(media_dir)  # another working directory: the table still points at the copies
+    summary = clip_videos(videos, tmp_path / "clips", ClipConfig(), progress=False)
+    assert summary["videos_rejected"] == 0 and summary["clips"] > 0

@@ -104,11 +104,22 @@ def test_the_paper_pretrain_preset_compiles(tmp_path):
     assert default["epochs"] == 30 and default["width_mult"] == 1.0 and "batch_size" not in default
 
 
+def test_a_benchmark_without_a_root_keeps_its_task_and_its_default_data(tmp_path):
+    params = load_params()
+    params["benchmarks"] = {"esc50": None}  # `esc50:` with nothing after it: the demo benchmark
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["--params", str(tmp_path / "params.yaml"), "compile", "--output", str(tmp_path / "p.yaml")]) == 0
+    spec = next(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["benchmarks"]["defaultValue"] == {"esc50": ""}
+
+
 def test_a_mistyped_params_file_is_an_error(tmp_path, capsys):
     assert main(["--params", str(tmp_path / "parms.yaml"), "compile", "--output", str(tmp_path / "p.yaml")]) == 2
     assert "parms.yaml' not found" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
     assert load_params() == load_params("params.yaml")  # unnamed: ./params.yaml (or the packaged copy)
+    with pytest.raises(FileNotFoundError):  # named, even by the default's own name: it must exist
+        load_params(tmp_path / "params.yaml")
 
 
 def test_a_fan_out_differing_from_the_compiled_one_is_refused():

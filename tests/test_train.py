@@ -116,6 +116,12 @@ def test_shards_are_dealt_to_readers_by_their_training_clips():
     assert stream.deal(7) is None and stream.slot_sizes(7) == [5, 5, 5, 5, 4, 4, 4]  # every 7th clip each
 
 
+def test_a_few_large_shards_are_strided_rather_than_dealt_unevenly():
+    stream = TrainStream(["big", "a", "b", "c"], [110, 5, 5, 2], seed=0, shuffle_buffer=1, world_size=2)
+    assert stream.deal(2) is None and stream.slot_sizes(2) == [61, 61]
+    assert stream.steps(16, 0) == 3  # both ranks: 61 clips -> 3 full batches of 16
+
+
 def test_sparse_labels_expand_to_the_multi_hot_targets():
     mel = torch.zeros(1, 100, 64, dtype=torch.float16)
     _, labels = collate([(mel, np.array([0, 3])), (mel, np.array([], dtype=np.int64)), (mel, np.array([4]))])
@@ -197,7 +203,7 @@ def test_a_source_smaller_than_one_batch_trains_on_all_its_clips_and_says_so(tmp
     folder = write_synthetic_features(tmp_path / "features", num_clips=10, val_clips=0)
     summary = pretrain(folder, tmp_path / "out", small_config(epochs=2, batch_size=16), progress=False)
     assert summary["batch_size"] == 10 and summary["global_step"] == 2
-    assert "fewer than one batch of 16" in caplog.text
+    assert "too few for a batch of 16" in caplog.text
 
 
 def test_no_training_clips_is_a_clear_error(tmp_path):

@@ -25,12 +25,12 @@ DEFAULT_PARAMS = Path("params.yaml")
 def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Read a ``params.yaml`` into ``{section: {key: value}}``.
 
-    With no file named (``None``, or the default ``params.yaml`` itself) it reads
+    With no file named (``None``) it reads
     ./params.yaml, or the packaged copy (the repository's ``params.yaml`` at build time) when
     there is none, so an installed ``mmvideos`` works outside a checkout. A file named
     explicitly must exist: a mistyped ``--params`` is an error, not a silent fall-back.
     """
-    implicit = path is None or Path(path) == DEFAULT_PARAMS
+    implicit = path is None
     path = DEFAULT_PARAMS if path is None else Path(path)
     if path.is_file():
         text = path.read_text()

@@ -200,6 +200,8 @@ def link_or_copy(source: Path, target: Path) -> None:
 def read_videos(ingest_dir: str | Path) -> pd.DataFrame:
     """The kept-video table of an ingest folder (local or ``gs://``), its ``media`` paths
     resolved against that folder (``None`` where a video is read from its ``uri``)."""
+    if not storage.is_gcs(str(ingest_dir)):
+        ingest_dir = Path(ingest_dir).resolve()  # media paths come out absolute, valid from any directory
     videos = storage.read_parquet(storage.join(ingest_dir, "videos.parquet"))
     if "media" not in videos:  # written before the column existed
         videos["media"] = None

@@ -175,8 +175,9 @@ def _fit_batch(stream: TrainStream, batch: int, features_dir: str) -> int:
     if fewest < 1:
         raise ValueError(f"{sum(stream.train_counts)} training clips in {features_dir}: too few to train on {ranks} "
                          "rank(s); give more videos (ingest.val_part decides which videos are validation)")
-    log.warning("%d training clips in %s: fewer than one batch of %d; training with batches of %d",
-                sum(stream.train_counts), features_dir, batch, fewest * ranks)
+    log.warning("%d training clips in %s (%d for the rank with the fewest): too few for a batch of %d over %d "
+                "rank(s); training with batches of %d", sum(stream.train_counts), features_dir, fewest, batch, ranks,
+                fewest * ranks)
     return fewest * ranks
 
 
@@ -376,7 +377,10 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
     task asked for (``cluster.accelerator_count``), so the pretrain task uses them all.
     """
     if nproc is None:
-        nproc = torch.cuda.device_count() if cfg.device != "cpu" else 1
+        gpus = torch.cuda.device_count() if cfg.device != "cpu" else 1
+        nproc = max(n for n in range(1, max(gpus, 1) + 1) if cfg.global_batch % n == 0)
+        if nproc < gpus:
+            log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
         return pretrain(features_dir, out_dir, cfg, progress)
     with tempfile.TemporaryDirectory() as tmp:
@@ -411,8 +415,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--features", required=True, help="features stage output folder (local or gs://)")
     parser.add_argument("--out", required=True, help="output folder; training resumes from its checkpoint.pt")
-    parser.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS),
-                        help="params.yaml whose 'pretrain' section gives the settings (default: %(default)s)")
+    parser.add_argument("--params", default=None,
+                        help="params.yaml whose 'pretrain' section gives the settings (default: ./params.yaml, "
+                             "else the copy packaged with mmvideos)")
     overrides = parser.add_argument_group("overrides of the params.yaml settings (defaults, the paper's, in brackets)")
     helps = _attribute_help(PretrainConfig)
     choices = {"model": MODEL_NAMES, "device": ("auto", "cuda", "cpu")}

@@ -129,7 +129,8 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     """
     clip_ids = table["clip_id"].tolist()
     digest = _ids_digest(clip_ids)
-    place = f"{benchmark}-{hashlib.sha256(str(root).rstrip('/').encode()).hexdigest()[:12]}"
+    root = str(root).rstrip("/") if storage.is_gcs(str(root)) else str(Path(root).resolve())
+    place = f"{benchmark}-{hashlib.sha256(root.encode()).hexdigest()[:12]}"
     folders = {e.name: Path(cache) / e.key / place for e in extractors}
     pending = [e for e in extractors
                if not ((folders[e.name] / MARKER).is_file() and (folders[e.name] / MARKER).read_text() == digest)]

@@ -20,11 +20,12 @@ run resumed at an epoch boundary sees exactly the batches an uninterrupted run s
 Readers. With ``R`` ranks and ``W`` data-loader workers per rank there are ``R * W`` readers
 ("slots"); each builds its own batches, so the number of steps an epoch takes is known in advance
 from ``index.parquet`` (:meth:`TrainStream.steps`) and every rank takes that many, with no
-per-step agreement between ranks. With at least as many shards as slots each slot streams whole
-shards, dealt out by training clips (largest first, each to the slot holding the fewest so far;
-ties in the epoch's random order), so the slots' loads stay even. With fewer shards (a local run)
-every slot streams all shards and keeps every ``R*W``-th training clip, skipping the others
-without decoding them; slots read disjoint clips either way. A slot's leftover of less than a
+per-step agreement between ranks. Where the shards allow it each slot streams whole shards, dealt
+out by training clips (largest first, each to the slot holding the fewest so far; ties in the
+epoch's random order), every slot getting at least 90% of an even share. Otherwise (fewer shards
+than slots, as in a local run, or a few large shards) every slot streams all shards and keeps
+every ``R*W``-th training clip, skipping the others without decoding them; slots read disjoint
+clips either way. A slot's leftover of less than a
 batch sits that epoch out (the shuffle and the next epoch's deal pick other clips to leave).
 """
 
@@ -39,6 +40,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mmvideos.features.store import FeatureRecord, iter_records, list_feature_shards, read_index
+
+
+#: Whole shards are dealt to readers only if each then holds at least this share of an even split.
+BALANCE = 0.9
 
 
 def training_shards(features_dir: str | Path) -> tuple[list[str], list[int]]:
@@ -121,7 +126,11 @@ class TrainStream(IterableDataset):
         return [int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shard_uris))]
 
     def deal(self, slots: int) -> list[list[int]] | None:
-        """This epoch's shards (indices) for each slot, in reading order; ``None`` with fewer shards than slots."""
+        """This epoch's shards (indices) for each slot, in reading order.
+
+        ``None`` when whole shards cannot give every slot at least ``BALANCE`` of an even share
+        (fewer shards than slots, or a few large shards): then every slot strides over all clips.
+        """
         if len(self.shard_uris) < slots:
             return None
         order = self._order()
@@ -130,6 +139,8 @@ class TrainStream(IterableDataset):
             slot = loads.index(min(loads))
             dealt[slot].append(i)
             loads[slot] += self.train_counts[i]
+        if min(loads) < BALANCE * sum(self.train_counts) / slots:
+            return None
         position = {i: k for k, i in enumerate(order)}
         return [sorted(shards, key=position.__getitem__) for shards in dealt]
 
