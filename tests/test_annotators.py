@@ -197,12 +197,13 @@ def test_torchscript_annotators_configured_by_uri(clip_folder, tmp_path, speech)
     torch.jit.script(_MeanColour()).save(str(weights))
     labels = tmp_path / "colours.csv"
     pd.DataFrame({"id": ["red", "green", "blue"], "name": ["Red", "Green", "Blue"]}).to_csv(labels, index=False)
-    cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), top_k=3)
+    cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), top_k=2)
     annotate_visual(clip_folder, tmp_path / "visual", cfg, progress=False)
     table = pd.read_parquet(tmp_path / "visual" / "visual.parquet")
     assert set(table["annotator"]) == {"torchscript"} and set(table["annotator_version"]) == {str(weights)}
     assert set(table["weights_sha256"]) == {hashlib.sha256(weights.read_bytes()).hexdigest()}
-    assert all(set(v) == {"visual:red", "visual:green", "visual:blue"} for v in table["labels"])
+    assert all(len(v) == 2 and set(v) <= {"visual:red", "visual:green", "visual:blue"} for v in table["labels"])
+    assert all(list(s) == sorted(s, reverse=True) for s in table["scores"])  # the top 2, best first
     frame = np.zeros((1, 224, 224, 3), np.uint8)
     frame[..., 2] = 255
     colour = load_annotator("visual", cfg)

@@ -147,3 +147,51 @@ def test_a_relative_ingest_folder_resolves_its_copies(media_dir, tmp_path, monke
     monkeypatch.chdir(media_dir)  # another working directory: the table still points at the copies
     summary = clip_videos(videos, tmp_path / "clips", ClipConfig(), progress=False)
     assert summary["videos_rejected"] == 0 and summary["clips"] > 0
+
+
+def test_a_rerun_with_fewer_shards_leaves_no_stale_clips(clipped, tmp_path):
+    root, _ = clipped
+    videos = read_videos(root / "ingest")
+    clip_videos(videos, tmp_path / "out", ClipConfig(num_shards=4), progress=False)
+    clip_videos(videos, tmp_path / "out", ClipConfig(num_shards=2), progress=False)
+    clips = read_clips(tmp_path / "out")
+    ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "out")]
+    assert sorted(ids) == sorted(clips["clip_id"]) and len(ids) == 3
+    assert len(list(iter_clip_frames(tmp_path / "out"))) == 3
+    assert {p.name for p in (tmp_path / "out" / "audio").glob("*.tar")} == {"shard-00000.tar", "shard-00001.tar"}
+
+
+def _mpegts(path: Path, rate: int, layout: str, seconds: float = 3.0) -> None:
+    """A short MPEG-TS (black video, a tone) whose audio has this rate and layout."""
+    import fractions
+
+    import av
+
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("mpeg2video", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("mp2", rate=rate)
+        audio.layout = layout
+        for _ in range(int(seconds * 25)):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        tone = (0.1 * np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 440 / rate)).astype(np.float32)
+        channels = 2 if layout == "stereo" else 1
+        for start in range(0, tone.size, 1152):
+            block = np.repeat(tone[start:start + 1152], channels)[None]
+            frame = av.AudioFrame.from_ndarray(block, format="flt", layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+
+
+def test_audio_that_changes_format_part_way_is_decoded_whole(tmp_path):
+    """A broadcast capture across an ad break: 48 kHz stereo, then 44.1 kHz mono."""
+    from mmvideos import media
+
+    _mpegts(tmp_path / "a.ts", 48000, "stereo")
+    _mpegts(tmp_path / "b.ts", 44100, "mono")
+    joined = tmp_path / "capture.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    samples = np.concatenate(list(media.iter_audio(joined, 16000)))
+    assert abs(samples.size - 6 * 16000) < 0.2 * 16000  # both parts, resampled to 16 kHz

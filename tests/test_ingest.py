@@ -86,6 +86,14 @@ def test_uri_list_source(media_dir, tmp_path):
     assert rejects["reason"].tolist() == ["file not found"]
 
 
+def test_a_text_list_takes_each_line_whole(media_dir, tmp_path):
+    folder = tmp_path / "list dir"
+    folder.mkdir()
+    shutil.copy(media_dir / "good_speech.mp4", folder / "clip, take 1.mp4")
+    (folder / "videos.txt").write_text("# one URI per line\nclip, take 1.mp4\n")
+    assert storage.list_source(folder / "videos.txt") == [str((folder / "clip, take 1.mp4").resolve())]
+
+
 def test_copy_media_places_each_kept_local_video_in_the_output(media_dir, ingested, tmp_path):
     _, plain, _ = ingested
     assert plain["media"].isna().all()  # off by default: the CLI/DVC path reads the source itself

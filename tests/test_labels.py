@@ -98,6 +98,14 @@ def test_statistics_files_are_written(folders):
     assert json.loads((out / "summary.json").read_text())["vocabulary_used"] == 5
 
 
+def test_a_clip_labelled_twice_is_an_error(folders):
+    clips, visual, audio, out = folders
+    table = pd.read_parquet(visual / "visual.parquet")
+    write_parquet(pd.concat([table, table.iloc[:1]], ignore_index=True), visual / "visual.parquet")
+    with pytest.raises(ValueError, match="labels clip 'v0-000' more than once"):
+        merge_labels(clips, visual, audio, out, MergeConfig(), progress=False)
+
+
 def test_unknown_label_is_an_error(folders):
     clips, visual, audio, out = folders
     write_text("id,name\naudio:x1,Thing\n", audio / "classes.csv")

@@ -19,8 +19,15 @@ def gcs(media_dir, gcs_bucket):
 
 
 def test_gcs_prefix_is_listed(gcs, media_dir):
+    # neighbours of the prefix: a folder and a file whose names start like it
+    bucket = storage.gcs_client().bucket("videos")
+    bucket.blob("raw_old/c.mp4").upload_from_string(b"x")
+    bucket.blob("raw.csv").upload_from_string("uri\nraw/good_speech.mp4\n")
     uris = storage.list_source(gcs)
-    assert sorted(u.rsplit("/", 1)[1] for u in uris) == sorted(p.name for p in media_dir.iterdir())
+    assert sorted(uris) == sorted(f"{gcs}/{p.name}" for p in media_dir.iterdir())
+    # a URI list stored on GCS, its entries relative to its folder
+    assert storage.list_source("gs://videos/raw.csv") == ["gs://videos/raw/good_speech.mp4"]
+    assert storage.list_source(f"{gcs}/good_speech.mp4") == [f"{gcs}/good_speech.mp4"]  # one object
 
 
 def test_ingest_and_clip_from_gcs_match_local(gcs, media_dir, tmp_path):

@@ -257,6 +257,10 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
     classes, provenance = [], {}
     for modality, folder in (("visual", visual_dir), ("audio", audio_dir)):
         labelled = storage.read_parquet(storage.join(folder, f"{modality}.parquet"))
+        repeated = labelled["clip_id"][labelled["clip_id"].duplicated()]
+        if len(repeated):
+            raise ValueError(f"{folder}: {modality}.parquet labels clip {repeated.iloc[0]!r} more than once "
+                             f"({len(repeated)} repeats): re-run annotate_{modality} on this clip folder")
         provenance[modality] = labelled[["annotator", "annotator_version", "weights_sha256"]].drop_duplicates().to_dict("records")
         labelled = labelled.rename(columns={"labels": f"{modality}_labels", "scores": f"{modality}_scores"})
         table = table.merge(labelled[["clip_id", f"{modality}_labels", f"{modality}_scores"]], on="clip_id", how="left")

@@ -1,7 +1,8 @@
 """Atomic writes: a reader sees the old file or the new one, never half of one.
 
 Every table and shard the pipeline writes goes through here: the bytes go to a temporary file
-in the destination folder, are flushed to disk, then ``os.replace``-d over the target.
+in the destination folder, are flushed to disk, then ``os.replace``-d over the target (and the
+rename itself flushed, by syncing the folder).
 """
 
 from __future__ import annotations
@@ -27,10 +28,26 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
-        os.replace(tmp, target)
+        replace_durably(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def replace_durably(tmp: str | Path, target: str | Path) -> None:
+    """``os.replace(tmp, target)`` with ``tmp``'s bytes and then the rename flushed to disk, so
+    that after a crash ``target`` is the old file or the whole new one, never an empty one."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    folder = os.open(Path(target).parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 @contextlib.contextmanager
@@ -38,8 +55,6 @@ def atomic_open(target: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """``open`` for writing, atomically replacing ``target`` when the block succeeds."""
     with atomic_path(target) as tmp, open(tmp, mode) as fh:
         yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def write_parquet(df: pd.DataFrame, target: str | Path) -> Path:

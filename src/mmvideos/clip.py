@@ -124,6 +124,11 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, num_
                     clip_rows.extend(rows)
                 bar.update(float(video.duration_s))
     bar.close()
+    if shard_index is None:  # the whole set: shards of an earlier run with more shards go
+        written = {f"{shard_name(i)}.tar" for i in indices}
+        for stale in [*out_dir.glob("audio/*.tar"), *out_dir.glob("frames/*.tar")]:
+            if stale.name not in written:
+                stale.unlink()
     clips = pd.DataFrame(clip_rows, columns=CLIP_COLUMNS)
     write_parquet(clips, out_dir / "clips.parquet")
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
@@ -198,9 +203,19 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def clip_shards(clips_dir: str | Path, kind: str) -> list[str]:
+    """URIs of a clip folder's ``audio`` or ``frames`` shards that its clip table names.
+
+    Shards left in the folder by an earlier run with other settings are not read.
+    """
+    named = set(read_clips(clips_dir)["shard"])
+    return [uri for uri in shards.list_shards(storage.join(clips_dir, kind))
+            if uri.rsplit("/", 1)[-1].removesuffix(".tar") in named]
+
+
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
     """Stream ``(clip_id, float32 mono samples, sample_rate)`` over a clip folder's audio shards."""
-    for uri in shards.list_shards(storage.join(clips_dir, "audio")):
+    for uri in clip_shards(clips_dir, "audio"):
         for clip_id, group in shards.iter_shard(uri):
             samples, rate = shards.read_wav(group["wav"])
             yield clip_id, samples, rate
@@ -208,7 +223,7 @@ def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, in
 
 def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over a clip folder's frame shards."""
-    for uri in shards.list_shards(storage.join(clips_dir, "frames")):
+    for uri in clip_shards(clips_dir, "frames"):
         for clip_id, group in shards.iter_shard(uri):
             frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
             yield clip_id, np.stack(frames)

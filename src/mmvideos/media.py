@@ -86,7 +86,6 @@ def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iter
 
     Yields int16 arrays of about ``chunk_s`` seconds (the last one may be shorter).
     """
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
     want = max(1, int(round(chunk_s * sample_rate)))
     pending: list[np.ndarray] = []
     have = 0
@@ -94,22 +93,38 @@ def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iter
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise MediaError("no audio stream")
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().reshape(-1))
-                    have += pending[-1].size
-                    while have >= want:
-                        block = np.concatenate(pending)
-                        yield block[:want]
-                        pending, have = [block[want:]], block.size - want
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
+            for samples in _resampled(container.decode(container.streams.audio[0]), sample_rate):
+                pending.append(samples)
+                have += samples.size
+                while have >= want:
+                    block = np.concatenate(pending)
+                    yield block[:want]
+                    pending, have = [block[want:]], block.size - want
     except av.FFmpegError as exc:
         raise MediaError(f"audio cannot be decoded ({_ffmpeg_reason(exc)})") from exc
     if pending:
         tail = np.concatenate(pending)
         if tail.size:
             yield tail
+
+
+def _resampled(frames: Iterator[av.AudioFrame], sample_rate: int) -> Iterator[np.ndarray]:
+    """Decoded frames -> mono int16 sample blocks at ``sample_rate``.
+
+    A stream may change its sample format, layout or rate part-way (a broadcast capture across
+    an ad break); a resampler is fixed to its first input, so each change flushes it and starts
+    a new one.
+    """
+    resampler, source = None, None
+    for frame in frames:
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != source:
+            if resampler is not None:
+                yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            resampler, source = av.AudioResampler(format="s16", layout="mono", rate=sample_rate), shape
+        yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+    if resampler is not None:
+        yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(None))
 
 
 def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:

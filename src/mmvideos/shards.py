@@ -22,6 +22,7 @@ from typing import IO
 import numpy as np
 
 from mmvideos import storage
+from mmvideos.atomic import replace_durably
 
 
 class ShardWriter:
@@ -58,7 +59,7 @@ class ShardWriter:
         self._tar.close()
         if self._tmp is not None:
             os.chmod(self._tmp, 0o644)  # mkstemp creates 0600; shards are meant to be shared
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

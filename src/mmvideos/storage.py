@@ -68,44 +68,51 @@ def list_gcs(prefix_uri: str) -> list[str]:
     return sorted(f"{GCS_PREFIX}{bucket}/{b.name}" for b in blobs if not b.name.endswith("/"))
 
 
+#: File suffixes of a URI list source.
+LIST_SUFFIXES = (".csv", ".txt", ".lst")
+
+
 def list_source(source: str | Path) -> list[str]:
     """Expand a source into the URIs of its candidate videos.
 
     A source is a local folder (every non-hidden file below it, recursively), a ``gs://``
-    prefix (every object under it), or a ``.csv``/``.txt`` list of URIs (one per line; a CSV
-    uses its ``uri`` column when it has one, else its first column).
+    folder (every object under ``<prefix>/``, not its neighbours: ``gs://b/raw`` does not list
+    ``gs://b/raw_old/``), a single file or object, or a ``.csv``/``.txt``/``.lst`` list of URIs,
+    local or on GCS: a ``.txt``/``.lst`` holds one URI per line, a ``.csv`` uses its ``uri``
+    column when it has one, else its first. Relative entries are relative to the list's folder.
     """
     source = str(source)
+    if source.lower().endswith(LIST_SUFFIXES):
+        with local_copy(source) as path:
+            return _read_uri_list(Path(path), base=source.rsplit("/", 1)[0] if is_gcs(source) else None)
     if is_gcs(source):
-        return list_gcs(source)
+        return list_gcs(source.rstrip("/") + "/") or [uri for uri in list_gcs(source) if uri == source]
     path = Path(source)
     if path.is_dir():
         return sorted(
             str(p.resolve()) for p in path.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
-    if path.is_file() and path.suffix.lower() in {".csv", ".txt", ".lst"}:
-        return _read_uri_list(path)
     if path.is_file():
         return [str(path.resolve())]
     raise FileNotFoundError(f"source {source!r} is neither a folder, a gs:// prefix nor a URI list")
 
 
-def _read_uri_list(path: Path) -> list[str]:
-    text = path.read_text().splitlines()
-    rows = [r for r in csv.reader(text) if r and r[0].strip() and not r[0].startswith("#")]
-    if not rows:
-        return []
-    column = 0
-    if path.suffix.lower() == ".csv" and "uri" in [c.strip().lower() for c in rows[0]]:
-        column = [c.strip().lower() for c in rows[0]].index("uri")
-        rows = rows[1:]
-    base = path.parent
+def _read_uri_list(path: Path, base: str | None = None) -> list[str]:
+    """The URIs of a list file; relative ones are joined to ``base`` (default: the file's folder)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if path.suffix.lower() != ".csv":
+        entries = lines
+    else:
+        rows = [row for row in csv.reader(lines) if row]
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        column = header.index("uri") if "uri" in header else 0
+        entries = [row[column].strip() for row in rows[1 if "uri" in header else 0:] if len(row) > column]
     uris = []
-    for row in rows:
-        uri = row[column].strip()
+    for uri in entries:
         if not is_gcs(uri) and not os.path.isabs(uri):
-            uri = str((base / uri).resolve())
+            uri = join(base, uri) if base else str((path.parent / uri).resolve())
         uris.append(uri)
     return uris
 
