@@ -25,6 +25,7 @@ from skimage import data
 from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
 from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
+from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
 from mmvideos.atomic import write_parquet
 from mmvideos.clip import CLIP_COLUMNS
@@ -119,6 +120,14 @@ def test_efficientnet_labels_real_photos():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     top = annotator.classes["id"].to_numpy()[probs.argmax(axis=1)]
     assert set(top[:2]) <= CAT_WNIDS and set(top[2:]) <= COFFEE_WNIDS, top
+
+
+def test_onnxruntime_gives_what_pytorch_gives():
+    frames = np.concatenate([_frames(data.chelsea(), 2), _frames(data.coffee(), 1), _frames(data.astronaut(), 1)])
+    torch_probs = load_annotator("visual", VisualConfig(runtime="torch")).predict(frames)
+    onnx_probs = load_annotator("visual", VisualConfig(runtime="onnx")).predict(frames)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
+    assert (np.argsort(-onnx_probs, 1)[:, :10] == np.argsort(-torch_probs, 1)[:, :10]).all()  # the same top-10
 
 
 def test_yamnet_tags_speech(speech):
@@ -228,3 +237,10 @@ def test_generic_onnx_tagger_configured_by_uri(tmp_path, speech):
     assert tagger.name == "onnx" and tagger.weights_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
     probs = tagger.predict(speech[:32000].reshape(2, 16000))
     assert tagger.classes["id"][int(probs.mean(axis=0).argmax())] == "/m/09x0r"
+
+
+def test_annotator_benchmark_reports_rates_and_the_runtime_ratio(capsys):
+    results = benchmark_annotators(frames=4, seconds=4, repeats=1)
+    assert results["visual"]["frames_per_s"] > 0 and results["visual"]["torch_frames_per_s"] > 0
+    assert results["visual"]["runtime"] == "onnxruntime" and results["audio"]["audio_seconds_per_s"] > 0
+    assert "eager PyTorch" in capsys.readouterr().out

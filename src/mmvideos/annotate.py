@@ -62,8 +62,11 @@ class VisualConfig:
     top_k: int = 10  # the paper keeps the top-10 clip-mean predictions
     batch_size: int = 64  # frames per forward pass (whole clips are kept together)
     device: str = "cpu"
+    runtime: str = "auto"  # torch | onnx (an ONNX export run by onnxruntime) | auto: onnx on CPU, torch on CUDA
 
     def __post_init__(self) -> None:
+        if self.runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) not in (0, 3) or len(self.std) not in (0, 3):

@@ -7,6 +7,7 @@ with noise. Run ``python -m mmvideos.annotators.bench`` or call ``benchmark_anno
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -59,10 +60,14 @@ def benchmark_annotators(visual: VisualConfig = VisualConfig(), audio: AudioConf
         rate = _rate(annotator.predict, batch, repeats)
         results[modality] = {"annotator": annotator.name, "device": cfg.device, "batch": len(batch),
                              unit: round(rate, 1)}
-        print(f"{modality:6s} {annotator.name:20s} {cfg.device:5s} batch {len(batch):4d}: "
-              f"{rate:9.1f} {unit.replace('_per_s', '/s')}")
+        line = f"{modality:6s} {annotator.name:20s} {cfg.device:5s} batch {len(batch):4d}: {rate:9.1f} {unit.replace('_per_s', '/s')}"
+        onnx = modality == "visual" and (cfg.runtime == "onnx" or (cfg.runtime == "auto" and cfg.device == "cpu"))
+        if onnx:  # the same network in eager PyTorch, for the ratio
+            eager = _rate(load_annotator("visual", dataclasses.replace(cfg, runtime="torch")).predict, batch, repeats)
+            results[modality] |= {"runtime": "onnxruntime", "torch_frames_per_s": round(eager, 1)}
+            line += f" (onnxruntime; eager PyTorch {eager:.1f}: x{rate / eager:.1f})"
+        print(line)
     return results
-
 
 if __name__ == "__main__":
     benchmark_annotators()

@@ -9,11 +9,19 @@
   ``(x - mean) / std`` in 0..255 pixel units (default: the torchvision ImageNet statistics), and
   ``activation`` picks softmax (single-label, the default) or sigmoid (multi-label, e.g. a
   ResNet-101 trained on ML-Images).
+
+Runtime. On the CPU (``runtime: auto``) the network runs as an ONNX export under onnxruntime,
+which fuses its depthwise convolutions: EfficientNet-Lite0 labels about 5x more frames per
+second than eager PyTorch on the same cores (``mmvideos bench``). The export is made once per
+weights file and cached (``$MMVIDEOS_CACHE/onnx``); on CUDA the module runs in PyTorch.
+``runtime: torch`` or ``onnx`` forces either.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING
 
@@ -23,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from mmvideos import storage
-from mmvideos.annotators.base import (Annotator, activate, file_sha256, read_labels, register, require,
+from mmvideos.annotators.base import (Annotator, activate, cache_dir, file_sha256, read_labels, register, require,
                                       torch_device)
+from mmvideos.atomic import atomic_path
 
 if TYPE_CHECKING:
     from mmvideos.annotate import VisualConfig
@@ -54,12 +63,14 @@ def image_annotator(model: torch.nn.Module, cfg: VisualConfig, *, name: str, ver
     ``cfg.mean``/``cfg.std``/``cfg.activation`` override the model's defaults given here.
     """
     device = torch_device(cfg.device)
-    model = model.eval().to(device)
+    model = model.eval()
+    size = cfg.image_size
+    runtime = cfg.runtime if cfg.runtime != "auto" else ("onnx" if device.type == "cpu" else "torch")
+    forward = onnx_forward(model, size, sha256, name) if runtime == "onnx" else model.to(device)
     shape = (1, 3, 1, 1)
     mean_t = torch.tensor(cfg.mean or mean, dtype=torch.float32, device=device).reshape(shape)
     std_t = torch.tensor(cfg.std or std, dtype=torch.float32, device=device).reshape(shape)
     activation = cfg.activation or activation
-    size = cfg.image_size
 
     def predict(frames: np.ndarray) -> np.ndarray:
         # uint8 [N, H, W, 3] crosses to the device as bytes: a quarter of the float traffic.
@@ -68,12 +79,40 @@ def image_annotator(model: torch.nn.Module, cfg: VisualConfig, *, name: str, ver
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         with torch.inference_mode():
-            probs = activate(model((x - mean_t) / std_t).float(), activation)  # [N, C]
+            probs = activate(forward((x - mean_t) / std_t).float(), activation)  # [N, C]
         if probs.shape[-1] != len(classes):
             raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
         return probs.cpu().numpy()
 
     return Annotator("visual", name, version, sha256, classes, predict)
+
+
+def onnx_forward(model: torch.nn.Module, size: int, sha256: str, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` as an onnxruntime session on the CPU: ``float [N, 3, size, size] -> logits``.
+
+    The export (free batch dimension) is cached by the weights' SHA-256 and the input size.
+    """
+    import onnxruntime
+
+    path = cache_dir() / "onnx" / f"{name}-{sha256[:16]}-{size}.onnx"
+    if not path.is_file():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
+            try:
+                torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), input_names=["images"],
+                                  output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                                  opset_version=17, dynamo=False)
+            except Exception as exc:
+                raise ValueError(f"{name}: cannot export the model to ONNX ({exc}); "
+                                 "set annotate_visual.runtime: torch") from exc
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"images": x.contiguous().numpy()})[0])
+
+    return forward
 
 
 @register("visual", "efficientnet-lite0")
