@@ -11,7 +11,7 @@ import pytest
 from mmvideos.annotate import MERGED_COLUMNS
 from mmvideos.atomic import write_parquet
 from mmvideos.config import from_dict
-from mmvideos.drift import (NO_AUDIO, NUMERIC_COLUMNS, RARE_AUDIO, DriftConfig, label_drift, label_frame,
+from mmvideos.drift import (HEADLINE, NO_AUDIO, NUMERIC_COLUMNS, RARE_AUDIO, DriftConfig, label_drift, label_frame,
                             pool_rare_categories)
 
 VISUAL = {f"visual:n{i:08d}": name for i, name in enumerate(
@@ -112,7 +112,9 @@ def test_same_distribution_is_not_drift(tmp_path):
     assert summary["label_shares"]["audio: Speech"]["reference"] == pytest.approx(0.7, abs=0.08)
 
     files = _files(out)
-    assert set(files) == {"drift.html", "drift.json", "summary.json"}
+    assert set(files) == {"drift.html", "drift.json", "summary.json", "metrics.json"}
+    headline = json.loads(files["metrics.json"].read_text())  # dvc metrics show: flat numbers and verdicts
+    assert headline == {key: summary[key] for key in HEADLINE} and "per_column" not in headline
     page = files["drift.html"].read_text()
     assert "Dataset Drift" in page and "audio: Speech" in page and "mean_audio_score" in page
     assert json.loads(files["summary.json"].read_text()) == json.loads(json.dumps(summary))
@@ -164,6 +166,6 @@ def test_nothing_to_compare_is_explained(tmp_path, mode):
     assert summary["mode"] == mode and not summary["dataset_drift"] and summary["columns"] == 0
     expected = "no val clips" if mode == "train vs val" else "the reference run has no clips"
     assert expected in summary["explanation"]
-    assert set(_files(out)) == {"drift.html", "summary.json"}
+    assert set(_files(out)) == {"drift.html", "summary.json", "metrics.json"}
     assert expected in (out / "drift.html").read_text()
     assert json.loads((out / "summary.json").read_text())["explanation"] == summary["explanation"]

@@ -16,6 +16,8 @@ the whole dataset drifted when at least ``drift_share`` of the columns drifted.
     method, score and threshold), the dataset verdict, each label column's share of clips in the
     reference and the current data, and ``small_sample`` (fewer than 30 clips on a side: read
     the verdicts with care).
+  * ``metrics.json``: the headline of the summary (its flat numbers and verdicts), for
+    ``dvc metrics show``.
 """
 
 from __future__ import annotations
@@ -205,6 +207,16 @@ def drift_verdicts(snapshot: dict) -> tuple[dict[str, dict], bool, float]:
     return columns, dataset_drift, share
 
 
+#: The summary's keys that ``metrics.json`` carries.
+HEADLINE = ("mode", "reference_clips", "current_clips", "columns", "drifted_columns", "drifted_share",
+            "dataset_drift", "small_sample")
+
+
+def _write_summary(summary: dict, out_dir: Path) -> None:
+    write_json(summary, out_dir / "summary.json")
+    write_json({key: summary[key] for key in HEADLINE if key in summary}, out_dir / "metrics.json")
+
+
 def _explain(out_dir: Path, summary: dict, reason: str) -> dict:
     summary = {**summary, "columns": 0, "drifted_columns": 0, "drifted_share": 0.0, "dataset_drift": False,
                "drifted": [], "explanation": reason}
@@ -215,7 +227,7 @@ def _explain(out_dir: Path, summary: dict, reason: str) -> dict:
     write_text(page, out_dir / "drift.html")
     # A snapshot left by an earlier run in this folder would contradict this page.
     (out_dir / "drift.json").unlink(missing_ok=True)
-    write_json(summary, out_dir / "summary.json")
+    _write_summary(summary, out_dir)
     return summary
 
 
@@ -282,7 +294,7 @@ def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = 
                                        "current": round(float(current_shares.get(i, 0.0)), 4)} for i in chosen},
         "small_sample": min(len(reference), len(current)) < SMALL_SAMPLE,
     })
-    write_json(summary, out_dir / "summary.json")
+    _write_summary(summary, out_dir)
     steps.update()
     steps.close()
     return summary
