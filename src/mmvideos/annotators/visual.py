@@ -109,8 +109,8 @@ def onnx_forward(model: torch.nn.Module, size: int, sha256: str, name: str) -> C
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"images": x.contiguous().numpy()})[0])
+    def forward(x: torch.Tensor) -> torch.Tensor:  # runs on the CPU wherever x is
+        return torch.from_numpy(session.run(None, {"images": x.cpu().contiguous().numpy()})[0]).to(x.device)
 
     return forward
 
