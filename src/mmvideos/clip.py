@@ -210,7 +210,7 @@ def clip_shards(clips_dir: str | Path, kind: str) -> list[str]:
     """
     named = set(read_clips(clips_dir)["shard"])
     return [uri for uri in shards.list_shards(storage.join(clips_dir, kind))
-            if uri.rsplit("/", 1)[-1].removesuffix(".tar") in named]
+            if shards.stem(uri) in named]
 
 
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:

@@ -109,6 +109,11 @@ def iter_tar(fh: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
             yield key, group
 
 
+def stem(uri: str | Path) -> str:
+    """``.../shard-00003.tar`` (local or ``gs://``) -> ``shard-00003``, as the index tables name it."""
+    return str(uri).rsplit("/", 1)[-1].removesuffix(".tar")
+
+
 def list_shards(folder: str | Path) -> list[str]:
     """Sorted shard URIs (``*.tar``) in a local folder or under a ``gs://`` prefix."""
     folder = str(folder)

@@ -86,7 +86,8 @@ def list_source(source: str | Path) -> list[str]:
         with local_copy(source) as path:
             return _read_uri_list(Path(path), base=source.rsplit("/", 1)[0] if is_gcs(source) else None)
     if is_gcs(source):
-        return list_gcs(source.rstrip("/") + "/") or [uri for uri in list_gcs(source) if uri == source]
+        bucket, key = split_gcs(source)
+        return list_gcs(source.rstrip("/") + "/") or ([source] if gcs_client().bucket(bucket).blob(key).exists() else [])
     path = Path(source)
     if path.is_dir():
         return sorted(

@@ -132,7 +132,7 @@ def iter_features(features_dir: str | Path, split: str | None = None,
     if split is not None:
         index = read_index(features_dir)
         wanted = set(index.loc[index["split"] == split, "shard"])
-        uris = [u for u in uris if u.rsplit("/", 1)[-1].removesuffix(".tar") in wanted]
+        uris = [u for u in uris if shards.stem(u) in wanted]
     if shuffle_shards_seed is not None:
         order = np.random.default_rng(shuffle_shards_seed).permutation(len(uris))
         uris = [uris[i] for i in order]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmvideos import shards
 from mmvideos.features.store import FeatureRecord, iter_records, list_feature_shards, read_index
 
 
@@ -50,9 +51,8 @@ def training_shards(features_dir: str | Path) -> tuple[list[str], list[int]]:
     """The shards of a features folder that hold training clips, and how many each holds."""
     index = read_index(features_dir)
     counts = index.loc[index["split"] == "train"].groupby("shard").size()
-    uris = [uri for uri in list_feature_shards(features_dir)
-            if uri.rsplit("/", 1)[-1].removesuffix(".tar") in counts.index]
-    return uris, [int(counts[uri.rsplit("/", 1)[-1].removesuffix(".tar")]) for uri in uris]
+    uris = [uri for uri in list_feature_shards(features_dir) if shards.stem(uri) in counts.index]
+    return uris, [int(counts[shards.stem(uri)]) for uri in uris]
 
 
 def clip_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
