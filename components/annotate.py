@@ -1,4 +1,4 @@
-"""Annotation components: visual and audio annotators in parallel, then label merging."""
+"""Annotation components: visual and audio annotators in parallel (each a map over slots), then label merging."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
@@ -7,25 +7,33 @@ from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def annotate_visual(clips: Input[Dataset], params: dict, labels: Output[Dataset], report: Output[Markdown]):
-    """Frames at 3 fps -> image classifier -> clip mean -> top-10 visual labels."""
+def annotate_visual(clips: Input[Dataset], params: dict, data_root: str, slot: int, slots: int,
+                    labels: Output[Dataset]):
+    """This slot's clips: frames at 3 fps -> image classifier -> clip mean -> top-10 visual labels.
+
+    Scores of clip shards seen before by the same annotator are looked up, not recomputed.
+    """
     from mmvideos.annotate import VisualConfig, annotate_visual as run
     from mmvideos.config import from_dict
-    from mmvideos.kfp_io import finish
+    from mmvideos.dataroot import DataRoot
+    from mmvideos.kfp_io import attach
 
-    finish(labels, report, "Visual annotation",
-           run(clips.path, labels.path, from_dict(VisualConfig, params), progress=True))
+    attach(labels, run(clips.path, labels.path, from_dict(VisualConfig, params), DataRoot(data_root), slot, slots))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def annotate_audio(clips: Input[Dataset], params: dict, labels: Output[Dataset], report: Output[Markdown]):
-    """1-s segments -> AudioSet tagger -> clip mean -> top-5 above a threshold."""
+def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: int, slots: int,
+                   labels: Output[Dataset]):
+    """This slot's clips: 1-s segments -> AudioSet tagger -> clip mean -> top-5 above a threshold.
+
+    A new ``top_k`` or ``threshold`` re-selects from the stored scores; no network runs.
+    """
     from mmvideos.annotate import AudioConfig, annotate_audio as run
     from mmvideos.config import from_dict
-    from mmvideos.kfp_io import finish
+    from mmvideos.dataroot import DataRoot
+    from mmvideos.kfp_io import attach
 
-    finish(labels, report, "Audio annotation",
-           run(clips.path, labels.path, from_dict(AudioConfig, params), progress=True))
+    attach(labels, run(clips.path, labels.path, from_dict(AudioConfig, params), DataRoot(data_root), slot, slots))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

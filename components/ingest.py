@@ -1,36 +1,46 @@
-"""Ingest components: list the source (never cached), then probe it into the ``videos`` Dataset."""
+"""Ingest components: list the source (never cached), probe it in task slots, gather the tables."""
+
+from typing import List
 
 from kfp import dsl
-from kfp.dsl import Dataset, Markdown, Output
+from kfp.dsl import Dataset, Input, Markdown, Output
 
 from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def fingerprint_source(source: str) -> str:
-    """SHA-256 over the source's listing (uri, size, mtime or GCS generation); nothing is read.
+def list_source(source: str, data_root: str) -> str:
+    """Store the source's listing (uri, size, mtime or GCS generation) in the data root and
+    return its SHA-256; no video is read.
 
-    The pipeline turns caching off for this step only: ingest takes its result as an input, so
-    a run re-ingests exactly when videos were added, removed or changed.
+    The pipeline turns caching off for this step only: the probes take its result as an input,
+    so a run probes again exactly when videos were added, removed or changed.
     """
-    from mmvideos.ingest import source_fingerprint
+    from mmvideos.corpus import resolve_source
+    from mmvideos.dataroot import DataRoot
+    from mmvideos.ingest import list_source as run
 
-    return source_fingerprint(source)
+    return run(resolve_source(source), DataRoot(data_root))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(source: str, source_fingerprint: str, params: dict, videos: Output[Dataset], report: Output[Markdown]):
-    """Probe every video of ``source`` (folder, gs:// prefix, URI list; empty: the demo corpus).
+def probe(data_root: str, fingerprint: str, slot: int, slots: int, probes: Output[Dataset]):
+    """Probe this slot's share of the listing; files probed by an earlier run are looked up."""
+    from mmvideos.dataroot import DataRoot
+    from mmvideos.ingest import probe_listing
+    from mmvideos.kfp_io import attach
 
-    Videos that are not ``gs://`` objects are copied into the Dataset (``media/``): the clip
-    pods do not share this pod's disk. ``source_fingerprint`` is only part of the cache key.
-    """
+    attach(probes, probe_listing(DataRoot(data_root), fingerprint, probes.path, slot, slots, progress=True))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def gather_ingest(parts: Input[List[Dataset]], data_root: str, params: dict, videos: Output[Dataset],
+                  report: Output[Markdown]):
+    """The probes -> videos.parquet (kept, with content id, fold, split) and rejects.parquet."""
     from mmvideos.config import from_dict
-    from mmvideos.corpus import resolve_source
-    from mmvideos.ingest import IngestConfig, ingest as run
+    from mmvideos.dataroot import DataRoot
+    from mmvideos.ingest import IngestConfig, gather_probes
     from mmvideos.kfp_io import finish
 
-    summary = run(resolve_source(source), videos.path, from_dict(IngestConfig, params), progress=True,
-                  copy_media=True)
-    finish(videos, report, "Ingest", {**summary, "source_fingerprint": source_fingerprint},
-           tables={"Rejected inputs": f"{videos.path}/rejects.parquet"})
+    summary = gather_probes([p.path for p in parts], videos.path, from_dict(IngestConfig, params), DataRoot(data_root))
+    finish(videos, report, "Ingest", summary, tables={"Rejected inputs": f"{videos.path}/rejects.parquet"})

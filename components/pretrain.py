@@ -7,17 +7,21 @@ from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def pretrain(features: Input[Dataset], params: dict, model: Output[Model], metrics: Output[Metrics],
+def pretrain(features: Input[Dataset], params: dict, data_root: str, model: Output[Model], metrics: Output[Metrics],
              curves: Output[HTML]):
     """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP.
 
-    Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU.
+    Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU. The
+    checkpoint is kept in the data root after every epoch: a retried or preempted task resumes.
     """
     from mmvideos.config import from_dict
+    from mmvideos.dataroot import DataRoot
     from mmvideos.kfp_io import attach, copy_page, log_metrics
-    from mmvideos.train import PretrainConfig, launch
+    from mmvideos.train import PretrainConfig, checkpoint_uri, launch
 
-    summary = launch(features.path, model.path, from_dict(PretrainConfig, params), progress=True)
+    cfg = from_dict(PretrainConfig, params)
+    summary = launch(features.path, model.path, cfg, progress=True,
+                     resume_from=checkpoint_uri(DataRoot(data_root), features.path, cfg))
     log_metrics(metrics, summary)
     attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

@@ -1,19 +1,25 @@
 """The mmvideos DAG.
 
-    fingerprint_source (never cached)
-    -> ingest -> clip (one task per fold range) -> gather
-           -> annotate_visual | annotate_audio (in parallel) -> merge_labels -> label_drift
-                                                                          -> features
-           -> pretrain (GPU node pool) -> transfer (one task per benchmark) -> report
+    list_source (never cached)
+    -> probe (N task slots) -> gather_ingest
+    -> clip (N slots) -> gather
+       -> annotate_visual (N slots) -> gather  } in parallel
+       -> annotate_audio (N slots) -> gather   }
+       -> merge_labels -> label_drift
+       -> features (N slots) -> gather
+    -> pretrain (GPU node pool) -> transfer (one task per benchmark) -> report
+
+Bulk data never passes through an artifact: every map task writes its shards to the data root
+(``data_root``, a folder or ``gs://``) under content keys and hands on a manifest
+(:mod:`mmvideos.dataroot`); a gather concatenates manifests. A map finds the units that exist
+and computes only the missing ones, so a run over a few new videos, a new threshold or a new
+annotator costs only the new work, across runs, compiled versions and DVC.
 
 ``build_pipeline(params)`` returns the ``@dsl.pipeline`` function with every stage's section of
 ``params.yaml`` as a dict parameter whose default is that section, so the Kubeflow UI shows and
-overrides them per run, and KFP's cache only re-runs the stages whose settings changed. The first
-step lists the source on every run (its caching is off) and hands ingest a fingerprint of the
-listing, so ingest and what follows re-run when videos were added or changed, and stay cached
-when nothing did. Three things are fixed when the pipeline is compiled: the clip fan-out
-(``clip.num_shards``), the benchmark fan-out (the names in ``benchmarks``) and the ``cluster``
-section; the tasks refuse a run whose parameters disagree with the first two.
+overrides them per run. Fixed when the pipeline is compiled: the number of task slots of every
+map (``data.slots``), the benchmark fan-out (the names in ``benchmarks``) and the ``cluster``
+section; the transfer tasks refuse a run whose benchmark names disagree with the compiled ones.
 The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR YAML
 (``mmvideos compile``).
 """
@@ -24,16 +30,17 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Metrics, Model
 
 from mmvideos.components.annotate import annotate_audio, annotate_visual, label_drift, merge_labels
-from mmvideos.components.clip import clip_shard, gather_clips
+from mmvideos.components.clip import clip_slot
 from mmvideos.components.features import extract_features
-from mmvideos.components.ingest import fingerprint_source, ingest
+from mmvideos.components.gather import gather
+from mmvideos.components.ingest import gather_ingest, list_source, probe
 from mmvideos.components.pretrain import pretrain
 from mmvideos.components.transfer import report, transfer
 
 PIPELINE_NAME = "mmvideos"
 
-Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, drift=Metrics, features=Dataset,
-                     model=Model, results=Dataset)
+Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, visual=Dataset, audio=Dataset,
+                     drift=Metrics, features=Dataset, model=Model, results=Dataset)
 
 
 #: The memory-backed volume mounted at /dev/shm on the pretrain pod (DataLoader workers pass
@@ -70,7 +77,10 @@ def parameter_default(section: dict) -> dict:
 
 def build_pipeline(params: dict):
     """The pipeline function for this ``params.yaml`` content (a ``{section: dict}``)."""
-    shards = list(range(int(params["clip"]["num_shards"])))
+    slots = int(params["data"].get("slots") or 1)
+    if slots < 1:
+        raise ValueError(f"data.slots must be at least 1, got {slots}")
+    slot_items = list(range(slots))
     benchmark_names = list(params["benchmarks"])
     default = {name: parameter_default(section) for name, section in params.items()}
     # a benchmark's root left empty (null) is its default data, not a benchmark left out
@@ -80,7 +90,8 @@ def build_pipeline(params: dict):
                   description="Cross-modal supervised learning of acoustic representations from "
                               "machine-labelled video (Jia et al.): ingest, clip, annotate, pretrain, transfer.")
     def mmvideos(
-        source: str = params["data"]["source"] or "",
+        source: str = params["data"].get("source") or "",
+        data_root: str = params["data"].get("root") or "",
         ingest_params: dict = default["ingest"],
         clip_params: dict = default["clip"],
         visual_params: dict = default["annotate_visual"],
@@ -92,30 +103,43 @@ def build_pipeline(params: dict):
         transfer_params: dict = default["transfer"],
         benchmarks: dict = default["benchmarks"],
     ) -> Outputs:
-        listed = fingerprint_source(source=source).set_display_name("list source").set_caching_options(False)
-        ingested = ingest(source=source, source_fingerprint=listed.output,
-                          params=ingest_params).set_display_name("ingest")
-        with dsl.ParallelFor(items=shards, parallelism=4) as shard:
-            clipped = clip_shard(videos=ingested.outputs["videos"], params=clip_params, ingest_params=ingest_params,
-                                 shard_index=shard, compiled_num_shards=len(shards)).set_display_name("clip")
-        clips = gather_clips(shards=dsl.Collected(clipped.outputs["clips"])).set_display_name("gather clips")
-        clip_set = clips.outputs["clips"]
-        visual = annotate_visual(clips=clip_set, params=visual_params).set_display_name("annotate visual")
-        audio = annotate_audio(clips=clip_set, params=audio_params).set_display_name("annotate audio")
-        labels = merge_labels(clips=clip_set, visual=visual.outputs["labels"], audio=audio.outputs["labels"],
-                              params=merge_params).set_display_name("merge labels")
+        listed = list_source(source=source, data_root=data_root).set_display_name("list source").set_caching_options(False)
+        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
+            probed = probe(data_root=data_root, fingerprint=listed.output, slot=slot, slots=slots).set_display_name("probe")
+        ingested = gather_ingest(parts=dsl.Collected(probed.outputs["probes"]), data_root=data_root,
+                                 params=ingest_params).set_display_name("ingest")
+        videos = ingested.outputs["videos"]
+        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
+            clipped = clip_slot(videos=videos, params=clip_params, data_root=data_root, slot=slot,
+                                slots=slots).set_display_name("clip")
+        clips = gather(parts=dsl.Collected(clipped.outputs["clips"]), stage="clip", title="Clip",
+                       data_root=data_root).set_display_name("gather clips").outputs["merged"]
+        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
+            seen = annotate_visual(clips=clips, params=visual_params, data_root=data_root, slot=slot,
+                                   slots=slots).set_display_name("annotate visual")
+        visual = gather(parts=dsl.Collected(seen.outputs["labels"]), stage="annotate_visual", title="Visual annotation",
+                        data_root=data_root).set_display_name("gather visual labels").outputs["merged"]
+        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
+            heard = annotate_audio(clips=clips, params=audio_params, data_root=data_root, slot=slot,
+                                   slots=slots).set_display_name("annotate audio")
+        audio = gather(parts=dsl.Collected(heard.outputs["labels"]), stage="annotate_audio", title="Audio annotation",
+                       data_root=data_root).set_display_name("gather audio labels").outputs["merged"]
+        labels = merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params).set_display_name("merge labels")
         drift = label_drift(labels=labels.outputs["labels"], params=drift_params).set_display_name("label drift")
-        features = extract_features(clips=clip_set, labels=labels.outputs["labels"],
-                                    params=feature_params).set_display_name("features")
+        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
+            extracted = extract_features(clips=clips, labels=labels.outputs["labels"], params=feature_params,
+                                         data_root=data_root, slot=slot, slots=slots).set_display_name("features")
+        features = gather(parts=dsl.Collected(extracted.outputs["features"]), stage="features", title="Features",
+                          data_root=data_root).set_display_name("gather features").outputs["merged"]
         trained = on_gpu_node_pool(
-            pretrain(features=features.outputs["features"], params=pretrain_params).set_display_name("pretrain"),
+            pretrain(features=features, params=pretrain_params, data_root=data_root).set_display_name("pretrain"),
             params["cluster"])
         with dsl.ParallelFor(items=benchmark_names) as benchmark:
             evaluated = transfer(benchmark=benchmark, data_roots=benchmarks, compiled_benchmarks=benchmark_names,
                                  model=trained.outputs["model"], params=transfer_params).set_display_name("transfer")
         results = report(results=dsl.Collected(evaluated.outputs["results"])).set_display_name("report")
-        return Outputs(videos=ingested.outputs["videos"], clips=clip_set, labels=labels.outputs["labels"],
-                       drift=drift.outputs["metrics"], features=features.outputs["features"], model=trained.outputs["model"],
+        return Outputs(videos=videos, clips=clips, labels=labels.outputs["labels"], visual=visual, audio=audio,
+                       drift=drift.outputs["metrics"], features=features, model=trained.outputs["model"],
                        results=results.outputs["table"])
 
     return mmvideos

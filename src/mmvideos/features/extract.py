@@ -1,14 +1,14 @@
 """Stage 5, features: clip audio -> log-mel per 1-s frame, sharded with each clip's labels.
 
-Reads the clip folder's audio shards and the label folder of ``merge_labels``, and writes the
-feature folder described in :mod:`mmvideos.features.store`. Clips are processed in batches of
+Reads the clip units' audio shards (by URI, from the clip manifest) and the label folder of
+``merge_labels``; writes feature shards to the data root and the feature folder described in
+:mod:`mmvideos.features.store`. Clips are processed in batches of
 1-s frames (``batch_seconds``) on the CPU or a GPU; every second is transformed on its own, as
 :func:`mmvideos.features.logmel.frames_per_second` does, so batching changes nothing but speed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import time
@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmvideos import clip, shards, storage
+from mmvideos import clip, dataroot, shards, storage
 from mmvideos.atomic import atomic_path, write_json, write_parquet
+from mmvideos.dataroot import DataRoot, unit_key
 from mmvideos.features import logmel
-from mmvideos.features.store import CONFIG, INDEX, SHARDS, VOCABULARY, FeatureRecord, encode_record
+from mmvideos.features.store import CONFIG, FEATURES, INDEX, VOCABULARY, encode_mel
 from mmvideos.progress import progress_bar
 
-INDEX_COLUMNS = ["clip_id", "shard", "n_seconds", "split", "fold"]
+INDEX_COLUMNS = ["clip_id", "shard", "n_seconds", "split", "fold", "visual", "audio"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,83 +117,92 @@ class LabelLookup:
         return np.asarray(out, dtype=np.int64)
 
 
-def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str | Path,
-                     cfg: FeatureConfig = FeatureConfig(), progress: bool = True) -> dict:
-    """Compute log-mel features of every labelled clip and shard them with their labels.
+def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str | Path, root: DataRoot,
+                     cfg: FeatureConfig = FeatureConfig(), slot: int = 0, slots: int = 1,
+                     progress: bool = True) -> dict:
+    """Compute the log-mel features of the clip units of task ``slot`` and index them with their labels.
 
     Args:
-        clips_dir: the clip stage's folder (``clips.parquet``, ``audio/<shard>.tar``); local or gs://.
+        clips_dir: the clip stage's folder (manifest, ``clips.parquet``); local or gs://.
         labels_dir: merge_labels' folder (``labels.parquet``, ``vocabulary.parquet``); local or gs://.
-        out_dir: local output folder (layout in :mod:`mmvideos.features.store`).
+        out_dir: local output folder: the manifest, ``index.parquet`` (this slot's labelled
+            clips), ``vocabulary.parquet``, ``config.json`` (layout in :mod:`mmvideos.features.store`).
+        root: the data root the feature shards are written to and found in.
         cfg: front end, batch size and device.
+        slot, slots: this task's share of the clip units.
         progress: show a progress bar over clips.
 
+    A unit's feature shard is keyed by the audio shard's SHA-256 and the front end, not by the
+    labels: re-annotating the clips reuses every feature shard.
+
     Returns:
-        The summary also written to ``out_dir/summary.json``: clips written, audio seconds,
-        audio-seconds per wall-clock second, clips skipped (unlabelled, under 1 s), shards.
+        The summary also written to ``out_dir/summary.json``.
     """
     start = time.monotonic()
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     labels = storage.read_parquet(storage.join(labels_dir, "labels.parquet")).set_index("clip_id")
     lookup = LabelLookup(storage.read_parquet(storage.join(labels_dir, VOCABULARY)))
-    shard_of = clip.read_clips(clips_dir).set_index("clip_id")["shard"]
+    units = dataroot.slot_units(clips_dir, "audio.tar", slot, slots)
+    bar = progress_bar(total=int(units["clips"].sum()), unit="clip", desc="features", disable=not progress)
+    front_end = feature_config_record(cfg.preset)
+
+    def compute(row, scratch: Path) -> tuple[dict, dict]:
+        n_seconds: dict[str, int] = {}
+        with shards.ShardWriter(scratch / FEATURES) as writer:
+            pending: list[tuple[str, np.ndarray]] = []
+
+            def flush() -> None:
+                for (clip_id, _), mel in zip(pending, log_mel_seconds([w for _, w in pending], cfg.preset, device),
+                                             strict=True):
+                    writer.write(clip_id, encode_mel(mel))
+                    n_seconds[clip_id] = len(mel)
+                pending.clear()
+
+            for clip_id, samples, rate in clip.iter_shard_audio(row.uri):
+                samples = _to_16k(samples, rate)
+                if len(samples) < logmel.SAMPLE_RATE:
+                    n_seconds[clip_id] = 0  # under one second: no feature
+                    continue
+                pending.append((clip_id, samples))
+                if sum(len(w) for _, w in pending) >= cfg.batch_seconds * logmel.SAMPLE_RATE:
+                    flush()
+            if pending:
+                flush()
+        return ({"video_id": row.video_id, "clips": len(n_seconds), "seconds": float(sum(n_seconds.values())),
+                 "n_seconds": n_seconds}, {FEATURES: scratch / FEATURES})
+
+    keyed = [(unit_key("features", input=row.sha256, front_end=front_end), row) for row in units.itertuples(index=False)]
+    records, counts = root.map_units("features", keyed, compute,
+                                     lambda row, record, reused: bar.update(int(row.clips)))
+    bar.close()
     rows: list[dict] = []
     skipped = {"unlabelled": 0, "too_short": 0}
-    bar = progress_bar(total=len(shard_of), unit="clip", desc="features", disable=not progress)
-    with contextlib.ExitStack() as stack:
-        writers: dict[str, shards.ShardWriter] = {}
-        pending: list[tuple[FeatureRecord, str, np.ndarray]] = []  # (record without mel, shard, samples)
-
-        def flush() -> None:
-            mels = log_mel_seconds([samples for _, _, samples in pending], cfg.preset, device)
-            for (record, shard, _), mel in zip(pending, mels, strict=True):
-                if shard not in writers:
-                    writers[shard] = stack.enter_context(shards.ShardWriter(out_dir / SHARDS / f"{shard}.tar"))
-                writers[shard].write(record.clip_id, encode_record(dataclasses.replace(record, mel=mel)))
-                rows.append({"clip_id": record.clip_id, "shard": shard, "n_seconds": len(mel),
-                             "split": record.split, "fold": record.fold})
-            pending.clear()
-
-        for clip_id, samples, rate in clip.iter_clip_audio(clips_dir):
-            bar.update(1)
-            if clip_id not in labels.index:
-                skipped["unlabelled"] += 1
-                continue
-            samples = _to_16k(samples, rate)
-            if len(samples) < logmel.SAMPLE_RATE:
+    for record in records:
+        uri = record["files"][FEATURES]["uri"]
+        for clip_id, n in sorted(record["n_seconds"].items()):
+            if n == 0:
                 skipped["too_short"] += 1
-                continue
-            row = labels.loc[clip_id]
-            targets = set(row["label_ids"])  # merge_labels' pick: labels it pruned (min_count) are no targets
-            record = FeatureRecord(clip_id, np.empty(0, np.float16),
-                                   lookup("visual", [i for i in row["visual_labels"] if i in targets]),
-                                   lookup("audio", [i for i in row["audio_labels"] if i in targets]),
-                                   str(row["split"]), int(row["fold"]))
-            pending.append((record, str(shard_of[clip_id]), samples))
-            if sum(len(s) for _, _, s in pending) >= cfg.batch_seconds * logmel.SAMPLE_RATE:
-                flush()
-        if pending:
-            flush()
-    bar.close()
-    # A re-run into the same folder must not leave shards of an earlier input behind: the
-    # reader streams every shard it finds.
-    for stale in (out_dir / SHARDS).glob("*.tar"):
-        if stale.stem not in writers:
-            stale.unlink()
+            elif clip_id not in labels.index:
+                skipped["unlabelled"] += 1
+            else:
+                row = labels.loc[clip_id]
+                targets = set(row["label_ids"])  # merge_labels' pick: labels it pruned (min_count) are no targets
+                rows.append({"clip_id": clip_id, "shard": uri, "n_seconds": int(n), "split": str(row["split"]),
+                             "fold": int(row["fold"]),
+                             "visual": lookup("visual", [i for i in row["visual_labels"] if i in targets]).tolist(),
+                             "audio": lookup("audio", [i for i in row["audio_labels"] if i in targets]).tolist()})
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     write_parquet(index, out_dir / INDEX)
+    write_parquet(dataroot.manifest_rows(records), out_dir / dataroot.MANIFEST)
     with storage.local_copy(storage.join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
         shutil.copyfile(path, tmp)
-    write_json(feature_config_record(cfg.preset), out_dir / CONFIG)
-    elapsed = time.monotonic() - start
-    audio_seconds = int(index["n_seconds"].sum())
+    write_json(front_end, out_dir / CONFIG)
     summary = {
-        "clips": len(index), "audio_seconds": audio_seconds,
-        "audio_seconds_per_s": round(audio_seconds / max(elapsed, 1e-9), 1),
+        "clips": len(index), "audio_seconds": int(index["n_seconds"].sum()),
         "clips_unlabelled": skipped["unlabelled"], "clips_too_short": skipped["too_short"],
-        "shards": int(index["shard"].nunique()), "preset": cfg.preset, "device": str(device),
-        "seconds": round(elapsed, 2),
+        "shards": len(records), **counts.as_summary(), "preset": cfg.preset, "device": str(device),
+        "seconds": round(time.monotonic() - start, 2),
     }
     write_json(summary, out_dir / "summary.json")
     return summary

@@ -39,20 +39,21 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmvideos import shards
-from mmvideos.features.store import FeatureRecord, iter_records, list_feature_shards, read_index
+from mmvideos.features.store import ClipMeta, FeatureRecord, clip_meta, iter_records, read_index
 
 
 #: Whole shards are dealt to readers only if each then holds at least this share of an even split.
 BALANCE = 0.9
 
 
-def training_shards(features_dir: str | Path) -> tuple[list[str], list[int]]:
-    """The shards of a features folder that hold training clips, and how many each holds."""
+def training_shards(features_dir: str | Path) -> tuple[list[str], list[int], dict[str, ClipMeta]]:
+    """The shards of a features folder that hold training clips, how many each holds, and the
+    training clips' labels (from ``index.parquet``)."""
     index = read_index(features_dir)
-    counts = index.loc[index["split"] == "train"].groupby("shard").size()
-    uris = [uri for uri in list_feature_shards(features_dir) if shards.stem(uri) in counts.index]
-    return uris, [int(counts[shards.stem(uri)]) for uri in uris]
+    train = index.loc[index["split"] == "train"]
+    counts = train.groupby("shard", sort=False).size()
+    uris = sorted(counts.index)
+    return uris, [int(counts[uri]) for uri in uris], clip_meta(train)
 
 
 def clip_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
@@ -101,19 +102,20 @@ class TrainStream(IterableDataset):
     Args:
         shard_uris: the shards that hold training clips (:func:`training_shards`).
         train_counts: training clips in each of them, as ``index.parquet`` says.
+        meta: the training clips' labels, split and fold (the index).
         seed: base seed of the order and of the per-clip draws.
         shuffle_buffer: records each reader holds for shuffling; 1 keeps the stream order.
         rank, world_size: this process's place in the distributed job.
     """
 
-    def __init__(self, shard_uris: list[str], train_counts: list[int], seed: int, shuffle_buffer: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, shard_uris: list[str], train_counts: list[int], meta: dict[str, ClipMeta], seed: int,
+                 shuffle_buffer: int, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         if shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}")
         if len(shard_uris) != len(train_counts):
             raise ValueError(f"{len(shard_uris)} shards but {len(train_counts)} counts")
-        self.shard_uris, self.train_counts = list(shard_uris), list(train_counts)
+        self.shard_uris, self.train_counts, self.meta = list(shard_uris), list(train_counts), meta
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -167,9 +169,9 @@ class TrainStream(IterableDataset):
     def _clips(self, slot: int, slots: int) -> Iterator[FeatureRecord]:
         dealt = self.deal(slots)
         if dealt is not None:
-            return iter_records([self.shard_uris[i] for i in dealt[slot]], "train")
+            return iter_records([self.shard_uris[i] for i in dealt[slot]], self.meta, "train")
         uris = [self.shard_uris[i] for i in self._order()]
-        return iter_records(uris, "train", select=lambda i: i % slots == slot)
+        return iter_records(uris, self.meta, "train", select=lambda i: i % slots == slot)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         slot, slots = self._slot()

@@ -7,7 +7,8 @@ normal noise plus the patterns of all its labels, so every second carries the ev
 label and a small CNN learns the task in a few epochs. With the defaults each label is present
 in a quarter of the clips, so a random scorer gets mAP ~ 0.25 and Top-1 = 3 / 12 = 0.25.
 
-The folder has the layout of :mod:`mmvideos.features.store` (written with its record encoder).
+The folder has the layout of :mod:`mmvideos.features.store` (written with its encoder); its
+shards sit in the folder's own ``shards/`` rather than in a data root.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.features.store import CONFIG, INDEX, SHARDS, VOCABULARY, FeatureRecord, encode_record
+from mmvideos.features.store import CONFIG, INDEX, VOCABULARY, encode_mel
 from mmvideos.shards import ShardWriter
 
 FRAMES, MEL_BINS = 100, 64
@@ -59,7 +60,8 @@ def write_synthetic_features(out_dir: str | Path, num_clips: int = 96, val_clips
         "count": 0,
     })
     patterns = np.stack([label_pattern(k) for k in range(len(vocabulary))])  # [V, 100, 64]
-    writers = [ShardWriter(out_dir / SHARDS / f"shard-{i:05d}.tar") for i in range(num_shards)]
+    uris = [str((out_dir / "shards" / f"shard-{i:05d}.tar").resolve()) for i in range(num_shards)]
+    writers = [ShardWriter(uri) for uri in uris]
     rows = []
     for i in range(num_clips):
         visual = np.sort(rng.choice(num_visual, visual_per_clip, replace=False))
@@ -68,10 +70,10 @@ def write_synthetic_features(out_dir: str | Path, num_clips: int = 96, val_clips
         mel = rng.standard_normal((n_seconds, FRAMES, MEL_BINS), dtype=np.float32)
         mel += patterns[np.concatenate([visual, audio])].sum(0)
         split = "val" if i >= num_clips - val_clips else "train"
-        record = FeatureRecord(f"clip{i:05d}", mel.astype(np.float16), visual, audio, split, fold=i)
-        writers[i % num_shards].write(record.clip_id, encode_record(record))
-        rows.append({"clip_id": record.clip_id, "shard": f"shard-{i % num_shards:05d}",
-                     "n_seconds": n_seconds, "split": split, "fold": i})
+        clip_id = f"clip{i:05d}"
+        writers[i % num_shards].write(clip_id, encode_mel(mel.astype(np.float16)))
+        rows.append({"clip_id": clip_id, "shard": uris[i % num_shards], "n_seconds": n_seconds, "split": split,
+                     "fold": i, "visual": visual.tolist(), "audio": audio.tolist()})
         vocabulary.loc[np.concatenate([visual, audio]), "count"] += 1
     for writer in writers:
         writer.close()
