@@ -9,28 +9,33 @@ from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def list_source(source: str, data_root: str) -> str:
-    """Store the source's listing (uri, size, mtime or GCS generation) in the data root and
-    return its SHA-256; no video is read.
+def list_source(source: str, data_root: str, slots: int) -> List[str]:
+    """Store the source's listing (uri, size, mtime or GCS generation) in the data root; no
+    video is read. Returns one work order per probe slot: ``"<listing SHA-256>:<slot>"``.
 
     The pipeline turns caching off for this step only: the probes take its result as an input,
-    so a run probes again exactly when videos were added, removed or changed.
+    so a run probes again exactly when videos were added, removed or changed. (The orders are
+    the loop's items, rather than the fingerprint a loop input, because kfp.local hands a task
+    output consumed inside a ParallelFor the loop item instead.)
     """
     from mmvideos.corpus import resolve_source
     from mmvideos.dataroot import DataRoot
     from mmvideos.ingest import list_source as run
 
-    return run(resolve_source(source), DataRoot(data_root))
+    fingerprint = run(resolve_source(source), DataRoot(data_root))
+    return [f"{fingerprint}:{slot}" for slot in range(slots)]
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def probe(data_root: str, fingerprint: str, slot: int, slots: int, probes: Output[Dataset]):
-    """Probe this slot's share of the listing; files probed by an earlier run are looked up."""
+def probe(data_root: str, order: str, slots: int, probes: Output[Dataset]):
+    """Probe one slot's share of the listing (``order``: ``"<fingerprint>:<slot>"``); files
+    probed by an earlier run are looked up, not read."""
     from mmvideos.dataroot import DataRoot
     from mmvideos.ingest import probe_listing
     from mmvideos.kfp_io import attach
 
-    attach(probes, probe_listing(DataRoot(data_root), fingerprint, probes.path, slot, slots, progress=True))
+    fingerprint, slot = order.rsplit(":", 1)
+    attach(probes, probe_listing(DataRoot(data_root), fingerprint, probes.path, int(slot), slots, progress=True))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

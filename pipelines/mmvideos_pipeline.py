@@ -103,9 +103,10 @@ def build_pipeline(params: dict):
         transfer_params: dict = default["transfer"],
         benchmarks: dict = default["benchmarks"],
     ) -> Outputs:
-        listed = list_source(source=source, data_root=data_root).set_display_name("list source").set_caching_options(False)
-        with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
-            probed = probe(data_root=data_root, fingerprint=listed.output, slot=slot, slots=slots).set_display_name("probe")
+        listed = list_source(source=source, data_root=data_root, slots=slots).set_display_name("list source")
+        listed.set_caching_options(False)
+        with dsl.ParallelFor(items=listed.output, parallelism=slots) as order:
+            probed = probe(data_root=data_root, order=order, slots=slots).set_display_name("probe")
         ingested = gather_ingest(parts=dsl.Collected(probed.outputs["probes"]), data_root=data_root,
                                  params=ingest_params).set_display_name("ingest")
         videos = ingested.outputs["videos"]

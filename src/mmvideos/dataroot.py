@@ -283,12 +283,12 @@ ADDITIVE = ("files", "unreadable_now", "videos_in", "videos_clipped", "videos_re
             "clips_unlabelled", "clips_too_short", "shards", "labels")
 
 
-def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataRoot | None = None,
-           sort_by: dict[str, str] | None = None) -> dict:
+def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataRoot | None = None) -> dict:
     """Concatenate the slot outputs of a map stage into one output folder; returns its summary.
 
-    Only manifests and tables are read and written, never a shard. With ``root`` the merged
-    manifest is also recorded under ``manifests/<stage>/`` (what gc keeps).
+    Only manifests and tables are read and written, never a shard. Rows are sorted by their id
+    (unit key, clip id or URI), so the output does not depend on the number of slots. With
+    ``root`` the merged manifest is also recorded under ``manifests/<stage>/`` (what gc keeps).
     """
     from mmvideos.atomic import write_json, write_parquet
 
@@ -303,9 +303,9 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
             tables = [pd.read_parquet(part / name) for part in parts if (part / name).is_file()]
             non_empty = [t for t in tables if not t.empty]
             table = pd.concat(non_empty, ignore_index=True) if non_empty else tables[0]
-            column = (sort_by or {}).get(name, "key" if name == MANIFEST else None)
-            if column is not None and column in table:
-                table = table.sort_values(column, kind="stable", ignore_index=True)
+            columns = [c for c in (["key", "file"] if name == MANIFEST else ["clip_id"] if "clip_id" in table else ["uri"])
+                       if c in table]
+            table = table.sort_values(columns, kind="stable", ignore_index=True) if columns else table
             write_parquet(table, out_dir / name)
         else:
             source = next(part / name for part in parts if (part / name).is_file())

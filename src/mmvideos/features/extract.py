@@ -192,7 +192,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
                              "fold": int(row["fold"]),
                              "visual": lookup("visual", [i for i in row["visual_labels"] if i in targets]).tolist(),
                              "audio": lookup("audio", [i for i in row["audio_labels"] if i in targets]).tolist()})
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("clip_id", ignore_index=True)
     write_parquet(index, out_dir / INDEX)
     write_parquet(dataroot.manifest_rows(records), out_dir / dataroot.MANIFEST)
     with storage.local_copy(storage.join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
