@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmvideos.clip import (ClipConfig, clip_videos, frame_times, gather, iter_clip_audio,
-                           iter_clip_frames, plan_clips, read_clips)
+from mmvideos import dataroot
+from mmvideos.clip import ClipConfig, clip_videos, frame_times, iter_clip_audio, iter_clip_frames, plan_clips, read_clips
+from mmvideos.dataroot import DataRoot
 from mmvideos.ingest import ingest, read_videos
 
 
@@ -42,8 +43,9 @@ def test_three_frames_per_second(length, frames):
 @pytest.fixture(scope="module")
 def clipped(media_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("clip")
-    ingest(media_dir, root / "ingest", progress=False)
-    summary = clip_videos(read_videos(root / "ingest"), root / "clips", ClipConfig(), progress=False)
+    ingest(media_dir, root / "ingest", DataRoot(root / "data"), progress=False)
+    summary = clip_videos(read_videos(root / "ingest"), root / "clips", ClipConfig(), DataRoot(root / "data"),
+                          progress=False)
     return root, summary
 
 
@@ -81,28 +83,35 @@ def test_frames_show_the_test_pattern(clipped):
     assert len(colours) >= 3  # several bars survive the centre crop
 
 
-def test_rerun_gives_identical_shards(clipped, tmp_path):
+def test_a_fresh_root_gives_identical_shards(clipped, tmp_path):
     root, _ = clipped
-    clip_videos(read_videos(root / "ingest"), tmp_path, ClipConfig(), progress=False)
-    for kind in ("audio", "frames"):
-        a = hashlib.sha256((root / "clips" / kind / "shard-00000.tar").read_bytes()).hexdigest()
-        b = hashlib.sha256((tmp_path / kind / "shard-00000.tar").read_bytes()).hexdigest()
-        assert a == b
+    summary = clip_videos(read_videos(root / "ingest"), tmp_path / "out", ClipConfig(), DataRoot(tmp_path / "data"),
+                          progress=False)
+    assert summary["shards_computed"] == 2
+    first, second = dataroot.read_manifest(root / "clips"), dataroot.read_manifest(tmp_path / "out")
+    assert list(first["sha256"]) == list(second["sha256"]) and list(first["key"]) == list(second["key"])
+    for uri, sha in zip(second["uri"], second["sha256"]):
+        assert hashlib.sha256(Path(uri).read_bytes()).hexdigest() == sha
 
 
-def test_fan_out_over_shards_then_gather(clipped, tmp_path):
+def test_a_rerun_on_the_same_root_decodes_nothing(clipped, tmp_path):
+    root, _ = clipped
+    summary = clip_videos(read_videos(root / "ingest"), tmp_path / "again", ClipConfig(), DataRoot(root / "data"),
+                          progress=False)
+    assert (summary["shards_reused"], summary["shards_computed"], summary["clips"]) == (2, 0, 3)
+    pd.testing.assert_frame_equal(read_clips(tmp_path / "again"), read_clips(root / "clips"))
+
+
+def test_slots_share_the_videos(clipped, tmp_path):
     root, _ = clipped
     videos = read_videos(root / "ingest")
-    cfg = ClipConfig(num_shards=4)
     parts = []
-    for index in range(4):
-        clip_videos(videos, tmp_path / f"part{index}", cfg, shard_index=index, progress=False)
-        parts.append(tmp_path / f"part{index}")
-    summary = gather(parts, tmp_path / "all")
-    merged = read_clips(tmp_path / "all")
-    pd.testing.assert_frame_equal(merged.drop(columns="shard"),
-                                  read_clips(root / "clips").sort_values("clip_id", ignore_index=True).drop(columns="shard"))
-    assert summary["clips"] == 3
+    for slot in range(4):
+        clip_videos(videos, tmp_path / f"part{slot}", ClipConfig(), DataRoot(root / "data"), slot, 4, progress=False)
+        parts.append(tmp_path / f"part{slot}")
+    summary = dataroot.gather(parts, tmp_path / "all", "clip")
+    pd.testing.assert_frame_equal(read_clips(tmp_path / "all"), read_clips(root / "clips"))
+    assert summary["clips"] == 3 and summary["videos_in"] == 2 and summary["task_slots"] == 4
     assert len(dict(iter_clip_frames(tmp_path / "all"))) == 3
 
 
@@ -114,7 +123,8 @@ def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
     data = open(good, "rb").read()
     broken.write_bytes(data[: len(data) // 3])  # header claims 7 s, most of the payload is gone
     videos.loc[videos["duration_s"] > 6, "uri"] = str(broken)
-    summary = clip_videos(videos, tmp_path / "out", ClipConfig(), progress=False)
+    # the truncated copy has the original's content hash in the table: a fresh root, so it is decoded
+    summary = clip_videos(videos, tmp_path / "out", ClipConfig(), DataRoot(tmp_path / "data"), progress=False)
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
     clips = read_clips(tmp_path / "out")
     assert summary["videos_rejected"] == 1 and rejects["stage"].tolist() == ["clip"]
@@ -122,43 +132,15 @@ def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
     assert set(dict(iter_clip_frames(tmp_path / "out"))) == set(clips["clip_id"])
 
 
-def test_clip_reads_the_copies_from_a_moved_ingest_folder(media_dir, tmp_path):
-    """On a cluster the clip pod gets the ingest Dataset at another path and cannot see the
-    source: with copy_media it needs neither the source nor the original folder."""
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("good_tone.mp4", "good_speech.mp4"):
-        shutil.copy(media_dir / name, source / name)
-    ingest(source, tmp_path / "ingest-pod" / "videos", progress=False, copy_media=True)
-    shutil.rmtree(source)
-    moved = tmp_path / "clip-pod" / "inputs"
-    moved.parent.mkdir()
-    (tmp_path / "ingest-pod" / "videos").rename(moved)
-    summary = clip_videos(read_videos(moved), tmp_path / "clips", ClipConfig(), progress=False)
-    assert summary["videos_rejected"] == 0 and summary["clips"] == 3
-    assert len(dict(iter_clip_frames(tmp_path / "clips"))) == 3
-
-
-def test_a_relative_ingest_folder_resolves_its_copies(media_dir, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    ingest(media_dir, "videos", progress=False, copy_media=True)
-    videos = read_videos("videos")
-    assert all(Path(m).is_absolute() and Path(m).is_file() for m in videos["media"])
-    monkeypatch.chdir(media_dir)  # another working directory: the table still points at the copies
-    summary = clip_videos(videos, tmp_path / "clips", ClipConfig(), progress=False)
-    assert summary["videos_rejected"] == 0 and summary["clips"] > 0
-
-
-def test_a_rerun_with_fewer_shards_leaves_no_stale_clips(clipped, tmp_path):
+def test_a_video_gone_since_ingest_is_rejected_for_this_run_only(clipped, tmp_path):
     root, _ = clipped
     videos = read_videos(root / "ingest")
-    clip_videos(videos, tmp_path / "out", ClipConfig(num_shards=4), progress=False)
-    clip_videos(videos, tmp_path / "out", ClipConfig(num_shards=2), progress=False)
-    clips = read_clips(tmp_path / "out")
-    ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "out")]
-    assert sorted(ids) == sorted(clips["clip_id"]) and len(ids) == 3
-    assert len(list(iter_clip_frames(tmp_path / "out"))) == 3
-    assert {p.name for p in (tmp_path / "out" / "audio").glob("*.tar")} == {"shard-00000.tar", "shard-00001.tar"}
+    videos.loc[videos["duration_s"] > 6, "uri"] = str(tmp_path / "gone.mp4")
+    data = DataRoot(tmp_path / "data")
+    summary = clip_videos(videos, tmp_path / "out", ClipConfig(), data, progress=False)
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
+    assert summary["videos_rejected"] == 1 and "cannot be read" in rejects["reason"].item()
+    assert summary["shards_computed"] == 1  # nothing committed for the missing video: the next run tries again
 
 
 def _mpegts(path: Path, rate: int, layout: str, seconds: float = 3.0) -> None:

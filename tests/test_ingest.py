@@ -10,15 +10,15 @@ import pytest
 
 from conftest import upload_dir
 from mmvideos import storage
-from mmvideos.corpus import sha256_file
-from mmvideos.ingest import (IngestConfig, fold_of, ingest, link_or_copy, read_videos, source_entries,
-                             source_fingerprint, split_of, video_id_for)
+from mmvideos.dataroot import DataRoot
+from mmvideos.ingest import (IngestConfig, fold_of, ingest, read_videos, source_entries, source_fingerprint, split_of,
+                             video_id_for)
 
 
 @pytest.fixture(scope="module")
 def ingested(media_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ingest")
-    summary = ingest(media_dir, out, progress=False)
+    summary = ingest(media_dir, out, DataRoot(out / "data"), progress=False)
     return summary, pd.read_parquet(out / "videos.parquet"), pd.read_parquet(out / "rejects.parquet")
 
 
@@ -55,7 +55,7 @@ def test_ids_are_content_derived_and_stable(media_dir, ingested, tmp_path):
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     shutil.copy(media_dir / "good_speech.mp4", moved / "renamed.mp4")
-    ingest(moved, tmp_path / "again", progress=False)
+    ingest(moved, tmp_path / "again", DataRoot(tmp_path / "data"), progress=False)
     again = pd.read_parquet(tmp_path / "again" / "videos.parquet")
     original = videos[videos["uri"].str.endswith("good_speech.mp4")]
     assert again["video_id"].tolist() == original["video_id"].tolist()
@@ -64,7 +64,7 @@ def test_ids_are_content_derived_and_stable(media_dir, ingested, tmp_path):
 
 def test_rerun_is_idempotent(media_dir, ingested, tmp_path):
     _, videos, rejects = ingested
-    ingest(media_dir, tmp_path, progress=False)
+    ingest(media_dir, tmp_path, DataRoot(tmp_path / "data"), progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "videos.parquet"), videos)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rejects.parquet"), rejects)
 
@@ -80,7 +80,7 @@ def test_folds_and_splits_follow_the_paper():
 def test_uri_list_source(media_dir, tmp_path):
     listing = tmp_path / "videos.csv"
     listing.write_text(f"uri,comment\n{media_dir / 'good_speech.mp4'},ok\n{tmp_path / 'missing.mp4'},gone\n")
-    summary = ingest(listing, tmp_path / "out", IngestConfig(), progress=False)
+    summary = ingest(listing, tmp_path / "out", DataRoot(tmp_path / "data"), IngestConfig(), progress=False)
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
     assert summary["videos_kept"] == 1
     assert rejects["reason"].tolist() == ["file not found"]
@@ -94,40 +94,25 @@ def test_a_text_list_takes_each_line_whole(media_dir, tmp_path):
     assert storage.list_source(folder / "videos.txt") == [str((folder / "clip, take 1.mp4").resolve())]
 
 
-def test_copy_media_places_each_kept_local_video_in_the_output(media_dir, ingested, tmp_path):
-    _, plain, _ = ingested
-    assert plain["media"].isna().all()  # off by default: the CLI/DVC path reads the source itself
-    out = tmp_path / "out"
-    ingest(media_dir, out, progress=False, copy_media=True)
-    table = pd.read_parquet(out / "videos.parquet")
-    assert table["media"].tolist() == [f"media/{v}.mp4" for v in table["video_id"]]
-    assert sorted(p.name for p in (out / "media").iterdir()) == sorted(f"{v}.mp4" for v in table["video_id"])
-    for row in table.itertuples():
-        assert sha256_file(out / row.media) == row.sha256
-    resolved = read_videos(out)
-    assert resolved["media"].tolist() == [str(out / m) for m in table["media"]]
-    # a re-run into the same folder that keeps fewer videos leaves no stale copy behind
-    listing = tmp_path / "one.txt"
-    listing.write_text(f"{media_dir / 'good_speech.mp4'}\n")
-    ingest(listing, out, progress=False, copy_media=True)
-    assert len(list((out / "media").iterdir())) == 1
+def test_a_second_ingest_reads_only_new_or_changed_files(media_dir, tmp_path):
+    source = tmp_path / "videos"
+    shutil.copytree(media_dir, source)
+    data = DataRoot(tmp_path / "data")
+    first = ingest(source, tmp_path / "first", data, progress=False)
+    assert first["shards_computed"] == 8 and first["shards_reused"] == 0
+    shutil.copy(media_dir / "good_speech.mp4", source / "added.mp4")
+    os.utime(source / "good_tone.mp4", ns=(0, 0))  # touched: its entry changes, so it is probed again
+    second = ingest(source, tmp_path / "second", data, progress=False)
+    assert (second["shards_computed"], second["shards_reused"]) == (2, 7)
+    rejects = pd.read_parquet(tmp_path / "second" / "rejects.parquet")
+    assert rejects["reason"].str.contains("duplicate of .*added.mp4").sum() == 1
 
 
-def test_gcs_videos_are_not_copied(media_dir, gcs_bucket, tmp_path):
+def test_gcs_videos_are_read_where_they_are(media_dir, gcs_bucket, tmp_path):
     upload_dir(media_dir, f"{gcs_bucket('ingest-media')}/raw")
-    ingest("gs://ingest-media/raw", tmp_path, progress=False, copy_media=True)
+    ingest("gs://ingest-media/raw", tmp_path, DataRoot(f"{gcs_bucket('ingest-media')}/root"), progress=False)
     videos = read_videos(tmp_path)
     assert len(videos) == 2 and videos["uri"].str.startswith("gs://").all()
-    assert videos["media"].isna().all() and not (tmp_path / "media").exists()
-
-
-def test_link_or_copy_links_on_one_file_system(tmp_path):
-    source = tmp_path / "a.mp4"
-    source.write_bytes(b"video bytes")
-    link_or_copy(source, tmp_path / "media" / "b.mp4")
-    assert (tmp_path / "media" / "b.mp4").read_bytes() == b"video bytes"
-    assert os.path.samefile(source, tmp_path / "media" / "b.mp4")
-    assert [p.name for p in (tmp_path / "media").iterdir()] == ["b.mp4"]  # no temporary left
 
 
 def test_fingerprint_follows_the_listing_not_the_bytes(media_dir, tmp_path):

@@ -106,6 +106,8 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
 
     def compute(video, scratch: Path) -> tuple[dict, dict]:
         base = {"video_id": video.video_id}
+        if not storage.exists(video.uri):  # gone since ingest: not the content's fault, so not committed
+            raise FileNotFoundError(f"no file {video.uri}")
         try:
             rows = _clip_one(video, cfg, scratch / "audio.tar", scratch / "frames.tar")
         except media.MediaError as exc:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from mmvideos import dataroot, media, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.corpus import resolve_source, sha256_file
+from mmvideos.corpus import DEMO_VIDEOS, resolve_source, sha256_file
 from mmvideos.dataroot import MANIFEST, Counts, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.progress import progress_bar
 
@@ -86,11 +86,12 @@ def split_of(fold: int, val_every_n_folds: int = 15, val_part: int = 14) -> str:
 def list_source(source: str | Path, root: DataRoot) -> str:
     """List ``source`` (no video is read) into the data root; returns the listing's fingerprint.
 
+    An empty ``source`` is the demo corpus, fetched on first use.
     The listing, ``(uri, size, version)`` per file (:func:`source_entries`), is stored as
     ``listings/<fingerprint>.parquet``: the probe tasks read it from there by fingerprint, and
     the fingerprint changes exactly when a file was added, removed or rewritten.
     """
-    entries = sorted(source_entries(source))
+    entries = sorted(source_entries(resolve_source(source)))
     fingerprint = _fingerprint(entries)
     uri = storage.join(root.uri, "listings", f"{fingerprint}.parquet")
     buf = io.BytesIO()
@@ -292,7 +293,7 @@ def source_entries(source: str | Path) -> list[tuple[str, int, str]]:
     """
     source = str(source)
     if not source:
-        source = resolve_source(source)
+        return [(f"demo:{v.name}", -1, v.sha256) for v in DEMO_VIDEOS]
     uris = storage.list_source(source)
     return ([_local_entry(uri) for uri in uris if not storage.is_gcs(uri)]
             + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)]))
