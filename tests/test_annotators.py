@@ -27,8 +27,10 @@ from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
 from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
+from mmvideos import dataroot
 from mmvideos.atomic import write_parquet
 from mmvideos.clip import CLIP_COLUMNS
+from mmvideos.dataroot import DataRoot
 from mmvideos.shards import ShardWriter, wav_bytes
 
 SPEECH = "audio:/m/09x0r"
@@ -74,17 +76,22 @@ def _jpeg(rgb: np.ndarray) -> bytes:
 
 
 def write_clip_folder(root: Path, clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """A clip folder as the clip stage writes it: ``{clip_id: (frames uint8, samples float32 16 kHz)}``."""
-    rows = []
-    with ShardWriter(root / "audio" / "shard-00000.tar") as audio, \
-            ShardWriter(root / "frames" / "shard-00000.tar") as frames_out:
-        for fold, (clip_id, (frames, samples)) in enumerate(sorted(clips.items())):
+    """A clip folder as the clip stage writes it, its shards in ``root/data``:
+    ``{clip_id: (frames uint8, samples float32 16 kHz)}``, one unit (video) per clip."""
+    rows, records = [], []
+    data = DataRoot(root / "data")
+    for fold, (clip_id, (frames, samples)) in enumerate(sorted(clips.items())):
+        key = dataroot.unit_key("clip", clip=clip_id)
+        with ShardWriter(root / "audio.tar") as audio, ShardWriter(root / "frames.tar") as frames_out:
             audio.write(clip_id, {"wav": wav_bytes(np.round(samples * 32767).astype(np.int16), 16000)})
             frames_out.write(clip_id, {f"{k:02d}.jpg": _jpeg(rgb) for k, rgb in enumerate(frames)})
-            rows.append({"clip_id": clip_id, "video_id": f"video{fold}", "start_s": 0.0,
-                         "end_s": len(samples) / 16000, "fold": fold, "split": "train" if fold else "val",
-                         "n_frames": len(frames), "shard": "shard-00000"})
+        records.append(data.commit("clip", key, {"audio.tar": root / "audio.tar", "frames.tar": root / "frames.tar"},
+                                   {"video_id": f"video{fold}", "clips": 1}))
+        rows.append({"clip_id": clip_id, "video_id": f"video{fold}", "start_s": 0.0,
+                     "end_s": len(samples) / 16000, "fold": fold, "split": "train" if fold else "val",
+                     "n_frames": len(frames), "shard": key})
     write_parquet(pd.DataFrame(rows, columns=CLIP_COLUMNS), root / "clips.parquet")
+    write_parquet(dataroot.manifest_rows(records), root / dataroot.MANIFEST)
     return root
 
 
@@ -159,10 +166,11 @@ def test_float_copy_agrees_with_the_quantised_export(speech, tmp_path):
 
 
 def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
-    visual = annotate_visual(clip_folder, tmp_path / "visual", VisualConfig(batch_size=8), progress=False)
-    audio = annotate_audio(clip_folder, tmp_path / "audio", AudioConfig(), progress=False)
-    assert visual["clips"] == audio["clips"] == 2 and visual["frames"] == 18 and visual["frames_per_s"] > 0
-    assert audio["audio_seconds"] == pytest.approx(7.0) and audio["audio_seconds_per_s"] > 0
+    data = DataRoot(tmp_path / "data")
+    visual = annotate_visual(clip_folder, tmp_path / "visual", VisualConfig(batch_size=8), data, progress=False)
+    audio = annotate_audio(clip_folder, tmp_path / "audio", AudioConfig(), data, progress=False)
+    assert visual["clips"] == audio["clips"] == visual["clips_computed"] == audio["clips_computed"] == 2
+    assert visual["shards_computed"] == 2 and visual["shards_reused"] == 0
 
     vis = pd.read_parquet(tmp_path / "visual" / "visual.parquet").set_index("clip_id")
     assert vis["labels"].map(len).tolist() == [10, 10]
@@ -207,7 +215,7 @@ def test_torchscript_annotators_configured_by_uri(clip_folder, tmp_path, speech)
     labels = tmp_path / "colours.csv"
     pd.DataFrame({"id": ["red", "green", "blue"], "name": ["Red", "Green", "Blue"]}).to_csv(labels, index=False)
     cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), top_k=2)
-    annotate_visual(clip_folder, tmp_path / "visual", cfg, progress=False)
+    annotate_visual(clip_folder, tmp_path / "visual", cfg, DataRoot(tmp_path / "data"), progress=False)
     table = pd.read_parquet(tmp_path / "visual" / "visual.parquet")
     assert set(table["annotator"]) == {"torchscript"} and set(table["annotator_version"]) == {str(weights)}
     assert set(table["weights_sha256"]) == {hashlib.sha256(weights.read_bytes()).hexdigest()}

@@ -8,6 +8,7 @@ import pytest
 from conftest import upload_dir
 from mmvideos import storage
 from mmvideos.clip import ClipConfig, clip_videos, iter_clip_audio, iter_clip_frames
+from mmvideos.dataroot import DataRoot
 from mmvideos.ingest import ingest
 
 
@@ -31,31 +32,33 @@ def test_gcs_prefix_is_listed(gcs, media_dir):
 
 
 def test_ingest_and_clip_from_gcs_match_local(gcs, media_dir, tmp_path):
-    ingest(gcs, tmp_path / "remote", progress=False)
-    ingest(media_dir, tmp_path / "local", progress=False)
+    ingest(gcs, tmp_path / "remote", DataRoot("gs://videos/root"), progress=False)
+    ingest(media_dir, tmp_path / "local", DataRoot(tmp_path / "data"), progress=False)
     remote = pd.read_parquet(tmp_path / "remote" / "videos.parquet")
     local = pd.read_parquet(tmp_path / "local" / "videos.parquet")
     assert remote["uri"].str.startswith("gs://videos/raw/").all()
     assert remote["video_id"].tolist() == local["video_id"].tolist()  # ids come from content
     rejects = pd.read_parquet(tmp_path / "remote" / "rejects.parquet")
     assert len(remote) + len(rejects) == len(list(media_dir.iterdir()))
-    summary = clip_videos(remote, tmp_path / "clips", ClipConfig(), progress=False)
+    summary = clip_videos(remote, tmp_path / "clips", ClipConfig(), DataRoot("gs://videos/root"), progress=False)
     assert summary["clips"] == 3
 
 
 def test_shards_stream_from_gcs(gcs, media_dir, tmp_path):
-    ingest(media_dir, tmp_path / "i", progress=False)
-    clip_videos(pd.read_parquet(tmp_path / "i" / "videos.parquet"), tmp_path / "c", ClipConfig(), progress=False)
-    upload_dir(tmp_path / "c", "gs://videos/clips")
-    local_ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "c")]
-    assert [cid for cid, _, _ in iter_clip_audio("gs://videos/clips")] == local_ids
-    assert [cid for cid, _ in iter_clip_frames("gs://videos/clips")] == local_ids
+    ingest(media_dir, tmp_path / "i", DataRoot(tmp_path / "data"), progress=False)
+    videos = pd.read_parquet(tmp_path / "i" / "videos.parquet")
+    clip_videos(videos, tmp_path / "local", ClipConfig(), DataRoot(tmp_path / "data"), progress=False)
+    clip_videos(videos, tmp_path / "remote", ClipConfig(), DataRoot("gs://videos/shards"), progress=False)
+    local_ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "local")]
+    assert len(local_ids) == 3
+    assert [cid for cid, _, _ in iter_clip_audio(tmp_path / "remote")] == local_ids
+    assert [cid for cid, _ in iter_clip_frames(tmp_path / "remote")] == local_ids
 
 
 def test_missing_gcs_object_is_a_reject_not_a_crash(gcs, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{gcs}/good_speech.mp4\n{gcs}/no_such_file.mp4\n")
-    summary = ingest(listing, tmp_path / "o", progress=False)
+    summary = ingest(listing, tmp_path / "o", DataRoot(tmp_path / "data"), progress=False)
     rejects = pd.read_parquet(tmp_path / "o" / "rejects.parquet")
     assert summary["videos_kept"] == 1
     assert rejects["reason"].tolist() == ["file not found"]

@@ -107,7 +107,7 @@ def test_steps_are_known_before_the_epoch_and_match_what_the_loader_yields(tmp_p
 
 
 def test_shards_are_dealt_to_readers_by_their_training_clips():
-    stream = TrainStream([f"s{i}" for i in range(6)], [9, 1, 5, 5, 4, 8], seed=0, shuffle_buffer=1)
+    stream = TrainStream([f"s{i}" for i in range(6)], [9, 1, 5, 5, 4, 8], {}, seed=0, shuffle_buffer=1)
     for epoch in range(3):
         stream.set_epoch(epoch)
         dealt = stream.deal(3)
@@ -117,7 +117,7 @@ def test_shards_are_dealt_to_readers_by_their_training_clips():
 
 
 def test_a_few_large_shards_are_strided_rather_than_dealt_unevenly():
-    stream = TrainStream(["big", "a", "b", "c"], [110, 5, 5, 2], seed=0, shuffle_buffer=1, world_size=2)
+    stream = TrainStream(["big", "a", "b", "c"], [110, 5, 5, 2], {}, seed=0, shuffle_buffer=1, world_size=2)
     assert stream.deal(2) is None and stream.slot_sizes(2) == [61, 61]
     assert stream.steps(16, 0) == 3  # both ranks: 61 clips -> 3 full batches of 16
 
