@@ -1,4 +1,4 @@
-"""The features stage on a tiny real clip folder: a tone and espeak-ng speech, two shards."""
+"""The features stage on a tiny real clip folder: a tone and espeak-ng speech, one unit per clip."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torchaudio.functional
 
 from conftest import upload_dir
 from media_fixtures import speech, tone
-from mmvideos import shards
+from mmvideos import dataroot, shards
 from mmvideos.atomic import write_parquet
+from mmvideos.dataroot import DataRoot
 from mmvideos.features import logmel
 from mmvideos.features.extract import FeatureConfig, extract_features, feature_throughput, log_mel_seconds
-from mmvideos.features.store import (FeatureRecord, iter_features, list_feature_shards, read_feature_config,
-                                     read_index, read_vocabulary)
+from mmvideos.features.store import FeatureRecord, iter_features, read_feature_config, read_index, read_vocabulary
 
 SR = 16000
 CFG = FeatureConfig(preset="paper", batch_seconds=4, device="cpu")  # small batches: several flushes
@@ -50,17 +50,19 @@ def clip_audio(tmp_path_factory) -> dict[str, np.ndarray]:
 def inputs(tmp_path_factory, clip_audio) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("inputs")
     clips_dir, labels_dir = root / "clips", root / "labels"
-    placement = {"vidtone-000": ("shard-00000", "train", 3), "vidshort-000": ("shard-00000", "train", 3),
-                 "vidspeech-000": ("shard-00001", "val", 4000), "vidnolabel-000": ("shard-00001", "train", 4001)}
-    rows = []
-    for shard in ("shard-00000", "shard-00001"):
-        with shards.ShardWriter(clips_dir / "audio" / f"{shard}.tar") as writer:
-            for clip_id, (where, split, fold) in placement.items():
-                if where == shard:
-                    pcm = np.round(clip_audio[clip_id] * 32768).astype(np.int16)
-                    writer.write(clip_id, {"wav": shards.wav_bytes(pcm, SR)})
-                    rows.append({"clip_id": clip_id, "video_id": clip_id[:-4], "start_s": 0.0,
-                                 "end_s": pcm.size / SR, "fold": fold, "split": split, "n_frames": 9, "shard": shard})
+    placement = {"vidtone-000": ("train", 3), "vidshort-000": ("train", 3), "vidspeech-000": ("val", 4000),
+                 "vidnolabel-000": ("train", 4001)}
+    rows, records = [], []
+    data = DataRoot(root / "data")
+    for clip_id, (split, fold) in placement.items():
+        pcm = np.round(clip_audio[clip_id] * 32768).astype(np.int16)
+        with shards.ShardWriter(root / "audio.tar") as writer:
+            writer.write(clip_id, {"wav": shards.wav_bytes(pcm, SR)})
+        key = dataroot.unit_key("clip", clip=clip_id)
+        records.append(data.commit("clip", key, {"audio.tar": root / "audio.tar"}, {"video_id": clip_id[:-4], "clips": 1}))
+        rows.append({"clip_id": clip_id, "video_id": clip_id[:-4], "start_s": 0.0,
+                     "end_s": pcm.size / SR, "fold": fold, "split": split, "n_frames": 9, "shard": key})
+    write_parquet(dataroot.manifest_rows(records), clips_dir / dataroot.MANIFEST)
     write_parquet(pd.DataFrame(rows), clips_dir / "clips.parquet")
     labels = pd.DataFrame([
         {"clip_id": "vidtone-000", "video_id": "vidtone", "fold": 3, "split": "train",
@@ -81,14 +83,14 @@ def inputs(tmp_path_factory, clip_audio) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def features(tmp_path_factory, inputs) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("features")
-    return out, extract_features(*inputs, out, CFG, progress=False)
+    return out, extract_features(*inputs, out, DataRoot(out / "data"), CFG, progress=False)
 
 
 def test_summary_counts_clips_seconds_and_skips(features):
     out, summary = features
     assert summary["clips"] == 2 and summary["audio_seconds"] == 3 + 3
     assert summary["clips_unlabelled"] == 1 and summary["clips_too_short"] == 1
-    assert summary["shards"] == 2 and summary["audio_seconds_per_s"] > 0
+    assert summary["shards"] == summary["shards_computed"] == 4 and summary["clips_computed"] == 4
     assert json.loads((out / "summary.json").read_text()) == summary
 
 
@@ -132,27 +134,28 @@ def test_split_filter_and_shard_shuffle(features):
 def test_index_vocabulary_and_config(features):
     out, _ = features
     index = read_index(out)
-    assert index.to_dict("list") == {"clip_id": ["vidtone-000", "vidspeech-000"],
-                                     "shard": ["shard-00000", "shard-00001"], "n_seconds": [3, 3],
-                                     "split": ["train", "val"], "fold": [3, 4000]}
-    assert [Path(u).name for u in list_feature_shards(out)] == ["shard-00000.tar", "shard-00001.tar"]
+    shards_ = index.pop("shard")
+    index[["visual", "audio"]] = index[["visual", "audio"]].map(list)
+    assert index.to_dict("list") == {"clip_id": ["vidspeech-000", "vidtone-000"], "n_seconds": [3, 3],
+                                     "split": ["val", "train"], "fold": [4000, 3], "visual": [[3], [0, 3]],
+                                     "audio": [[1], [2]]}
+    assert all(u.startswith(str(out / "data" / "features")) and u.endswith("/features.tar") for u in shards_)
+    assert shards_.nunique() == 2
     pd.testing.assert_frame_equal(read_vocabulary(out), VOCABULARY)
     config = read_feature_config(out)
     assert config["preset"] == "paper" and config["frames_per_second"] == 100 and config["mel_bins"] == 64
     assert (config["window"], config["hop"], config["window_type"]) == (400, 160, "hamming")
 
 
-def test_rerun_gives_byte_identical_shards_and_drops_stale_ones(features, inputs, tmp_path):
+def test_a_fresh_root_gives_byte_identical_shards_and_the_same_root_reuses_them(features, inputs, tmp_path):
     out, _ = features
-    stale = tmp_path / "shards" / "shard-00009.tar"  # left by an earlier run on other input
-    with shards.ShardWriter(stale) as writer:
-        writer.write("old-000", {"json": b"{}"})
-    extract_features(*inputs, tmp_path, FeatureConfig(preset="paper", batch_seconds=1000, device="cpu"),
-                     progress=False)
-    assert not stale.exists()
-    for name in ("shard-00000.tar", "shard-00001.tar"):
-        assert (tmp_path / "shards" / name).read_bytes() == (out / "shards" / name).read_bytes()
-    assert (tmp_path / "index.parquet").read_bytes() == (out / "index.parquet").read_bytes()
+    fresh = extract_features(*inputs, tmp_path / "fresh", DataRoot(tmp_path / "data"),
+                             FeatureConfig(preset="paper", batch_seconds=1000, device="cpu"), progress=False)
+    assert fresh["shards_computed"] == 4
+    assert list(dataroot.read_manifest(tmp_path / "fresh")["sha256"]) == list(dataroot.read_manifest(out)["sha256"])
+    again = extract_features(*inputs, tmp_path / "again", DataRoot(out / "data"), CFG, progress=False)
+    assert (again["shards_reused"], again["shards_computed"], again["clips_computed"]) == (4, 0, 0)
+    assert (tmp_path / "again" / "index.parquet").read_bytes() == (out / "index.parquet").read_bytes()
 
 
 def test_unknown_label_is_an_error(inputs, tmp_path):
@@ -164,7 +167,7 @@ def test_unknown_label_is_an_error(inputs, tmp_path):
     write_parquet(labels, bad / "labels.parquet")
     write_parquet(VOCABULARY, bad / "vocabulary.parquet")
     with pytest.raises(ValueError, match="not-in-vocab"):
-        extract_features(clips_dir, bad, tmp_path / "out", CFG, progress=False)
+        extract_features(clips_dir, bad, tmp_path / "out", DataRoot(tmp_path / "data"), CFG, progress=False)
 
 
 def test_labels_that_merge_labels_pruned_are_no_targets(inputs, tmp_path):
@@ -174,7 +177,7 @@ def test_labels_that_merge_labels_pruned_are_no_targets(inputs, tmp_path):
     labels.at[0, "visual_labels"] = ["n02084071", "/m/09x0r", "n-too-rare"]  # annotated, below min_count
     write_parquet(labels, pruned / "labels.parquet")
     write_parquet(VOCABULARY, pruned / "vocabulary.parquet")
-    extract_features(clips_dir, pruned, tmp_path / "out", CFG, progress=False)
+    extract_features(clips_dir, pruned, tmp_path / "out", DataRoot(tmp_path / "data"), CFG, progress=False)
     tone = next(r for r in iter_features(tmp_path / "out") if r.clip_id == "vidtone-000")
     assert tone.visual.tolist() == [0, 3] and tone.audio.tolist() == [2]
 
@@ -200,18 +203,15 @@ def test_feature_throughput_reports_a_rate():
     assert feature_throughput(seconds=4, device="cpu", batch_seconds=2) > 0
 
 
-def test_gcs_inputs_and_feature_folder(inputs, features, tmp_path, gcs_bucket):
-    """Clips and labels read from gs://, and the feature folder streamed back from gs://."""
+def test_feature_shards_on_gcs(inputs, features, tmp_path, gcs_bucket):
+    """Labels read from gs://, feature shards written to a gs:// data root and streamed back."""
     gcs_bucket("mm")
     clips_dir, labels_dir = inputs
-    upload_dir(clips_dir, "gs://mm/clips")
     upload_dir(labels_dir, "gs://mm/labels")
-    extract_features("gs://mm/clips", "gs://mm/labels", tmp_path, CFG, progress=False)
+    extract_features(clips_dir, "gs://mm/labels", tmp_path, DataRoot("gs://mm/root"), CFG, progress=False)
     out, _ = features
-    shard = Path("shards", "shard-00001.tar")
-    assert (tmp_path / shard).read_bytes() == (out / shard).read_bytes()
-    upload_dir(out, "gs://mm/features")
-    remote = list(iter_features("gs://mm/features", split="val"))
+    assert list(dataroot.read_manifest(tmp_path)["sha256"]) == list(dataroot.read_manifest(out)["sha256"])
+    assert read_index(tmp_path)["shard"].str.startswith("gs://mm/root/features/").all()
+    remote = list(iter_features(tmp_path, split="val"))
     assert all(isinstance(r, FeatureRecord) for r in remote)
     assert [r.clip_id for r in remote] == ["vidspeech-000"] and remote[0].mel.shape == (3, 100, 64)
-    pd.testing.assert_frame_equal(read_vocabulary("gs://mm/features"), VOCABULARY)
