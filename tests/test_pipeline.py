@@ -18,15 +18,17 @@ from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
 from media_fixtures import tone, write_media
 
-STAGES = {"fingerprint-source", "ingest", "clip-shard", "gather-clips", "annotate-visual", "annotate-audio", "merge-labels",
-          "label-drift", "extract-features", "pretrain", "transfer", "report"}
+STAGES = {"list-source", "probe", "gather-ingest", "clip-slot", "gather", "annotate-visual", "annotate-audio",
+          "merge-labels", "label-drift", "extract-features", "pretrain", "transfer", "report"}
+#: Bulk data: none of it may pass through an artifact.
+BULK = {".tar", ".wav", ".jpg", ".npy", ".mp4", ".pt"}
 
 
-def small_params(tmp_path):
-    """params.yaml with a quicker pretraining and transfer (same code paths)."""
+def small_params(tmp_path, slots: int = 1):
+    """params.yaml with a quicker pretraining (same code paths) and ``slots`` task slots per map."""
     params = load_params()
     params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
-    params["transfer"].update(epochs=5)
+    params["data"]["slots"] = slots
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -35,13 +37,15 @@ def small_params(tmp_path):
 @pytest.mark.slow
 def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     shown = io.StringIO()
-    params = small_params(tmp_path)
-    outputs = run_local(str(media_dir), tmp_path / "work", params, echo=shown)
+    params = small_params(tmp_path, slots=2)
+    root = tmp_path / "root"
+    outputs = run_local(str(media_dir), tmp_path / "work", params, echo=shown, data_root=root)
     clips = pd.read_parquet(outputs["clips"] / "clips.parquet")
     rejects = pd.read_parquet(outputs["videos"] / "rejects.parquet")
     assert len(clips) == 3 and len(rejects) == 6
     text = summarise(outputs, 1.0)
     assert "8 found, 2 kept, 6 rejected" in text and "3 clips" in text
+    assert "reuse    probe 0 reused, 8 computed; clip 0 reused, 2 computed (3 clips)" in text
     labels = pd.read_parquet(outputs["labels"] / "labels.parquet")
     per_clip = (labels["visual_labels"].map(len) + labels["audio_labels"].map(len)).mean()
     assert f"labels   {per_clip:.1f} per clip" in text and per_clip >= 10  # top-10 visual + audio
@@ -50,18 +54,32 @@ def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     assert "vggish_fc pretrained" in table and "log-mel stats" in table
     model_meta = (outputs["model"] / "model.json").read_text()
     assert '"arch": "vggish_fc"' in model_meta.replace("'", '"')
-    assert "Task 'ingest' finished with status SUCCESS" in shown.getvalue()
+    assert "Task 'gather-ingest' finished with status SUCCESS" in shown.getvalue()
+    assert shown.getvalue().count("Executing task 'clip-slot'") == 2  # one task per slot
     assert "Wrote executor output" in (tmp_path / "work" / "run.log").read_text()
     report = (outputs["videos"].parent / "report").read_text()
     assert "no audio stream" in report  # the Markdown artifact shows the rejects table
-    kept = pd.read_parquet(outputs["videos"] / "videos.parquet")
-    assert all((outputs["videos"] / name).is_file() for name in kept["media"])  # clip read these copies
+    # artifacts carry manifests and tables, never media or features: those live in the data root
+    artifacts = [p for p in (tmp_path / "work" / "outputs").rglob("*") if p.is_file()]
+    assert not [p for p in artifacts if p.suffix in BULK]
+    per_task = {}
+    for path in artifacts:
+        task = path.relative_to(tmp_path / "work" / "outputs").parts[-3]
+        per_task[task] = per_task.get(task, 0) + path.stat().st_size
+    bulk = sum(p.stat().st_size for p in root.rglob("*.tar"))
+    assert bulk > 1_000_000 and max(per_task.values()) < bulk / 4, per_task
+    assert (root / "pretrain").is_dir()  # the checkpoint is kept in the data root
     # a second run hits the local cache: same artifacts, nothing recomputed but the source listing
     rerun = io.StringIO()
-    assert run_local(str(media_dir), tmp_path / "work", params, echo=rerun) == outputs
-    assert "Executing task 'fingerprint-source'" in rerun.getvalue()
-    assert "Executing task 'ingest'" not in rerun.getvalue()
+    assert run_local(str(media_dir), tmp_path / "work", params, echo=rerun, data_root=root) == outputs
+    assert "Executing task 'list-source'" in rerun.getvalue()
+    assert "Executing task 'probe'" not in rerun.getvalue()
     assert (tmp_path / "work" / "latest" / "clips").resolve() == outputs["clips"]
+    # without KFP's cache every task runs again, and finds every unit in the data root
+    again = run_local(str(media_dir), tmp_path / "again", params, caching=False, data_root=root)
+    assert "reuse    probe 8 reused, 0 computed; clip 2 reused, 0 computed (0 clips); annotate visual 2 reused, " \
+           "0 computed (0 clips); annotate audio 2 reused, 0 computed (0 clips); features 2 reused, 0 computed " \
+           "(0 clips)" in summarise(again, 1.0)
 
 
 def test_compiled_ir_loads_back_with_one_component_per_stage(tmp_path):
@@ -81,16 +99,18 @@ def test_compiled_ir_loads_back_with_one_component_per_stage(tmp_path):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["clip_params"]["defaultValue"]["sample_rate"] == 16000
     assert set(params) >= {"source", "ingest_params", "clip_params"}
-    # the source listing is never cached and feeds ingest's cache key; the other tasks cache
+    assert params["data_root"]["defaultValue"] == "data/root"
+    # the source listing is never cached; the probes loop over its work orders, so they re-run
+    # exactly when the listing changed
     tasks = spec["root"]["dag"]["tasks"]
-    assert not tasks["fingerprint-source"]["cachingOptions"].get("enableCache", False)
-    assert tasks["ingest"]["cachingOptions"]["enableCache"] is True
-    assert tasks["ingest"]["inputs"]["parameters"]["source_fingerprint"]["taskOutputParameter"] == {
-        "producerTask": "fingerprint-source", "outputParameterKey": "Output"}
-    # the fan-outs tell their tasks how many there are, to refuse a run-time override
-    clip_loop = next(c for c in spec["components"].values()
-                     if "clip-shard" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]["clip-shard"]
-    assert clip_loop["inputs"]["parameters"]["compiled_num_shards"]["runtimeValue"]["constant"] == 1
+    assert not tasks["list-source"]["cachingOptions"].get("enableCache", False)
+    probe_loop = next(t for t in tasks.values() if t.get("parameterIterator"))
+    assert probe_loop["parameterIterator"]["items"]["inputParameter"].endswith("list-source-Output")
+    # every map stage runs under a ParallelFor; each is followed by a gather of its slots
+    loops = {name for c in spec["components"].values() for name in c.get("dag", {}).get("tasks", {})
+             if c.get("dag") and name in {"probe", "clip-slot", "annotate-visual", "annotate-audio", "extract-features"}}
+    assert loops == {"probe", "clip-slot", "annotate-visual", "annotate-audio", "extract-features"}
+    assert {"gather", "gather-2", "gather-3", "gather-4", "gather-ingest"} <= set(tasks)
 
 
 def test_the_paper_pretrain_preset_compiles(tmp_path):
@@ -125,34 +145,35 @@ def test_a_mistyped_params_file_is_an_error(tmp_path, capsys):
 
 
 def test_a_fan_out_differing_from_the_compiled_one_is_refused():
-    check_compiled("clip.num_shards", 4, 4)
-    with pytest.raises(ValueError, match="clip.num_shards is 8 in this run but 4 in the compiled pipeline: "
-                                         "clip.num_shards is fixed when the pipeline is compiled, recompile"):
-        check_compiled("clip.num_shards", 8, 4)
+    check_compiled("benchmark names", ["esc50"], ["esc50"])
+    with pytest.raises(ValueError, match="benchmark names is .* in this run but .* in the compiled pipeline"):
+        check_compiled("benchmark names", ["esc50", "tut2018"], ["esc50"])
 
 
 @pytest.mark.slow
-def test_a_scheduled_rerun_ingests_again_only_when_the_source_changed(media_dir, tmp_path):
-    """Each run fails fast at the clip step (a run-time clip.num_shards the compiled DAG does not
-    have), after the source listing and ingest: enough to see what the cache does with them."""
+def test_a_scheduled_rerun_probes_again_only_when_the_source_changed(media_dir, tmp_path):
+    """Each run fails fast at the clip step (an unknown clip setting), after the listing, the
+    probes and the ingest gather: enough to see what the cache and the data root do with them."""
     source = tmp_path / "videos"
     source.mkdir()
     shutil.copy(media_dir / "good_speech.mp4", source)
     work, params = tmp_path / "work", small_params(tmp_path)
-    arguments = {"clip_params": {**load_params(params)["clip"], "num_shards": 2}}
+    arguments = {"clip_params": {"no_such_setting": 1}}
 
     def ingest_outputs() -> list:
-        return sorted(work.glob("outputs/*/ingest/videos/videos.parquet"))
+        return sorted(work.glob("outputs/*/gather-ingest/videos/videos.parquet"))
 
-    for _ in range(2):  # the second run finds the source unchanged: ingest is a cache hit
-        with pytest.raises(RuntimeError, match="num_shards is fixed when the pipeline is compiled"):
-            run_local(str(source), work, params, arguments=arguments)
+    for _ in range(2):  # the second run finds the source unchanged: probes and ingest are cache hits
+        with pytest.raises(RuntimeError, match="unknown setting"):
+            run_local(str(source), work, params, arguments=arguments, data_root=tmp_path / "root")
         assert len(ingest_outputs()) == 1
     write_media(source / "added.mp4", 4.0, audio=tone(4.0, hz=660.0))
-    with pytest.raises(RuntimeError, match="num_shards is fixed"):
-        run_local(str(source), work, params, arguments=arguments)
+    with pytest.raises(RuntimeError, match="unknown setting"):
+        run_local(str(source), work, params, arguments=arguments, data_root=tmp_path / "root")
     first, again = ingest_outputs()
     assert len(pd.read_parquet(first)) == 1 and len(pd.read_parquet(again)) == 2
+    summary = json.loads((again.parent / "summary.json").read_text())
+    assert (summary["shards_reused"], summary["shards_computed"]) == (1, 1)  # only the new file was probed
 
 
 def test_params_yaml_is_the_single_source_of_defaults(tmp_path):
@@ -166,13 +187,23 @@ def test_params_yaml_is_the_single_source_of_defaults(tmp_path):
 
 
 def test_cli_stage_commands_match_the_functions(media_dir, tmp_path, capsys):
-    assert main(["ingest", "--source", str(media_dir), "--output", str(tmp_path / "i")]) == 0
+    root = ["--data-root", str(tmp_path / "root")]
+    assert main(["ingest", "--source", str(media_dir), "--output", str(tmp_path / "i"), *root]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos_kept"] == 2
-    assert main(["clip", "--videos", str(tmp_path / "i"), "--output", str(tmp_path / "c")]) == 0
+    for slot in range(2):
+        assert main(["clip", "--videos", str(tmp_path / "i"), "--output", str(tmp_path / f"c{slot}"), *root,
+                     "--slot", str(slot), "--slots", "2"]) == 0
+    assert sum(json.loads(part)["clips"] for part in capsys.readouterr().out.split("}\n") if part.strip()
+               for part in [part + "}"]) == 3
+    assert main(["gather", str(tmp_path / "c0"), str(tmp_path / "c1"), "--stage", "clip", "--output",
+                 str(tmp_path / "c"), *root]) == 0
     assert json.loads(capsys.readouterr().out)["clips"] == 3
+    assert main(["clip", "--videos", str(tmp_path / "i"), "--output", str(tmp_path / "x"), "--data-root", "gs:/x"]) == 2
+    assert "not a gs:// URI" in capsys.readouterr().err
 
 
 def test_cli_reports_a_missing_source_plainly(tmp_path, capsys):
-    assert main(["ingest", "--source", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert main(["ingest", "--source", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
+                 "--data-root", str(tmp_path / "root")]) == 2
     assert "neither a folder" in capsys.readouterr().err
