@@ -33,8 +33,9 @@ test: $(STAMP) system-deps  ## run the test suite
 compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 	$(BIN)/mmvideos compile --output pipeline.yaml
 
-bench: $(STAMP)  ## print throughput figures on this machine
+bench: $(STAMP)  ## print throughput figures on this machine, then the scale benchmark (writes docs/sizing.md)
 	$(BIN)/mmvideos bench
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --write docs/sizing.md
 
 clean:  ## remove run outputs (keeps .venv and the download cache)
 	rm -rf $(WORK) pipeline.yaml

@@ -32,7 +32,7 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["source"] = str(source)
     params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
-    params["transfer"].update(epochs=5)
+    params["data"]["root"] = str(tmp_path / "root")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _dvc("init", "--no-scm", "-q", cwd=tmp_path)
     _dvc("repro", cwd=tmp_path)
@@ -41,11 +41,13 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     labels = pd.read_parquet(tmp_path / "data" / "labels" / "labels.parquet")
     assert set(labels["clip_id"]) == set(clips["clip_id"])
     assert "esc50.pretrained.top1" in (tmp_path / "data" / "report" / "metrics.json").read_text()
+    assert len(list((tmp_path / "root" / "clip").rglob("audio.tar"))) == 2  # bulk data in the data root
+    assert not list((tmp_path / "data").rglob("*.tar"))  # the DVC outs are manifests and tables
     # only the source listing, which runs on every repro, is ever out of date
     assert _dvc("status", cwd=tmp_path).split() == ["fingerprint_source:", "always", "changed"]
     assert "esc50.pretrained.top1" in _dvc("metrics", "show", cwd=tmp_path)
     # an edit of one transfer setting re-runs transfer and report only
-    params["transfer"]["epochs"] = 6
+    params["transfer"]["lr"] = 3.0e-4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = _dvc("repro", cwd=tmp_path)
     assert "Stage 'ingest' didn't change" in out and "Stage 'pretrain' didn't change" in out

@@ -177,6 +177,11 @@ def cmd_demo_benchmark(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.scale:
+        from mmvideos.scale_bench import main as scale
+
+        scale(write=args.write)
+        return
     from mmvideos.bench import run_all
 
     run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult)
@@ -373,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="training batch for the timing (default 8)")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per model (default 3)")
     p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
+                        "should stay flat), then again with 5%% new videos (what is reused)")
+    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md)")
     p.set_defaults(func=cmd_bench)
     return parser
 
