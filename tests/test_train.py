@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from mmvideos.bench import benchmark, format_table
 from mmvideos.features.store import iter_features
 from mmvideos.models import build_model
-from mmvideos.train import PretrainConfig, evaluate, load_model, pretrain
+from mmvideos.dataroot import DataRoot, collect_garbage
+from mmvideos.train import PretrainConfig, checkpoint_uri, evaluate, load_model, pretrain
 from mmvideos.training.data import (
     TrainStream,
     collate,
@@ -164,6 +165,24 @@ def test_resuming_from_a_checkpoint_gives_exactly_the_uninterrupted_run(features
     after = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("loss", "val_map", "val_top1", "lr", "step"):
         assert [h[key] for h in before] == [h[key] for h in after]
+
+
+def test_a_task_on_a_fresh_pod_resumes_from_the_data_root(features, trained, tmp_path):
+    """A preempted task's retry gets an empty output folder: the checkpoint kept in the data root
+    carries it on from its last epoch, to the uninterrupted run's weights."""
+    uninterrupted, _ = trained
+    root = DataRoot(tmp_path / "root")
+    other = checkpoint_uri(root, features, small_config(lr=1e-3))
+    location = checkpoint_uri(root, features, small_config())
+    assert location == checkpoint_uri(root, features, small_config(epochs=EPOCHS // 2)) != other  # more epochs: same state
+    pretrain(features, tmp_path / "first-pod", small_config(epochs=EPOCHS // 2), progress=False, resume_from=location)
+    summary = pretrain(features, tmp_path / "second-pod", small_config(), progress=False, resume_from=location)
+    history = json.loads((tmp_path / "second-pod" / "metrics.json").read_text())
+    assert len(history) == EPOCHS and summary["global_step"] == json.loads((uninterrupted / "summary.json").read_text())["global_step"]
+    expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(tmp_path / "second-pod" / "model.safetensors")
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    kept = collect_garbage(root.uri, keep_runs=1, min_age_s=0)
+    assert location not in kept.files  # recorded as the pretrain manifest: gc keeps it
 
 
 def test_checkpoint_loads_without_pickled_code(trained):

@@ -126,7 +126,7 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     for key, video in items:
         try:
             done, step = root.map_units("clip", [(key, video)], compute)
-        except (OSError, RuntimeError) as exc:  # the file is gone or storage failed: this run only
+        except storage.transient_errors() as exc:  # the file is gone or storage failed: this run only
             transient.append({"uri": video.uri, "video_id": video.video_id, "stage": "clip",
                               "reason": f"cannot be read: {type(exc).__name__}: {exc}"})
             log.warning("clip: %s cannot be read now: %s", video.uri, exc)

@@ -240,15 +240,15 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
         prefix = storage.join(data.uri, "manifests" if stage != "listings" else "listings",
                               *([stage] if stage != "listings" else []))
         entries = sorted(storage.list_files(prefix), key=lambda e: e[1], reverse=True)
-        for uri, _ in entries[:keep_runs]:
+        for uri, _, _ in entries[:keep_runs]:
             if stage != "listings":
                 table = storage.read_parquet(uri)
                 referenced |= set(zip(table["stage"], table["key"]))
-        stale_meta += [uri for uri, mtime in entries[keep_runs:] if time.time() - mtime >= min_age_s]
+        stale_meta += [uri for uri, mtime, _ in entries[keep_runs:] if time.time() - mtime >= min_age_s]
     garbage, size, units, kept = [], 0, set(), set()
     now = time.time()
     for stage in (*UNIT_STAGES, "pretrain"):
-        for uri, mtime in storage.list_files(storage.join(data.uri, stage)):
+        for uri, mtime, bytes_ in storage.list_files(storage.join(data.uri, stage)):
             key = uri.rstrip("/").split("/")[-2]
             unit = (stage, key)
             if unit in referenced or now - mtime < min_age_s:
@@ -256,21 +256,13 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
                 continue
             units.add(unit)
             garbage.append(uri)
-            size += _size(uri)
+            size += bytes_
     garbage += stale_meta
     if delete:
         # COMMIT.json first: a unit loses its visibility before its files go
         for uri in sorted(garbage, key=lambda u: not u.endswith(COMMIT)):
             storage.delete(uri)
     return Garbage(files=garbage, bytes=size, units=len(units - kept), kept_units=len(kept))
-
-
-def _size(uri: str) -> int:
-    if storage.is_gcs(uri):
-        bucket, key = storage.split_gcs(uri)
-        blob = storage.gcs_client().bucket(bucket).get_blob(key)
-        return int(blob.size or 0) if blob is not None else 0
-    return Path(uri).stat().st_size
 
 
 #: Tables of a stage's output that the gather concatenates over its task slots; every other

@@ -170,7 +170,7 @@ def _probe(uri: str) -> dict:
         raise _Transient("file not found") from exc
     except media.MediaError as exc:
         return {**record, "reason": str(exc)}
-    except Exception as exc:  # storage errors (permissions, network): this run only
+    except storage.transient_errors() as exc:  # storage errors (permissions, network): this run only
         raise _Transient(f"cannot be read: {type(exc).__name__}: {exc}") from exc
     return {**record, **dataclasses.asdict(info), "reason": ""}
 

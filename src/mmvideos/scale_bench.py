@@ -11,12 +11,12 @@ measured per-hour costs and the bytes each stage stored.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from mmvideos import dataroot
 from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
@@ -69,13 +69,28 @@ def run_stages(source: Path, root: DataRoot, out: Path) -> dict[str, dict]:
     return results
 
 
+class _Lines(list):
+    """The report's lines, each also printed as it is added (the benchmark takes minutes)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+    def __iadd__(self, lines):
+        for line in lines:
+            self.append(line)
+        return self
+
+
 def scale_benchmark(base_videos: int = 4, scales: tuple[int, ...] = (1, 4, 16), seconds: float = 10.0,
                     new_share: float = 0.05, write: str | Path | None = None) -> str:
-    """Run the benchmark (module docstring); returns the printed report."""
-    threads = os.environ.get("OMP_NUM_THREADS", "default")
-    lines = [f"scale benchmark: videos of {seconds:g} s, one task slot, torch threads {threads}",
-             "seconds per video of input (flat = scales with the input):",
-             f"{'scale':>6} {'videos':>7} " + " ".join(f"{s:>16}" for s in STAGES)]
+    """Run the benchmark (module docstring), printing as it goes; returns the report."""
+    threads = torch.get_num_threads()
+    lines = _Lines()
+    lines += [f"scale benchmark: videos of {seconds:g} s, one task slot, {threads} torch thread(s); "
+              "each stage's figure includes loading its model",
+              "seconds per video of input (flat = scales with the input):",
+              f"{'scale':>6} {'videos':>7} " + " ".join(f"{s:>16}" for s in STAGES)]
     measured = {}
     with tempfile.TemporaryDirectory(prefix="mmvideos-scale-") as tmp:
         tmp = Path(tmp)
@@ -154,5 +169,10 @@ Pretraining reads the feature shards once per epoch: 30 epochs read
 
 
 def main(write: str | None = None) -> None:
-    """Print the benchmark (and write the sizing plan)."""
-    print(scale_benchmark(write=write))
+    """Run the benchmark on one core, as one task slot would (and write the sizing plan)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scale_benchmark(write=write)
+    finally:
+        torch.set_num_threads(threads)

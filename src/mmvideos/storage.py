@@ -205,13 +205,23 @@ def delete(uri: str | Path) -> None:
     Path(uri).unlink(missing_ok=True)
 
 
-def list_files(prefix: str | Path) -> list[tuple[str, float]]:
-    """``(uri, modified time in seconds since the epoch)`` of every file under a folder or
-    ``gs://`` prefix, sorted; a missing folder lists nothing."""
+def list_files(prefix: str | Path) -> list[tuple[str, float, int]]:
+    """``(uri, modified time in seconds since the epoch, size)`` of every file under a folder or
+    ``gs://`` prefix (one listing), sorted; a missing folder lists nothing."""
     prefix = str(prefix)
     if is_gcs(prefix):
         bucket, key = split_gcs(prefix.rstrip("/") + "/")
-        return sorted((f"{GCS_PREFIX}{bucket}/{b.name}", b.updated.timestamp() if b.updated else 0.0)
+        return sorted((f"{GCS_PREFIX}{bucket}/{b.name}", b.updated.timestamp() if b.updated else 0.0, int(b.size or 0))
                       for b in gcs_client().list_blobs(bucket, prefix=key) if not b.name.endswith("/"))
     root = Path(prefix)
-    return sorted((str(p), p.stat().st_mtime) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted((str(p), (st := p.stat()).st_mtime, st.st_size) for p in root.rglob("*") if p.is_file())
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "cannot be read now" (a missing file, I/O, a storage service error),
+    as opposed to bad content: what is not committed as a result."""
+    from google.api_core.exceptions import GoogleAPIError
+
+    return OSError, GoogleAPIError
