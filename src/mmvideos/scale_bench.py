@@ -151,8 +151,8 @@ slots (`data.slots`). Stored is what the stage writes to the data root; read is 
 from the data root or the source. Artifacts move only manifests and tables (kilobytes per
 task). Not measured here (no GPU on this machine): visual annotation, features and pretraining
 on GPUs; the CPU figures are an upper bound for them. Real video (720p and up) decodes more
-slowly than these small test patterns, so scale the clip row by a measured ratio on real footage
-(`mmvideos bench` prints the decode figures on the demo corpus).
+slowly than these small test patterns: scale the clip row by the ratio you measure on your own
+footage (`mmvideos clip` prints its seconds).
 
 {header}
 {"|".join("---" for _ in table.columns)}
