@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from mmvideos import storage
+from mmvideos.corpus import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,6 @@ def slot_of(name: str, slots: int) -> int:
     A hash, so an item keeps its slot when others are added and slots get even shares.
     """
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % slots
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a local file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -129,7 +121,7 @@ class DataRoot:
         for name, path in sorted(files.items()):
             uri = storage.join(folder, name)
             storage.put_file(path, uri)
-            placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+            placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
         committed = {**record, "stage": stage, "key": key, "unit": folder, "files": placed}
         storage.put_bytes(json.dumps(committed, sort_keys=True, indent=1).encode(), storage.join(folder, COMMIT))
         return committed

@@ -50,7 +50,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmvideos import config as config_mod
-from mmvideos import dataroot, storage
+from mmvideos import storage
+from mmvideos.corpus import sha256_file
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.dataroot import DataRoot
 from mmvideos.features.store import INDEX, iter_features, read_vocabulary
@@ -279,7 +280,7 @@ def checkpoint_uri(root: DataRoot, features_dir: str | Path, cfg: PretrainConfig
     digest = hashlib.sha256()
     for name in (INDEX, VOCABULARY):
         with storage.local_copy(storage.join(features_dir, name)) as path:
-            digest.update(dataroot.file_sha256(path).encode())
+            digest.update(sha256_file(path).encode())
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE}
     key = hashlib.sha256(json.dumps({"inputs": digest.hexdigest(), "settings": settings},
                                     sort_keys=True).encode()).hexdigest()
