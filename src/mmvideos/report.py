@@ -3,7 +3,9 @@
 Reads the ``metrics.json`` of each transfer output folder and writes to ``out_dir``:
 
 * ``results.md`` and ``results.csv``: rows = models (``<arch> pretrained``, ``<arch> random
-  init``, ``log-mel stats``), columns = Top-1, Top-5, mAP and AUC per benchmark, in percent;
+  init``, ``log-mel stats`` and any released baseline by its name), columns = Top-1, Top-5, mAP
+  and AUC per benchmark, in percent, then ``Pooling``: how each row's clip vector was made
+  (``concat``, ``mean_max`` or ``mean_std`` for the log-mel statistics);
 * ``metrics.json``: flat keys DVC can track and diff, e.g. ``esc50.pretrained.top1`` (fractions);
 * ``results.html``: the table and the plot in one self-contained page (for the Kubeflow UI);
 * ``results.png``: grouped bars of Top-1 (single-label benchmarks) or mAP (AudioSet);
@@ -45,15 +47,23 @@ def load_metrics(metrics_dirs: list[str | Path]) -> list[dict]:
 
 
 def results_table(results: list[dict]) -> pd.DataFrame:
-    """One row per model, one ``"<Benchmark> <Metric>"`` column per benchmark and metric, in %."""
+    """One row per model, one ``"<Benchmark> <Metric>"`` column per benchmark and metric, in %,
+    then the row's pooling (several joined by ``/`` if the benchmarks differ)."""
     table: dict[str, dict[str, float]] = {}
+    poolings: dict[str, list[str]] = {}
     for result in results:
         title = TITLES.get(result["benchmark"], result["benchmark"])
         for row in result["rows"]:
-            cells = table.setdefault(_model_label(row["model"], result.get("arch", "")), {})
+            label = _model_label(row["model"], result.get("arch", ""))
+            cells = table.setdefault(label, {})
             for metric in METRICS:
                 cells[f"{title} {METRIC_TITLES[metric]}"] = round(100 * row[metric], 1)
-    return pd.DataFrame.from_dict(table, orient="index").rename_axis("Model").reset_index()
+            seen = poolings.setdefault(label, [])
+            if row.get("pooling") and row["pooling"] not in seen:
+                seen.append(row["pooling"])
+    frame = pd.DataFrame.from_dict(table, orient="index").rename_axis("Model").reset_index()
+    frame["Pooling"] = ["/".join(poolings[label]) for label in frame["Model"]]
+    return frame
 
 
 def _plot(results: list[dict], target: Path) -> None:

@@ -62,11 +62,12 @@ MODELS = ("pretrained", "random_init", "logmel_stats")
 class TransferConfig:
     """``params.yaml: transfer``; defaults are the paper's values where it gives them."""
 
-    solver: str = "adam"         # "adam" (the paper's) or "lbfgs" (linear classifier only)
+    solver: str = "lbfgs"        # "lbfgs" (linear classifier only) or "adam" (the paper's optimiser)
     max_steps: int = 20000       # per fit, whatever the number of clips
     eval_every: int = 50
     patience: int = 20
-    val_fraction: float = 0.2    # carved from the training folds, never the test fold
+    val_folds: int = 5           # validation splits carved from the training folds, never the test fold
+    val_rounds: int = 5          # how many of them choose the step count / penalty (1: one split)
     lr: float = 2e-4
     batch_size: int = 128
     weight_decay: float = 1e-6
@@ -94,7 +95,7 @@ class TransferConfig:
         return FitConfig(solver=self.solver, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
                          dropout=getattr(self, f"dropout_{benchmark}"), hidden_units=self.hidden_units,
                          max_steps=self.max_steps, eval_every=self.eval_every, patience=self.patience,
-                         val_fraction=self.val_fraction, seed=self.seed)
+                         val_folds=self.val_folds, val_rounds=self.val_rounds, seed=self.seed)
 
     def torch_device(self) -> torch.device:
         """The device to run on."""
