@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from mmvideos.benchmarks import read_benchmark
-from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key
+from mmvideos.benchmarks.embeddings import (LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key,
+                                            silence)
 from mmvideos.models import build_model
 from mmvideos.report import report
 from mmvideos.training.checkpoint import export_model
 from mmvideos.transfer import TransferConfig, transfer
 from test_benchmarks import make_audioset, make_esc50, sounds
 
-CFG = TransferConfig(epochs=40)
+CFG = TransferConfig()
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +51,11 @@ def test_transfer_writes_metrics_and_confusion(esc50_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmark"] == "esc50"
     assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats"]
+    assert [r["pooling"] for r in metrics["rows"]] == ["concat", "concat", "mean_std"]
+    assert [r["feature_dim"] for r in metrics["rows"]] == [5 * 128, 5 * 128, 128]  # 5-s ESC-50 clips
     for row in metrics["rows"]:
+        assert set(row["fits"]) == set(row["splits"])
+        assert all(f["steps"] > 0 and isinstance(f["stopped_early"], bool) for f in row["fits"].values())
         assert set(row["splits"]) == {f"fold{k}" for k in range(1, 6)}
         assert all(0.0 <= row[m] <= 1.0 for m in ("top1", "top5", "map", "auc"))
         assert row["top5"] == 1.0  # 3 classes: the true one is always in the top 5
@@ -104,9 +109,10 @@ def test_embedding_extractor_pools_mean_and_max():
 
 def test_transfer_multilabel_audioset(tmp_path, audio, checkpoint):
     root = make_audioset(tmp_path / "as", audio)
-    summary = transfer("audioset", root, checkpoint, tmp_path / "out", TransferConfig(epochs=5),
+    summary = transfer("audioset", root, checkpoint, tmp_path / "out", TransferConfig(solver="adam", max_steps=100, val_folds=2),
                        progress=False, cache_dir=tmp_path / "cache")
     assert summary["missing_clips"] == 1 and summary["clips"] == 9
+    assert summary["pretrained.steps"][0] <= 100  # the step budget holds
     assert not (tmp_path / "out" / "confusion.json").exists()  # multi-label: no confusion matrix
     assert 0.0 <= summary["pretrained.map"] <= 1.0
 
@@ -128,4 +134,29 @@ def test_report_writes_the_table(esc50_run, tmp_path):
     flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert flat["esc50.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
     assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 24
+    assert "| Pooling |" in markdown and "| concat |" in markdown
     assert (tmp_path / "report" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_concat_pools_the_benchmark_length():
+    def embed(x):  # [B, 1, 100, 64] -> [B, 2]: per-second mean and a per-second constant
+        return torch.stack([x.mean((1, 2, 3)), torch.ones(len(x))], 1)
+
+    frames = torch.stack([torch.full((100, 64), v) for v in (1.0, 3.0, 2.0)])  # 3 s
+    short = embedding_extractor("t", "k", embed, pooling="concat", seconds=5)
+    quiet = float(silence(1).mean())  # the log-mel of digital silence pads
+    np.testing.assert_allclose(short.fn(frames), [1, 1, 3, 1, 2, 1, quiet, 1, quiet, 1], rtol=1e-6)
+    np.testing.assert_allclose(embedding_extractor("t", "k", embed, pooling="concat", seconds=2).fn(frames),
+                               [1, 1, 3, 1])  # cut to the first 2 s
+    keys = {short.key, embedding_extractor("t", "k", embed, pooling="concat", seconds=10).key,
+            embedding_extractor("t", "k", embed, pooling="mean_max").key}
+    assert len(keys) == 3  # the pooling is part of the cache key
+    with pytest.raises(ValueError, match="clip length"):
+        embedding_extractor("t", "k", embed, pooling="concat")
+
+
+def test_transfer_mean_max_pooling(esc50_run, checkpoint, tmp_path):
+    root, cache, _, _ = esc50_run
+    transfer("esc50", root, checkpoint, tmp_path, TransferConfig(pooling="mean_max"), progress=False, cache_dir=cache)
+    rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
+    assert [(r["pooling"], r["feature_dim"]) for r in rows] == [("mean_max", 256), ("mean_max", 256), ("mean_std", 128)]

@@ -66,7 +66,7 @@ class FitConfig:
     eval_every: int = 50           # adam: steps between two looks at the validation loss
     patience: int = 20             # adam: looks without improvement before stopping
     val_folds: int = 5             # the training clips in this many parts; one at a time is the validation split
-    val_rounds: int = 5            # how many of those parts take that turn (1: a single split)
+    val_rounds: int = 5            # how many of those parts take that turn (1: a single split; at most val_folds)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,7 +75,7 @@ class FitConfig:
         if self.solver == "lbfgs" and self.hidden_units:
             raise ValueError("solver 'lbfgs' fits the linear classifier only; set hidden_units: 0")
         if min(self.lr, self.batch_size, self.max_steps, self.eval_every, self.patience) <= 0 or \
-                self.hidden_units < 0 or self.val_folds < 2 or not 1 <= self.val_rounds <= self.val_folds:
+                self.hidden_units < 0 or self.val_folds < 2 or self.val_rounds < 1:
             raise ValueError(f"invalid classifier settings: {self}")
 
     @property
