@@ -160,7 +160,8 @@ def test_transfer_mean_max_pooling(esc50_run, checkpoint, tmp_path):
     root, cache, _, _ = esc50_run
     transfer("esc50", root, checkpoint, tmp_path, TransferConfig(pooling="mean_max"), progress=False, cache_dir=cache)
     rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
-    assert [(r["pooling"], r["feature_dim"]) for r in rows] == [("mean_max", 256), ("mean_max", 256), ("mean_std", 128)]
+    assert [(r["pooling"], r["feature_dim"]) for r in rows] == [("mean_max", 256), ("mean_max", 256),
+                                                                 ("mean_std", 128)]
 
 
 class TorchVGGish(torch.nn.Module):

@@ -81,7 +81,8 @@ class FitConfig:
     @property
     def penalties(self) -> tuple[float, ...]:
         """lbfgs: the ``l2`` values tried, from the paper's weight decay up by tens to 1."""
-        return tuple(float(f"{self.weight_decay * 10.0 ** k:.6g}") for k in range(7) if self.weight_decay * 10.0 ** k <= 1.0)
+        grid = (self.weight_decay * 10.0 ** k for k in range(7))
+        return tuple(float(f"{l2:.6g}") for l2 in grid if l2 <= 1.0)
 
 
 class Classifier(nn.Module):
