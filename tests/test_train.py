@@ -181,6 +181,12 @@ def test_a_task_on_a_fresh_pod_resumes_from_the_data_root(features, trained, tmp
     assert len(history) == EPOCHS and summary["global_step"] == json.loads((uninterrupted / "summary.json").read_text())["global_step"]
     expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(tmp_path / "second-pod" / "model.safetensors")
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    assert not (tmp_path / "second-pod" / "checkpoint.pt").exists()  # kept in the data root only
+    # a third pod finds the run finished: no epoch to train, the same model and history written out
+    pretrain(features, tmp_path / "third-pod", small_config(), progress=False, resume_from=location)
+    third = load_file(tmp_path / "third-pod" / "model.safetensors")
+    assert third.keys() == resumed.keys() and all(torch.equal(third[name], resumed[name]) for name in resumed)
+    assert json.loads((tmp_path / "third-pod" / "metrics.json").read_text()) == history
     kept = collect_garbage(root.uri, keep_runs=1, min_age_s=0)
     assert location not in kept.files  # recorded as the pretrain manifest: gc keeps it
 

@@ -293,8 +293,9 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
 
     With ``resume_from`` (a URI in the data root, :func:`checkpoint_uri`) the checkpoint is
-    also kept there: fetched before training when ``out_dir`` has none, and replaced after
-    every epoch, so a task that starts again on a fresh pod continues from its last epoch.
+    kept there instead: fetched before training when ``out_dir`` has none, replaced after every
+    epoch (so a task that starts again on a fresh pod continues from its last epoch), and not
+    left in ``out_dir`` at the end.
 
     Args:
         features_dir: the features stage's output (``index.parquet``, ``vocabulary.parquet``,
@@ -387,15 +388,17 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
                             rng=rngs, config=dataclasses.asdict(cfg), world_size=proc.world_size)
             if resume_from:
                 storage.put_file(out_dir / CHECKPOINT, resume_from)
-            export_model(out_dir, model, cfg.model, cfg.width_mult, epoch + 1)
-            write_json(history, out_dir / "metrics.json")
-            write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
+            _export(out_dir, model, cfg, epoch + 1, history)
         if proc.world_size > 1:
             dist.barrier()  # the next epoch (or a resuming reader) sees this epoch's files
         epochs_bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_top1", "val_map") if k in record},
                                refresh=False)
         epochs_bar.update()
     epochs_bar.close()
+    if proc.main and start_epoch >= cfg.epochs:  # resumed a finished run: its outputs, into this folder
+        _export(out_dir, model, cfg, start_epoch, history)
+    if resume_from and proc.main:  # the resumable state lives in the data root, not beside the model
+        (out_dir / CHECKPOINT).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
@@ -404,6 +407,13 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if proc.main:
         write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, history: list[dict]) -> None:
+    """The model and its history after ``epoch``: weights, metrics.json, curves."""
+    export_model(out_dir, model, cfg.model, cfg.width_mult, epoch)
+    write_json(history, out_dir / "metrics.json")
+    write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
 
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
