@@ -161,12 +161,37 @@ footage (`mmvideos clip` prints its seconds).
 Pretraining reads the feature shards once per epoch: 30 epochs read
 {stored["features"] * scale * 30 / 1e12:.1f} TB in all.
 
+{_gpu_estimate()}
+
 ## The run these figures come from
 
 ```
 {report}
 ```
 """
+
+
+#: Assumptions of the GPU estimate (not a measurement: no GPU on the machines so far).
+H100_BF16_DENSE_FLOPS = 989e12
+UTILISATION = 0.4
+TRAIN_CLIPS, EPOCHS = 14_000_000, 30
+
+
+def _gpu_estimate() -> str:
+    """Pretraining GPU-hours of each model, from its counted FLOPs (an estimate, said so)."""
+    from mmvideos.models import model_table
+
+    table = model_table()
+    samples = TRAIN_CLIPS * EPOCHS
+    lines = [f"Pretraining GPU-hours, estimated (not measured: no GPU was available) from each model's counted "
+             f"FLOPs per 1-s sample (`mmvideos models`), 3x for forward and backward, {samples / 1e6:,.0f} M samples "
+             f"({TRAIN_CLIPS / 1e6:.0f} M training clips x {EPOCHS} epochs), on H100-class GPUs at "
+             f"{UTILISATION:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:,.0f} dense bf16 TFLOP/s:", "",
+             "model | GFLOPs per sample (forward) | samples/s per GPU | GPU-hours", "---|---|---|---"]
+    for row in table.itertuples(index=False):
+        rate = H100_BF16_DENSE_FLOPS * UTILISATION / (3 * row.flops)
+        lines.append(f"{row.model} | {row.gflops:.2f} | {rate:,.0f} | {samples / rate / 3600:,.1f}")
+    return "\n".join(lines)
 
 
 def main(write: str | None = None) -> None:
