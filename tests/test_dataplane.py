@@ -116,6 +116,9 @@ def test_a_unit_is_invisible_until_committed_and_never_rewritten(tmp_path):
     assert counts.computed == 1 and records[0]["files"]["a.tar"]["bytes"] == 3
     records, counts = data.map_units("clip", [(key, "x")], compute)
     assert counts.reused == 1 and calls == ["x"] and records[0]["reused"]
+    shutil.copytree(data.uri, tmp_path / "moved")  # a root copied elsewhere finds its units there
+    moved = DataRoot(tmp_path / "moved").find("clip", key)["files"]["a.tar"]["uri"]
+    assert moved == str(tmp_path / "moved" / "clip" / key[:2] / key / "a.tar") and Path(moved).read_bytes() == b"two"
 
 
 def test_refuses_a_gs_lookalike_root():

@@ -104,11 +104,18 @@ class DataRoot:
         return storage.join(self.uri, stage, key[:2], key)
 
     def find(self, stage: str, key: str) -> dict | None:
-        """The commit record of a finished unit, or ``None`` when it does not exist (yet)."""
+        """The commit record of a finished unit, or ``None`` when it does not exist (yet).
+
+        Its URIs are those under this root, wherever the unit was written: a root copied to
+        another folder or bucket keeps working.
+        """
+        folder = self.unit(stage, key)
         try:
-            return json.loads(storage.read_bytes(storage.join(self.unit(stage, key), COMMIT)))
+            record = json.loads(storage.read_bytes(storage.join(folder, COMMIT)))
         except FileNotFoundError:
             return None
+        files = {name: {**meta, "uri": storage.join(folder, name)} for name, meta in record.get("files", {}).items()}
+        return {**record, "unit": folder, "files": files}
 
     def commit(self, stage: str, key: str, files: dict[str, Path], record: dict) -> dict:
         """Place a unit's local ``files`` ({name: path}) under its key, then its ``COMMIT.json``.
@@ -148,8 +155,9 @@ class DataRoot:
 
         ``compute(item, scratch)`` writes the unit's files into the local ``scratch`` folder and
         returns ``(record, {name: path})``; the record should carry ``clips``. Finished units
-        are reused as they are. Returns the commit records in item order and the counts;
-        ``on_done(item, record, reused)`` is called after each (progress bars).
+        are reused as they are. Returns the commit records in item order (each with ``reused``,
+        which is not stored) and the counts; ``on_done(item, record, reused)`` is called after
+        each (progress bars).
         """
         records, counts = [], Counts()
         for key, item in items:
