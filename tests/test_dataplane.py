@@ -7,11 +7,11 @@ slot, then the gather).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -112,9 +112,9 @@ def test_a_unit_is_invisible_until_committed_and_never_rewritten(tmp_path):
         (scratch / "a.tar").write_bytes(b"two")
         return {"clips": 1}, {"a.tar": scratch / "a.tar"}
 
-    records, counts = data.map_units("clip", [(key, "x")], compute)
+    records, counts, _ = data.map_units("clip", [(key, "x")], compute)
     assert counts.computed == 1 and records[0]["files"]["a.tar"]["bytes"] == 3
-    records, counts = data.map_units("clip", [(key, "x")], compute)
+    records, counts, _ = data.map_units("clip", [(key, "x")], compute)
     assert counts.reused == 1 and calls == ["x"] and records[0]["reused"]
     shutil.copytree(data.uri, tmp_path / "moved")  # a root copied elsewhere finds its units there
     moved = DataRoot(tmp_path / "moved").find("clip", key)["files"]["a.tar"]["uri"]
@@ -134,11 +134,8 @@ def test_one_and_three_slots_give_identical_tables_and_shards(corpus, grown, tmp
     pd.testing.assert_frame_equal(labels_table(one["labels"]), labels_table(three["labels"]))
     pd.testing.assert_frame_equal(portable_index(one["features"], str(tmp_path / "root")),
                                   portable_index(three["features"], grown["root"]))
-    for stage in ("clip", "annotate_visual", "annotate_audio", "features"):
-        a = dataroot.read_manifest(one[stage if stage == "clip" or stage == "features" else
-                                       {"annotate_visual": "visual", "annotate_audio": "audio"}[stage]])
-        b = dataroot.read_manifest(three[stage if stage == "clip" or stage == "features" else
-                                         {"annotate_visual": "visual", "annotate_audio": "audio"}[stage]])
+    for output in ("clip", "visual", "audio", "features"):
+        a, b = dataroot.read_manifest(one[output]), dataroot.read_manifest(three[output])
         assert list(a["key"]) == list(b["key"])
         assert list(a["sha256"]) == list(b["sha256"])  # byte-identical shards under the same keys
 
@@ -184,7 +181,7 @@ def test_a_killed_map_task_leaves_no_visible_half_shard(corpus, tmp_path):
     command = [sys.executable, "-c",
                "import sys; from mmvideos.clip import ClipConfig, clip_videos; from mmvideos.dataroot import DataRoot;"
                "from mmvideos.ingest import read_videos;"
-               f"clip_videos(read_videos(sys.argv[1]), sys.argv[2], ClipConfig(jpeg_quality=70), DataRoot(sys.argv[3]),"
+               "clip_videos(read_videos(sys.argv[1]), sys.argv[2], ClipConfig(jpeg_quality=70), DataRoot(sys.argv[3]),"
                " progress=False)", str(videos_dir), str(tmp_path / "killed"), data.uri]
     process = subprocess.Popen(command)
     clip_dir = Path(data.uri) / "clip"
@@ -197,18 +194,12 @@ def test_a_killed_map_task_leaves_no_visible_half_shard(corpus, tmp_path):
     committed = {p.parent for p in clip_dir.rglob(dataroot.COMMIT)} - before
     assert 3 <= len(committed) < 24, "the task should have been killed half-way"
     videos = read_videos(videos_dir)
-    keys = [dataroot.unit_key("clip", sha256=v.sha256, duration_s=float(v.duration_s), settings=vars_of(cfg))
+    keys = [dataroot.unit_key("clip", sha256=v.sha256, duration_s=float(v.duration_s), settings=dataclasses.asdict(cfg))
             for v in videos.itertuples()]
     found = [k for k in keys if data.find("clip", k) is not None]
     assert {Path(data.unit("clip", k)) for k in found} == committed  # only complete units are visible
     rerun = clip_videos(videos, tmp_path / "rerun", cfg, data, progress=False)
     assert rerun["shards_reused"] == len(committed) and rerun["shards_computed"] == 24 - len(committed)
-
-
-def vars_of(cfg) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def test_gc_lists_then_deletes_what_no_kept_manifest_names(corpus, tmp_path):

@@ -163,7 +163,7 @@ def select_labels(classes: np.ndarray, scores: np.ndarray, ids: np.ndarray, top_
 
 def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, root: DataRoot,
               slot: int, slots: int, items: Callable[[str], Iterator[tuple[str, np.ndarray]]],
-              total: Callable[[pd.DataFrame], float], unit: str, threshold: float = 0.0,
+              weight: Callable[[pd.DataFrame], pd.Series], unit: str, threshold: float = 0.0,
               progress: bool = True) -> tuple[list[dict], Annotator, np.ndarray, dict]:
     """The shared map of both annotators over the clip units of task ``slot``.
 
@@ -178,8 +178,8 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _SELECTION}
     units = dataroot.slot_units(clips_dir, "frames.tar" if modality == "visual" else "audio.tar", slot, slots)
     clips = read_clips(clips_dir)
-    bar = progress_bar(total=total(clips[clips["shard"].isin(units["key"])]), unit=unit, desc=stage,
-                       disable=not progress)
+    work = weight(clips).groupby(clips["shard"]).sum()  # progress-bar units per clip unit
+    bar = progress_bar(total=float(work.reindex(units["key"]).sum()), unit=unit, desc=stage, disable=not progress)
     started = time.monotonic()
 
     def compute(row, scratch: Path) -> tuple[dict, dict]:
@@ -192,12 +192,9 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
         pd.DataFrame(table).to_parquet(scratch / SCORES, index=False)
         return {"video_id": row.video_id, "clips": len(table["clip_id"])}, {SCORES: scratch / SCORES}
 
-    def advance(row, record: dict, reused: bool) -> None:
-        bar.update(total(clips[clips["shard"] == row.key]))
-
     keyed = [(unit_key(stage, input=row.sha256, annotator=annotator.provenance(), settings=settings, kept=kept), row)
              for row in units.itertuples(index=False)]
-    records, counts = root.map_units(stage, keyed, compute, advance)
+    records, counts, _ = root.map_units(stage, keyed, compute, lambda row, *_: bar.update(work.get(row.key, 0)))
     bar.close()
     rows = []
     for record in records:
@@ -231,7 +228,7 @@ def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfi
     """Label the clips of task ``slot`` with their top visual classes (module docstring); returns the summary."""
     rows, annotator, ids, summary = _annotate(
         "visual", clips_dir, out_dir, cfg, root, slot, slots, iter_shard_frames,
-        lambda clips: int(clips["n_frames"].sum()), "frame", progress=progress)
+        lambda clips: clips["n_frames"], "frame", progress=progress)
     return _write_outputs(rows, annotator, ids, Path(out_dir), "visual", summary)
 
 
@@ -254,7 +251,7 @@ def annotate_audio(clips_dir: str | Path, out_dir: str | Path, cfg: AudioConfig,
     """Label the clips of task ``slot`` with their top audio classes (module docstring); returns the summary."""
     rows, annotator, ids, summary = _annotate(
         "audio", clips_dir, out_dir, cfg, root, slot, slots, _audio_segments,
-        lambda clips: round(float((clips["end_s"] - clips["start_s"]).sum()), 3), "s", cfg.threshold, progress)
+        lambda clips: clips["end_s"] - clips["start_s"], "s", cfg.threshold, progress)
     summary |= {"labels": sum(len(r["labels"]) for r in rows), "threshold": cfg.threshold}
     return _write_outputs(rows, annotator, ids, Path(out_dir), "audio", summary)
 

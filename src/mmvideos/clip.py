@@ -80,11 +80,6 @@ def frame_times(start: float, end: float, fps: int) -> list[float]:
     return [start + (k + 0.5) / fps for k in range(count)]
 
 
-def clip_settings(cfg: ClipConfig) -> dict:
-    """The part of ``cfg`` a clip unit's key covers."""
-    return dataclasses.asdict(cfg)
-
-
 def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root: DataRoot,
                 slot: int = 0, slots: int = 1, progress: bool = True) -> dict:
     """Cut the videos of task ``slot`` (of ``slots``) into clips under the data root.
@@ -102,12 +97,10 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     videos = videos[[slot_of(v, slots) == slot for v in videos["video_id"]]]
     bar = progress_bar(total=float(videos["duration_s"].sum()), unit="s", desc="clip", disable=not progress,
                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s video [{elapsed}<{remaining}]")
-    settings = clip_settings(cfg)
+    settings = dataclasses.asdict(cfg)
 
     def compute(video, scratch: Path) -> tuple[dict, dict]:
         base = {"video_id": video.video_id}
-        if not storage.exists(video.uri):  # gone since ingest: not the content's fault, so not committed
-            raise FileNotFoundError(f"no file {video.uri}")
         try:
             rows = _clip_one(video, cfg, scratch / "audio.tar", scratch / "frames.tar")
         except media.MediaError as exc:
@@ -117,25 +110,17 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
         return {**base, "clips": len(rows), "seconds": seconds, "rows": rows}, \
             {"audio.tar": scratch / "audio.tar", "frames.tar": scratch / "frames.tar"}
 
-    items, transient = [], []
-    for video in videos.itertuples(index=False):
-        items.append((unit_key("clip", sha256=video.sha256, duration_s=float(video.duration_s), settings=settings),
-                      video))
-    records = []
-    counts = dataroot.Counts()
-    for key, video in items:
-        try:
-            done, step = root.map_units("clip", [(key, video)], compute)
-        except storage.transient_errors() as exc:  # the file is gone or storage failed: this run only
-            transient.append({"uri": video.uri, "video_id": video.video_id, "stage": "clip",
-                              "reason": f"cannot be read: {type(exc).__name__}: {exc}"})
-            log.warning("clip: %s cannot be read now: %s", video.uri, exc)
-        else:
-            records += done
-            counts.reused, counts.computed = counts.reused + step.reused, counts.computed + step.computed
-            counts.clips_computed += step.clips_computed
-        bar.update(float(video.duration_s))
+    items = [(unit_key("clip", sha256=video.sha256, duration_s=float(video.duration_s), settings=settings), video)
+             for video in videos.itertuples(index=False)]
+    # a file gone since ingest, or a storage error, is not the content's fault: not committed
+    records, counts, skipped = root.map_units("clip", items, compute,
+                                              lambda video, *_: bar.update(float(video.duration_s)),
+                                              skip=storage.transient_errors())
     bar.close()
+    transient = [{"uri": video.uri, "video_id": video.video_id, "stage": "clip",
+                  "reason": f"cannot be read: {type(exc).__name__}: {exc}"} for video, exc in skipped]
+    for video, exc in skipped:
+        log.warning("clip: %s cannot be read now: %s", video.uri, exc)
     by_id = videos.set_index("video_id")
     clip_rows = [{**row, "fold": int(by_id.at[r["video_id"], "fold"]), "split": by_id.at[r["video_id"], "split"],
                   "shard": r["key"]}

@@ -150,31 +150,40 @@ class DataRoot:
 
     def map_units(self, stage: str, items: Iterable[tuple[str, Any]],
                   compute: Callable[[Any, Path], tuple[dict, dict[str, Path]]],
-                  on_done: Callable[[Any, dict, bool], None] | None = None) -> tuple[list[dict], Counts]:
+                  on_done: Callable[[Any, dict | None, bool], None] | None = None,
+                  skip: tuple[type[BaseException], ...] = ()) -> tuple[list[dict], Counts, list[tuple[Any, Exception]]]:
         """Run ``compute`` for every ``(key, item)`` whose unit is not committed yet.
 
         ``compute(item, scratch)`` writes the unit's files into the local ``scratch`` folder and
         returns ``(record, {name: path})``; the record should carry ``clips``. Finished units
-        are reused as they are. Returns the commit records in item order (each with ``reused``,
-        which is not stored) and the counts; ``on_done(item, record, reused)`` is called after
-        each (progress bars).
+        are reused as they are. An item whose ``compute`` raises one of ``skip`` (e.g. a file
+        that cannot be read now) is left uncommitted, for the next run to try again.
+
+        Returns the commit records in item order (each with ``reused``, which is not stored),
+        the counts and the skipped ``(item, exception)`` pairs; ``on_done(item, record, reused)``
+        is called after each item (progress bars; ``record`` is ``None`` for a skipped one).
         """
-        records, counts = [], Counts()
+        records, counts, skipped = [], Counts(), []
         for key, item in items:
             record = self.find(stage, key)
             reused = record is not None
             if record is None:
-                with tempfile.TemporaryDirectory(prefix=f"mmvideos-{stage}-") as scratch:
-                    body, files = compute(item, Path(scratch))
-                    record = self.commit(stage, key, files, body)
-                counts.computed += 1
-                counts.clips_computed += int(record.get("clips", 0))
+                try:
+                    with tempfile.TemporaryDirectory(prefix=f"mmvideos-{stage}-") as scratch:
+                        body, files = compute(item, Path(scratch))
+                        record = self.commit(stage, key, files, body)
+                except skip as exc:
+                    skipped.append((item, exc))
+                else:
+                    counts.computed += 1
+                    counts.clips_computed += int(record.get("clips", 0))
             else:
                 counts.reused += 1
-            records.append({**record, "reused": reused})
+            if record is not None:
+                records.append({**record, "reused": reused})
             if on_done is not None:
                 on_done(item, record, reused)
-        return records, counts
+        return records, counts, skipped
 
 
 def manifest_rows(records: Iterable[dict]) -> pd.DataFrame:
@@ -190,6 +199,12 @@ def manifest_rows(records: Iterable[dict]) -> pd.DataFrame:
                          "seconds": float(record.get("seconds", 0.0)), "bytes": int(meta["bytes"]),
                          "sha256": meta["sha256"], "reused": bool(was_reused)})
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The rows of ``tables`` in one table (empty with ``columns`` when they have none)."""
+    non_empty = [t for t in tables if not t.empty]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
 
 def slot_units(folder: str | Path, name: str, slot: int = 0, slots: int = 1) -> pd.DataFrame:
@@ -233,36 +248,31 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
     younger than ``min_age_s`` are never collected: a run in flight may not have written its
     manifest yet. Listings and manifests older than every kept one go too.
     """
-    data = DataRoot(root)
+    data, now = DataRoot(root), time.time()
     referenced: set[tuple[str, str]] = set()
     stale_meta: list[str] = []
-    for stage in (*UNIT_STAGES, "pretrain", "listings"):
-        prefix = storage.join(data.uri, "manifests" if stage != "listings" else "listings",
-                              *([stage] if stage != "listings" else []))
+    for prefix, is_manifest in ([(storage.join(data.uri, "manifests", s), True) for s in (*UNIT_STAGES, "pretrain")]
+                                + [(storage.join(data.uri, "listings"), False)]):
         entries = sorted(storage.list_files(prefix), key=lambda e: e[1], reverse=True)
-        for uri, _, _ in entries[:keep_runs]:
-            if stage != "listings":
+        if is_manifest:
+            for uri, _, _ in entries[:keep_runs]:
                 table = storage.read_parquet(uri)
                 referenced |= set(zip(table["stage"], table["key"]))
-        stale_meta += [uri for uri, mtime, _ in entries[keep_runs:] if time.time() - mtime >= min_age_s]
-    garbage, size, units, kept = [], 0, set(), set()
-    now = time.time()
+        stale_meta += [uri for uri, mtime, _ in entries[keep_runs:] if now - mtime >= min_age_s]
+    units: dict[tuple[str, str], list[tuple[str, float, int]]] = {}
     for stage in (*UNIT_STAGES, "pretrain"):
-        for uri, mtime, bytes_ in storage.list_files(storage.join(data.uri, stage)):
-            key = uri.rstrip("/").split("/")[-2]
-            unit = (stage, key)
-            if unit in referenced or now - mtime < min_age_s:
-                kept.add(unit)
-                continue
-            units.add(unit)
-            garbage.append(uri)
-            size += bytes_
-    garbage += stale_meta
+        for entry in storage.list_files(storage.join(data.uri, stage)):
+            units.setdefault((stage, entry[0].rsplit("/", 2)[-2]), []).append(entry)
+    # a unit goes whole or not at all: by its references and its newest file
+    dead = {unit: files for unit, files in units.items()
+            if unit not in referenced and now - max(mtime for _, mtime, _ in files) >= min_age_s}
+    garbage = [uri for files in dead.values() for uri, _, _ in files] + stale_meta
     if delete:
         # COMMIT.json first: a unit loses its visibility before its files go
         for uri in sorted(garbage, key=lambda u: not u.endswith(COMMIT)):
             storage.delete(uri)
-    return Garbage(files=garbage, bytes=size, units=len(units - kept), kept_units=len(kept))
+    return Garbage(files=garbage, bytes=sum(size for files in dead.values() for _, _, size in files),
+                   units=len(dead), kept_units=len(units) - len(dead))
 
 
 #: Tables of a stage's output that the gather concatenates over its task slots; every other
@@ -293,8 +303,7 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
             continue
         if name in CONCATENATED:
             tables = [pd.read_parquet(part / name) for part in parts if (part / name).is_file()]
-            non_empty = [t for t in tables if not t.empty]
-            table = pd.concat(non_empty, ignore_index=True) if non_empty else tables[0]
+            table = concat(tables, list(tables[0].columns))
             columns = [c for c in (["key", "file"] if name == MANIFEST else ["clip_id"] if "clip_id" in table else ["uri"])
                        if c in table]
             table = table.sort_values(columns, kind="stable", ignore_index=True) if columns else table

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import io
 import json
+import logging
 import os
 import tempfile
 import time
@@ -38,7 +38,7 @@ import pandas as pd
 from mmvideos import dataroot, media, storage
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.corpus import DEMO_VIDEOS, resolve_source, sha256_file
-from mmvideos.dataroot import MANIFEST, Counts, DataRoot, manifest_rows, slot_of, unit_key
+from mmvideos.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -119,27 +119,17 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     listing = read_listing(root, fingerprint)
     mine = listing[[slot_of(uri, slots) == slot for uri in listing["uri"]]]
     bar = progress_bar(total=len(mine), desc="probe", unit="file", disable=not progress)
-    transient: list[dict] = []
 
     def compute(entry, scratch: Path) -> tuple[dict, dict]:
         return _probe(entry.uri), {}
 
     items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version)), e)
              for e in mine.itertuples(index=False)]
-    records, counts = [], Counts()
-    for key, entry in items:
-        try:
-            found, done = root.map_units("probe", [(key, entry)], compute)
-        except _Transient as exc:
-            transient.append({"uri": entry.uri, "reason": str(exc)})
-            log.warning("ingest: %s cannot be read now: %s", entry.uri, exc)
-        else:
-            records += found
-            counts.reused += done.reused
-            counts.computed += done.computed
-        bar.update()
+    records, counts, skipped = root.map_units("probe", items, compute, lambda *_: bar.update(), skip=(_Transient,))
     bar.close()
-    counts.clips_computed = 0
+    transient = [{"uri": entry.uri, "reason": str(exc)} for entry, exc in skipped]
+    for entry, exc in skipped:
+        log.warning("ingest: %s cannot be read now: %s", entry.uri, exc)
     out_dir = Path(out_dir)
     rows = [{c: r.get(c) for c in PROBE_COLUMNS} for r in records]
     rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in transient]
@@ -188,7 +178,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     fold and split, and rejects byte-identical copies as duplicates of the first URI.
     """
     out_dir = Path(out_dir)
-    probes = _concat([storage.read_parquet(storage.join(p, "probes.parquet")) for p in parts], PROBE_COLUMNS)
+    probes = dataroot.concat([storage.read_parquet(storage.join(p, "probes.parquet")) for p in parts], PROBE_COLUMNS)
     probes = probes.sort_values("uri", ignore_index=True)
     kept, rejects, seen = [], [], {}
     for row in probes.itertuples(index=False):
@@ -207,7 +197,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    manifest = _concat([dataroot.read_manifest(p) for p in parts], dataroot.MANIFEST_COLUMNS)
+    manifest = dataroot.concat([dataroot.read_manifest(p) for p in parts], dataroot.MANIFEST_COLUMNS)
     write_parquet(manifest, out_dir / MANIFEST)
     if root is not None:
         root.save_manifest("probe", manifest)
@@ -239,11 +229,6 @@ def _verdict(row, cfg: IngestConfig) -> str:
     if row.duration_s < cfg.min_duration_s:
         return f"too short: {row.duration_s:.2f} s, a clip needs at least {cfg.min_duration_s:g} s"
     return ""
-
-
-def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    non_empty = [t for t in tables if not t.empty]
-    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
 
 def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestConfig = IngestConfig(),

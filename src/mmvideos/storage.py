@@ -120,8 +120,11 @@ def _read_uri_list(path: Path, base: str | None = None) -> list[str]:
 
 @contextlib.contextmanager
 def local_copy(uri: str) -> Iterator[Path]:
-    """A local path holding ``uri``'s bytes: the file itself, or a streamed temporary download."""
+    """A local path holding ``uri``'s bytes: the file itself, or a streamed temporary download;
+    ``FileNotFoundError`` when there is none."""
     if not is_gcs(uri):
+        if not os.path.exists(uri):
+            raise FileNotFoundError(f"no file {uri}")
         yield Path(uri)
         return
     bucket, key = split_gcs(uri)

@@ -173,7 +173,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
                  "n_seconds": n_seconds}, {FEATURES: scratch / FEATURES})
 
     keyed = [(unit_key("features", input=row.sha256, front_end=front_end), row) for row in units.itertuples(index=False)]
-    records, counts = root.map_units("features", keyed, compute,
+    records, counts, _ = root.map_units("features", keyed, compute,
                                      lambda row, record, reused: bar.update(int(row.clips)))
     bar.close()
     rows: list[dict] = []
