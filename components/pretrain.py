@@ -7,21 +7,26 @@ from mmvideos.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def pretrain(features: Input[Dataset], params: dict, data_root: str, model: Output[Model], metrics: Output[Metrics],
-             curves: Output[HTML]):
+def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, compiled_models: list,
+             model: Output[Model], metrics: Output[Metrics], curves: Output[HTML]):
     """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP.
 
-    Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU. The
+    ``arch`` is one of ``params["models"]`` (one task each); that list must be the
+    ``compiled_models`` the DAG has one task for. Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU. The
     checkpoint is kept in the data root after every epoch: a retried or preempted task resumes.
     """
-    from mmvideos.config import from_dict
+    from mmvideos.config import check_compiled, model_names
     from mmvideos.dataroot import DataRoot
     from mmvideos.kfp_io import attach, copy_page, log_metrics
-    from mmvideos.train import PretrainConfig, checkpoint_uri, launch
+    from mmvideos.train import checkpoint_uri, launch, pretrain_config
 
-    cfg = from_dict(PretrainConfig, params)
+    check_compiled("pretrain.models", model_names(params), list(compiled_models))
+    cfg = pretrain_config(params, arch)
     summary = launch(features.path, model.path, cfg, progress=True,
                      resume_from=checkpoint_uri(DataRoot(data_root), features.path, cfg))
+    if summary.get("val_note"):  # figures of a meaningless validation set: the note, not the figures
+        summary = {**summary, "best_val_map": None,
+                   "final": {k: v for k, v in summary["final"].items() if not k.startswith("val_")}}
     log_metrics(metrics, summary)
     attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

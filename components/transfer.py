@@ -1,4 +1,4 @@
-"""Transfer components: one per benchmark (in parallel), then the results table."""
+"""Transfer components: one per model and benchmark (in parallel), then the results table."""
 
 from typing import List
 
@@ -28,9 +28,18 @@ def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model:
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
+def collect(results: Input[List[Dataset]], collected: Output[Dataset]):
+    """One model's transfer results over every benchmark, in one folder for the report."""
+    from mmvideos.report import collect as run
+
+    collected.metadata["results"] = run([r.path for r in results], collected.path)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def report(results: Input[List[Dataset]], table: Output[Dataset], page: Output[Markdown],
            metrics: Output[Metrics], plot: Output[HTML]):
-    """One table in the style of the paper's Tables 2-4, plus a bar plot."""
+    """One table in the style of the paper's Tables 2-4 over every model and benchmark, with the
+    paper's figures beside ours, plus a bar plot."""
     import json
 
     from mmvideos.kfp_io import copy_page, log_metrics

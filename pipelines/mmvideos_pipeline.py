@@ -7,7 +7,9 @@
        -> annotate_audio (N slots) -> gather   }
        -> merge_labels -> label_drift
        -> features (N slots) -> gather
-    -> pretrain (GPU node pool) -> transfer (one task per benchmark) -> report
+    -> pretrain (one task per model of pretrain.models, GPU node pool)
+       -> transfer (one task per benchmark) -> collect
+    -> report (one table: every model on every benchmark, the paper's figures beside ours)
 
 Bulk data never passes through an artifact: every map task writes its shards to the data root
 (``data_root``, a folder or ``gs://``) under content keys and hands on a manifest
@@ -18,13 +20,14 @@ annotator costs only the new work, across runs, compiled versions and DVC.
 ``build_pipeline(params)`` returns the ``@dsl.pipeline`` function with every stage's section of
 ``params.yaml`` as a dict parameter whose default is that section, so the Kubeflow UI shows and
 overrides them per run. Fixed when the pipeline is compiled: the number of task slots of every
-map (``data.slots``), the benchmark fan-out (the names in ``benchmarks``) and the ``cluster``
-section; the transfer tasks refuse a run whose benchmark names disagree with the compiled ones.
+map (``data.slots``), the model fan-out (``pretrain.models``), the benchmark fan-out (the names
+in ``benchmarks``) and the ``cluster`` section; the pretrain and transfer tasks refuse a run
+whose models or benchmark names disagree with the compiled ones.
 The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR YAML
 (``mmvideos compile``).
 """
 
-from typing import NamedTuple
+from typing import List, NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Metrics, Model
@@ -35,12 +38,13 @@ from mmvideos.components.features import extract_features
 from mmvideos.components.gather import gather
 from mmvideos.components.ingest import gather_ingest, list_source, probe
 from mmvideos.components.pretrain import pretrain
-from mmvideos.components.transfer import report, transfer
+from mmvideos.components.transfer import collect, report, transfer
+from mmvideos.config import model_names
 
 PIPELINE_NAME = "mmvideos"
 
 Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, visual=Dataset, audio=Dataset,
-                     drift=Metrics, features=Dataset, model=Model, results=Dataset)
+                     drift=Metrics, features=Dataset, models=List[Model], results=Dataset)
 
 
 #: The memory-backed volume mounted at /dev/shm on the pretrain pod (DataLoader workers pass
@@ -82,6 +86,7 @@ def build_pipeline(params: dict):
         raise ValueError(f"data.slots must be at least 1, got {slots}")
     slot_items = list(range(slots))
     benchmark_names = list(params["benchmarks"])
+    models = model_names(params["pretrain"])
     default = {name: parameter_default(section) for name, section in params.items()}
     # a benchmark's root left empty (null) is its default data, not a benchmark left out
     default["benchmarks"] = {name: root or "" for name, root in params["benchmarks"].items()}
@@ -132,15 +137,18 @@ def build_pipeline(params: dict):
                                          data_root=data_root, slot=slot, slots=slots).set_display_name("features")
         features = gather(parts=dsl.Collected(extracted.outputs["features"]), stage="features", title="Features",
                           data_root=data_root).set_display_name("gather features").outputs["merged"]
-        trained = on_gpu_node_pool(
-            pretrain(features=features, params=pretrain_params, data_root=data_root).set_display_name("pretrain"),
-            params["cluster"])
-        with dsl.ParallelFor(items=benchmark_names) as benchmark:
-            evaluated = transfer(benchmark=benchmark, data_roots=benchmarks, compiled_benchmarks=benchmark_names,
-                                 model=trained.outputs["model"], params=transfer_params).set_display_name("transfer")
-        results = report(results=dsl.Collected(evaluated.outputs["results"])).set_display_name("report")
+        with dsl.ParallelFor(items=models) as arch:
+            trained = on_gpu_node_pool(
+                pretrain(features=features, params=pretrain_params, data_root=data_root, arch=arch,
+                         compiled_models=models).set_display_name("pretrain"),
+                params["cluster"])
+            with dsl.ParallelFor(items=benchmark_names) as benchmark:
+                evaluated = transfer(benchmark=benchmark, data_roots=benchmarks, compiled_benchmarks=benchmark_names,
+                                     model=trained.outputs["model"], params=transfer_params).set_display_name("transfer")
+            per_model = collect(results=dsl.Collected(evaluated.outputs["results"])).set_display_name("collect results")
+        results = report(results=dsl.Collected(per_model.outputs["collected"])).set_display_name("report")
         return Outputs(videos=videos, clips=clips, labels=labels.outputs["labels"], visual=visual, audio=audio,
-                       drift=drift.outputs["metrics"], features=features, model=trained.outputs["model"],
-                       results=results.outputs["table"])
+                       drift=drift.outputs["metrics"], features=features,
+                       models=dsl.Collected(trained.outputs["model"]), results=results.outputs["table"])
 
     return mmvideos

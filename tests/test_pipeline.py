@@ -19,15 +19,16 @@ from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 from media_fixtures import tone, write_media
 
 STAGES = {"list-source", "probe", "gather-ingest", "clip-slot", "gather", "annotate-visual", "annotate-audio",
-          "merge-labels", "label-drift", "extract-features", "pretrain", "transfer", "report"}
+          "merge-labels", "label-drift", "extract-features", "pretrain", "transfer", "collect", "report"}
 #: Bulk data: none of it may pass through an artifact.
 BULK = {".tar", ".wav", ".jpg", ".npy", ".mp4", ".pt"}
 
 
-def small_params(tmp_path, slots: int = 1):
-    """params.yaml with a quicker pretraining and transfer (same code paths) and ``slots`` task slots per map."""
+def small_params(tmp_path, slots: int = 1, models: tuple[str, ...] = ("vggish_fc",)):
+    """params.yaml with a quicker pretraining and transfer (same code paths), ``slots`` task slots
+    per map and one pretraining task per architecture of ``models``."""
     params = load_params()
-    params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2)
+    params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2, models=list(models))
     params["transfer"].update(max_steps=200, val_rounds=1)
     params["data"]["slots"] = slots
     path = tmp_path / "params.yaml"
@@ -38,7 +39,7 @@ def small_params(tmp_path, slots: int = 1):
 @pytest.mark.slow
 def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     shown = io.StringIO()
-    params = small_params(tmp_path, slots=2)
+    params = small_params(tmp_path, slots=2, models=("vggish", "vggish_fc"))  # a two-model ablation
     root = tmp_path / "root"
     outputs = run_local(str(media_dir), tmp_path / "work", params, echo=shown, data_root=root)
     clips = pd.read_parquet(outputs["clips"] / "clips.parquet")
@@ -50,11 +51,20 @@ def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     labels = pd.read_parquet(outputs["labels"] / "labels.parquet")
     per_clip = (labels["visual_labels"].map(len) + labels["audio_labels"].map(len)).mean()
     assert f"labels   {per_clip:.1f} per clip" in text and per_clip >= 10  # top-10 visual + audio
-    assert "pretrain vggish_fc x0.125 on" in text
-    table = (outputs["results"] / "results.csv").read_text()
-    assert "vggish_fc pretrained" in table and "log-mel stats" in table
-    model_meta = (outputs["model"] / "model.json").read_text()
-    assert '"arch": "vggish_fc"' in model_meta.replace("'", '"')
+    assert "pretrain vggish x0.125 on" in text and "pretrain vggish_fc x0.125 on" in text
+    # one table: both models on the benchmark, the paper's Table 3 figures beside ours
+    table = pd.read_csv(outputs["results"] / "results.csv").set_index("Model")
+    assert {"vggish pretrained", "vggish_fc pretrained", "vggish random init", "vggish_fc random init",
+            "log-mel stats"} <= set(table.index)
+    assert table.loc["vggish pretrained", "ESC-50 Top-1 (paper)"] == 87.3
+    assert table.loc["vggish_fc pretrained", "ESC-50 mAP (paper)"] == 95.9
+    assert table.loc["vggish_fc pretrained", "ESC-50 Top-1"] != table.loc["vggish pretrained", "ESC-50 Top-1"] or \
+        table.loc["vggish_fc pretrained", "ESC-50 mAP"] != table.loc["vggish pretrained", "ESC-50 mAP"]
+    assert pd.isna(table.loc["log-mel stats", "ESC-50 Top-1 (paper)"])
+    for arch in ("vggish", "vggish_fc"):
+        model_meta = json.loads((outputs[f"models-{arch}"] / "model.json").read_text())
+        assert model_meta["arch"] == arch
+    assert shown.getvalue().count("Executing task 'pretrain'") == 2
     assert "Task 'gather-ingest' finished with status SUCCESS" in shown.getvalue()
     assert shown.getvalue().count("Executing task 'clip-slot'") == 2  # one task per slot
     assert "Wrote executor output" in (tmp_path / "work" / "run.log").read_text()

@@ -147,9 +147,9 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from mmvideos.train import PretrainConfig, checkpoint_uri, launch
+    from mmvideos.train import checkpoint_uri, launch, pretrain_config
 
-    cfg = _params(args, "pretrain", PretrainConfig)
+    cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
     _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg)))
 
 
@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder. The checkpoint is also kept in the data root, keyed by the features and "
                         "the settings: a re-run, a retried task or a run given more epochs continues from the "
                         "last finished epoch")
+    p.add_argument("--model", default=None,
+                   help="which of pretrain.models to train (default: the only one; required when it lists several)")
     _data_root_option(p)
     p.set_defaults(func=cmd_pretrain)
 

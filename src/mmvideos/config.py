@@ -91,3 +91,21 @@ def check_compiled(setting: str, value: Any, compiled: Any) -> None:
             f"{setting} is {value!r} in this run but {compiled!r} in the compiled pipeline: {setting} is fixed "
             f"when the pipeline is compiled, recompile with the new value in params.yaml "
             f"(mmvideos --params FILE compile --output pipeline.yaml) and upload that instead of overriding it per run")
+
+
+def model_names(section: dict[str, Any] | None) -> list[str]:
+    """The architectures a ``params.yaml: pretrain`` section trains: its ``models`` list (one
+    pretraining task each, every one transferred to every benchmark), else its one ``model``.
+
+    Names are checked against the known architectures when each task's settings are built
+    (``mmvideos.train.pretrain_config``).
+    """
+    section = section or {}
+    if "models" in section and "model" in section:
+        raise ValueError("pretrain: give either models (a list) or model, not both")
+    names = section.get("models")
+    if names is None:
+        return [section.get("model") or "vggish_fc"]
+    if isinstance(names, str) or not names or len(set(names)) != len(names):
+        raise ValueError(f"pretrain.models must be a non-empty list of distinct architectures, got {names!r}")
+    return [str(name) for name in names]

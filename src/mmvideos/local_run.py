@@ -60,6 +60,9 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
               arguments: dict | None = None, data_root: str | Path | None = None) -> dict[str, Path]:
     """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``.
 
+    An output of several artifacts (``models``: one per pretraining task) is one entry each,
+    ``models-<arch>``.
+
     ``source`` None keeps the pipeline's default (``data.source`` in the parameter file);
     ``params_path`` None reads ./params.yaml, else the packaged copy. ``data_root`` None takes
     ``data.root`` of the parameter file (a relative folder is relative to the current
@@ -91,7 +94,13 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
         except RuntimeError as exc:
             log.flush()
             raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
-    outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+    outputs = {}
+    for name, artifact in task.outputs.items():
+        if isinstance(artifact, list):  # one per task of a fan-out (models): <name>-<its name or index>
+            for index, item in enumerate(artifact):
+                outputs[f"{name}-{_summary(Path(item.path)).get('model', index)}"] = Path(item.path)
+        else:
+            outputs[name] = Path(artifact.path)
     _point_latest(workdir, outputs)
     return outputs
 
@@ -148,11 +157,15 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         features = _summary(outputs["features"])
         lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
                      f" as 100x64 log-mel frames ({features.get('shards', 0)} shards)")
-    if "model" in outputs:
-        model = _summary(outputs["model"])
+    for name in sorted(n for n in outputs if n.startswith("models-")):
+        model = _summary(outputs[name])
         final = model.get("final") or {}
-        val = (f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}" if final.get("val_top1") is not None
-               else "no validation clips")
+        if final.get("val_top1") is None:
+            val = final.get("val_note") or "no validation clips"
+        elif final.get("val_note"):  # figures from a set too small or too uniform to mean anything
+            val = f"validation not meaningful: {final['val_note']}"
+        else:
+            val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
         lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
                      f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
     if "results" in outputs and (outputs["results"] / "results.md").exists():

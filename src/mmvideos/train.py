@@ -70,7 +70,7 @@ from mmvideos.training.checkpoint import (
 from mmvideos.training.data import TrainStream, collate, multi_hot, training_shards
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
-__all__ = ["PretrainConfig", "evaluate", "launch", "load_model", "main", "pretrain"]
+__all__ = ["PretrainConfig", "evaluate", "launch", "load_model", "main", "pretrain", "pretrain_config"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,25 @@ class PretrainConfig:
     def weight_decay(self) -> float:
         """Adam's coupled ``weight_decay`` equal to the L2 term (module docstring)."""
         return self.l2_penalty * self.l2_scale
+
+
+def pretrain_config(section: dict[str, Any] | None, model: str | None = None) -> PretrainConfig:
+    """The settings of one pretraining task: ``section`` (``params.yaml: pretrain``) for ``model``.
+
+    ``model`` must be one of :func:`mmvideos.config.model_names`; ``None`` picks the only one, and is an error
+    when the section lists several (``mmvideos pretrain --model`` chooses).
+    """
+    names = config_mod.model_names(section)
+    if model is None:
+        if len(names) > 1:
+            raise ValueError(f"pretrain.models lists {len(names)} models ({', '.join(names)}): choose one "
+                             f"(mmvideos pretrain --model NAME)")
+        model = names[0]
+    elif model not in names:
+        raise ValueError(f"model {model!r} is not in pretrain.models {names}")
+    values = {k: v for k, v in (section or {}).items() if k not in ("models", "model")}
+    return config_mod.from_dict(PretrainConfig, values | {"model": model})
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,7 +422,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
-               "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None)}
+               "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
+               "val_note": (history[-1] if history else {}).get("val_note")}
     if proc.main:
         write_json(summary, out_dir / "summary.json")
     return summary
@@ -490,7 +510,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point (``python -m mmvideos.train --help``); prints the summary."""
     args = _parse_args(argv)
-    cfg = config_mod.section(PretrainConfig, "pretrain", args.params)
+    section = config_mod.load_params(args.params).get("pretrain") or {}
+    if args.model is not None:  # any architecture may be named here, listed in pretrain.models or not
+        section = {k: v for k, v in section.items() if k != "models"} | {"model": args.model}
+    cfg = pretrain_config(section)
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
                if getattr(args, f.name) is not None}
     cfg = dataclasses.replace(cfg, **changes)

@@ -39,13 +39,15 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
         bf16: bfloat16 autocast (CUDA).
 
     Returns:
-        ``{"val_clips", "val_top1", "val_map"}``, or ``{"val_clips": 0, "val_note": ...}``
-        when there is no validation clip.
+        ``{"val_clips", "val_videos", "val_top1", "val_map"}``, or ``{"val_clips": 0, "val_note":
+        ...}`` when there is no validation clip. When the set is too small or too uniform for
+        the figures to mean anything (:func:`validation_note`), ``val_note`` says why: the
+        figures stay in the history for the curves, and summaries print the note instead.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    scores, truth, pending = [], [], []
+    scores, truth, pending, videos = [], [], [], set()
 
     def flush() -> None:
         mel = torch.from_numpy(np.concatenate([c.mel for c in pending])).unsqueeze(1)  # [S, 1, 100, 64]
@@ -61,6 +63,7 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
 
     for clip in clips:
         pending.append(clip)
+        videos.add(clip.clip_id.rsplit("-", 1)[0])
         if sum(len(c.mel) for c in pending) >= batch_size:
             flush()
     if pending:
@@ -75,7 +78,32 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
     ap = torch.cat([multilabel_average_precision(probs[:, chunk], targets[:, chunk].long(), num_labels=len(chunk),
                                                  average="none", thresholds=None)
                     for chunk in classes.split(1024)])
-    return {"val_clips": len(probs), "val_top1": top1, "val_map": ap.mean().item()}
+    result = {"val_clips": len(probs), "val_videos": len(videos), "val_top1": top1, "val_map": ap.mean().item()}
+    note = validation_note(targets, len(videos))
+    return result | ({"val_note": note} if note else {})
+
+
+#: Fewer validation clips than this, and the figures are noise.
+MIN_VAL_CLIPS = 10
+
+
+def validation_note(targets: torch.Tensor, videos: int) -> str | None:
+    """Why validation figures on these ``[N, V]`` 0/1 ``targets`` (from ``videos`` videos) mean
+    nothing, or ``None`` when they do.
+
+    Clips of one video are near copies of each other; a label carried by every validation clip
+    has an average precision of 1 whatever the model scores, so mAP needs labels that some clips
+    carry and others do not.
+    """
+    informative = int((targets.any(0) & ~targets.all(0)).sum())
+    reasons = []
+    if len(targets) < MIN_VAL_CLIPS:
+        reasons.append(f"{len(targets)} clips (fewer than {MIN_VAL_CLIPS})")
+    if videos < 2:
+        reasons.append(f"{videos} video")
+    if informative < 2:
+        reasons.append(f"{informative} label(s) that tell clips apart")
+    return ("validation set of " + ", ".join(reasons)) if reasons else None
 
 
 def plot_curves(history: list[dict[str, Any]], target: str | Path) -> Path:
