@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from mmvideos import __version__
@@ -393,10 +394,24 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"mmvideos {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"mmvideos {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line: what failed and what to do; the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"mmvideos {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (first line), its type where the message alone
+    would not say what went wrong, and a pointer to ``-v`` for the traceback."""
+    text = " ".join(str(exc).split()) if isinstance(exc, (ValueError, RuntimeError, OSError)) else ""
+    if isinstance(exc, MemoryError) or not text:
+        text = f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}"
+    return f"{text} (run with -v for the traceback)" if len(text) < 2000 else text[:2000] + "..."
 
 
 if __name__ == "__main__":

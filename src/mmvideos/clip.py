@@ -37,7 +37,7 @@ from PIL import Image
 from mmvideos import dataroot, media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.dataroot import DataRoot, slot_of, unit_key
-from mmvideos.ingest import REJECT_COLUMNS
+from mmvideos.ingest import REJECT_COLUMNS, raise_unreadable
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
 
     def compute(video, scratch: Path) -> tuple[dict, dict]:
         base = {"video_id": video.video_id}
+        if not plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s):
+            return {**base, "rejected": f"too short for a clip: {float(video.duration_s):.2f} s, clip.min_s is "
+                                        f"{cfg.min_s:g} s", "clips": 0}, {}
         try:
             rows = _clip_one(video, cfg, scratch / "audio.tar", scratch / "frames.tar")
         except media.MediaError as exc:
@@ -117,8 +120,12 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
                                               lambda video, *_: bar.update(float(video.duration_s)),
                                               skip=storage.transient_errors())
     bar.close()
+    # gone or rewritten since ingest: a reject of this run (re-ingest sees the change);
+    # could not be read now: the stage fails below, after keeping what it finished
+    unreadable = [(video.uri, exc) for video, exc in skipped if not isinstance(exc, FileNotFoundError)]
     transient = [{"uri": video.uri, "video_id": video.video_id, "stage": "clip",
-                  "reason": f"cannot be read: {type(exc).__name__}: {exc}"} for video, exc in skipped]
+                  "reason": f"gone or changed since ingest: {exc}; ingest again"} for video, exc in skipped
+                 if isinstance(exc, FileNotFoundError)]
     for video, exc in skipped:
         log.warning("clip: %s cannot be read now: %s", video.uri, exc)
     by_id = videos.set_index("video_id")
@@ -135,14 +142,22 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     summary = {**_summary(clips, rejected, videos_in=len(videos), seconds=time.monotonic() - start_time),
                **counts.as_summary()}
     write_json(summary, out_dir / "summary.json")
+    if unreadable:
+        raise_unreadable("clip", unreadable, len(videos))
     return summary
+
+
+def _generation(video) -> int | None:
+    """The GCS generation ingest read (``None`` for a local file or an older videos table)."""
+    generation = getattr(video, "generation", None)
+    return None if generation is None or generation != generation else int(generation)
 
 
 def _clip_one(video, cfg: ClipConfig, audio_path: Path, frames_path: Path) -> list[dict]:
     """Decode one video into its two shards; returns the clip rows (without fold and split)."""
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
-    with storage.local_copy(video.uri) as path:
+    with storage.local_copy(video.uri, _generation(video)) as path:
         with shards.ShardWriter(audio_path) as audio_out:
             for clip_id, pcm in zip(ids, _cut_audio(path, plan, cfg.sample_rate)):
                 audio_out.write(clip_id, {"wav": shards.wav_bytes(pcm, cfg.sample_rate)})
