@@ -104,7 +104,11 @@ def test_dead_bucket_is_a_one_line_error(emulator, tmp_path):
 
 
 def test_rewritten_object_is_read_at_its_ingested_generation(emulator, media_dir, tmp_path):
-    """Finding 4: clip reads the generation ingest probed, or rejects; never new bytes, old id."""
+    """Finding 4: clip reads the generation ingest probed, or rejects; never new bytes, old id.
+
+    (The emulator serves the live object whatever generation is asked, as a bucket without
+    versioning would not: the SHA-256 check against the ingested hash catches it all the same.)
+    """
     storage.gcs_client().create_bucket("videos")
     bucket = storage.gcs_client().bucket("videos")
     bucket.blob("raw/a.mp4").upload_from_filename(str(media_dir / "good_tone.mp4"))

@@ -151,7 +151,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from mmvideos.train import PretrainConfig, checkpoint_uri, launch
 
     cfg = _params(args, "pretrain", PretrainConfig)
-    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg)))
+    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg),
+                  force=args.force))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -340,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder. The checkpoint is also kept in the data root, keyed by the features and "
                         "the settings: a re-run, a retried task or a run given more epochs continues from the "
                         "last finished epoch")
+    p.add_argument("--force", action="store_true",
+                   help="resume the output folder's checkpoint even when settings that change the result (lr, "
+                        "batch size, seed...) differ from it; without it that is an error naming them")
     _data_root_option(p)
     p.set_defaults(func=cmd_pretrain)
 

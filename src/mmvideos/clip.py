@@ -36,6 +36,7 @@ from PIL import Image
 
 from mmvideos import dataroot, media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
+from mmvideos.corpus import sha256_file
 from mmvideos.dataroot import DataRoot, slot_of, unit_key
 from mmvideos.ingest import REJECT_COLUMNS, raise_unreadable
 from mmvideos.progress import progress_bar
@@ -158,6 +159,8 @@ def _clip_one(video, cfg: ClipConfig, audio_path: Path, frames_path: Path) -> li
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
     with storage.local_copy(video.uri, _generation(video)) as path:
+        if getattr(video, "sha256", None) and sha256_file(path) != video.sha256:  # local files have no generation
+            raise FileNotFoundError(f"{video.uri} was rewritten since ingest (its SHA-256 differs)")
         with shards.ShardWriter(audio_path) as audio_out:
             for clip_id, pcm in zip(ids, _cut_audio(path, plan, cfg.sample_rate)):
                 audio_out.write(clip_id, {"wav": shards.wav_bytes(pcm, cfg.sample_rate)})
