@@ -185,7 +185,8 @@ def scan_source(source: str | Path, allow_outside: bool | None = None) -> tuple[
     column when it has one, else its first. Relative entries are relative to the list's folder.
 
     Nothing is dropped without a word: the second list holds ``(uri, reason)`` for every entry
-    that is not a candidate: a list row starting with ``#``, an unreadable sub-folder, a symlink
+    that is not a candidate: a hidden file or folder, a list row starting with ``#``, an
+    unreadable sub-folder, a symlink
     loop, a symlink leaving the folder, a list entry outside the list's folder (unless
     ``allow_outside``; ``gs://`` entries are always allowed). A source that lists nothing at all
     is an error (``FileNotFoundError``), not a run over zero videos.
@@ -218,6 +219,8 @@ def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
         refused.append((str(exc.filename), f"unreadable folder: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        refused += [(str(Path(dirpath, d)), "hidden folder (its name starts with '.'): not read")
+                    for d in sorted(dirnames) if d.startswith(".")]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in [d for d in dirnames if Path(dirpath, d).is_symlink()]:  # os.walk does not follow them
             dirnames.remove(name)
@@ -234,9 +237,10 @@ def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
                             if not real.is_relative_to(top) else
                             "symlinked folder inside the source: not followed (its files are listed where they are)"))
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
             path = Path(dirpath, name)
+            if name.startswith("."):
+                refused.append((str(path), "hidden file (its name starts with '.'): not read"))
+                continue
             try:
                 real = path.resolve(strict=True)
             except RuntimeError:
