@@ -129,3 +129,118 @@ def test_rewritten_object_is_read_at_its_ingested_generation(emulator, media_dir
     again = read_videos(tmp_path / "i2")
     assert again["uri"].tolist() == ["gs://videos/raw/a.mp4"]
     assert again["video_id"].tolist() == videos.loc[videos["uri"].str.endswith("b.mp4"), "video_id"].tolist()
+
+
+# --- Integrity of training inputs and outputs (finding 5) and resume settings (finding 7) -------
+
+import io  # noqa: E402
+import json  # noqa: E402
+import tarfile  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mmvideos.corpus import sha256_file  # noqa: E402
+from mmvideos.train import PretrainConfig, load_model, pretrain  # noqa: E402
+from mmvideos.training.synthetic import write_synthetic_features  # noqa: E402
+
+
+def _config(**changes) -> PretrainConfig:
+    settings = dict(model="vggish_fc", width_mult=0.0625, epochs=1, batch_size=16, lr=3e-3, shuffle_buffer=32,
+                    num_workers=0, device="cpu", val_clips=0)
+    return PretrainConfig(**(settings | changes))
+
+
+@pytest.fixture
+def features(tmp_path):
+    return write_synthetic_features(tmp_path / "features", num_clips=64, val_clips=16, num_shards=2)
+
+
+def _shard(features: Path) -> Path:
+    return Path(pd.read_parquet(features / "manifest.parquet")["uri"].iloc[0])
+
+
+def _rewrite_shard(features: Path, change) -> None:
+    """Rewrite the first shard's members through ``change(name, bytes) -> bytes | None`` and
+    record the new SHA-256 in the manifest, as if the stage itself had written it so."""
+    shard = _shard(features)
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    with tarfile.open(shard, "w") as tar:
+        for member, data in members:
+            data = change(member.name, data)
+            if data is not None:
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+    manifest = pd.read_parquet(features / "manifest.parquet")
+    manifest.loc[manifest["uri"] == str(shard), "sha256"] = sha256_file(shard)
+    manifest.to_parquet(features / "manifest.parquet", index=False)
+
+
+def test_a_non_finite_loss_stops_training_with_an_error(features, tmp_path, one_torch_thread):
+    def poison(name: str, data: bytes) -> bytes:
+        mel = np.load(io.BytesIO(data))
+        buf = io.BytesIO()
+        np.save(buf, np.full_like(mel, np.nan))
+        return buf.getvalue()
+
+    _rewrite_shard(features, poison)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        pretrain(features, tmp_path / "out", _config(), progress=False)
+    assert not (tmp_path / "out" / "model.safetensors").exists()  # no NaN model is exported
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "fewer_clips"])
+def test_a_damaged_shard_is_an_error_naming_it(features, tmp_path, damage):
+    shard = _shard(features)
+    data = bytearray(shard.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # a valid tar with a clip less than the index names
+        with tarfile.open(shard) as tar:
+            first = tar.getmembers()[0]
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()[1:]]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for member, payload in members:
+                tar.addfile(member, io.BytesIO(payload))
+        data = bytearray(buf.getvalue())
+        assert first.name not in {m.name for m, _ in members}
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"shard {shard} is corrupt"):
+        pretrain(features, tmp_path / "out", _config(), progress=False)
+
+
+def test_an_index_naming_a_shard_the_manifest_lacks_is_an_error(features, tmp_path):
+    index = pd.read_parquet(features / "index.parquet")
+    index.loc[0, "shard"] = str(features / "shards" / "elsewhere.tar")
+    index.to_parquet(features / "index.parquet", index=False)
+    with pytest.raises(ValueError, match="elsewhere.tar"):
+        pretrain(features, tmp_path / "out", _config(), progress=False)
+
+
+def test_flipped_weights_and_checkpoints_are_refused(features, tmp_path, one_torch_thread):
+    out = tmp_path / "out"
+    pretrain(features, out, _config(), progress=False)
+    load_model(out)  # intact: loads
+    for name in ("model.safetensors", "checkpoint.pt"):
+        path = out / name
+        data = bytearray(path.read_bytes())
+        data[len(data) - 100] ^= 0x01
+        path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors is corrupt"):
+        load_model(out)
+    with pytest.raises(ValueError, match="checkpoint.pt is corrupt"):
+        pretrain(features, out, _config(epochs=2), progress=False)
+
+
+def test_resume_refuses_changed_settings_unless_forced(features, tmp_path, one_torch_thread):
+    out = tmp_path / "out"
+    pretrain(features, out, _config(), progress=False)
+    with pytest.raises(ValueError, match=r"lr 0.003 -> 0.001.*--force"):
+        pretrain(features, out, _config(epochs=2, lr=1e-3), progress=False)
+    pretrain(features, out, _config(epochs=2), progress=False)  # more epochs only: resumes
+    summary = pretrain(features, out, _config(epochs=3, lr=1e-3), progress=False, force=True)
+    history = json.loads((out / "metrics.json").read_text())
+    assert summary["final"]["epoch"] == 3 and history[-1]["lr"] == pytest.approx(1e-3 * 0.9 ** 2)

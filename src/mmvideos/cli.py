@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -223,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmvideos {__version__}")
     parser.add_argument("--params", type=Path, default=None,
                         help="parameter file; a named file must exist (default: ./params.yaml, else the packaged copy)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at INFO level, and show the traceback of an error (else one line)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="let URI lists name local files outside the list's folder (absolute or '..' paths; "
+                             "refused by default, each with a reject row)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local",
@@ -397,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.allow_outside:
+            os.environ["MMVIDEOS_ALLOW_OUTSIDE"] = "1"  # the pipeline's tasks inherit it
+        if args.command not in _NO_PARAMS:
+            load_params(args.params)  # every section, key, type and range, before any work
         args.func(args)
     except KeyboardInterrupt:
         print(f"mmvideos {args.command}: interrupted", file=sys.stderr)
@@ -407,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmvideos {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+#: Commands that do not read the parameter file (the rest validate it whole before starting).
+_NO_PARAMS = {"demo-corpus", "models", "demo-benchmark", "bench"}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -251,6 +251,8 @@ def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 continue
             if not real.is_relative_to(top):
                 refused.append((str(path), f"symlink to {real}, outside the source folder"))
+            elif path.is_symlink():
+                refused.append((str(path), f"symlink to {real}: read under its own name"))
             elif real.is_file():
                 uris.append(str(real))
             else:
@@ -415,3 +417,27 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     from google.api_core.exceptions import GoogleAPIError
 
     return OSError, GoogleAPIError
+
+
+def file_versions(uris: list[str]) -> dict[str, str]:
+    """``{uri: version}`` naming each file's current content without reading it: size and mtime
+    (ns) of a local file, size, generation and MD5 of a GCS object (one listing per bucket, of
+    the URIs' common folder); ``missing`` when there is none. Caches key on these, not on paths.
+    """
+    versions: dict[str, str] = {}
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        if is_gcs(uri):
+            by_bucket.setdefault(split_gcs(uri)[0], []).append(uri)
+            continue
+        try:
+            stat = os.stat(uri)
+            versions[uri] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except FileNotFoundError:
+            versions[uri] = "missing"
+    for bucket, members in by_bucket.items():
+        folder = os.path.commonprefix([split_gcs(uri)[1] for uri in members]).rpartition("/")[0]
+        listed = {f"{GCS_PREFIX}{bucket}/{b.name}": f"{b.size}:{b.generation}:{b.md5_hash}"
+                  for b in list_blobs(bucket, folder)}
+        versions |= {uri: listed.get(uri, "missing") for uri in members}
+    return versions
