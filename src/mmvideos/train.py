@@ -382,13 +382,15 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
                              "with the new ones")
         if state["config"]["model"] != cfg.model or state["config"]["width_mult"] != cfg.width_mult:
             raise ValueError(f"{out_dir / CHECKPOINT} holds a different model: {state['config']}")
-        if changed:
-            log.warning("resuming %s with changed settings (--force): %s", out_dir / CHECKPOINT, sorted(changed))
-            for group in optimizer.param_groups:  # the new learning rate applies from here on
-                group["lr"] = cfg.lr * cfg.lr_decay ** state["epoch"]
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if changed:
+            log.warning("resuming %s with changed settings (--force): %s", out_dir / CHECKPOINT, sorted(changed))
+            for group in optimizer.param_groups:  # the new learning rate and decay apply from here on
+                group["lr"] = cfg.lr * cfg.lr_decay ** state["epoch"]
+            scheduler.gamma = cfg.lr_decay
+            optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # the weights' group (_param_groups)
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         if len(state["rng"]) == proc.world_size:  # else a different world size: fresh rank seeds
             set_rng_state(state["rng"][proc.rank])
