@@ -244,3 +244,17 @@ def test_resume_refuses_changed_settings_unless_forced(features, tmp_path, one_t
     summary = pretrain(features, out, _config(epochs=3, lr=1e-3), progress=False, force=True)
     history = json.loads((out / "metrics.json").read_text())
     assert summary["final"]["epoch"] == 3 and history[-1]["lr"] == pytest.approx(1e-3 * 0.9 ** 2)
+
+
+def test_a_stage_leaves_the_users_own_files_in_its_output_folder(media_dir, tmp_path):
+    """Finding 2: shards go to the data root under keys the stage made; files already in the
+    output folder (the user's) are never deleted or overwritten."""
+    out = tmp_path / "D"
+    mine = [out / "audio" / "mine.tar", out / "frames" / "mine.tar", out / "shards" / "mine.tar", out / "notes.txt"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"the user's own bytes")
+    root = DataRoot(tmp_path / "root")
+    ingest(media_dir, out, root, progress=False)
+    clip_videos(read_videos(out), out, ClipConfig(), root, progress=False)
+    assert all(path.read_bytes() == b"the user's own bytes" for path in mine)

@@ -89,8 +89,10 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     the clip settings: a video clipped before (by any run on this root) is not decoded again.
     Writes into the local ``out_dir`` the manifest, ``clips.parquet`` and ``rejects.parquet``
     of this slot's videos, and returns the summary. A video whose media cannot be decoded is a
-    committed reject (decoding it again would fail again); one that cannot be read now (gone,
-    a storage error) is rejected in this run only.
+    committed reject (decoding it again would fail again); one gone or rewritten since ingest
+    (its bytes no longer match the probed SHA-256) is a reject of this run only; one that cannot
+    be read now (a storage error that outlived its retries) fails the task once the others are
+    done, so that no cache keeps a run that missed it.
     """
     out_dir = Path(out_dir)
     start_time = time.monotonic()

@@ -280,7 +280,7 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
 CONCATENATED = ("manifest.parquet", "probes.parquet", "clips.parquet", "rejects.parquet", "visual.parquet",
                 "audio.parquet", "index.parquet")
 #: Summary counts that add up over slots; other summary values are taken from the first part.
-ADDITIVE = ("files", "unreadable_now", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
+ADDITIVE = ("files", "gone_since_listed", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
             "frames", "seconds", "audio_seconds", "shards_reused", "shards_computed", "clips_computed",
             "clips_unlabelled", "clips_too_short", "shards", "labels")
 

@@ -118,8 +118,9 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
     so a file seen before is not read again. Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
     and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
-    A file that cannot be read now (a storage error) is reported, not committed: the next run
-    tries it again.
+    A file that cannot be read now (a storage error that outlived its retries) is not committed:
+    the others are finished, then the task fails (``StorageUnavailable``), so no cache keeps the
+    run and the next one reads it. A file gone since the listing is a reject of this run only.
     """
     started = time.monotonic()
     listing = read_listing(root, fingerprint)
@@ -139,17 +140,17 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     # gone since listed: a reject of this run only (the next listing no longer has it);
     # could not be read now: the stage fails below, so no cache keeps a run that missed it
     unreadable = [(entry, exc) for entry, exc in skipped if not isinstance(exc, FileNotFoundError)]
-    transient = [{"uri": entry.uri, "reason": "file not found"} for entry, exc in skipped
+    gone = [{"uri": entry.uri, "reason": "file not found"} for entry, exc in skipped
                  if isinstance(exc, FileNotFoundError)]
     for entry, exc in skipped:
         log.warning("ingest: %s cannot be read now: %s", entry.uri, exc)
     out_dir = Path(out_dir)
     rows = [{c: r.get(c) for c in PROBE_COLUMNS} for r in records]
-    rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in transient]
+    rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in gone]
     write_parquet(pd.DataFrame(rows, columns=PROBE_COLUMNS), out_dir / "probes.parquet")
     manifest = manifest_rows(records)
     write_parquet(manifest, out_dir / MANIFEST)
-    summary = {"files": len(mine), "unreadable_now": len(transient), **counts.as_summary(),
+    summary = {"files": len(mine), "gone_since_listed": len(gone), **counts.as_summary(),
                "seconds": round(time.monotonic() - started, 2)}
     write_json(summary, out_dir / "summary.json")
     if unreadable:

@@ -54,9 +54,9 @@ def _is_transient(exc: BaseException) -> bool:
     """A failure to read now, not a property of the file (a missing file is neither: it is gone)."""
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageUnavailable)):
         return False
-    from google.api_core.exceptions import GoogleAPIError, NotFound
+    from google.api_core.exceptions import NotFound
 
-    return isinstance(exc, (OSError, GoogleAPIError)) and not isinstance(exc, NotFound)
+    return isinstance(exc, transient_errors()) and not isinstance(exc, NotFound)
 
 
 def retrying(what: str, call: Callable[[], T]) -> T:
@@ -415,8 +415,14 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "cannot be read now" (a missing file, I/O, a storage service error),
     as opposed to bad content: what is not committed as a result."""
     from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import TransportError
 
-    return OSError, GoogleAPIError
+    try:  # a download whose checksum did not match: read it again
+        from google.resumable_media.common import DataCorruption
+    except ImportError:  # newer google-cloud-storage
+        from google.cloud.storage.exceptions import DataCorruption
+
+    return OSError, GoogleAPIError, TransportError, DataCorruption
 
 
 def file_versions(uris: list[str]) -> dict[str, str]:
