@@ -258,3 +258,63 @@ def test_a_stage_leaves_the_users_own_files_in_its_output_folder(media_dir, tmp_
     ingest(media_dir, out, root, progress=False)
     clip_videos(read_videos(out), out, ClipConfig(), root, progress=False)
     assert all(path.read_bytes() == b"the user's own bytes" for path in mine)
+
+
+def test_transfer_cache_sees_audio_changed_at_the_same_path(tmp_path):
+    """Finding 3: the embedding cache is keyed by each file's version, not by its path."""
+    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, extract
+    from mmvideos.shards import wav_bytes
+    from mmvideos.synth_media import tone
+
+    def write(path: Path, hz: float) -> None:
+        path.write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
+
+    write(tmp_path / "a.wav", 440.0)
+    write(tmp_path / "b.wav", 880.0)
+    table = pd.DataFrame({"clip_id": ["a", "b"], "uri": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]})
+    calls = []
+
+    def counting(frames):
+        calls.append(1)
+        return LOGMEL_STATS.fn(frames)
+
+    stats = Extractor("logmel_stats", LOGMEL_STATS.key, counting)
+    first = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
+    assert len(calls) == 2
+    extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)
+    assert len(calls) == 2  # unchanged: all from the cache
+    write(tmp_path / "a.wav", 3000.0)  # the benchmark's audio changes at the same path
+    os.utime(tmp_path / "a.wav", ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    again = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
+    assert len(calls) == 3  # only the changed clip is decoded again
+    assert not np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+
+
+def test_a_truncated_shard_names_itself(tmp_path):
+    """Finding 10: not a bare tarfile.ReadError."""
+    from mmvideos.shards import ShardWriter, iter_shard
+
+    with ShardWriter(tmp_path / "s.tar") as writer:
+        for i in range(5):
+            writer.write(f"clip{i}", {"npy": bytes(5000)})
+    data = (tmp_path / "s.tar").read_bytes()
+    (tmp_path / "s.tar").write_bytes(data[:7000])
+    with pytest.raises(ValueError, match=f"shard {tmp_path / 's.tar'} is damaged"):
+        list(iter_shard(tmp_path / "s.tar"))
+
+
+def test_a_flipped_clip_shard_is_caught_on_read(media_dir, tmp_path):
+    """Finding 5: shards are verified against their manifest's SHA-256 as they stream."""
+    from mmvideos.clip import iter_clip_audio
+
+    root = DataRoot(tmp_path / "root")
+    ingest(media_dir, tmp_path / "i", root, progress=False)
+    clip_videos(read_videos(tmp_path / "i"), tmp_path / "c", ClipConfig(), root, progress=False)
+    assert len(list(iter_clip_audio(tmp_path / "c"))) == 3
+    manifest = pd.read_parquet(tmp_path / "c" / "manifest.parquet")
+    shard = Path(manifest.loc[manifest["file"] == "audio.tar", "uri"].iloc[0])
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0x01  # inside the first WAV's samples: the tar still parses
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"shard {shard} is corrupt"):
+        list(iter_clip_audio(tmp_path / "c"))

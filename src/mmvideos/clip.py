@@ -211,33 +211,34 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def clip_shards(clips_dir: str | Path, kind: str) -> dict[str, str]:
-    """``{unit key: URI}`` of the ``audio`` or ``frames`` shards a clip folder's manifest lists."""
-    return dataroot.file_uris(clips_dir, f"{kind}.tar")
-
-
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
     """Stream ``(clip_id, float32 mono samples, sample_rate)`` over every audio shard of a clip folder."""
-    for uri in clip_shards(clips_dir, "audio").values():
-        yield from iter_shard_audio(uri)
+    for row in _shard_rows(clips_dir, "audio"):
+        yield from iter_shard_audio(row.uri, row.sha256)
 
 
 def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over every frames shard of a clip folder."""
-    for uri in clip_shards(clips_dir, "frames").values():
-        yield from iter_shard_frames(uri)
+    for row in _shard_rows(clips_dir, "frames"):
+        yield from iter_shard_frames(row.uri, row.sha256)
 
 
-def iter_shard_audio(uri: str) -> Iterator[tuple[str, np.ndarray, int]]:
-    """Stream ``(clip_id, float32 mono samples, sample_rate)`` from one audio shard."""
-    for clip_id, group in shards.iter_shard(uri):
+def _shard_rows(clips_dir: str | Path, kind: str):
+    manifest = dataroot.read_manifest(clips_dir)
+    return manifest[manifest["file"] == f"{kind}.tar"].itertuples(index=False)
+
+
+def iter_shard_audio(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray, int]]:
+    """Stream ``(clip_id, float32 mono samples, sample_rate)`` from one audio shard, verified
+    against ``sha256`` (its manifest row's) when given (:func:`mmvideos.shards.iter_shard`)."""
+    for clip_id, group in shards.iter_shard(uri, sha256):
         samples, rate = shards.read_wav(group["wav"])
         yield clip_id, samples, rate
 
 
-def iter_shard_frames(uri: str) -> Iterator[tuple[str, np.ndarray]]:
-    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard."""
-    for clip_id, group in shards.iter_shard(uri):
+def iter_shard_frames(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard (verified as above)."""
+    for clip_id, group in shards.iter_shard(uri, sha256):
         frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
         yield clip_id, np.stack(frames)
 
