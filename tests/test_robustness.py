@@ -101,6 +101,12 @@ def test_dead_bucket_is_a_one_line_error(emulator, tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "no bucket gs://no-such-bucket" in done.stderr.strip().splitlines()[-1]
+    storage.gcs_client().create_bucket("videos")
+    storage.gcs_client().bucket("videos").blob("raw/a.mp4").upload_from_string(b"x")
+    typo = _cli("ingest", "--source", "gs://videos/rwa", "--output", str(tmp_path / "o"),
+                "--data-root", str(tmp_path / "root"))
+    assert typo.returncode != 0 and "Traceback" not in typo.stderr
+    assert "lists no files" in typo.stderr.strip().splitlines()[-1]
 
 
 def test_rewritten_object_is_read_at_its_ingested_generation(emulator, media_dir, tmp_path):

@@ -100,7 +100,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
             logging.getLogger(__name__).info("the failed task's traceback:\n%s", excerpt)
             cause = next((line for line in reversed(excerpt.splitlines()) if _EXCEPTION.match(line)), "")
             first = _ANSI.sub("", str(exc)).strip().splitlines()[0] if str(exc).strip() else "a task failed"
-            raise RuntimeError(f"{first}: {cause or 'see the log'} (full log: {log_path})") from None
+            raise RuntimeError(f"{first.rstrip('.')}: {cause or 'see the log'} (full log: {log_path})") from None
         outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
         _point_latest(workdir, outputs)
     return outputs
