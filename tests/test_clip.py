@@ -139,7 +139,7 @@ def test_a_video_gone_since_ingest_is_rejected_for_this_run_only(clipped, tmp_pa
     data = DataRoot(tmp_path / "data")
     summary = clip_videos(videos, tmp_path / "out", ClipConfig(), data, progress=False)
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
-    assert summary["videos_rejected"] == 1 and "cannot be read" in rejects["reason"].item()
+    assert summary["videos_rejected"] == 1 and "gone or changed since ingest" in rejects["reason"].item()
     assert summary["shards_computed"] == 1  # nothing committed for the missing video: the next run tries again
 
 

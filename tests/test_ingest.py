@@ -77,9 +77,15 @@ def test_folds_and_splits_follow_the_paper():
     assert 0.04 < val < 0.10  # one part in 15
 
 
-def test_uri_list_source(media_dir, tmp_path):
+def test_uri_list_source(media_dir, tmp_path, monkeypatch):
     listing = tmp_path / "videos.csv"
     listing.write_text(f"uri,comment\n{media_dir / 'good_speech.mp4'},ok\n{tmp_path / 'missing.mp4'},gone\n")
+    summary = ingest(listing, tmp_path / "out", DataRoot(tmp_path / "data"), IngestConfig(), progress=False)
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
+    assert summary["videos_kept"] == 0  # the video lies outside the list's folder: refused, with the reason
+    assert rejects["reason"].str.startswith("outside the list's folder").sum() == 1
+    assert "file not found" in rejects["reason"].tolist()
+    monkeypatch.setenv("MMVIDEOS_ALLOW_OUTSIDE", "1")  # what --allow-outside sets
     summary = ingest(listing, tmp_path / "out", DataRoot(tmp_path / "data"), IngestConfig(), progress=False)
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
     assert summary["videos_kept"] == 1
@@ -91,7 +97,9 @@ def test_a_text_list_takes_each_line_whole(media_dir, tmp_path):
     folder.mkdir()
     shutil.copy(media_dir / "good_speech.mp4", folder / "clip, take 1.mp4")
     (folder / "videos.txt").write_text("# one URI per line\nclip, take 1.mp4\n")
-    assert storage.list_source(folder / "videos.txt") == [str((folder / "clip, take 1.mp4").resolve())]
+    assert storage.scan_source(folder / "videos.txt") == (
+        [str((folder / "clip, take 1.mp4").resolve())],
+        [("# one URI per line", "list row starting with '#' (a comment): not read")])
 
 
 def test_a_second_ingest_reads_only_new_or_changed_files(media_dir, tmp_path):

@@ -18,6 +18,7 @@ from sklearn.metrics import average_precision_score
 from torch.utils.data import DataLoader
 
 from mmvideos.bench import benchmark, format_table
+from mmvideos.corpus import sha256_file
 from mmvideos.features.store import iter_features
 from mmvideos.models import build_model
 from mmvideos.dataroot import DataRoot, collect_garbage
@@ -203,7 +204,8 @@ def test_load_model_rebuilds_the_exported_network(trained):
     out, _ = trained
     card = json.loads((out / "model.json").read_text())
     assert card == {"arch": "vggish_fc", "num_classes": 12, "width_mult": 0.0625, "epoch": EPOCHS,
-                    "feature_preset": "paper", "vocabulary": "vocabulary.parquet"}
+                    "feature_preset": "paper", "vocabulary": "vocabulary.parquet",
+                    "sha256": sha256_file(out / "model.safetensors")}
     assert (out / card["vocabulary"]).exists()
     model = load_model(out)
     assert not model.training

@@ -184,7 +184,7 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
 
     def compute(row, scratch: Path) -> tuple[dict, dict]:
         table = {"clip_id": [], "classes": [], "scores": []}
-        for clip_id, mean in clip_means(items(row.uri), annotator.predict, cfg.batch_size):
+        for clip_id, mean in clip_means(items(row.uri, row.sha256), annotator.predict, cfg.batch_size):
             top = np.argsort(-mean, kind="stable")[:kept]
             table["clip_id"].append(clip_id)
             table["classes"].append(top.astype(np.int32))
@@ -241,8 +241,8 @@ def one_second_segments(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return samples[: n * SAMPLE_RATE].reshape(n, SAMPLE_RATE).astype(np.float32, copy=False)
 
 
-def _audio_segments(uri: str) -> Iterator[tuple[str, np.ndarray]]:
-    for clip_id, samples, rate in iter_shard_audio(uri):
+def _audio_segments(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    for clip_id, samples, rate in iter_shard_audio(uri, sha256):
         yield clip_id, one_second_segments(samples, rate)
 
 

@@ -11,7 +11,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from mmvideos import __version__
@@ -150,7 +152,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from mmvideos.train import checkpoint_uri, launch, pretrain_config
 
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
-    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg)))
+    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg),
+                  force=args.force))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -221,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmvideos {__version__}")
     parser.add_argument("--params", type=Path, default=None,
                         help="parameter file; a named file must exist (default: ./params.yaml, else the packaged copy)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at INFO level, and show the traceback of an error (else one line)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="let URI lists name local files outside the list's folder (absolute or '..' paths; "
+                             "refused by default, each with a reject row)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local",
@@ -341,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "last finished epoch")
     p.add_argument("--model", default=None,
                    help="which of pretrain.models to train (default: the only one; required when it lists several)")
+    p.add_argument("--force", action="store_true",
+                   help="resume the output folder's checkpoint even when settings that change the result (lr, "
+                        "batch size, seed...) differ from it; without it that is an error naming them")
     _data_root_option(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -394,11 +404,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.allow_outside:
+            os.environ["MMVIDEOS_ALLOW_OUTSIDE"] = "1"  # the pipeline's tasks inherit it
+        if args.command not in _NO_PARAMS:
+            load_params(args.params)  # every section, key, type and range, before any work
         args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"mmvideos {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"mmvideos {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line: what failed and what to do; the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"mmvideos {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+#: Commands that do not read the parameter file (the rest validate it whole before starting).
+_NO_PARAMS = {"demo-corpus", "models", "demo-benchmark", "bench"}
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (first line), its type where the message alone
+    would not say what went wrong, and a pointer to ``-v`` for the traceback."""
+    text = " ".join(str(exc).split()) if isinstance(exc, (ValueError, RuntimeError, OSError)) else ""
+    if isinstance(exc, MemoryError) or not text:
+        text = f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}"
+    return f"{text} (run with -v for the traceback)" if len(text) < 2000 else text[:2000] + "..."
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ from PIL import Image
 
 from mmvideos import dataroot, media, shards, storage
 from mmvideos.atomic import write_json, write_parquet
+from mmvideos.corpus import sha256_file
 from mmvideos.dataroot import DataRoot, slot_of, unit_key
-from mmvideos.ingest import REJECT_COLUMNS
+from mmvideos.ingest import REJECT_COLUMNS, raise_unreadable
 from mmvideos.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     the clip settings: a video clipped before (by any run on this root) is not decoded again.
     Writes into the local ``out_dir`` the manifest, ``clips.parquet`` and ``rejects.parquet``
     of this slot's videos, and returns the summary. A video whose media cannot be decoded is a
-    committed reject (decoding it again would fail again); one that cannot be read now (gone,
-    a storage error) is rejected in this run only.
+    committed reject (decoding it again would fail again); one gone or rewritten since ingest
+    (its bytes no longer match the probed SHA-256) is a reject of this run only; one that cannot
+    be read now (a storage error that outlived its retries) fails the task once the others are
+    done, so that no cache keeps a run that missed it.
     """
     out_dir = Path(out_dir)
     start_time = time.monotonic()
@@ -101,6 +104,9 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
 
     def compute(video, scratch: Path) -> tuple[dict, dict]:
         base = {"video_id": video.video_id}
+        if not plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s):
+            return {**base, "rejected": f"too short for a clip: {float(video.duration_s):.2f} s, clip.min_s is "
+                                        f"{cfg.min_s:g} s", "clips": 0}, {}
         try:
             rows = _clip_one(video, cfg, scratch / "audio.tar", scratch / "frames.tar")
         except media.MediaError as exc:
@@ -117,8 +123,12 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
                                               lambda video, *_: bar.update(float(video.duration_s)),
                                               skip=storage.transient_errors())
     bar.close()
+    # gone or rewritten since ingest: a reject of this run (re-ingest sees the change);
+    # could not be read now: the stage fails below, after keeping what it finished
+    unreadable = [(video.uri, exc) for video, exc in skipped if not isinstance(exc, FileNotFoundError)]
     transient = [{"uri": video.uri, "video_id": video.video_id, "stage": "clip",
-                  "reason": f"cannot be read: {type(exc).__name__}: {exc}"} for video, exc in skipped]
+                  "reason": f"gone or changed since ingest: {exc}; ingest again"} for video, exc in skipped
+                 if isinstance(exc, FileNotFoundError)]
     for video, exc in skipped:
         log.warning("clip: %s cannot be read now: %s", video.uri, exc)
     by_id = videos.set_index("video_id")
@@ -135,14 +145,24 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     summary = {**_summary(clips, rejected, videos_in=len(videos), seconds=time.monotonic() - start_time),
                **counts.as_summary()}
     write_json(summary, out_dir / "summary.json")
+    if unreadable:
+        raise_unreadable("clip", unreadable, len(videos))
     return summary
+
+
+def _generation(video) -> int | None:
+    """The GCS generation ingest read (``None`` for a local file or an older videos table)."""
+    generation = getattr(video, "generation", None)
+    return None if generation is None or generation != generation else int(generation)
 
 
 def _clip_one(video, cfg: ClipConfig, audio_path: Path, frames_path: Path) -> list[dict]:
     """Decode one video into its two shards; returns the clip rows (without fold and split)."""
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
-    with storage.local_copy(video.uri) as path:
+    with storage.local_copy(video.uri, _generation(video)) as path:
+        if getattr(video, "sha256", None) and sha256_file(path) != video.sha256:  # local files have no generation
+            raise FileNotFoundError(f"{video.uri} was rewritten since ingest (its SHA-256 differs)")
         with shards.ShardWriter(audio_path) as audio_out:
             for clip_id, pcm in zip(ids, _cut_audio(path, plan, cfg.sample_rate)):
                 audio_out.write(clip_id, {"wav": shards.wav_bytes(pcm, cfg.sample_rate)})
@@ -191,33 +211,34 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def clip_shards(clips_dir: str | Path, kind: str) -> dict[str, str]:
-    """``{unit key: URI}`` of the ``audio`` or ``frames`` shards a clip folder's manifest lists."""
-    return dataroot.file_uris(clips_dir, f"{kind}.tar")
-
-
 def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
     """Stream ``(clip_id, float32 mono samples, sample_rate)`` over every audio shard of a clip folder."""
-    for uri in clip_shards(clips_dir, "audio").values():
-        yield from iter_shard_audio(uri)
+    for row in _shard_rows(clips_dir, "audio"):
+        yield from iter_shard_audio(row.uri, row.sha256)
 
 
 def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over every frames shard of a clip folder."""
-    for uri in clip_shards(clips_dir, "frames").values():
-        yield from iter_shard_frames(uri)
+    for row in _shard_rows(clips_dir, "frames"):
+        yield from iter_shard_frames(row.uri, row.sha256)
 
 
-def iter_shard_audio(uri: str) -> Iterator[tuple[str, np.ndarray, int]]:
-    """Stream ``(clip_id, float32 mono samples, sample_rate)`` from one audio shard."""
-    for clip_id, group in shards.iter_shard(uri):
+def _shard_rows(clips_dir: str | Path, kind: str):
+    manifest = dataroot.read_manifest(clips_dir)
+    return manifest[manifest["file"] == f"{kind}.tar"].itertuples(index=False)
+
+
+def iter_shard_audio(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray, int]]:
+    """Stream ``(clip_id, float32 mono samples, sample_rate)`` from one audio shard, verified
+    against ``sha256`` (its manifest row's) when given (:func:`mmvideos.shards.iter_shard`)."""
+    for clip_id, group in shards.iter_shard(uri, sha256):
         samples, rate = shards.read_wav(group["wav"])
         yield clip_id, samples, rate
 
 
-def iter_shard_frames(uri: str) -> Iterator[tuple[str, np.ndarray]]:
-    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard."""
-    for clip_id, group in shards.iter_shard(uri):
+def iter_shard_frames(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard (verified as above)."""
+    for clip_id, group in shards.iter_shard(uri, sha256):
         frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
         yield clip_id, np.stack(frames)
 

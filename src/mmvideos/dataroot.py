@@ -42,7 +42,7 @@ from mmvideos.corpus import sha256_file
 log = logging.getLogger(__name__)
 
 #: Bump a stage's version when its code changes what it writes: every key of the stage changes.
-STAGE_VERSIONS = {"probe": "1", "clip": "1", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
+STAGE_VERSIONS = {"probe": "2", "clip": "2", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
 
 #: The stages whose units live under the data root (gc walks these, plus ``pretrain``).
 UNIT_STAGES = tuple(STAGE_VERSIONS)
@@ -280,7 +280,7 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
 CONCATENATED = ("manifest.parquet", "probes.parquet", "clips.parquet", "rejects.parquet", "visual.parquet",
                 "audio.parquet", "index.parquet")
 #: Summary counts that add up over slots; other summary values are taken from the first part.
-ADDITIVE = ("files", "unreadable_now", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
+ADDITIVE = ("files", "gone_since_listed", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
             "frames", "seconds", "audio_seconds", "shards_reused", "shards_computed", "clips_computed",
             "clips_unlabelled", "clips_too_short", "shards", "labels")
 
@@ -323,3 +323,45 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
     if root is not None and (out_dir / MANIFEST).is_file():
         root.save_manifest(stage, pd.read_parquet(out_dir / MANIFEST))
     return summary
+
+
+def verify_files(folder: str | Path, name: str, index: pd.DataFrame | None = None) -> int:
+    """Check a stage folder's ``name`` files against its manifest before they are used.
+
+    Every file's SHA-256 must be the one its manifest row recorded (a flipped bit, a truncated or
+    replaced shard is an error naming it). With ``index`` (a table with ``clip_id``, ``shard``
+    (the file's URI) and ``n_seconds``), every shard it names must be in the manifest and its
+    unit's commit record must hold each of its clips with that many seconds: the index and the
+    shards agree. Reads every file once; returns how many were checked.
+    """
+    manifest = read_manifest(folder)
+    rows = manifest[manifest["file"] == name]
+    fix = "delete that unit's folder in the data root and run the stage again to rebuild it"
+    if index is not None:
+        unknown = sorted(set(index["shard"]) - set(rows["uri"]))
+        if unknown:
+            raise ValueError(f"{storage.join(folder, 'index')}: shard {unknown[0]} (and {len(unknown) - 1} more) "
+                             f"is not in the manifest of {folder}: the index and the shards disagree; run the stage again")
+        for uri, group in index.groupby("shard", sort=True):
+            try:
+                held = json.loads(storage.read_bytes(storage.join(uri.rsplit("/", 1)[0], COMMIT))).get("n_seconds")
+            except FileNotFoundError:  # a shard outside a data root (a synthetic set): its checksum still counts
+                held = None
+            if held is None:
+                continue
+            wrong = [c for c, n in zip(group["clip_id"], group["n_seconds"]) if held.get(c) != int(n)]
+            if wrong:
+                raise ValueError(f"shard {uri} does not hold what the index says: clip {wrong[0]} (and "
+                                 f"{len(wrong) - 1} more) differs; {fix}")
+    for row in rows.itertuples(index=False):
+        if not row.sha256:
+            continue
+        try:
+            with storage.local_copy(row.uri) as path:
+                digest = sha256_file(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"shard {row.uri} listed in {folder} is missing; {fix}") from None
+        if digest != row.sha256:
+            raise ValueError(f"shard {row.uri} is corrupt: its SHA-256 is not the one recorded when it was written; "
+                             f"{fix}")
+    return len(rows)

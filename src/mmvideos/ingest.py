@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 VIDEO_NAMESPACE = uuid.UUID("6f3c1d2e-5b7a-4c1e-9a8d-2f4b6c8e0a1d")
 
 REJECT_COLUMNS = ["uri", "video_id", "reason", "stage"]
-VIDEO_COLUMNS = ["video_id", "uri", "sha256", "size_bytes", "duration_s", "video_codec", "width",
+VIDEO_COLUMNS = ["video_id", "uri", "generation", "sha256", "size_bytes", "duration_s", "video_codec", "width",
                  "height", "fps", "audio_codec", "sample_rate", "channels", "fold", "split"]
+#: ``version`` of a listing entry that the listing itself refused (``rejected:<reason>``).
+REFUSED = "rejected:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +58,15 @@ class IngestConfig:
     """``params.yaml: ingest``."""
 
     min_duration_s: float = 3.0
+    max_duration_s: float = 86400.0
     num_folds: int = 4096
     val_every_n_folds: int = 15
     val_part: int = 14
 
     def __post_init__(self) -> None:
+        if not 0 < self.min_duration_s <= self.max_duration_s:
+            raise ValueError(f"ingest needs 0 < min_duration_s <= max_duration_s, got {self.min_duration_s}, "
+                             f"{self.max_duration_s}")
         if self.num_folds <= 0 or self.val_every_n_folds <= 0:
             raise ValueError("num_folds and val_every_n_folds must be positive")
         if not 0 <= self.val_part < self.val_every_n_folds:
@@ -112,8 +118,9 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
     so a file seen before is not read again. Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
     and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
-    A file that cannot be read now (a storage error) is reported, not committed: the next run
-    tries it again.
+    A file that cannot be read now (a storage error that outlived its retries) is not committed:
+    the others are finished, then the task fails (``StorageUnavailable``), so no cache keeps the
+    run and the next one reads it. A file gone since the listing is a reject of this run only.
     """
     started = time.monotonic()
     listing = read_listing(root, fingerprint)
@@ -121,53 +128,73 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     bar = progress_bar(total=len(mine), desc="probe", unit="file", disable=not progress)
 
     def compute(entry, scratch: Path) -> tuple[dict, dict]:
-        return _probe(entry.uri), {}
+        if str(entry.version).startswith(REFUSED):
+            return {"uri": entry.uri, "reason": str(entry.version)[len(REFUSED):]}, {}
+        return _probe(entry.uri, _generation(entry.uri, str(entry.version))), {}
 
     items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version)), e)
              for e in mine.itertuples(index=False)]
-    records, counts, skipped = root.map_units("probe", items, compute, lambda *_: bar.update(), skip=(_Transient,))
+    records, counts, skipped = root.map_units("probe", items, compute, lambda *_: bar.update(),
+                                              skip=storage.transient_errors())
     bar.close()
-    transient = [{"uri": entry.uri, "reason": str(exc)} for entry, exc in skipped]
+    # gone since listed: a reject of this run only (the next listing no longer has it);
+    # could not be read now: the stage fails below, so no cache keeps a run that missed it
+    unreadable = [(entry, exc) for entry, exc in skipped if not isinstance(exc, FileNotFoundError)]
+    gone = [{"uri": entry.uri, "reason": "file not found"} for entry, exc in skipped
+                 if isinstance(exc, FileNotFoundError)]
     for entry, exc in skipped:
         log.warning("ingest: %s cannot be read now: %s", entry.uri, exc)
     out_dir = Path(out_dir)
     rows = [{c: r.get(c) for c in PROBE_COLUMNS} for r in records]
-    rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in transient]
+    rows += [{**{c: None for c in PROBE_COLUMNS}, **t} for t in gone]
     write_parquet(pd.DataFrame(rows, columns=PROBE_COLUMNS), out_dir / "probes.parquet")
     manifest = manifest_rows(records)
     write_parquet(manifest, out_dir / MANIFEST)
-    summary = {"files": len(mine), "unreadable_now": len(transient), **counts.as_summary(),
+    summary = {"files": len(mine), "gone_since_listed": len(gone), **counts.as_summary(),
                "seconds": round(time.monotonic() - started, 2)}
     write_json(summary, out_dir / "summary.json")
+    if unreadable:
+        raise_unreadable("ingest", [(entry.uri, exc) for entry, exc in unreadable], len(mine))
     return summary
 
 
-class _Transient(Exception):
-    """A file that could not be read at this moment (not a property of its content)."""
+def raise_unreadable(stage: str, failures: list[tuple[str, BaseException]], total: int) -> None:
+    """Fail a stage that could not read some of its inputs now (storage errors that outlived
+    their retries): what it finished is kept in the data root, and a re-run reads the rest."""
+    uri, exc = failures[0]
+    raise storage.StorageUnavailable(
+        f"{stage}: {len(failures)} of {total} files could not be read now (first: {uri}: {exc}); "
+        "they were not examined, the others are kept: run again once storage answers")
 
 
-def _probe(uri: str) -> dict:
-    """One file's probe record: its content hash and streams, or the reason it is no video."""
-    record: dict = {"uri": uri}
-    try:
-        with storage.local_copy(uri) as path:
-            size = path.stat().st_size
-            if size == 0:
-                return {**record, "reason": "empty file"}
-            record |= {"sha256": sha256_file(path), "size_bytes": size}
+def _generation(uri: str, version: str) -> int | None:
+    """The GCS generation a listing recorded (``<generation>:<md5>``), else ``None``."""
+    head = version.partition(":")[0]
+    return int(head) if storage.is_gcs(uri) and head.isdigit() else None
+
+
+def _probe(uri: str, generation: int | None = None) -> dict:
+    """One file's probe record: its content hash and streams, or the reason it is no video.
+
+    A GCS object is read at the ``generation`` listed, which the record keeps for the clip stage.
+    Storage errors propagate (the file is not examined, :func:`probe_listing`).
+    """
+    record: dict = {"uri": uri, "generation": generation}
+    with storage.local_copy(uri, generation) as path:
+        size = path.stat().st_size
+        if size == 0:
+            return {**record, "reason": "empty file"}
+        record |= {"sha256": sha256_file(path), "size_bytes": size}
+        try:
             info = media.probe(path)
-    except FileNotFoundError as exc:
-        raise _Transient("file not found") from exc
-    except media.MediaError as exc:
-        return {**record, "reason": str(exc)}
-    except storage.transient_errors() as exc:  # storage errors (permissions, network): this run only
-        raise _Transient(f"cannot be read: {type(exc).__name__}: {exc}") from exc
+        except media.MediaError as exc:
+            return {**record, "reason": str(exc)}
     return {**record, **dataclasses.asdict(info), "reason": ""}
 
 
 #: ``probes.parquet``: a probe record per file (stream facts, or why it is no video).
-PROBE_COLUMNS = ["uri", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec", "width",
-                 "height", "fps", "audio_codec", "sample_rate", "channels", "reason"]
+PROBE_COLUMNS = ["uri", "generation", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec",
+                 "width", "height", "fps", "audio_codec", "sample_rate", "channels", "reason"]
 
 
 def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
@@ -228,6 +255,9 @@ def _verdict(row, cfg: IngestConfig) -> str:
         return "no video stream (sound only)"
     if row.duration_s < cfg.min_duration_s:
         return f"too short: {row.duration_s:.2f} s, a clip needs at least {cfg.min_duration_s:g} s"
+    if row.duration_s > cfg.max_duration_s:
+        return (f"too long: the container declares {row.duration_s:.0f} s, more than ingest.max_duration_s "
+                f"({cfg.max_duration_s:g} s)")
     return ""
 
 
@@ -274,14 +304,16 @@ def source_entries(source: str | Path) -> list[tuple[str, int, str]]:
     """``(uri, size, version)`` of every file of ``source`` (see ``source_fingerprint``).
 
     ``version`` is the mtime in nanoseconds for a local file, ``<generation>:<md5>`` for a GCS
-    object, ``missing`` (size -1) for a listed URI that does not exist.
+    object, ``missing`` (size -1) for a listed URI that does not exist, ``rejected:<reason>``
+    (size -1) for an entry the listing refuses (:func:`mmvideos.storage.scan_source`).
     """
     source = str(source)
     if not source:
         return [(f"demo:{v.name}", -1, v.sha256) for v in DEMO_VIDEOS]
-    uris = storage.list_source(source)
+    uris, refused = storage.scan_source(source)
     return ([_local_entry(uri) for uri in uris if not storage.is_gcs(uri)]
-            + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)]))
+            + _gcs_entries([uri for uri in uris if storage.is_gcs(uri)])
+            + [(uri, -1, f"{REFUSED}{reason}") for uri, reason in refused])
 
 
 def _local_entry(uri: str) -> tuple[str, int, str]:
@@ -308,6 +340,6 @@ def _gcs_entries(uris: list[str]) -> list[tuple[str, int, str]]:
 def _gcs_versions(prefix_uri: str) -> dict[str, tuple[int, str]]:
     """``{uri: (size, "<generation>:<md5>")}`` of the objects under a ``gs://`` prefix (one listing)."""
     bucket, key = storage.split_gcs(prefix_uri)
-    blobs = storage.gcs_client().list_blobs(bucket, prefix=key)
+    blobs = storage.list_blobs(bucket, key)
     return {f"{storage.GCS_PREFIX}{bucket}/{b.name}": (int(b.size or 0), f"{b.generation}:{b.md5_hash}")
             for b in blobs if not b.name.endswith("/")}

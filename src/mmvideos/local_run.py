@@ -5,9 +5,11 @@ cluster: each task runs as a subprocess of this Python (``SubprocessRunner(use_v
 outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local cache under
 ``<workdir>/cache`` lets a re-run skip tasks whose inputs did not change. kfp.local honours each
 task's compiled caching option, as a cluster does: the first step, which lists the source, runs
-every time, and ingest re-runs only when that listing changed. The runner's full log
-goes to ``<workdir>/run.log``; the terminal shows one line per task, the tasks' periodic progress
-lines and the final summary.
+every time, and ingest re-runs only when that listing changed. Each run's full log goes to
+``<workdir>/logs/<time>-<pid>.log`` (``<workdir>/run.log`` links to the newest); the terminal
+shows one line per task, the tasks' periodic progress lines and the final summary. A run holds
+``<workdir>/.lock``: a second run on the same workdir is refused, and the ``latest`` links are
+replaced atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -82,8 +85,11 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     params = load_params(params_path)
     pipeline = build_pipeline(params)
     root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
-    with open(workdir / "run.log", "a") as log, warnings.catch_warnings(), \
+    log_path = workdir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with _locked(workdir), open(log_path, "a") as log, warnings.catch_warnings(), \
             contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
+        _replace_link(workdir / "run.log", log_path)  # the newest run's log
         # display names and resource requests are for the cluster; the local runner says so per task
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
         # our image is a Python image with mmvideos installed: the same code runs here
@@ -93,16 +99,48 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
                             **({} if source is None else {"source": source}))
         except RuntimeError as exc:
             log.flush()
-            raise RuntimeError(f"{_ANSI.sub('', str(exc))}\n{_failure(workdir / 'run.log')}") from None
-    outputs = {}
-    for name, artifact in task.outputs.items():
-        if isinstance(artifact, list):  # one per task of a fan-out (models): <name>-<its name or index>
-            for index, item in enumerate(artifact):
-                outputs[f"{name}-{_summary(Path(item.path)).get('model', index)}"] = Path(item.path)
-        else:
-            outputs[name] = Path(artifact.path)
-    _point_latest(workdir, outputs)
+            excerpt = _failure(log_path)
+            logging.getLogger(__name__).info("the failed task's traceback:\n%s", excerpt)
+            cause = next((line for line in reversed(excerpt.splitlines()) if _EXCEPTION.match(line)), "")
+            first = _ANSI.sub("", str(exc)).strip().splitlines()[0] if str(exc).strip() else "a task failed"
+            raise RuntimeError(f"{first.rstrip('.')}: {cause or 'see the log'} (full log: {log_path})") from None
+        outputs = {}
+        for name, artifact in task.outputs.items():
+            if isinstance(artifact, list):  # one per task of a fan-out (models): <name>-<its name or index>
+                for index, item in enumerate(artifact):
+                    outputs[f"{name}-{_summary(Path(item.path)).get('model', index)}"] = Path(item.path)
+            else:
+                outputs[name] = Path(artifact.path)
+        _point_latest(workdir, outputs)
     return outputs
+
+
+@contextlib.contextmanager
+def _locked(workdir: Path):
+    """Hold ``<workdir>/.lock`` for a run: a second ``mmvideos run`` on the same workdir is refused
+    at once (its cache, ``latest`` links and logs would race with this one's)."""
+    import fcntl
+
+    with open(workdir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RuntimeError(f"another mmvideos run is using {workdir} (pid {handle.read().strip() or '?'}); "
+                               "wait for it to finish or give another --workdir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def _replace_link(link: Path, target: Path) -> None:
+    """Point the symlink ``link`` at ``target`` atomically (a new link renamed over the old one)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
 
 
 def _failure(log_path: Path, max_lines: int = 25) -> str:
@@ -123,9 +161,7 @@ def _point_latest(workdir: Path, outputs: dict[str, Path]) -> None:
     latest = workdir / "latest"
     latest.mkdir(exist_ok=True)
     for name, path in outputs.items():
-        link = latest / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(path)
+        _replace_link(latest / name, path)
 
 
 def _summary(folder: Path) -> dict:

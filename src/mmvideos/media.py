@@ -49,7 +49,11 @@ def probe(path: str | Path) -> Probe:
     """
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            video = next(iter(container.streams.video), None)
+            videos = list(container.streams.video)
+            # a still image attached to a sound file (cover art) is no video: every frame is the cover
+            video = next((v for v in videos if not _is_cover(v)), None)
+            if video is None and videos:
+                raise MediaError("sound with a still cover image, not a video")
             audio = next(iter(container.streams.audio), None)
             spans = [s for s in (_stream_seconds(video) if video else None,
                                  _stream_seconds(audio) if audio else None) if s]
@@ -59,6 +63,8 @@ def probe(path: str | Path) -> Probe:
                 duration = container.duration / av.time_base
             else:
                 duration = 0.0
+            if audio is not None and duration > 0:
+                _check_declared_end(container, audio, duration)
             fps = float(video.average_rate) if video is not None and video.average_rate else None
             return Probe(
                 duration_s=round(duration, 3),
@@ -74,6 +80,25 @@ def probe(path: str | Path) -> Probe:
             )
     except av.FFmpegError as exc:
         raise MediaError(f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
+
+
+def _is_cover(stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _check_declared_end(container, audio, duration: float) -> None:
+    """Refuse a header whose duration the audio does not reach: seek to just before the declared
+    end and read a few packets (a header claiming 10^9 s must not plan 10^8 clips)."""
+    base = audio.start_time or 0
+    container.seek(max(0, int((duration - 3.0) / audio.time_base)) + base, stream=audio, backward=True)
+    end = 0.0
+    for count, packet in enumerate(container.demux(audio)):
+        if packet.pts is not None:
+            end = max(end, float((packet.pts - base + (packet.duration or 0)) * audio.time_base))
+        if count >= 200 or end >= duration - 0.5:
+            break
+    if end < duration - max(2.0, 0.02 * duration):
+        raise MediaError(f"its header declares {duration:.0f} s but its audio ends near {end:.1f} s")
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

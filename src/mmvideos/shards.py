@@ -10,6 +10,7 @@ stage on the same input gives byte-identical shards.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -86,10 +87,46 @@ def _open_stream(uri: str | Path) -> IO[bytes]:
     return open(uri, "rb")
 
 
-def iter_shard(uri: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Stream ``(key, {suffix: bytes})`` groups from a shard (local path or ``gs://``)."""
-    with _open_stream(uri) as fh:
-        yield from iter_tar(fh)
+def iter_shard(uri: str | Path, sha256: str = "") -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Stream ``(key, {suffix: bytes})`` groups from a shard (local path or ``gs://``).
+
+    A damaged (truncated, overwritten) tar is a ``ValueError`` naming the shard; with ``sha256``
+    (its manifest row's) the bytes are hashed as they stream and a mismatch is a ``ValueError``
+    once the last group has been read, so a unit computed from it is never committed.
+    """
+    fix = "delete its unit folder in the data root and run the stage that wrote it again"
+    with _open_stream(uri) as raw:
+        fh = _Hashing(raw)
+        try:
+            yield from iter_tar(fh)
+        except tarfile.TarError as exc:
+            raise ValueError(f"shard {uri} is damaged ({exc}): {fix}") from exc
+        if sha256:
+            while fh.read(1 << 20):  # the tar's end padding
+                pass
+            if fh.digest.hexdigest() != sha256:
+                raise ValueError(f"shard {uri} is corrupt: its SHA-256 is not the one recorded when it was written; "
+                                 f"{fix}")
+
+
+class _Hashing(io.RawIOBase):
+    """A read-only stream that hashes what passes through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw, self.digest = raw, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def iter_tar(fh: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:

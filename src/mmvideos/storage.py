@@ -8,14 +8,93 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 GCS_PREFIX = "gs://"
 _CHUNK = 8 << 20
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Seconds storage may keep failing before the process gives up on it: a dead backend ends the
+#: stage in minutes, not in hours of per-object retries. ``MMVIDEOS_STORAGE_DEADLINE_S`` sets it.
+DEFAULT_DEADLINE_S = 120.0
+#: Tries per call while the backend is within its deadline (backoff 0.5, 1, 2, 4... s, at most 10).
+ATTEMPTS = 5
+
+
+class StorageUnavailable(OSError):
+    """Storage kept failing (network, 5xx, permissions, I/O) past its retries or the deadline:
+    nothing was learnt about the file, so it is never a reject; the stage fails and a re-run
+    examines the file again."""
+
+
+class _Outage:
+    """When storage started failing without a success since (process-wide)."""
+
+    since: float | None = None
+
+
+def deadline_s() -> float:
+    """The storage deadline of this process (``MMVIDEOS_STORAGE_DEADLINE_S``, default 120 s)."""
+    value = os.environ.get("MMVIDEOS_STORAGE_DEADLINE_S", "")
+    try:
+        return float(value) if value else DEFAULT_DEADLINE_S
+    except ValueError:
+        raise ValueError(f"MMVIDEOS_STORAGE_DEADLINE_S must be a number of seconds, got {value!r}") from None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A failure to read now, not a property of the file (a missing file is neither: it is gone)."""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageUnavailable)):
+        return False
+    from google.api_core.exceptions import NotFound
+
+    return isinstance(exc, transient_errors()) and not isinstance(exc, NotFound)
+
+
+def retrying(what: str, call: Callable[[], T]) -> T:
+    """``call()``, retried with bounded exponential backoff on transient storage errors.
+
+    Once storage has failed without a success for :func:`deadline_s` seconds every call fails
+    at once with :class:`StorageUnavailable`, so a dead backend costs the deadline once, not per
+    object. Other errors (a missing file, bad content) pass through untouched.
+    """
+    for attempt in range(ATTEMPTS):
+        if _Outage.since is not None and time.monotonic() - _Outage.since > deadline_s():
+            raise StorageUnavailable(f"{what}: storage has not answered for {deadline_s():.0f} s "
+                                     "(MMVIDEOS_STORAGE_DEADLINE_S); check it and run again")
+        try:
+            result = call()
+        except Exception as exc:
+            if not _is_transient(exc):
+                raise
+            _Outage.since = _Outage.since or time.monotonic()
+            if attempt == ATTEMPTS - 1:
+                raise StorageUnavailable(f"{what}: {type(exc).__name__}: {_short(exc)} "
+                                         f"(after {ATTEMPTS} tries); run again once storage answers") from exc
+            log.warning("%s: %s, retrying", what, _short(exc))
+            left = deadline_s() - (time.monotonic() - _Outage.since)
+            time.sleep(max(0.0, min(0.5 * 2 ** attempt, 10.0, left)))
+        else:
+            _Outage.since = None
+            return result
+    raise AssertionError("unreachable")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _no_library_retry():
+    """google-cloud-storage's own retry (up to 120 s per call) is replaced by :func:`retrying`."""
+    return None
 
 
 def is_gcs(uri: str) -> bool:
@@ -64,44 +143,129 @@ def read_parquet(uri: str | Path):
 def list_gcs(prefix_uri: str) -> list[str]:
     """All object URIs under a ``gs://`` prefix, sorted; "directory" placeholders skipped."""
     bucket, key = split_gcs(prefix_uri)
-    blobs = gcs_client().list_blobs(bucket, prefix=key)
+    blobs = list_blobs(bucket, key)
     return sorted(f"{GCS_PREFIX}{bucket}/{b.name}" for b in blobs if not b.name.endswith("/"))
+
+
+def list_blobs(bucket: str, prefix: str) -> list:
+    """Every blob under ``prefix`` (one listing, retried); a missing bucket is ``FileNotFoundError``."""
+    from google.api_core.exceptions import NotFound
+
+    def call():
+        try:
+            return list(gcs_client().list_blobs(bucket, prefix=prefix, retry=_no_library_retry()))
+        except NotFound as exc:
+            raise FileNotFoundError(f"no bucket gs://{bucket} (or no access to it)") from exc
+
+    return retrying(f"listing gs://{bucket}/{prefix}", call)
 
 
 #: File suffixes of a URI list source.
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 
 
-def list_source(source: str | Path) -> list[str]:
-    """Expand a source into the URIs of its candidate videos.
+def list_source(source: str | Path, allow_outside: bool | None = None) -> list[str]:
+    """The URIs of a source's candidate videos (:func:`scan_source` without its refusals)."""
+    return scan_source(source, allow_outside)[0]
+
+
+def allow_outside_default() -> bool:
+    """Whether URI lists may name files outside their roots: ``MMVIDEOS_ALLOW_OUTSIDE=1``
+    (what ``mmvideos --allow-outside`` sets, so the pipeline's tasks see it too)."""
+    return os.environ.get("MMVIDEOS_ALLOW_OUTSIDE", "") in ("1", "true", "yes")
+
+
+def scan_source(source: str | Path, allow_outside: bool | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand a source into the URIs of its candidate videos and the entries it refuses.
 
     A source is a local folder (every non-hidden file below it, recursively), a ``gs://``
     folder (every object under ``<prefix>/``, not its neighbours: ``gs://b/raw`` does not list
     ``gs://b/raw_old/``), a single file or object, or a ``.csv``/``.txt``/``.lst`` list of URIs,
     local or on GCS: a ``.txt``/``.lst`` holds one URI per line, a ``.csv`` uses its ``uri``
     column when it has one, else its first. Relative entries are relative to the list's folder.
+
+    Nothing is dropped without a word: the second list holds ``(uri, reason)`` for every entry
+    that is not a candidate: a hidden file or folder, a list row starting with ``#``, an
+    unreadable sub-folder, a symlink
+    loop, a symlink leaving the folder, a list entry outside the list's folder (unless
+    ``allow_outside``; ``gs://`` entries are always allowed). A source that lists nothing at all
+    is an error (``FileNotFoundError``), not a run over zero videos.
     """
     source = str(source)
+    allow = allow_outside_default() if allow_outside is None else allow_outside
     if source.lower().endswith(LIST_SUFFIXES):
         with local_copy(source) as path:
-            return _read_uri_list(Path(path), base=source.rsplit("/", 1)[0] if is_gcs(source) else None)
-    if is_gcs(source):
-        bucket, key = split_gcs(source)
-        return list_gcs(source.rstrip("/") + "/") or ([source] if gcs_client().bucket(bucket).blob(key).exists() else [])
-    path = Path(source)
-    if path.is_dir():
-        return sorted(
-            str(p.resolve()) for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-    if path.is_file():
-        return [str(path.resolve())]
-    raise FileNotFoundError(f"source {source!r} is neither a folder, a gs:// prefix nor a URI list")
+            uris, refused = _read_uri_list(Path(path), source.rsplit("/", 1)[0] if is_gcs(source) else None, allow)
+    elif is_gcs(source):
+        uris = list_gcs(source.rstrip("/") + "/") or ([source] if exists(source) else [])
+        refused = []
+    elif Path(source).is_dir():
+        uris, refused = _walk(Path(source))
+    elif Path(source).is_file():
+        uris, refused = [str(Path(source).resolve())], []
+    else:
+        raise FileNotFoundError(f"source {source!r} is neither a folder, a gs:// prefix nor a URI list")
+    if not uris and not refused:
+        raise FileNotFoundError(f"source {source!r} lists no files: check the folder, prefix or list")
+    return uris, refused
 
 
-def _read_uri_list(path: Path, base: str | None = None) -> list[str]:
-    """The URIs of a list file; relative ones are joined to ``base`` (default: the file's folder)."""
+def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files below a local folder, and the entries refused (unreadable, loops, links leaving it)."""
+    top = folder.resolve()
+    uris, refused = [], []
+
+    def unreadable(exc: OSError) -> None:
+        refused.append((str(exc.filename), f"unreadable folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        refused += [(str(Path(dirpath, d)), "hidden folder (its name starts with '.'): not read")
+                    for d in sorted(dirnames) if d.startswith(".")]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in [d for d in dirnames if Path(dirpath, d).is_symlink()]:  # os.walk does not follow them
+            dirnames.remove(name)
+            link = Path(dirpath, name)
+            try:
+                real = link.resolve(strict=True)
+            except (RuntimeError, OSError):
+                refused.append((str(link), "symlink loop"))
+                continue
+            if link.parent.resolve().is_relative_to(real):
+                refused.append((str(link), f"symlink loop (to {real}, a folder above it)"))
+                continue
+            refused.append((str(link), f"symlinked folder to {real}, outside the source folder: not followed"
+                            if not real.is_relative_to(top) else
+                            "symlinked folder inside the source: not followed (its files are listed where they are)"))
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if name.startswith("."):
+                refused.append((str(path), "hidden file (its name starts with '.'): not read"))
+                continue
+            try:
+                real = path.resolve(strict=True)
+            except RuntimeError:
+                refused.append((str(path), "symlink loop"))
+                continue
+            except OSError as exc:  # a dangling link, a loop (ELOOP)
+                refused.append((str(path), "symlink loop" if exc.errno == 40 else f"broken link: {exc.strerror}"))
+                continue
+            if not real.is_relative_to(top):
+                refused.append((str(path), f"symlink to {real}, outside the source folder"))
+            elif path.is_symlink():
+                refused.append((str(path), f"symlink to {real}: read under its own name"))
+            elif real.is_file():
+                uris.append(str(real))
+            else:
+                refused.append((str(path), "not a regular file"))
+    return sorted(set(uris)), refused
+
+
+def _read_uri_list(path: Path, base: str | None = None,
+                   allow_outside: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """The URIs of a list file and its refused rows; relative ones are joined to ``base``
+    (default: the file's folder), and a local entry must stay inside that folder."""
     lines = [line.strip() for line in path.read_text().splitlines()]
+    refused = [(line, "list row starting with '#' (a comment): not read") for line in lines if line.startswith("#")]
     lines = [line for line in lines if line and not line.startswith("#")]
     if path.suffix.lower() != ".csv":
         entries = lines
@@ -110,18 +274,32 @@ def _read_uri_list(path: Path, base: str | None = None) -> list[str]:
         header = [c.strip().lower() for c in rows[0]] if rows else []
         column = header.index("uri") if "uri" in header else 0
         entries = [row[column].strip() for row in rows[1 if "uri" in header else 0:] if len(row) > column]
+    folder = path.parent.resolve()
     uris = []
     for uri in entries:
-        if not is_gcs(uri) and not os.path.isabs(uri):
-            uri = join(base, uri) if base else str((path.parent / uri).resolve())
+        if not is_gcs(uri) and not base:
+            resolved = (folder / uri).resolve()
+            if not allow_outside and not resolved.is_relative_to(folder):
+                refused.append((uri, f"outside the list's folder {folder} (give --allow-outside to read it)"))
+                continue
+            uri = str(resolved)
+        elif not is_gcs(uri):
+            if os.path.isabs(uri) or ".." in Path(uri).parts:
+                refused.append((uri, "a local or '..' path in a gs:// list"))
+                continue
+            uri = join(base, uri)
         uris.append(uri)
-    return uris
+    return uris, refused
 
 
 @contextlib.contextmanager
-def local_copy(uri: str) -> Iterator[Path]:
-    """A local path holding ``uri``'s bytes: the file itself, or a streamed temporary download;
-    ``FileNotFoundError`` when there is none."""
+def local_copy(uri: str, generation: int | None = None) -> Iterator[Path]:
+    """A local path holding ``uri``'s bytes: the file itself, or a temporary download
+    (retried, :func:`retrying`); ``FileNotFoundError`` when there is none.
+
+    ``generation`` pins a GCS object to the version listed earlier: an object rewritten or
+    deleted since is ``FileNotFoundError`` too, never the new bytes under the old identity.
+    """
     if not is_gcs(uri):
         if not os.path.exists(uri):
             raise FileNotFoundError(f"no file {uri}")
@@ -133,12 +311,16 @@ def local_copy(uri: str) -> Iterator[Path]:
         dest = Path(tmp) / f"object{suffix}"
         from google.api_core.exceptions import NotFound
 
-        blob = gcs_client().bucket(bucket).blob(key)
-        try:
-            with blob.open("rb", chunk_size=_CHUNK) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
-        except NotFound as exc:
-            raise FileNotFoundError(f"no object {uri}") from exc
+        def download() -> None:
+            blob = gcs_client().bucket(bucket).blob(key, generation=generation)
+            try:
+                blob.download_to_filename(str(dest), retry=_no_library_retry())
+            except NotFound as exc:
+                dest.unlink(missing_ok=True)
+                changed = f" at generation {generation} (rewritten or deleted since it was listed)" if generation else ""
+                raise FileNotFoundError(f"no object {uri}{changed}") from exc
+
+        retrying(f"reading {uri}", download)
         yield dest
 
 
@@ -147,7 +329,8 @@ def exists(uri: str | Path) -> bool:
     uri = str(uri)
     if is_gcs(uri):
         bucket, key = split_gcs(uri)
-        return gcs_client().bucket(bucket).blob(key).exists()
+        return retrying(f"looking up {uri}", lambda: gcs_client().bucket(bucket).blob(key).exists(
+            retry=_no_library_retry()))
     return os.path.isfile(uri)
 
 
@@ -159,10 +342,14 @@ def read_bytes(uri: str | Path) -> bytes:
     from google.api_core.exceptions import NotFound
 
     bucket, key = split_gcs(uri)
-    try:
-        return gcs_client().bucket(bucket).blob(key).download_as_bytes()
-    except NotFound as exc:
-        raise FileNotFoundError(f"no object {uri}") from exc
+
+    def call() -> bytes:
+        try:
+            return gcs_client().bucket(bucket).blob(key).download_as_bytes(retry=_no_library_retry())
+        except NotFound as exc:
+            raise FileNotFoundError(f"no object {uri}") from exc
+
+    return retrying(f"reading {uri}", call)
 
 
 def put_file(local: str | Path, uri: str | Path) -> None:
@@ -174,7 +361,8 @@ def put_file(local: str | Path, uri: str | Path) -> None:
     uri = str(uri)
     if is_gcs(uri):
         bucket, key = split_gcs(uri)
-        gcs_client().bucket(bucket).blob(key).upload_from_filename(str(local))
+        retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_filename(
+            str(local), retry=_no_library_retry()))
         return
     from mmvideos.atomic import atomic_path
 
@@ -187,7 +375,8 @@ def put_bytes(data: bytes, uri: str | Path) -> None:
     uri = str(uri)
     if is_gcs(uri):
         bucket, key = split_gcs(uri)
-        gcs_client().bucket(bucket).blob(key).upload_from_string(data)
+        retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_string(
+            data, retry=_no_library_retry()))
         return
     from mmvideos.atomic import atomic_open
 
@@ -215,7 +404,7 @@ def list_files(prefix: str | Path) -> list[tuple[str, float, int]]:
     if is_gcs(prefix):
         bucket, key = split_gcs(prefix.rstrip("/") + "/")
         return sorted((f"{GCS_PREFIX}{bucket}/{b.name}", b.updated.timestamp() if b.updated else 0.0, int(b.size or 0))
-                      for b in gcs_client().list_blobs(bucket, prefix=key) if not b.name.endswith("/"))
+                      for b in list_blobs(bucket, key) if not b.name.endswith("/"))
     root = Path(prefix)
     if not root.is_dir():
         return []
@@ -226,5 +415,35 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "cannot be read now" (a missing file, I/O, a storage service error),
     as opposed to bad content: what is not committed as a result."""
     from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import TransportError
 
-    return OSError, GoogleAPIError
+    try:  # a download whose checksum did not match: read it again
+        from google.resumable_media.common import DataCorruption
+    except ImportError:  # newer google-cloud-storage
+        from google.cloud.storage.exceptions import DataCorruption
+
+    return OSError, GoogleAPIError, TransportError, DataCorruption
+
+
+def file_versions(uris: list[str]) -> dict[str, str]:
+    """``{uri: version}`` naming each file's current content without reading it: size and mtime
+    (ns) of a local file, size, generation and MD5 of a GCS object (one listing per bucket, of
+    the URIs' common folder); ``missing`` when there is none. Caches key on these, not on paths.
+    """
+    versions: dict[str, str] = {}
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        if is_gcs(uri):
+            by_bucket.setdefault(split_gcs(uri)[0], []).append(uri)
+            continue
+        try:
+            stat = os.stat(uri)
+            versions[uri] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except FileNotFoundError:
+            versions[uri] = "missing"
+    for bucket, members in by_bucket.items():
+        folder = os.path.commonprefix([split_gcs(uri)[1] for uri in members]).rpartition("/")[0]
+        listed = {f"{GCS_PREFIX}{bucket}/{b.name}": f"{b.size}:{b.generation}:{b.md5_hash}"
+                  for b in list_blobs(bucket, folder)}
+        versions |= {uri: listed.get(uri, "missing") for uri in members}
+    return versions

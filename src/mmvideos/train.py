@@ -53,14 +53,16 @@ from mmvideos import config as config_mod
 from mmvideos import storage
 from mmvideos.corpus import sha256_file
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.dataroot import DataRoot
-from mmvideos.features.store import INDEX, iter_features, read_vocabulary
+from mmvideos.dataroot import DataRoot, verify_files
+from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import MODEL_NAMES, build_model
 from mmvideos.progress import progress_bar
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
+    checksum_path,
     export_model,
+    read_checksums,
     load_checkpoint,
     load_model,
     rng_state,
@@ -275,6 +277,8 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
         optimizer.step()
         loss_sum += loss.detach() * len(y)
         samples += len(y)
+        if step % POSTFIX_EVERY == 0 or step == steps:  # one sync every 50 steps: a NaN stops the run
+            _check_finite(loss_sum, step)
         if not bar.disable and (step % POSTFIX_EVERY == 0 or step == steps):
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # shown at the bar's next redraw
         bar.update()
@@ -282,6 +286,14 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     del batches  # stops the workers of an epoch that left some clips unread
     loss_total, samples = _sum_over_ranks([loss_sum.item(), float(samples)], proc)
     return loss_total / max(samples, 1.0), int(samples)
+
+
+def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
+    """Stop on a non-finite loss: no checkpoint or model is written from NaN weights."""
+    if not torch.isfinite(loss_sum).item():
+        raise FloatingPointError(
+            f"pretrain: the training loss became non-finite by step {step} of this epoch; no checkpoint or model "
+            "was written from it. Check the feature shards (a corrupt shard), or lower pretrain.lr")
 
 
 #: Settings that do not change the weights an epoch produces: left out of the checkpoint key, so a
@@ -307,8 +319,24 @@ def checkpoint_uri(root: DataRoot, features_dir: str | Path, cfg: PretrainConfig
     return storage.join(root.unit("pretrain", key), CHECKPOINT)
 
 
+def _publish(local: Path, uri: str) -> None:
+    """Copy a checkpoint and its checksums to the data root; a kill at any point leaves a pair
+    that verifies (the checksum file lists the old and the new digest while both may be there)."""
+    digest = read_checksums(checksum_path(local))
+    previous = storage.read_bytes(checksum_path(uri)).decode().split() if storage.exists(checksum_path(uri)) else []
+    storage.put_bytes("\n".join(digest + previous).encode(), checksum_path(uri))
+    storage.put_file(local, uri)
+    storage.put_bytes("\n".join(digest).encode(), checksum_path(uri))
+
+
+def changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (saved, now)}`` of the result-affecting settings that differ from a checkpoint's."""
+    now = dataclasses.asdict(cfg)
+    return {k: (saved.get(k), v) for k, v in now.items() if k not in _RESUMABLE and saved.get(k, v) != v}
+
+
 def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-             progress: bool = True, resume_from: str | None = None) -> dict[str, Any]:
+             progress: bool = True, resume_from: str | None = None, force: bool = False) -> dict[str, Any]:
     """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
 
     With ``resume_from`` (a URI in the data root, :func:`checkpoint_uri`) the checkpoint is
@@ -324,6 +352,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             ``summary.json``.
         cfg: hyper-parameters.
         progress: show a progress bar (rank 0).
+        force: resume a checkpoint of ``out_dir`` even when result-affecting settings changed
+            (they apply from the next epoch); without it that is an error naming them.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the default process group unless one is
     already initialised; :func:`main` destroys it on exit, other callers own its lifetime.
@@ -337,6 +367,9 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if cfg.global_batch % proc.world_size:
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
+    # every shard verified against its manifest's SHA-256, the index against the shards' commits
+    shards_checked = verify_files(features_dir, FEATURES, read_index(features_dir))
+    log.info("%d feature shards verified", shards_checked)
     stream = TrainStream(*training_shards(features_dir), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
     batch = _fit_batch(stream, cfg.global_batch, features_dir)
     per_rank = batch // proc.world_size
@@ -352,17 +385,31 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     torch.manual_seed(cfg.seed + proc.rank)  # rank-local randomness (dropout) differs per rank
     start_epoch, step, history = 0, 0, []
     if resume_from and not (out_dir / CHECKPOINT).exists() and storage.exists(resume_from):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if storage.exists(checksum_path(resume_from)):
+            storage.put_bytes(storage.read_bytes(checksum_path(resume_from)), checksum_path(out_dir / CHECKPOINT))
         with storage.local_copy(resume_from) as path:
-            out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out_dir / CHECKPOINT)
         log.info("resuming from %s", resume_from)
     if (out_dir / CHECKPOINT).exists():
         state = load_checkpoint(out_dir / CHECKPOINT)
+        changed = changed_settings(state["config"], cfg)
+        if changed and not force:
+            raise ValueError(f"{out_dir / CHECKPOINT} was trained with other settings that change the result: "
+                             + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+                             + "; use another --output folder, restore the settings, or give --force to resume "
+                             "with the new ones")
         if state["config"]["model"] != cfg.model or state["config"]["width_mult"] != cfg.width_mult:
             raise ValueError(f"{out_dir / CHECKPOINT} holds a different model: {state['config']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if changed:
+            log.warning("resuming %s with changed settings (--force): %s", out_dir / CHECKPOINT, sorted(changed))
+            for group in optimizer.param_groups:  # the new learning rate and decay apply from here on
+                group["lr"] = cfg.lr * cfg.lr_decay ** state["epoch"]
+            scheduler.gamma = cfg.lr_decay
+            optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # the weights' group (_param_groups)
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         if len(state["rng"]) == proc.world_size:  # else a different world size: fresh rank seeds
             set_rng_state(state["rng"][proc.rank])
@@ -406,7 +453,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
                             scheduler=scheduler.state_dict(), epoch=epoch + 1, step=step, history=history,
                             rng=rngs, config=dataclasses.asdict(cfg), world_size=proc.world_size)
             if resume_from:
-                storage.put_file(out_dir / CHECKPOINT, resume_from)
+                _publish(out_dir / CHECKPOINT, resume_from)
             _export(out_dir, model, cfg, epoch + 1, history)
         if proc.world_size > 1:
             dist.barrier()  # the next epoch (or a resuming reader) sees this epoch's files
@@ -418,6 +465,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         _export(out_dir, model, cfg, start_epoch, history)
     if resume_from and proc.main:  # the resumable state lives in the data root, not beside the model
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
+        Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
@@ -437,7 +485,8 @@ def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, hi
 
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-           nproc: int | None = None, progress: bool = True, resume_from: str | None = None) -> dict[str, Any]:
+           nproc: int | None = None, progress: bool = True, resume_from: str | None = None,
+           force: bool = False) -> dict[str, Any]:
     """:func:`pretrain` on every GPU of this machine: one process per GPU under torchrun.
 
     ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
@@ -452,14 +501,14 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
         if nproc < gpus:
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
-        return pretrain(features_dir, out_dir, cfg, progress, resume_from)
+        return pretrain(features_dir, out_dir, cfg, progress, resume_from, force)
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    "-m", "mmvideos.train", "--features", str(features_dir), "--out", str(out_dir),
                    "--params", str(params), *([] if progress else ["--no-progress"]),
-                   *(["--resume-from", resume_from] if resume_from else [])]
+                   *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))
         subprocess.run(command, check=True)
     return json.loads((Path(out_dir) / "summary.json").read_text())
@@ -503,6 +552,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume-from", default=None,
                         help="checkpoint URI in the data root (local or gs://) kept up to date after every epoch "
                              "and resumed from when --out has none")
+    parser.add_argument("--force", action="store_true",
+                        help="resume --out's checkpoint even if settings that change the result differ from it")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -518,7 +569,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                if getattr(args, f.name) is not None}
     cfg = dataclasses.replace(cfg, **changes)
     try:
-        summary = pretrain(args.features, args.out, cfg, progress=args.progress, resume_from=args.resume_from)
+        summary = pretrain(args.features, args.out, cfg, progress=args.progress, resume_from=args.resume_from,
+                           force=args.force)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

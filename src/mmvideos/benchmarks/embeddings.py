@@ -17,10 +17,12 @@ cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: 
 * the raw log-mel baseline takes the mean and standard deviation over all 10-ms frames of each
   mel bin (``[128]``).
 
-Cache: ``<cache>/<extractor key>/<benchmark>-<digest of the data root>/<clip_id>.npy``, each
-written atomically (its existence means it is complete), plus a ``.completed`` marker holding a
-digest of the clip ids once every clip is done; a re-run with the same key, root and clips then
-reads the vectors without decoding any audio. The key of a network is derived from the SHA-256
+Cache: ``<cache>/<extractor key>/<benchmark>-<digest of the data root>/<clip_id>-<version>.npy``,
+where ``version`` digests the audio file's size and mtime (GCS: size, generation and MD5), so
+audio changed at the same path is decoded again; each written atomically (its existence means it
+is complete), plus a ``.completed`` marker holding a digest of those names once every clip is
+done; a re-run with the same key, root and unchanged clips then reads the vectors without
+decoding any audio. The key of a network is derived from the SHA-256
 of its weights (trained or freshly initialised), so a new checkpoint never reuses stale vectors,
 and ends in the pooling (``-concat5s``, ``-mean_max``), so the poolings never share vectors.
 """
@@ -162,7 +164,11 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     Each clip is decoded once for all extractors that still lack it; everything already cached
     is read back instead.
     """
-    clip_ids = table["clip_id"].tolist()
+    # a clip's vector is named by its id and its file's version (size, mtime or GCS generation):
+    # audio rewritten at the same path is decoded again, never answered from the old vectors
+    versions = storage.file_versions(table["uri"].tolist())
+    clip_ids = [f"{cid}-{hashlib.sha256(versions[uri].encode()).hexdigest()[:12]}"
+                for cid, uri in zip(table["clip_id"], table["uri"])]
     digest = _ids_digest(clip_ids)
     root = str(root).rstrip("/") if storage.is_gcs(str(root)) else str(Path(root).resolve())
     place = f"{benchmark}-{hashlib.sha256(root.encode()).hexdigest()[:12]}"

@@ -159,7 +159,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
                     n_seconds[clip_id] = len(mel)
                 pending.clear()
 
-            for clip_id, samples, rate in clip.iter_shard_audio(row.uri):
+            for clip_id, samples, rate in clip.iter_shard_audio(row.uri, row.sha256):
                 samples = _to_16k(samples, rate)
                 if len(samples) < logmel.SAMPLE_RATE:
                     n_seconds[clip_id] = 0  # under one second: no feature

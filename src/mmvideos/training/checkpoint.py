@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mmvideos.atomic import atomic_path, write_json
+from mmvideos.corpus import sha256_file
 from mmvideos.models import build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,15 +61,45 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically, and its
+    SHA-256 beside it (``<path>.sha256``), which :func:`load_checkpoint` verifies."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        digest = sha256_file(tmp)
+        # a kill between the two renames leaves either file valid: the old and new digests both count
+        write_checksums(checksum_path(path), [digest, *read_checksums(checksum_path(path))])
+    write_checksums(checksum_path(path), [digest])
     return Path(path)
 
 
+def read_checksums(path: str | Path) -> list[str]:
+    """The SHA-256s a checksum file lists (none when it does not exist)."""
+    return Path(path).read_text().split() if Path(path).is_file() else []
+
+
+def write_checksums(path: str | Path, digests: list[str]) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(digests) + "\n")
+
+
+def checksum_path(path: str | Path) -> str:
+    """The SHA-256 file that goes with a checkpoint."""
+    return f"{path}.sha256"
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a :func:`save_checkpoint` file on the CPU, allowing no pickled code."""
+    """Read a :func:`save_checkpoint` file on the CPU, allowing no pickled code; a file whose
+    bytes no longer match its SHA-256 is an error (``ValueError``), never silently loaded."""
+    verify(path, *read_checksums(checksum_path(path)))
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def verify(path: str | Path, *sha256: str) -> None:
+    """Raise ``ValueError`` when ``path``'s SHA-256 is none of ``sha256`` (nothing to check when
+    none is given)."""
+    if any(sha256) and sha256_file(path) not in sha256:
+        raise ValueError(f"{path} is corrupt: its SHA-256 no longer matches the one written with it; "
+                         "delete it (and its .sha256) to start over, or restore it")
 
 
 def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: float,
@@ -80,7 +111,8 @@ def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: f
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"arch": arch, "epoch": str(epoch)})
     write_json({"arch": arch, "num_classes": int(model.num_classes), "width_mult": width_mult,
-                "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch},
+                "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch,
+                "sha256": sha256_file(out_dir / WEIGHTS)},
                out_dir / MODEL_CARD)
     return out_dir / WEIGHTS
 
@@ -99,5 +131,6 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
     folder = folder if folder.is_dir() else folder.parent
     card = json.loads((folder / MODEL_CARD).read_text())
     model = build_model(card["arch"], card["num_classes"], card["width_mult"])
+    verify(folder / WEIGHTS, card.get("sha256", ""))
     model.load_state_dict(load_file(str(folder / WEIGHTS)))
     return model.to(device).eval()

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.features.store import CONFIG, INDEX, VOCABULARY, encode_mel
+from mmvideos.corpus import sha256_file
+from mmvideos.dataroot import MANIFEST, MANIFEST_COLUMNS
+from mmvideos.features.store import CONFIG, FEATURES, INDEX, VOCABULARY, encode_mel
 from mmvideos.shards import ShardWriter
 
 FRAMES, MEL_BINS = 100, 64
@@ -79,6 +81,11 @@ def write_synthetic_features(out_dir: str | Path, num_clips: int = 96, val_clips
         writer.close()
     index = pd.DataFrame(rows).sort_values(["shard", "clip_id"], kind="stable")
     write_parquet(index, out_dir / INDEX)
+    counts = index.groupby("shard")["n_seconds"].agg(["size", "sum"])
+    write_parquet(pd.DataFrame([{"stage": "features", "key": Path(uri).stem, "video_id": "", "file": FEATURES, "uri": uri,
+                                 "clips": int(counts.at[uri, "size"]), "seconds": float(counts.at[uri, "sum"]),
+                                 "bytes": Path(uri).stat().st_size, "sha256": sha256_file(uri), "reused": False}
+                                for uri in uris], columns=MANIFEST_COLUMNS), out_dir / MANIFEST)
     write_parquet(vocabulary, out_dir / VOCABULARY)
     write_json({"preset": "synthetic", "frames_per_second": FRAMES, "mel_bins": MEL_BINS}, out_dir / CONFIG)
     return out_dir
