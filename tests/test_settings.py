@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -66,7 +65,6 @@ def test_yaml_booleans_pass_and_quoted_words_do_not(tmp_path):
 def test_a_bad_setting_fails_a_stage_before_any_work(media_dir, tmp_path):
     """A typo in the pretrain section stops ingest at once: not hours later, at pretraining."""
     params = _write(tmp_path, _params(pretrain={"lrr": 1.0e-3}))
-    started = time.monotonic()
     done = subprocess.run([*MMVIDEOS, "--params", str(params), "ingest", "--source", str(media_dir),
                            "--output", str(tmp_path / "out"), "--data-root", str(tmp_path / "root")],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -74,7 +72,6 @@ def test_a_bad_setting_fails_a_stage_before_any_work(media_dir, tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"mmvideos ingest: error: {params}: pretrain.lrr: unknown setting (run with -v for the traceback)"]
     assert not (tmp_path / "root").exists() and not (tmp_path / "out").exists()  # nothing was probed
-    assert time.monotonic() - started < 60
 
 
 def test_errors_are_one_line_and_the_traceback_comes_with_v(tmp_path):
