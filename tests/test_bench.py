@@ -30,3 +30,16 @@ def test_bench_writes_each_figure_with_its_reference_ratio_machine_and_versions(
     markdown = (tmp_path / "bench.md").read_text()
     assert "| training loader, one worker |" in markdown and "librosa" in markdown
     assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
+    from mmvideos.bench_gpu import main
+
+    main(["--device", "cpu", "--quick", "--output", str(tmp_path)])
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert [row["model"] for row in report["models"]] == ["vggish", "vggish_bn", "vggish_fc", "resnet50", "mobilenetv2"]
+    assert all(row["samples_per_s"] > 0 and row["forward_flops"] > 0 for row in report["models"])
+    assert [row["workers"] for row in report["loader"]] == [0, 2] and report["loader"][0]["samples_per_s"] > 0
+    assert report["fed"]["samples_per_s"] > 0
+    assert report["annotators"]["visual"]["frames_per_s"] > 0 and report["annotators"]["audio"]["audio_seconds_per_s"] > 0
+    assert "| vggish_fc |" in (tmp_path / "bench_gpu.md").read_text()
