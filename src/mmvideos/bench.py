@@ -225,7 +225,8 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
     report["figures"] += bench_figures.log_mel_figures(repeats=3 if quick else 7)
     with tempfile.TemporaryDirectory() as tmp:
         loader = bench_figures.loader_figure(Path(tmp), clips=800 if quick else 4000)
-    report["figures"].append(loader)
+        decode = bench_figures.decode_figure(Path(tmp), seconds=60 if quick else 600)
+    report["figures"] += [loader, decode]
     report["loader_sizing"] = loader_sizing(loader)
     if not quick:
         from mmvideos.annotate import AudioConfig, VisualConfig

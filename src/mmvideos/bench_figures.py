@@ -154,3 +154,62 @@ def loader_figure(folder: Path, clips: int = 4000, shards: int = 16, batch: int 
     row |= {"target_rate": 10000, "bytes_per_sample": 100 * 64 * 2 + 640,
             "reference_bytes_per_sample": shard_bytes / clips}
     return row
+
+
+def _aac_file(path: Path, seconds: int) -> Path:
+    """A stereo 44.1 kHz AAC file (an M4A) of ``seconds`` of tones and noise, like a video's sound."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100, layout="stereo")
+        for start in range(0, seconds * 44100, 44100):
+            t = (start + np.arange(44100)) / 44100
+            tone = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(44100)
+            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone[::-1]]).astype(np.float32), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate = 44100
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _ffmpeg_floor(path: Path, repeats: int) -> tuple[float, float]:
+    """FFmpeg's own work with no per-frame Python, ``(wall, CPU)`` seconds: decoding every frame
+    (nothing read from it) plus one swresample call over all of it (stereo float -> mono 16 kHz
+    int16), what ``ffmpeg -ac 1 -ar 16000 -f s16le`` does in C."""
+    import av
+
+    def decode() -> None:
+        with av.open(str(path)) as container:
+            for _ in container.decode(container.streams.audio[0]):
+                pass
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+        layout, rate = stream.layout.name, stream.rate
+
+    def resample() -> None:
+        whole = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
+        whole.sample_rate = rate
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        resampler.resample(whole)
+        resampler.resample(None)
+
+    decoding, resampling = _best(decode, repeats), _best(resample, repeats)
+    return decoding[0] + resampling[0], decoding[1] + resampling[1]
+
+
+def decode_figure(folder: Path, seconds: int = 300, repeats: int = 2) -> dict:
+    """Audio decode + resample to 16 kHz mono (:func:`mmvideos.media.iter_audio`) of a long AAC
+    file, against FFmpeg's decode and one resample call (:func:`_ffmpeg_floor`)."""
+    from mmvideos.media import iter_audio
+
+    path = _aac_file(folder / "long.m4a", seconds)
+    ours = _best(lambda: sum(len(x) for x in iter_audio(path, 16000)), repeats)
+    ref = _ffmpeg_floor(path, repeats)
+    return _row(f"audio decode + resample, {seconds // 60}-min AAC", "audio-s/s", seconds, ours, ref,
+                "FFmpeg: decode alone + one swresample call", 1 / 1.3)
