@@ -22,7 +22,7 @@ def test_bench_writes_each_figure_with_its_reference_ratio_machine_and_versions(
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["machine"]["versions"]["librosa"] and saved["machine"]["cores"] >= 1
     figures = {row["figure"]: row for row in saved["figures"]}
-    assert len(figures) == 4 == len(report["figures"])
+    assert len(figures) == 5 == len(report["figures"])
     for row in figures.values():
         assert row["ours"] > 0 and row["reference"] > 0 and np.isclose(row["ratio"], row["ours"] / row["reference"])
     assert all(row["max_abs_difference"] < 1e-4 for name, row in figures.items() if name.startswith("log-mel"))

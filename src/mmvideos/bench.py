@@ -228,6 +228,8 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
         decode = bench_figures.decode_figure(Path(tmp), seconds=60 if quick else 600)
     report["figures"] += [loader, decode]
     report["loader_sizing"] = loader_sizing(loader)
+    report["figures"].append(bench_figures.visual_annotator_figure(frames=8 if quick else 32,
+                                                                   repeats=1 if quick else 3))
     if not quick:
         from mmvideos.annotate import AudioConfig, VisualConfig
         from mmvideos.annotators.bench import benchmark_annotators

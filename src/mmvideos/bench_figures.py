@@ -213,3 +213,29 @@ def decode_figure(folder: Path, seconds: int = 300, repeats: int = 2) -> dict:
     ref = _ffmpeg_floor(path, repeats)
     return _row(f"audio decode + resample, {seconds // 60}-min AAC", "audio-s/s", seconds, ours, ref,
                 "FFmpeg: decode alone + one swresample call", 1 / 1.3)
+
+
+def visual_annotator_figure(frames: int = 32, repeats: int = 3) -> dict:
+    """The visual annotator's ``predict`` (uint8 frames -> probabilities, onnxruntime on one core)
+    against plain onnxruntime running the same graph on input already normalised."""
+    import onnxruntime
+
+    from mmvideos.annotate import VisualConfig
+    from mmvideos.annotators import load_annotator
+    from mmvideos.annotators.base import cache_dir
+    from mmvideos.annotators.bench import _photo_frames
+
+    batch = _photo_frames(frames)
+    with one_core():
+        annotator = load_annotator("visual", VisualConfig(device="cpu", runtime="onnx"))
+        graph = next((cache_dir() / "onnx").glob(f"{annotator.name}-{annotator.weights_sha256[:16]}-*.onnx"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+        annotator.predict(batch[:2])
+        session.run(None, {"images": x[:2]})
+        ours = _best(lambda: annotator.predict(batch), repeats)
+        ref = _best(lambda: session.run(None, {"images": x}), repeats)
+    return _row(f"visual annotation ({annotator.name}), per core", "frames/s", frames, ours, ref,
+                "plain onnxruntime on the same graph", 1.0)
