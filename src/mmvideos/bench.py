@@ -160,7 +160,7 @@ def format_markdown(report: dict[str, Any]) -> str:
              "in the same process.", "",
              "| figure | ours | reference | ratio | target |", "|---|---|---|---|---|"]
     for row in report["figures"]:
-        target = (f"ratio >= {row['target_ratio']}" if row.get("target_ratio")
+        target = (f"ratio >= {row['target_ratio']:.2f}" if row.get("target_ratio")
                   else f">= {row['target_rate']:,} {row['unit']}" if row.get("target_rate") else "")
         lines.append(f"| {row['figure']} | {row['ours']:,.0f} {row['unit']} ({row['ours_wall']:,.0f}) | "
                      f"{row['reference']:,.0f} ({row['reference_wall']:,.0f}): {row['reference_name']} | "
