@@ -43,7 +43,7 @@ import itertools
 import json
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -151,24 +151,17 @@ def iter_features(features_dir: str | Path, split: str | None = None,
     yield from itertools.islice(records, limit) if limit else records
 
 
-def iter_records(shard_uris: list[str], meta: dict[str, ClipMeta], split: str | None = None,
-                 select: Callable[[int], bool] | None = None) -> Iterator[FeatureRecord]:
+def iter_records(shard_uris: list[str], meta: dict[str, ClipMeta], split: str | None = None) -> Iterator[FeatureRecord]:
     """The indexed clips of ``split`` (``None``: all) in ``shard_uris``, in order, decoding only those kept.
 
-    A clip is kept when ``meta`` (the index) names it with that split, and ``select(i)``, when
-    given, keeps the ``i``-th such clip (counted from 0 over all the shards): readers that share
-    shards skip each other's clips without decoding them. Every shard must hold every clip the
-    index places in it; a missing one raises ``ValueError``.
+    A clip is kept when ``meta`` (the index) names it with that split.
     """
-    i = 0
     for uri in shard_uris:
         for clip_id, members in shards.iter_shard(uri):
             entry = meta.get(clip_id)
             if entry is None or (split is not None and entry.split != split):
                 continue
-            if select is None or select(i):
-                yield decode_record(clip_id, members, entry)
-            i += 1
+            yield decode_record(clip_id, members, entry)
 
 
 _BLOCK = 512  # tar block size
