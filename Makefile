@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORK   ?= work
 
-.PHONY: run test setup system-deps compile bench clean help
+.PHONY: run test setup system-deps compile bench bench-gpu clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,9 +33,12 @@ test: $(STAMP) system-deps  ## run the test suite
 compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 	$(BIN)/mmvideos compile --output pipeline.yaml
 
-bench: $(STAMP)  ## print throughput figures on this machine, then the scale benchmark (writes docs/sizing.md)
-	$(BIN)/mmvideos bench
+bench: $(STAMP)  ## figures vs references (writes bench/bench.json, bench.md), then the scale benchmark (docs/sizing.md)
+	$(BIN)/mmvideos bench --output bench
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --write docs/sizing.md
+
+bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/)
+	$(BIN)/python -m mmvideos.bench_gpu --output bench-gpu
 
 clean:  ## remove run outputs (keeps .venv and the download cache)
 	rm -rf $(WORK) pipeline.yaml

@@ -27,7 +27,9 @@ from mmvideos.training.data import (
     TrainStream,
     collate,
     multi_hot,
-    training_labels,
+    clip_keys,
+    draw_labels,
+    draw_seconds,
     training_sample,
     training_shards,
 )
@@ -60,22 +62,37 @@ def trained(features, tmp_path_factory):
 
 
 def test_training_labels_keep_half_the_visual_labels_rounded_up_and_every_audio_label():
-    rng = np.random.default_rng(0)
     audio = np.array([20, 21])
-    for visual, kept in [(np.arange(10), 5), (np.arange(3), 2), (np.array([7]), 1), (np.array([], dtype=np.int64), 0)]:
-        labels = training_labels(visual, audio, rng)
-        assert set(audio) <= set(labels)
+    cases = [(np.arange(10), 5), (np.arange(3), 2), (np.array([7]), 1), (np.array([], dtype=np.int64), 0)]
+    keys = clip_keys(0, 0, [f"clip{i}" for i in range(len(cases))])
+    drawn = draw_labels(keys, [visual for visual, _ in cases], [audio] * len(cases))
+    for (visual, kept), labels in zip(cases, drawn):
+        assert set(audio) <= set(labels) and labels.dtype == np.int64
         assert len(set(labels) & set(visual)) == kept
         assert len(labels) == kept + len(audio)
+
+
+def test_counter_based_draws_are_uniform_and_depend_only_on_seed_epoch_and_clip():
+    ids = [f"clip{i}" for i in range(20000)]
+    keys = clip_keys(5, 2, ids)
+    assert np.array_equal(keys, clip_keys(5, 2, ids)) and np.array_equal(keys[7:9], clip_keys(5, 2, ids[7:9]))
+    assert not np.array_equal(keys, clip_keys(5, 3, ids)) and not np.array_equal(keys, clip_keys(6, 2, ids))
+    counts = np.bincount(draw_seconds(keys, np.full(len(ids), 5)), minlength=5)
+    assert counts.min() > 0.9 * len(ids) / 5  # each of 5 seconds ~4,000 times
+    # Each of 10 visual labels is kept about half the time, and each 5-subset is possible.
+    drawn = draw_labels(keys, [np.arange(10)] * len(ids), [np.zeros(0, np.int64)] * len(ids))
+    kept = np.bincount(np.concatenate(drawn), minlength=10)
+    assert np.all(np.abs(kept / len(ids) - 0.5) < 0.03)
+    assert len({tuple(sorted(d)) for d in drawn}) == 252
 
 
 def test_each_clip_gets_one_second_and_draws_that_depend_only_on_seed_epoch_and_clip(features):
     clip = next(iter_features(features, split="train"))
     mel, labels = training_sample(clip, seed=0, epoch=3)
-    assert mel.shape == (1, 100, 64) and mel.dtype == torch.float16
-    assert any(torch.equal(mel[0], torch.from_numpy(second)) for second in clip.mel)
+    assert mel.shape == (1, 100, 64) and mel.dtype == np.float16
+    assert any(np.array_equal(mel[0], second) for second in clip.mel)
     again_mel, again_labels = training_sample(clip, seed=0, epoch=3)
-    assert torch.equal(mel, again_mel) and np.array_equal(labels, again_labels)
+    assert np.array_equal(mel, again_mel) and np.array_equal(labels, again_labels)
 
 
 @pytest.mark.parametrize("num_shards", [1, 3])
@@ -86,16 +103,18 @@ def test_ranks_read_disjoint_clips_that_cover_the_training_split(tmp_path, num_s
     for rank in range(2):
         stream = TrainStream(*shards, seed=1, shuffle_buffer=4, rank=rank, world_size=2)
         stream.set_epoch(2)
-        per_rank.append({mel.numpy().tobytes() for mel, _ in stream})
-    expected = {training_sample(clip, 1, 2)[0].numpy().tobytes() for clip in iter_features(folder, split="train")}
-    assert not per_rank[0] & per_rank[1]
+        per_rank.append({mel.tobytes(): labels.tolist() for mel, labels in stream})
+    # Every training clip once, with the very second and labels training_sample draws for it.
+    expected = {mel.tobytes(): labels.tolist()
+                for mel, labels in (training_sample(clip, 1, 2) for clip in iter_features(folder, split="train"))}
+    assert not per_rank[0].keys() & per_rank[1].keys()
     assert per_rank[0] | per_rank[1] == expected
     assert len(expected) == 24
     # Data-loader workers of one rank split its share the same way.
     stream = TrainStream(*shards, seed=1, shuffle_buffer=4)
     stream.set_epoch(2)
     seen = [mel.numpy().tobytes() for mel, _ in DataLoader(stream, batch_size=None, num_workers=2)]
-    assert len(seen) == len(set(seen)) and set(seen) == expected
+    assert len(seen) == len(set(seen)) and set(seen) == expected.keys()
 
 
 @pytest.mark.parametrize(("num_shards", "workers"), [(1, 2), (5, 0), (5, 2)])
@@ -125,7 +144,7 @@ def test_a_few_large_shards_are_strided_rather_than_dealt_unevenly():
 
 
 def test_sparse_labels_expand_to_the_multi_hot_targets():
-    mel = torch.zeros(1, 100, 64, dtype=torch.float16)
+    mel = np.zeros((1, 100, 64), dtype=np.float16)
     _, labels = collate([(mel, np.array([0, 3])), (mel, np.array([], dtype=np.int64)), (mel, np.array([4]))])
     assert multi_hot(labels, 5).tolist() == [[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]]
 

@@ -1,4 +1,10 @@
-"""Training throughput of the pre-training architectures (samples per second).
+"""``mmvideos bench``: throughput figures with their references, and training throughput per model.
+
+:func:`run_all` writes ``bench.json`` and ``bench.md`` (and a chart): each figure of
+:mod:`mmvideos.bench_figures` next to its reference measured in the same run, the ratio, the
+machine and the library versions; the workers and storage bandwidth that feed one GPU.
+
+Training throughput of the pre-training architectures (samples per second):
 
 One measured step is what :func:`mmvideos.train.pretrain` does per batch: forward, sigmoid BCE
 over the vocabulary, backward and an Adam step, on random log-mel input ``[B, 1, 100, 64]``
@@ -112,20 +118,129 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int = 8, steps: int = 3,
-            width_mult: float = 1.0) -> None:
-    """``mmvideos bench``: print the machine, then annotator, feature and training throughput."""
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """The machine and the library versions a figure was measured with."""
     import os
+    import platform
+    from importlib import metadata
 
-    from mmvideos.annotate import AudioConfig, VisualConfig
-    from mmvideos.annotators.bench import benchmark_annotators
-    from mmvideos.features.extract import feature_throughput
+    versions = {}
+    for package in ("torch", "numpy", "onnxruntime", "av", "librosa", "mmvideos"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    gpu = torch.cuda.get_device_name() if device.startswith("cuda") else None
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "versions": versions}
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name()
-    print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, device {device}")
-    print("annotators (model call only, best of 3):")
-    benchmark_annotators(VisualConfig(device=device), AudioConfig(device=device))
-    rate = feature_throughput(device=device)
-    print(f"features: {rate:,.0f} audio-seconds/s per {'GPU' if device.startswith('cuda') else 'core'} (paper preset)")
-    print(f"training (fwd+bwd+Adam, batch {batch}, width {width_mult}, {'bf16 autocast' if device.startswith('cuda') else 'fp32'}):")
-    benchmark(models or MODEL_NAMES, device, batch, steps, width_mult=width_mult)
+
+#: Samples/s an H100-class GPU trains the Table 1 model at (40% of bf16 peak; docs/sizing.md).
+GPU_SAMPLES_PER_S = 29000
+
+
+def loader_sizing(row: dict[str, Any], rate: float = GPU_SAMPLES_PER_S) -> dict[str, Any]:
+    """Workers and storage bandwidth to feed ``rate`` samples/s, from the loader figure."""
+    import math
+
+    workers = math.ceil(rate / row["ours"])
+    return {"samples_per_s": rate, "workers": workers, "cpu_cores": workers + 2,  # + the training process, its pinning
+            "local_MB_per_s": rate * row["bytes_per_sample"] / 1e6,
+            "gcs_MB_per_s": rate * row["reference_bytes_per_sample"] / 1e6}
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: the machine, a table of figures with references and ratios, the rest."""
+    m = report["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    lines = ["# mmvideos bench", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}; load average "
+             f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}; {versions}.", "",
+             "Rates per core count this process's CPU time (wall-clock rates in brackets); each reference ran "
+             "in the same process.", "",
+             "| figure | ours | reference | ratio | target |", "|---|---|---|---|---|"]
+    for row in report["figures"]:
+        target = (f"ratio >= {row['target_ratio']:.2f}" if row.get("target_ratio")
+                  else f">= {row['target_rate']:,} {row['unit']}" if row.get("target_rate") else "")
+        lines.append(f"| {row['figure']} | {row['ours']:,.0f} {row['unit']} ({row['ours_wall']:,.0f}) | "
+                     f"{row['reference']:,.0f} ({row['reference_wall']:,.0f}): {row['reference_name']} | "
+                     f"{row['ratio']:.2f} | {target} |")
+    if "loader_sizing" in report:
+        z = report["loader_sizing"]
+        lines += ["", f"Feeding {z['samples_per_s']:,} samples/s (one H100 on the Table 1 model) takes {z['workers']} "
+                  f"loader workers ({z['cpu_cores']} CPU cores with the training process) and "
+                  f"{z['local_MB_per_s']:,.0f} MB/s from local shards (a sample reads its second and two headers) "
+                  f"or {z['gcs_MB_per_s']:,.0f} MB/s from `gs://` shards (read whole)."]
+    if report.get("annotators"):
+        lines += ["", "Annotators (model call only, best of 3):", ""]
+        for modality, row in report["annotators"].items():
+            lines.append(f"- {modality}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    if report.get("training"):
+        lines += ["", "Training (fwd+bwd+Adam):", "", "```", format_table(report["training"]), "```"]
+    if report.get("figure"):
+        lines += ["", f"![ratios]({report['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_ratios(rows: list[dict[str, Any]], path: Path) -> None:
+    """A bar per figure: ours / reference, with the target ratio marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(rows)))
+    names = [r["figure"] for r in rows]
+    ax.barh(names, [r["ratio"] for r in rows], color="tab:blue")
+    for i, row in enumerate(rows):
+        if row.get("target_ratio"):
+            ax.plot([row["target_ratio"]] * 2, [i - 0.4, i + 0.4], color="tab:red")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("ours / reference (red: target)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int = 8, steps: int = 3,
+            width_mult: float = 1.0, output: str | Path = "bench", quick: bool = False) -> dict[str, Any]:
+    """``mmvideos bench``: measure each figure next to its reference; write ``bench.json``,
+    ``bench.md`` and ``bench.png`` to ``output`` and print the Markdown.
+
+    Args:
+        device: ``cpu`` or ``cuda`` for the annotators and training.
+        models, batch, steps, width_mult: the training throughput figure.
+        output: folder of the report.
+        quick: smaller inputs and no annotators (a smoke run).
+    """
+    import tempfile
+
+    from mmvideos import bench_figures
+    from mmvideos.atomic import write_json, write_text
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"machine": machine(device), "device": device, "figures": []}
+    report["figures"] += bench_figures.log_mel_figures(repeats=3 if quick else 7)
+    with tempfile.TemporaryDirectory() as tmp:
+        loader = bench_figures.loader_figure(Path(tmp), clips=800 if quick else 4000)
+        decode = bench_figures.decode_figure(Path(tmp), seconds=60 if quick else 600)
+    report["figures"] += [loader, decode]
+    report["loader_sizing"] = loader_sizing(loader)
+    report["figures"].append(bench_figures.visual_annotator_figure(frames=8 if quick else 32,
+                                                                   repeats=1 if quick else 3))
+    if not quick:
+        from mmvideos.annotate import AudioConfig, VisualConfig
+        from mmvideos.annotators.bench import benchmark_annotators
+
+        report["annotators"] = benchmark_annotators(VisualConfig(device=device), AudioConfig(device=device))
+    report["training"] = benchmark(models or MODEL_NAMES, device, batch, 1 if quick else steps,
+                                   warmup=1 if quick else 2, width_mult=width_mult, print_table=False)
+    plot_ratios(report["figures"], out / "bench.png")
+    report["figure"] = "bench.png"
+    write_json(report, out / "bench.json")
+    markdown = format_markdown(report)
+    write_text(markdown, out / "bench.md")
+    print(markdown)
+    return report

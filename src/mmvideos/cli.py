@@ -187,7 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     from mmvideos.bench import run_all
 
-    run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult)
+    run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult,
+            output=args.output, quick=args.quick)
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
@@ -384,12 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
     p.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("bench", help="print throughput figures: annotators, features, training per model")
+    p = sub.add_parser("bench", help="throughput figures, each next to its reference measured in the same run "
+                                     "(log-mel vs librosa, the loader, annotators, training per model): "
+                                     "writes bench.json, bench.md and bench.png")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--models", nargs="*", default=None, help="architectures to time (default: all five)")
     p.add_argument("--batch", type=int, default=8, help="training batch for the timing (default 8)")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per model (default 3)")
     p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
+    p.add_argument("--output", default="bench", help="folder of the report (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smaller inputs, no annotators: a smoke run")
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")

@@ -133,21 +133,55 @@ def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iter
             yield tail
 
 
-def _resampled(frames: Iterator[av.AudioFrame], sample_rate: int) -> Iterator[np.ndarray]:
+#: Planar sample formats whose planes are copied straight out of the decoder's buffers.
+_PLANAR = {"fltp": np.float32, "s16p": np.int16, "s32p": np.int32, "dblp": np.float64, "u8p": np.uint8}
+
+
+def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame's samples as ``to_ndarray`` lays them out (planar ``[channels, n]``, packed
+    ``[1, n * channels]``), copied so the decoder can reuse its buffer at once."""
+    dtype = _PLANAR.get(frame.format.name)
+    if dtype is None:
+        return frame.to_ndarray().copy()
+    out = np.empty((len(frame.planes), frame.samples), dtype=dtype)
+    for channel, plane in enumerate(frame.planes):
+        out[channel] = np.frombuffer(plane, dtype=dtype, count=frame.samples)
+    return out
+
+
+def _resampled(frames: Iterator[av.AudioFrame], sample_rate: int, block_s: float = 1.0) -> Iterator[np.ndarray]:
     """Decoded frames -> mono int16 sample blocks at ``sample_rate``.
 
-    A stream may change its sample format, layout or rate part-way (a broadcast capture across
-    an ad break); a resampler is fixed to its first input, so each change flushes it and starts
-    a new one.
+    The resampler gets about ``block_s`` seconds at a time rather than each ~20 ms frame: its
+    per-call cost is what made decoding slow, and its output does not depend on how the input
+    is cut. A stream may change its sample format, layout or rate part-way (a broadcast capture
+    across an ad break); a resampler is fixed to its first input, so each change flushes it and
+    starts a new one.
     """
-    resampler, source = None, None
+    resampler, source, pending, have = None, None, [], 0
+
+    def flush() -> Iterator[np.ndarray]:
+        block = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+        frame = av.AudioFrame.from_ndarray(block, format=source[0], layout=source[1])
+        frame.sample_rate = source[2]
+        yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+
     for frame in frames:
         shape = (frame.format.name, frame.layout.name, frame.sample_rate)
         if shape != source:
+            if pending:
+                yield from flush()
+                pending, have = [], 0
             if resampler is not None:
                 yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(None))
             resampler, source = av.AudioResampler(format="s16", layout="mono", rate=sample_rate), shape
-        yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        pending.append(_frame_samples(frame))
+        have += frame.samples
+        if have >= block_s * frame.sample_rate:
+            yield from flush()
+            pending, have = [], 0
+    if pending:
+        yield from flush()
     if resampler is not None:
         yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(None))
 

@@ -454,7 +454,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
                             rng=rngs, config=dataclasses.asdict(cfg), world_size=proc.world_size)
             if resume_from:
                 _publish(out_dir / CHECKPOINT, resume_from)
-            _export(out_dir, model, cfg, epoch + 1, history)
+            _export(out_dir, model, cfg, epoch + 1, history, curves=epoch + 1 == cfg.epochs)
         if proc.world_size > 1:
             dist.barrier()  # the next epoch (or a resuming reader) sees this epoch's files
         epochs_bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_top1", "val_map") if k in record},
@@ -477,11 +477,14 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     return summary
 
 
-def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, history: list[dict]) -> None:
-    """The model and its history after ``epoch``: weights, metrics.json, curves."""
+def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, history: list[dict],
+            curves: bool = True) -> None:
+    """The model and its history after ``epoch``: weights, metrics.json, and with ``curves`` the
+    plots (drawn once, after the last epoch: matplotlib costs about a second a figure)."""
     export_model(out_dir, model, cfg.model, cfg.width_mult, epoch)
     write_json(history, out_dir / "metrics.json")
-    write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
+    if curves:
+        write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
 
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),

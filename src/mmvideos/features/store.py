@@ -26,15 +26,24 @@ transformed independently (each 1-s frame is reflect-padded on its own), so any 
 ``mel[k]`` is exactly what a model sees at training time; a trailing partial second is dropped
 and clips under one second are left out. Shards are deterministic (byte-identical when the stage
 is re-run on the same input).
+
+The training loader does not decode whole clips: :func:`npy_members` walks a shard's tar
+headers (a 512-byte header and the 128-byte ``.npy`` header per clip) and gives each clip's
+array offset and shape, so a sample reads just its own second (``12,800`` bytes) with one
+``pread`` from a local shard, or slices it out of a ``gs://`` shard read in one request
+(:class:`ShardFile`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator
+import mmap
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -142,21 +151,117 @@ def iter_features(features_dir: str | Path, split: str | None = None,
     yield from itertools.islice(records, limit) if limit else records
 
 
-def iter_records(shard_uris: list[str], meta: dict[str, ClipMeta], split: str | None = None,
-                 select: Callable[[int], bool] | None = None) -> Iterator[FeatureRecord]:
+def iter_records(shard_uris: list[str], meta: dict[str, ClipMeta], split: str | None = None) -> Iterator[FeatureRecord]:
     """The indexed clips of ``split`` (``None``: all) in ``shard_uris``, in order, decoding only those kept.
 
-    A clip is kept when ``meta`` (the index) names it with that split, and ``select(i)``, when
-    given, keeps the ``i``-th such clip (counted from 0 over all the shards): readers that share
-    shards skip each other's clips without decoding them. Every shard must hold every clip the
-    index places in it; a missing one raises ``ValueError``.
+    A clip is kept when ``meta`` (the index) names it with that split.
     """
-    i = 0
     for uri in shard_uris:
         for clip_id, members in shards.iter_shard(uri):
             entry = meta.get(clip_id)
             if entry is None or (split is not None and entry.split != split):
                 continue
-            if select is None or select(i):
-                yield decode_record(clip_id, members, entry)
-            i += 1
+            yield decode_record(clip_id, members, entry)
+
+
+_BLOCK = 512  # tar block size
+_NPY_HEADER = 128  # np.save's header for our arrays (read together with the tar header)
+
+
+class ShardFile:
+    """Random access to one shard: a local file mapped into memory, or a ``gs://`` object read whole."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        if storage.is_gcs(uri):
+            self._map, self._data = None, memoryview(storage.read_bytes(uri))
+        else:
+            with open(uri, "rb") as f:  # the mapping outlives the descriptor
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else None
+            self._data = memoryview(self._map) if self._map is not None else memoryview(b"")
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at the end of the shard)."""
+        return bytes(self._data[offset:offset + size])
+
+    def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` (a writable byte view) from ``offset``; ``ValueError`` past the end.
+
+        From a local shard this copies only the pages the slice spans out of the page cache.
+        """
+        size = buffer.nbytes
+        if offset + size > len(self._data):
+            raise ValueError(f"{self.uri}: {size} bytes at {offset} run past the end (truncated shard)")
+        buffer[:] = self._data[offset:offset + size]
+
+    def close(self) -> None:
+        """Release the mapping (or the object's bytes)."""
+        self._data.release()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+    def __enter__(self) -> ShardFile:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def _parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
+    """``.npy`` header bytes (and possibly more) -> (the header's length, the array's shape, dtype)."""
+    buf = io.BytesIO(raw)
+    version = np.lib.format.read_magic(buf)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(buf)
+    if fortran:
+        raise ValueError("Fortran-ordered arrays are not feature records")
+    return buf.tell(), shape, dtype
+
+
+_npy_header = functools.lru_cache(maxsize=64)(_parse_npy_header)  # the 128-byte headers repeat
+
+
+def _pax_path(data: bytes) -> str | None:
+    """The ``path`` record of a PAX extended header (``"<len> path=<name>\n"`` records)."""
+    for record in data.split(b"\n"):
+        _, _, field = record.partition(b" ")
+        if field.startswith(b"path="):
+            return field[5:].decode()
+    return None
+
+
+def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], np.dtype]]:
+    """Each ``<key>.npy`` member of a shard: ``(key, offset of its array data, shape, dtype)``.
+
+    A minimal tar reader: it reads the 512-byte header of each member (with the first bytes of
+    its payload, the ``.npy`` header) and skips the payload, so a shard of ``n`` clips costs ``n``
+    small reads. Only the ustar and PAX forms that :class:`mmvideos.shards.ShardWriter` writes
+    are understood; anything else raises ``ValueError``.
+    """
+    offset, long_name = 0, None
+    while True:
+        head = shard.read(offset, _BLOCK + _NPY_HEADER)
+        if len(head) < _BLOCK or not head[:_BLOCK].strip(b"\0"):
+            return  # end of archive (two zero blocks) or a truncated tail
+        try:
+            size = int(head[124:136].strip(b"\0 ") or b"0", 8)
+        except ValueError:
+            raise ValueError(f"{shard.uri}: not a tar header at byte {offset}") from None
+        kind, data = head[156:157], offset + _BLOCK
+        if kind in (b"x", b"g"):
+            long_name = _pax_path(shard.read(data, size)) if kind == b"x" else long_name
+        elif kind in (b"0", b"\0"):
+            name = long_name or head[:100].rstrip(b"\0").decode()
+            long_name = None
+            key, _, suffix = name.partition(".")
+            if suffix == "npy":
+                raw = head[_BLOCK:]
+                if raw[:6] != b"\x93NUMPY":
+                    raise ValueError(f"{shard.uri}: member {name} is not a .npy array")
+                if raw[6] == 1 and int.from_bytes(raw[8:10], "little") + 10 == _NPY_HEADER:
+                    length, shape, dtype = _npy_header(raw)
+                else:  # another header size: parse it from the payload's first bytes
+                    length, shape, dtype = _parse_npy_header(shard.read(data, min(size, 65536)))
+                yield key, data + length, shape, dtype
+        offset = data + -(-size // _BLOCK) * _BLOCK

@@ -10,9 +10,17 @@ Every epoch each training clip gives one sample:
   clips that have 10, i.e. 5; rounding up (not down) keeps the single label of a clip that has
   one visual label, so no clip loses all its visual supervision.
 
-Determinism. The draws for a clip come from a generator seeded by ``(seed, epoch, clip id)``,
-so they do not depend on which process reads the clip, nor on the order: single-process and
-distributed runs give a clip the same segment and labels. The order is a function of
+Determinism. The draws are counter-based: a clip's key is a hash of ``(seed, epoch, clip id)``
+(splitmix64 over a 64-bit BLAKE2b of the id), its second is ``key mod n_seconds`` and its visual
+labels are those with the smallest ``mix(key, k)`` over their positions ``k``. So the draws do
+not depend on which process reads the clip, nor on the order: single-process and distributed
+runs give a clip the same segment and labels, and a whole shard's draws are a few vectorised
+NumPy operations rather than a generator per clip.
+
+Reading. A reader walks each shard's tar headers (:func:`mmvideos.features.store.npy_members`)
+and reads only the drawn second of each clip (12,800 bytes of float16 with one ``pread`` from a
+local shard; a ``gs://`` shard is read whole in one request and sliced), as a view of the bytes
+read (``np.frombuffer``), with no ``.npy`` decoding. The order is a function of
 ``(seed, epoch)`` too: the shard list is permuted per epoch, split among the readers, and each
 reader passes its records through a seeded shuffle buffer. Nothing reads the global RNGs, so a
 run resumed at an epoch boundary sees exactly the batches an uninterrupted run sees.
@@ -31,7 +39,7 @@ batch sits that epoch out (the shuffle and the next epoch's deal pick other clip
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,11 +47,12 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmvideos.features.store import ClipMeta, FeatureRecord, clip_meta, iter_records, read_index
+from mmvideos.features.store import ClipMeta, FeatureRecord, ShardFile, clip_meta, npy_members, read_index
 
 
 #: Whole shards are dealt to readers only if each then holds at least this share of an even split.
 BALANCE = 0.9
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def training_shards(features_dir: str | Path) -> tuple[list[str], list[int], dict[str, ClipMeta]]:
@@ -56,37 +65,64 @@ def training_shards(features_dir: str | Path) -> tuple[list[str], list[int], dic
     return uris, [int(counts[uri]) for uri in uris], clip_meta(train)
 
 
-def clip_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
-    """The generator of a clip's draws in an epoch (independent of reader and order)."""
-    return np.random.default_rng([seed, epoch, zlib.crc32(clip_id.encode())])
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (wraps modulo 2**64): a bijective 64-bit hash."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
-def training_labels(visual: np.ndarray, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``ceil(len(visual) / 2)`` visual labels drawn without replacement, plus every audio label."""
-    keep = rng.choice(visual, size=(len(visual) + 1) // 2, replace=False) if len(visual) else visual
-    return np.union1d(keep, audio).astype(np.int64)
+def clip_keys(seed: int, epoch: int, clip_ids: list[str]) -> np.ndarray:
+    """The uint64 key of each clip's draws in an epoch (independent of reader and order)."""
+    ids = np.array([int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8).digest(), "little") for c in clip_ids],
+                   dtype=np.uint64)
+    base = _mix(_mix(np.array([seed % 2**64], dtype=np.uint64)) ^ np.array([epoch % 2**64], dtype=np.uint64))
+    return _mix(ids ^ base)
 
 
-def training_sample(clip: FeatureRecord, seed: int, epoch: int) -> tuple[torch.Tensor, np.ndarray]:
-    """One epoch's sample of a clip: (log-mel ``float16 [1, 100, 64]``, label indices)."""
-    rng = clip_rng(seed, epoch, clip.clip_id)
-    second = int(rng.integers(len(clip.mel)))
-    # A copy, so a shuffle buffer holds one second per clip, not the clip's whole array.
-    mel = torch.from_numpy(clip.mel[second].copy()).unsqueeze(0)  # [1, 100, 64]
-    return mel, training_labels(clip.visual, clip.audio, rng)
+def draw_seconds(keys: np.ndarray, n_seconds: np.ndarray) -> np.ndarray:
+    """Each clip's 1-s segment: ``key mod n_seconds`` (uniform up to a 2**-40 bias)."""
+    return (keys % np.asarray(n_seconds, dtype=np.uint64)).astype(np.int64)
 
 
-def collate(samples: list[tuple[torch.Tensor, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_labels(keys: np.ndarray, visual: list[np.ndarray], audio: list[np.ndarray]) -> list[np.ndarray]:
+    """Each clip's targets: ``ceil(n_visual / 2)`` of its visual labels drawn without replacement
+    (those with the smallest ``mix(key ^ golden * (k + 1))`` over positions ``k``), then every
+    audio label; int64, visual first."""
+    lengths = np.fromiter((len(v) for v in visual), dtype=np.int64, count=len(visual))
+    flat = np.concatenate(visual).astype(np.int64) if len(visual) else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(visual)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(len(flat)) - starts
+    priority = _mix(keys[owner] ^ (_GOLDEN * (position + 1).astype(np.uint64)))
+    order = np.lexsort((priority, owner))  # grouped by clip (owner) as before, by priority within
+    chosen = flat[order][position < ((lengths + 1) // 2)[owner]]  # the first ceil(n / 2) of each clip
+    ends = np.cumsum((lengths + 1) // 2)
+    return [np.concatenate((v, a)) for v, a in zip(np.split(chosen, ends[:-1]), audio)]
+
+
+def training_sample(clip: FeatureRecord, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's sample of a decoded clip, as the stream draws it: (log-mel ``float16 [1, 100, 64]``,
+    label indices)."""
+    keys = clip_keys(seed, epoch, [clip.clip_id])
+    second = int(draw_seconds(keys, [len(clip.mel)])[0])
+    labels = draw_labels(keys, [clip.visual], [np.asarray(clip.audio, dtype=np.int64)])[0]
+    return clip.mel[second][None].copy(), labels
+
+
+def collate(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples -> (log-mel ``float16 [B, 1, 100, 64]``, label indices ``int64 [B, L]`` padded with -1).
 
     Indices rather than multi-hot rows: a batch of 1,024 over 10,998 labels is 11 MB of targets
     dense, a few kB sparse; :func:`multi_hot` expands them on the training device.
     """
-    mel = torch.stack([m for m, _ in samples])
-    labels = torch.full((len(samples), max((len(l) for _, l in samples), default=0)), -1, dtype=torch.int64)
+    mel = torch.from_numpy(np.stack([m for m, _ in samples]))
+    labels = np.full((len(samples), max((len(l) for _, l in samples), default=0)), -1, dtype=np.int64)
     for row, (_, indices) in enumerate(samples):
-        labels[row, :len(indices)] = torch.from_numpy(indices)
-    return mel, labels
+        labels[row, :len(indices)] = indices
+    return mel, torch.from_numpy(labels)
 
 
 def multi_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -166,22 +202,57 @@ class TrainStream(IterableDataset):
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         return self.rank * workers + worker, self.world_size * workers
 
-    def _clips(self, slot: int, slots: int) -> Iterator[FeatureRecord]:
+    def _shards(self, slot: int, slots: int) -> tuple[list[str], int]:
+        """This slot's shards in reading order, and the stride over training clips (1: all)."""
         dealt = self.deal(slots)
         if dealt is not None:
-            return iter_records([self.shard_uris[i] for i in dealt[slot]], self.meta, "train")
-        uris = [self.shard_uris[i] for i in self._order()]
-        return iter_records(uris, self.meta, "train", select=lambda i: i % slots == slot)
+            return [self.shard_uris[i] for i in dealt[slot]], 1
+        return [self.shard_uris[i] for i in self._order()], slots
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    def _samples(self, slot: int, slots: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The slot's samples in stream order: per shard, the clips' draws at once, then one read
+        of each drawn second into a shared array (a sample is a view of its row)."""
+        uris, stride = self._shards(slot, slots)
+        count = 0
+        for uri in uris:
+            with ShardFile(uri) as shard:
+                clips = []
+                for clip_id, offset, shape, dtype in npy_members(shard):
+                    entry = self.meta.get(clip_id)
+                    if entry is None or entry.split != "train":
+                        continue
+                    if count % stride == slot % stride:
+                        clips.append((clip_id, offset, shape, dtype, entry))
+                    count += 1
+                if not clips:
+                    continue
+                second_shape, dtype = clips[0][2][1:], clips[0][3]
+                if any(c[2][1:] != second_shape or c[3] != dtype for c in clips):
+                    raise ValueError(f"{uri}: clips of different frame shapes or types")
+                keys = clip_keys(self.seed, self.epoch, [c[0] for c in clips])
+                seconds = draw_seconds(keys, [c[2][0] for c in clips])
+                labels = draw_labels(keys, [c[4].visual for c in clips], [c[4].audio for c in clips])
+                mel = np.empty((len(clips), 1, *second_shape), dtype=dtype)  # [n, 1, 100, 64]
+                flat, size = memoryview(mel.reshape(-1).view(np.uint8)), mel[0].nbytes
+                for row, (clip, second) in enumerate(zip(clips, seconds.tolist())):
+                    shard.read_into(flat[row * size:(row + 1) * size], clip[1] + second * size)
+            for row in range(len(clips)):
+                yield mel[row], labels[row]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         slot, slots = self._slot()
         rng = np.random.default_rng([self.seed, self.epoch, slot, 1])
-        buffer: list[tuple[torch.Tensor, np.ndarray]] = []
-        for clip in self._clips(slot, slots):
-            buffer.append(training_sample(clip, self.seed, self.epoch))
+        buffer: list[tuple[np.ndarray, np.ndarray]] = []
+        picks = iter(())
+        for sample in self._samples(slot, slots):
+            buffer.append(sample)
             if len(buffer) >= self.shuffle_buffer:
                 # Emit a random element, keeping the buffer full: a streaming shuffle.
-                j = int(rng.integers(len(buffer)))
+                j = next(picks, None)
+                if j is None:  # uniform draws in [0, 1), a few thousand at a time
+                    picks = iter(rng.random(4096).tolist())
+                    j = next(picks)
+                j = int(j * len(buffer))
                 buffer[j], buffer[-1] = buffer[-1], buffer[j]
                 yield buffer.pop()
         rng.shuffle(buffer)

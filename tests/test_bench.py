@@ -1,0 +1,45 @@
+"""``mmvideos bench``: each figure next to its reference, written as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mmvideos.bench import run_all
+from mmvideos.bench_figures import librosa_log_mel
+from mmvideos.features import log_mel
+
+
+def test_our_log_mel_is_librosas_on_every_preset():
+    wave = np.random.default_rng(1).standard_normal((2, 16000 + 37), dtype=np.float32) * 0.1
+    for preset in ("vggish", "yamnet", "paper"):
+        np.testing.assert_allclose(log_mel(wave, 16000, preset).numpy(), librosa_log_mel(wave, preset), atol=1e-4, rtol=0)
+
+
+def test_bench_writes_each_figure_with_its_reference_ratio_machine_and_versions(tmp_path):
+    report = run_all(models=["vggish_fc"], batch=4, width_mult=0.0625, output=tmp_path, quick=True)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["machine"]["versions"]["librosa"] and saved["machine"]["cores"] >= 1
+    figures = {row["figure"]: row for row in saved["figures"]}
+    assert len(figures) == 5 == len(report["figures"])
+    for row in figures.values():
+        assert row["ours"] > 0 and row["reference"] > 0 and np.isclose(row["ratio"], row["ours"] / row["reference"])
+    assert all(row["max_abs_difference"] < 1e-4 for name, row in figures.items() if name.startswith("log-mel"))
+    assert saved["loader_sizing"]["workers"] >= 1
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "| training loader, one worker |" in markdown and "librosa" in markdown
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
+    from mmvideos.bench_gpu import main
+
+    main(["--device", "cpu", "--quick", "--output", str(tmp_path)])
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert [row["model"] for row in report["models"]] == ["vggish", "vggish_bn", "vggish_fc", "resnet50", "mobilenetv2"]
+    assert all(row["samples_per_s"] > 0 and row["forward_flops"] > 0 for row in report["models"])
+    assert [row["workers"] for row in report["loader"]] == [0, 2] and report["loader"][0]["samples_per_s"] > 0
+    assert report["fed"]["samples_per_s"] > 0
+    assert report["annotators"]["visual"]["frames_per_s"] > 0 and report["annotators"]["audio"]["audio_seconds_per_s"] > 0
+    assert "| vggish_fc |" in (tmp_path / "bench_gpu.md").read_text()
