@@ -35,8 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmvideos import dataroot, media, storage
+from mmvideos import dataroot, media, overlap, storage
 from mmvideos.atomic import write_json, write_parquet
+from mmvideos.config import from_dict
 from mmvideos.corpus import DEMO_VIDEOS, resolve_source, sha256_file
 from mmvideos.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.progress import progress_bar
@@ -59,8 +60,13 @@ class IngestConfig:
     num_folds: int = 4096
     val_every_n_folds: int = 15
     val_part: int = 14
+    exclude: overlap.ExcludeConfig = dataclasses.field(default_factory=overlap.ExcludeConfig)
+    fingerprint: overlap.FingerprintConfig = dataclasses.field(default_factory=overlap.FingerprintConfig)
 
     def __post_init__(self) -> None:
+        for name, cls in (("exclude", overlap.ExcludeConfig), ("fingerprint", overlap.FingerprintConfig)):
+            if isinstance(getattr(self, name), dict):  # a params.yaml section
+                object.__setattr__(self, name, from_dict(cls, getattr(self, name)))
         if self.num_folds <= 0 or self.val_every_n_folds <= 0:
             raise ValueError("num_folds and val_every_n_folds must be positive")
         if not 0 <= self.val_part < self.val_every_n_folds:
@@ -106,11 +112,12 @@ def read_listing(root: DataRoot, fingerprint: str) -> pd.DataFrame:
 
 
 def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: int = 0, slots: int = 1,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, audio_fingerprint_s: float = overlap.FingerprintConfig.seconds) -> dict:
     """Probe the files of a listing that fall to task ``slot`` of ``slots`` (the ingest map).
 
     Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
-    so a file seen before is not read again. Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
+    so a file seen before is not read again. The probe includes the Chromaprint fingerprint of the
+    first ``audio_fingerprint_s`` seconds of audio (:mod:`mmvideos.overlap`). Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
     and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
     A file that cannot be read now (a storage error) is reported, not committed: the next run
     tries it again.
@@ -121,9 +128,10 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     bar = progress_bar(total=len(mine), desc="probe", unit="file", disable=not progress)
 
     def compute(entry, scratch: Path) -> tuple[dict, dict]:
-        return _probe(entry.uri), {}
+        return _probe(entry.uri, audio_fingerprint_s), {}
 
-    items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version)), e)
+    items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version),
+                       fingerprint_s=audio_fingerprint_s), e)
              for e in mine.itertuples(index=False)]
     records, counts, skipped = root.map_units("probe", items, compute, lambda *_: bar.update(), skip=(_Transient,))
     bar.close()
@@ -146,7 +154,7 @@ class _Transient(Exception):
     """A file that could not be read at this moment (not a property of its content)."""
 
 
-def _probe(uri: str) -> dict:
+def _probe(uri: str, fingerprint_s: float) -> dict:
     """One file's probe record: its content hash and streams, or the reason it is no video."""
     record: dict = {"uri": uri}
     try:
@@ -156,6 +164,8 @@ def _probe(uri: str) -> dict:
                 return {**record, "reason": "empty file"}
             record |= {"sha256": sha256_file(path), "size_bytes": size}
             info = media.probe(path)
+            if info.has_audio and fingerprint_s > 0:
+                record["fingerprint"] = overlap.fingerprint(path, fingerprint_s)
     except FileNotFoundError as exc:
         raise _Transient("file not found") from exc
     except media.MediaError as exc:
@@ -167,7 +177,7 @@ def _probe(uri: str) -> dict:
 
 #: ``probes.parquet``: a probe record per file (stream facts, or why it is no video).
 PROBE_COLUMNS = ["uri", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec", "width",
-                 "height", "fps", "audio_codec", "sample_rate", "channels", "reason"]
+                 "height", "fps", "audio_codec", "sample_rate", "channels", "fingerprint", "reason"]
 
 
 def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
@@ -175,7 +185,8 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     """The ingest reduce: probe parts -> ``videos.parquet`` and ``rejects.parquet``.
 
     Applies the settings (streams, minimum duration), gives each kept video its content id,
-    fold and split, and rejects byte-identical copies as duplicates of the first URI.
+    fold and split, and rejects byte-identical copies as duplicates of the first URI, then
+    benchmark overlaps and near duplicates (:func:`mmvideos.overlap.screen`).
     """
     out_dir = Path(out_dir)
     probes = dataroot.concat([storage.read_parquet(storage.join(p, "probes.parquet")) for p in parts], PROBE_COLUMNS)
@@ -193,11 +204,14 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         fold = fold_of(video_id, cfg.num_folds)
         kept.append({**{c: getattr(row, c) for c in VIDEO_COLUMNS if hasattr(row, c)}, "video_id": video_id,
                      "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part)})
+    screened = overlap.screen(probes[probes["uri"].isin([k["uri"] for k in kept])], cfg.exclude, cfg.fingerprint, root)
+    rejects += [{"uri": uri, "video_id": None, "reason": r, "stage": "ingest"} for uri, r in screened.reasons.items()]
+    kept = [k for k in kept if k["uri"] not in screened.reasons]
     videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
-    rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("uri", ignore_index=True)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    manifest = dataroot.concat([dataroot.read_manifest(p) for p in parts], dataroot.MANIFEST_COLUMNS)
+    manifest = dataroot.concat([dataroot.read_manifest(p) for p in parts] + [screened.manifest], dataroot.MANIFEST_COLUMNS)
     write_parquet(manifest, out_dir / MANIFEST)
     if root is not None:
         root.save_manifest("probe", manifest)
@@ -209,6 +223,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         "hours_of_video": round(float(videos["duration_s"].sum()) / 3600, 4),
         "train_videos": int((videos["split"] == "train").sum()),
         "val_videos": int((videos["split"] == "val").sum()),
+        **screened.summary(rejected),
         **{k: sum(c.get(k, 0) for c in counts) for k in ("shards_reused", "shards_computed")},
         "seconds": round(sum(c.get("seconds", 0.0) for c in counts), 1),
     }
@@ -240,7 +255,7 @@ def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestC
     out_dir = Path(out_dir)
     fingerprint = list_source(source, root)
     with tempfile.TemporaryDirectory(prefix="mmvideos-probe-") as part:
-        probe_listing(root, fingerprint, part, progress=progress)
+        probe_listing(root, fingerprint, part, progress=progress, audio_fingerprint_s=cfg.fingerprint.seconds)
         summary = gather_probes([part], out_dir, cfg, root)
     summary["source_fingerprint"] = fingerprint
     write_json(summary, out_dir / "summary.json")
