@@ -19,7 +19,7 @@ about 8 32-bit values per second of audio, each the signs of 16 filters over the
 spectrogram, robust to lossy re-encoding, resampling and volume changes. Each video's
 fingerprint is computed once, in the probe map (cached with its probe unit); the gather compares
 them all. Comparison scales as AcoustID's does: an inverted index over the fingerprint values
-(their top :data:`KEY_BITS` bits) finds candidate pairs that share values at a consistent time
+(three bands of their bits, :data:`BAND_ROTATIONS`) finds candidate pairs that share values at a consistent time
 offset (frequent values, such as those of silence, are left out as stop words); only those pairs
 are verified, by the bit error rate (BER) of the aligned overlap: about 0.4-0.5 for unrelated
 audio, under 0.05 for a re-encoded copy. A short clip contained in a longer video matches too.
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 #: Chromaprint items per second of audio (a 4,096-sample frame every 1,365 samples at 11,025 Hz).
 ITEMS_PER_S = 11025 / 1365
-#: Bits of a fingerprint value that index it: AcoustID's index drops the low 4 of 32 as well,
-#: which lets a value survive a few flipped bits from re-encoding.
-KEY_BITS = 28
+#: Each value is indexed by three keys, its bits rotated by these amounts, then cut to
+#: :func:`key_bits`: a value that lost a bit or two to re-encoding still shares a key.
+BAND_ROTATIONS = (0, 11, 22)
 #: An index value in more fingerprints than this is a stop word (silence, hum): not a candidate.
 MAX_POSTINGS = 64
 #: Candidate pairs need this many values in common at one time offset before they are verified.
@@ -85,7 +85,7 @@ class FingerprintConfig:
 
     seconds: float = 120.0       # audio fingerprinted from the start of each file; 0 = no fingerprints
     max_ber: float = 0.2         # aligned bit error rate at or under which two fingerprints match
-    min_overlap_s: float = 2.0   # the shortest aligned overlap that counts as a match
+    min_overlap_s: float = 1.5   # the shortest aligned overlap that counts as a match
 
     def __post_init__(self) -> None:
         if self.seconds < 0 or self.min_overlap_s <= 0 or not 0 < self.max_ber < 0.5:
@@ -141,14 +141,13 @@ class Match:
     items: int
 
     def describe(self) -> str:
-        return f"bit error rate {self.ber:.2f} over {self.items / ITEMS_PER_S:.1f} s"
+        return f"bit error rate {self.ber:.2f} over {self.items} fingerprint values, {self.items / ITEMS_PER_S:.1f} s"
 
 
 def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
-    Candidates come from an inverted index over the values' top :data:`KEY_BITS` bits: two
-    prints vote for a time offset each time they share a value; pairs with
+    Candidates come from an inverted index over bands of the values' bits: two prints vote for a time offset each time they share a value; pairs with
     :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
     overlap (best of that offset and its neighbours), which must cover ``min_overlap_s``.
     Prints with fewer distinct values than half that span (a steady tone, silence) never match.
@@ -156,9 +155,13 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     useful = [i for i, p in enumerate(prints) if len(np.unique(p)) >= cfg.min_items // 2]
     if len(useful) < 2:
         return []
-    keys = np.concatenate([prints[i] >> (32 - KEY_BITS) for i in useful])
+    values = np.concatenate([prints[i] for i in useful]).astype(np.uint64)
     doc = np.concatenate([np.full(len(prints[i]), i, dtype=np.int64) for i in useful])
     pos = np.concatenate([np.arange(len(prints[i]), dtype=np.int64) for i in useful])
+    bits = key_bits(values.size)
+    keys = np.concatenate([(band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits))
+                           for band, r in enumerate(BAND_ROTATIONS)])
+    doc, pos = np.tile(doc, len(BAND_ROTATIONS)), np.tile(pos, len(BAND_ROTATIONS))
     order = np.argsort(keys, kind="stable")
     keys, doc, pos = keys[order], doc[order], pos[order]
     _, starts, counts = np.unique(keys, return_index=True, return_counts=True)
@@ -187,6 +190,15 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
         if items >= cfg.min_items and ber <= cfg.max_ber:
             matches.append(Match(da, db, at, round(ber, 3), items))
     return matches
+
+
+def key_bits(items: int) -> int:
+    """Bits per index key for a corpus of ``items`` fingerprint values.
+
+    Fewer bits find more re-encoded copies (a key survives more bit errors) but put more values
+    in each posting list; so keys grow with the corpus, from 20 bits up to AcoustID's 28.
+    """
+    return int(np.clip(np.ceil(np.log2(max(items, 2))) + 2, 20, 28))
 
 
 def _aligned_ber(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
@@ -220,32 +232,40 @@ def screen(candidates: pd.DataFrame, exclude: ExcludeConfig, cfg: FingerprintCon
     """Which of the ``candidates`` (probe rows that pass every other check: ``uri``, ``sha256``,
     ``fingerprint``) overlap a benchmark or are near duplicates of another.
 
-    In URI order: a candidate matching an exclusion rule, or whose audio matches benchmark audio,
-    is a benchmark overlap; one whose audio matches an earlier candidate that was kept is a near
-    duplicate of that one. The reason names the rule and the item that matched.
+    In URI order: a candidate matching an exclusion rule, or whose audio matches benchmark audio
+    or a candidate that matches a rule, is a benchmark overlap; one whose audio matches an
+    earlier candidate that was kept is a near duplicate of that one. The reason names the rule
+    and the item that matched.
     """
     rules = _rules(exclude)
     bench_uris, bench_prints, manifest = benchmark_prints(exclude.audio, cfg, root, progress)
     uris = sorted(candidates["uri"])
     prints_of = dict(zip(candidates["uri"], candidates["fingerprint"]))
+    sha_of = dict(zip(candidates["uri"], candidates["sha256"]))
+    ruled = {i: rule for i, uri in enumerate(uris) if (rule := _rule_match(uri, sha_of[uri], rules))}
     prints = [decode(p) for p in bench_prints] + [decode(prints_of[u] or "") for u in uris]
     first = len(bench_prints)
     bench_hit: dict[int, tuple[str, Match]] = {}
-    neighbours: dict[int, list[tuple[int, Match]]] = {}
+    neighbours: dict[int, list[tuple[int, Match]]] = {}  # both ways, by candidate index
     for m in find_matches(prints, cfg):
         if m.a < first <= m.b:
-            bench_hit.setdefault(m.b - first, (bench_uris[m.a], m))
+            bench_hit.setdefault(m.b - first, (f"{bench_uris[m.a]} (exclude.audio", m))
         elif m.a >= first:
             neighbours.setdefault(m.b - first, []).append((m.a - first, m))
-    sha_of = dict(zip(candidates["uri"], candidates["sha256"]))
+            neighbours.setdefault(m.a - first, []).append((m.b - first, m))
+    for i, near in neighbours.items():
+        near.sort(key=lambda pair: pair[0])
+        if i not in ruled and i not in bench_hit:
+            j, m = next(((j, m) for j, m in near if j in ruled), (None, None))
+            if j is not None:
+                bench_hit[i] = (f"{uris[j]} (itself excluded by {ruled[j]}", m)
     reasons, kept = {}, set()
     for i, uri in enumerate(uris):
-        rule = _rule_match(uri, sha_of[uri], rules)
-        if rule:
-            reasons[uri] = f"{BENCHMARK}: {rule}"
+        if i in ruled:
+            reasons[uri] = f"{BENCHMARK}: {ruled[i]}"
         elif i in bench_hit:
             source, m = bench_hit[i]
-            reasons[uri] = f"{BENCHMARK}: audio matches {source} (exclude.audio; {m.describe()})"
+            reasons[uri] = f"{BENCHMARK}: audio matches {source}; {m.describe()})"
         elif near := next(((j, m) for j, m in neighbours.get(i, []) if j in kept), None):
             reasons[uri] = f"{NEAR_DUPLICATE} {uris[near[0]]} (audio fingerprint, {near[1].describe()})"
         else:
