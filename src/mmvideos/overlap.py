@@ -179,13 +179,17 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     a, b = a[doc[a] != doc[b]], b[doc[a] != doc[b]]
     swap = doc[a] > doc[b]
     a, b = np.where(swap, b, a), np.where(swap, a, b)
-    votes, count = np.unique(np.stack([doc[a], doc[b], pos[b] - pos[a]]), axis=1, return_counts=True)
-    best: dict[tuple[int, int], tuple[int, int]] = {}
-    for (da, db, offset), n in zip(votes.T.tolist(), count.tolist()):
-        if n >= MIN_VOTES and n > best.get((da, db), (0, 0))[0]:
-            best[(da, db)] = (n, offset)
+    # one vote per shared value for (print a, print b, offset of b against a), as one int64 code
+    span, n = int(pos.max()) + 1, len(prints)
+    codes, votes = np.unique((doc[a] * n + doc[b]) * (2 * span + 1) + (pos[b] - pos[a] + span), return_counts=True)
+    codes, votes = codes[votes >= MIN_VOTES], votes[votes >= MIN_VOTES]
+    pair, offset = np.divmod(codes, 2 * span + 1)
+    order = np.lexsort((-votes, pair))  # per pair, the offset with the most votes first
+    pair, offset = pair[order], offset[order] - span
+    best = np.r_[True, pair[1:] != pair[:-1]] if pair.size else np.zeros(0, dtype=bool)
     matches = []
-    for (da, db), (_, offset) in sorted(best.items()):
+    for p, offset in zip(pair[best].tolist(), offset[best].tolist()):
+        da, db = divmod(p, n)
         ber, items, at = min(_aligned_ber(prints[da], prints[db], o) + (o,) for o in (offset - 1, offset, offset + 1))
         if items >= cfg.min_items and ber <= cfg.max_ber:
             matches.append(Match(da, db, at, round(ber, 3), items))
