@@ -37,7 +37,6 @@ import pandas as pd
 
 from mmvideos import dataroot, media, overlap, storage
 from mmvideos.atomic import write_json, write_parquet
-from mmvideos.config import from_dict
 from mmvideos.corpus import DEMO_VIDEOS, resolve_source, sha256_file
 from mmvideos.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.progress import progress_bar
@@ -64,9 +63,6 @@ class IngestConfig:
     fingerprint: overlap.FingerprintConfig = dataclasses.field(default_factory=overlap.FingerprintConfig)
 
     def __post_init__(self) -> None:
-        for name, cls in (("exclude", overlap.ExcludeConfig), ("fingerprint", overlap.FingerprintConfig)):
-            if isinstance(getattr(self, name), dict):  # a params.yaml section
-                object.__setattr__(self, name, from_dict(cls, getattr(self, name)))
         if self.num_folds <= 0 or self.val_every_n_folds <= 0:
             raise ValueError("num_folds and val_every_n_folds must be positive")
         if not 0 <= self.val_part < self.val_every_n_folds:
@@ -116,9 +112,9 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     """Probe the files of a listing that fall to task ``slot`` of ``slots`` (the ingest map).
 
     Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
-    so a file seen before is not read again. The probe includes the Chromaprint fingerprint of the
-    first ``audio_fingerprint_s`` seconds of audio (:mod:`mmvideos.overlap`). Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
-    and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
+    so a file seen before is not read again; it holds the Chromaprint fingerprint of the first
+    ``audio_fingerprint_s`` seconds of audio (:mod:`mmvideos.overlap`). Writes ``probes.parquet``
+    (:data:`PROBE_COLUMNS`) and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
     A file that cannot be read now (a storage error) is reported, not committed: the next run
     tries it again.
     """
