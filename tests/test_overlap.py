@@ -162,6 +162,23 @@ def test_steady_sound_never_matches():
     assert overlap.find_matches(prints, cfg) == []
 
 
+def test_a_clip_copied_many_times_links_every_copy_to_the_first():
+    """More copies than an index value's all-pairs limit: each copy still pairs with the first."""
+    rng = np.random.default_rng(0)
+    flips = np.bitwise_or.reduce(np.uint64(1) << rng.integers(0, 32, size=(200, 6)).astype(np.uint64), axis=1)
+    original = np.bitwise_xor.accumulate(flips).astype(np.uint32)  # a drifting 25-s print, as speech gives
+    copies = []
+    for _ in range(overlap.MAX_POSTINGS + 40):
+        noise = rng.random((original.size, 32)) < 0.005  # a few bits flipped, as a mild re-encoding does
+        copies.append(original ^ (noise * (1 << np.arange(32, dtype=np.uint64))).sum(1).astype(np.uint32))
+    unrelated = [np.bitwise_xor.accumulate(rng.integers(0, 2**32, size=200, dtype=np.uint64)).astype(np.uint32)
+                 for _ in range(20)]
+    matches = overlap.find_matches([original, *copies, *unrelated], overlap.FingerprintConfig())
+    assert {m.b for m in matches if m.a == 0} == set(range(1, len(copies) + 1))
+    assert all(m.b <= len(copies) for m in matches)  # nothing unrelated matches
+    assert all(m.ber < 0.1 and m.items == 200 for m in matches if m.a == 0)
+
+
 def test_settings_come_from_params_yaml():
     from mmvideos.config import section
 

@@ -19,9 +19,8 @@ about 8 32-bit values per second of audio, each the signs of 16 filters over the
 spectrogram, robust to lossy re-encoding, resampling and volume changes. Each video's
 fingerprint is computed once, in the probe map (cached with its probe unit); the gather compares
 them all. Comparison scales as AcoustID's does: an inverted index over the fingerprint values
-(three bands of their bits, :data:`BAND_ROTATIONS`) finds candidate pairs that share values at a consistent time
-offset (frequent values, such as those of silence, are left out as stop words); only those pairs
-are verified, by the bit error rate (BER) of the aligned overlap: about 0.4-0.5 for unrelated
+(three bands of their bits, :data:`BAND_ROTATIONS`) finds candidate pairs that share values at a
+consistent time offset; only those pairs are verified, by the bit error rate (BER) of the aligned overlap: about 0.4-0.5 for unrelated
 audio, under 0.05 for a re-encoded copy. A short clip contained in a longer video matches too.
 """
 
@@ -49,8 +48,11 @@ ITEMS_PER_S = 11025 / 1365
 #: Each value is indexed by three keys, its bits rotated by these amounts, then cut to
 #: :func:`key_bits`: a value that lost a bit or two to re-encoding still shares a key.
 BAND_ROTATIONS = (0, 11, 22)
-#: An index value in more fingerprints than this is a stop word (silence, hum): not a candidate.
+#: Up to this many postings of an index value are paired all with all; a more frequent value
+#: (silence, hum, or a clip copied many times) pairs each posting with the value's first
+#: :data:`HUB_PRINTS` fingerprints only, the earliest (those that are kept): linear, not quadratic.
 MAX_POSTINGS = 64
+HUB_PRINTS = 8
 #: Candidate pairs need this many values in common at one time offset before they are verified.
 MIN_VOTES = 2
 
@@ -147,8 +149,8 @@ class Match:
 def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
-    Candidates come from an inverted index over bands of the values' bits: two prints vote for a time offset each time they share a value; pairs with
-    :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
+    Candidates come from an inverted index over bands of the values' bits: two prints vote for
+    a time offset each time they share a value; pairs with :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
     overlap (best of that offset and its neighbours), which must cover ``min_overlap_s``.
     Prints with fewer distinct values than half that span (a steady tone, silence) never match.
     """
@@ -173,6 +175,12 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
             members = group[:, None] + np.arange(size)
             pairs_a.append(members[:, rows].ravel())
             pairs_b.append(members[:, cols].ravel())
+    for start, size in zip(starts[counts > MAX_POSTINGS].tolist(), counts[counts > MAX_POSTINGS].tolist()):
+        members = np.arange(start, start + size)  # ordered by print, the earliest first
+        _, firsts = np.unique(doc[members], return_index=True)
+        hubs = members[firsts[:HUB_PRINTS]]
+        pairs_a.append(np.repeat(hubs, size))
+        pairs_b.append(np.tile(members, hubs.size))
     if not pairs_a:
         return []
     a, b = np.concatenate(pairs_a), np.concatenate(pairs_b)
@@ -302,7 +310,7 @@ class _Rules:
 
 def _rules(exclude: ExcludeConfig) -> _Rules:
     ids = set(_expand(exclude.youtube_ids, "youtube_ids", YOUTUBE_ID))
-    sha = {s.lower() for s in _expand(exclude.sha256, "sha256", _SHA256, lower=True)}
+    sha = set(_expand(exclude.sha256, "sha256", _SHA256, lower=True))
     files = set(_expand(exclude.files, "files", None))
     return _Rules(frozenset(ids), frozenset(files), frozenset(sha))
 
@@ -360,7 +368,10 @@ def benchmark_prints(roots: tuple[str, ...], cfg: FingerprintConfig, root: DataR
         raise ValueError("ingest.exclude.audio needs audio fingerprints: set ingest.fingerprint.seconds > 0")
     from mmvideos.ingest import source_entries  # the listing entries (uri, size, version) ingest uses
 
-    entries = sorted({e for r in roots for e in source_entries(r)})
+    try:
+        entries = sorted({e for r in roots for e in source_entries(r)})
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"ingest.exclude.audio: {exc}") from exc
     bar = progress_bar(total=len(entries), desc="benchmark fingerprints", unit="file", disable=not progress)
 
     def compute(uri: str, scratch: Path) -> tuple[dict, dict]:
@@ -372,16 +383,13 @@ def benchmark_prints(roots: tuple[str, ...], cfg: FingerprintConfig, root: DataR
 
     items = [(unit_key("probe", uri=uri, size=size, entry_version=version, benchmark_fingerprint=cfg.seconds), uri)
              for uri, size, version in entries]
-    if root is None:
-        with_scratch = [compute(uri, Path()) for _, uri in items]
-        records = [r for r, _ in with_scratch]
-        manifest = manifest_rows([])
+    if root is None:  # nowhere to keep them: computed for this call only
+        records = [compute(uri, Path())[0] for _, uri in items]
     else:
         records, _, _ = root.map_units("probe", items, compute, lambda *_: bar.update())
-        manifest = manifest_rows(records)
     bar.close()
     usable = [r for r in records if r.get("fingerprint")]
     if len(usable) < len(records):
         log.info("ingest: %d of %d files under exclude.audio hold no decodable audio; skipped",
                  len(records) - len(usable), len(records))
-    return [r["uri"] for r in usable], [r["fingerprint"] for r in usable], manifest
+    return [r["uri"] for r in usable], [r["fingerprint"] for r in usable], manifest_rows(records if root else [])
