@@ -200,14 +200,16 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         fold = fold_of(video_id, cfg.num_folds)
         kept.append({**{c: getattr(row, c) for c in VIDEO_COLUMNS if hasattr(row, c)}, "video_id": video_id,
                      "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part)})
-    screened = overlap.screen(probes[probes["uri"].isin([k["uri"] for k in kept])], cfg.exclude, cfg.fingerprint, root)
+    candidates = probes[probes["uri"].isin([k["uri"] for k in kept])]
+    screened = overlap.screen(candidates, cfg.exclude, cfg.fingerprint, root)
     rejects += [{"uri": uri, "video_id": None, "reason": r, "stage": "ingest"} for uri, r in screened.reasons.items()]
     kept = [k for k in kept if k["uri"] not in screened.reasons]
     videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("uri", ignore_index=True)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    manifest = dataroot.concat([dataroot.read_manifest(p) for p in parts] + [screened.manifest], dataroot.MANIFEST_COLUMNS)
+    manifest = dataroot.concat([*(dataroot.read_manifest(p) for p in parts), screened.manifest],
+                               dataroot.MANIFEST_COLUMNS)
     write_parquet(manifest, out_dir / MANIFEST)
     if root is not None:
         root.save_manifest("probe", manifest)

@@ -20,8 +20,9 @@ spectrogram, robust to lossy re-encoding, resampling and volume changes. Each vi
 fingerprint is computed once, in the probe map (cached with its probe unit); the gather compares
 them all. Comparison scales as AcoustID's does: an inverted index over the fingerprint values
 (three bands of their bits, :data:`BAND_ROTATIONS`) finds candidate pairs that share values at a
-consistent time offset; only those pairs are verified, by the bit error rate (BER) of the aligned overlap: about 0.4-0.5 for unrelated
-audio, under 0.05 for a re-encoded copy. A short clip contained in a longer video matches too.
+consistent time offset; only those pairs are verified, by the bit error rate (BER) of the aligned
+overlap: about 0.4-0.5 for unrelated audio, under 0.1 for a re-encoded copy. A short clip
+contained in a longer video matches too.
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
     Candidates come from an inverted index over bands of the values' bits: two prints vote for
-    a time offset each time they share a value; pairs with :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
-    overlap (best of that offset and its neighbours), which must cover ``min_overlap_s``.
+    a time offset each time they share a value; pairs with :data:`MIN_VOTES` at their best offset
+    are verified by the bit error rate of the aligned overlap (best of that offset and its
+    neighbours), which must cover ``min_overlap_s``.
     Prints with fewer distinct values than half that span (a steady tone, silence) never match.
     """
     useful = [i for i, p in enumerate(prints) if len(np.unique(p)) >= cfg.min_items // 2]
