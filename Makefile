@@ -19,12 +19,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install mmvideos with its pinned dependencies
 
-system-deps:  # espeak-ng makes real speech for the tests (Debian package)
-	@command -v espeak-ng >/dev/null || { \
+# Debian packages: libchromaprint1 (ingest's audio fingerprints, loaded by pyacoustid) and
+# espeak-ng (real speech for the tests).
+system-deps:  ## install the Debian packages mmvideos needs (libchromaprint1, espeak-ng)
+	@{ command -v espeak-ng >/dev/null && /sbin/ldconfig -p | grep -q libchromaprint.so.1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng libchromaprint1 >/dev/null; }
 
-run: $(STAMP)  ## run the whole pipeline on the demo corpus with kfp.local
+run: $(STAMP) system-deps  ## run the whole pipeline on the demo corpus with kfp.local
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos run --workdir $(WORK)
 
 test: $(STAMP) system-deps  ## run the test suite
@@ -33,7 +35,7 @@ test: $(STAMP) system-deps  ## run the test suite
 compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 	$(BIN)/mmvideos compile --output pipeline.yaml
 
-bench: $(STAMP)  ## figures vs references (writes bench/bench.json, bench.md), then the scale benchmark (docs/sizing.md)
+bench: $(STAMP) system-deps  ## figures vs references (writes bench/bench.json, bench.md), then the scale benchmark (docs/sizing.md)
 	$(BIN)/mmvideos bench --output bench
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --write docs/sizing.md
 

@@ -27,15 +27,19 @@ def list_source(source: str, data_root: str, slots: int) -> List[str]:
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def probe(data_root: str, order: str, slots: int, probes: Output[Dataset]):
+def probe(data_root: str, order: str, slots: int, probes: Output[Dataset], params: dict = {}):
     """Probe one slot's share of the listing (``order``: ``"<fingerprint>:<slot>"``); files
-    probed by an earlier run are looked up, not read."""
+    probed by an earlier run are looked up, not read. ``params`` (the ingest section) sets how
+    much audio each probe fingerprints (``fingerprint.seconds``; default when left out)."""
+    from mmvideos.config import from_dict
     from mmvideos.dataroot import DataRoot
-    from mmvideos.ingest import probe_listing
+    from mmvideos.ingest import IngestConfig, probe_listing
     from mmvideos.kfp_io import attach
 
     fingerprint, slot = order.rsplit(":", 1)
-    attach(probes, probe_listing(DataRoot(data_root), fingerprint, probes.path, int(slot), slots, progress=True))
+    seconds = from_dict(IngestConfig, params).fingerprint.seconds
+    attach(probes, probe_listing(DataRoot(data_root), fingerprint, probes.path, int(slot), slots, progress=True,
+                                 audio_fingerprint_s=seconds))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

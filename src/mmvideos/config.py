@@ -52,7 +52,8 @@ def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
     """Build the dataclass ``cls`` from ``values``; unknown keys raise ``ValueError``.
 
     Numbers are coerced to the field's declared type: KFP passes dict parameters through JSON
-    (protobuf ``Struct``), where every number comes back as a float.
+    (protobuf ``Struct``), where every number comes back as a float. A field typed as a
+    dataclass takes a nested mapping (``ingest.exclude``), built the same way.
     """
     values = dict(values or {})
     hints = typing.get_type_hints(cls)
@@ -70,6 +71,8 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
     hint = next((t for t in options if t is not type(None)), hint)
     if hint is bool and not isinstance(value, bool):
         raise ValueError(f"{owner}.{key}: expected true or false, got {value!r}")
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):  # a nested section (ingest.exclude)
+        return from_dict(hint, value)
     if hint is int and isinstance(value, float):
         if not value.is_integer():
             raise ValueError(f"{owner}.{key}: expected a whole number, got {value}")

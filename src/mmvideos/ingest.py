@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmvideos import dataroot, media, storage
+from mmvideos import dataroot, media, overlap, storage
 from mmvideos.atomic import write_json, write_parquet
 from mmvideos.corpus import DEMO_VIDEOS, resolve_source, sha256_file
 from mmvideos.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
@@ -62,6 +62,8 @@ class IngestConfig:
     num_folds: int = 4096
     val_every_n_folds: int = 15
     val_part: int = 14
+    exclude: overlap.ExcludeConfig = dataclasses.field(default_factory=overlap.ExcludeConfig)
+    fingerprint: overlap.FingerprintConfig = dataclasses.field(default_factory=overlap.FingerprintConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_duration_s <= self.max_duration_s:
@@ -112,15 +114,17 @@ def read_listing(root: DataRoot, fingerprint: str) -> pd.DataFrame:
 
 
 def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: int = 0, slots: int = 1,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, audio_fingerprint_s: float = overlap.FingerprintConfig.seconds) -> dict:
     """Probe the files of a listing that fall to task ``slot`` of ``slots`` (the ingest map).
 
     Each file's probe is a unit keyed by its listing entry (URI, size, mtime or GCS generation),
-    so a file seen before is not read again. Writes ``probes.parquet`` (:data:`PROBE_COLUMNS`)
-    and the manifest into ``out_dir``; :func:`gather_probes` turns the parts into the tables.
-    A file that cannot be read now (a storage error that outlived its retries) is not committed:
-    the others are finished, then the task fails (``StorageUnavailable``), so no cache keeps the
-    run and the next one reads it. A file gone since the listing is a reject of this run only.
+    so a file seen before is not read again; it holds the Chromaprint fingerprint of the first
+    ``audio_fingerprint_s`` seconds of audio (:mod:`mmvideos.overlap`). Writes ``probes.parquet``
+    (:data:`PROBE_COLUMNS`) and the manifest into ``out_dir``; :func:`gather_probes` turns the
+    parts into the tables. A file that cannot be read now (a storage error that outlived its
+    retries) is not committed: the others are finished, then the task fails
+    (``StorageUnavailable``), so no cache keeps the run and the next one reads it. A file gone
+    since the listing is a reject of this run only.
     """
     started = time.monotonic()
     listing = read_listing(root, fingerprint)
@@ -130,9 +134,10 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     def compute(entry, scratch: Path) -> tuple[dict, dict]:
         if str(entry.version).startswith(REFUSED):
             return {"uri": entry.uri, "reason": str(entry.version)[len(REFUSED):]}, {}
-        return _probe(entry.uri, _generation(entry.uri, str(entry.version))), {}
+        return _probe(entry.uri, _generation(entry.uri, str(entry.version)), audio_fingerprint_s), {}
 
-    items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version)), e)
+    items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version),
+                       fingerprint_s=audio_fingerprint_s), e)
              for e in mine.itertuples(index=False)]
     records, counts, skipped = root.map_units("probe", items, compute, lambda *_: bar.update(),
                                               skip=storage.transient_errors())
@@ -173,8 +178,9 @@ def _generation(uri: str, version: str) -> int | None:
     return int(head) if storage.is_gcs(uri) and head.isdigit() else None
 
 
-def _probe(uri: str, generation: int | None = None) -> dict:
-    """One file's probe record: its content hash and streams, or the reason it is no video.
+def _probe(uri: str, generation: int | None = None, fingerprint_s: float = 0.0) -> dict:
+    """One file's probe record: its content hash, streams and audio fingerprint (of the first
+    ``fingerprint_s`` seconds), or the reason it is no video.
 
     A GCS object is read at the ``generation`` listed, which the record keeps for the clip stage.
     Storage errors propagate (the file is not examined, :func:`probe_listing`).
@@ -187,6 +193,8 @@ def _probe(uri: str, generation: int | None = None) -> dict:
         record |= {"sha256": sha256_file(path), "size_bytes": size}
         try:
             info = media.probe(path)
+            if info.has_audio and fingerprint_s > 0:
+                record["fingerprint"] = overlap.fingerprint(path, fingerprint_s)
         except media.MediaError as exc:
             return {**record, "reason": str(exc)}
     return {**record, **dataclasses.asdict(info), "reason": ""}
@@ -194,7 +202,7 @@ def _probe(uri: str, generation: int | None = None) -> dict:
 
 #: ``probes.parquet``: a probe record per file (stream facts, or why it is no video).
 PROBE_COLUMNS = ["uri", "generation", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec",
-                 "width", "height", "fps", "audio_codec", "sample_rate", "channels", "reason"]
+                 "width", "height", "fps", "audio_codec", "sample_rate", "channels", "fingerprint", "reason"]
 
 
 def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfig = IngestConfig(),
@@ -202,7 +210,8 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     """The ingest reduce: probe parts -> ``videos.parquet`` and ``rejects.parquet``.
 
     Applies the settings (streams, minimum duration), gives each kept video its content id,
-    fold and split, and rejects byte-identical copies as duplicates of the first URI.
+    fold and split, and rejects byte-identical copies as duplicates of the first URI, then
+    benchmark overlaps and near duplicates (:func:`mmvideos.overlap.screen`).
     """
     out_dir = Path(out_dir)
     probes = dataroot.concat([storage.read_parquet(storage.join(p, "probes.parquet")) for p in parts], PROBE_COLUMNS)
@@ -220,11 +229,16 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         fold = fold_of(video_id, cfg.num_folds)
         kept.append({**{c: getattr(row, c) for c in VIDEO_COLUMNS if hasattr(row, c)}, "video_id": video_id,
                      "fold": fold, "split": split_of(fold, cfg.val_every_n_folds, cfg.val_part)})
+    candidates = probes[probes["uri"].isin([k["uri"] for k in kept])]
+    screened = overlap.screen(candidates, cfg.exclude, cfg.fingerprint, root)
+    rejects += [{"uri": uri, "video_id": None, "reason": r, "stage": "ingest"} for uri, r in screened.reasons.items()]
+    kept = [k for k in kept if k["uri"] not in screened.reasons]
     videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
-    rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("uri", ignore_index=True)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    manifest = dataroot.concat([dataroot.read_manifest(p) for p in parts], dataroot.MANIFEST_COLUMNS)
+    manifest = dataroot.concat([*(dataroot.read_manifest(p) for p in parts), screened.manifest],
+                               dataroot.MANIFEST_COLUMNS)
     write_parquet(manifest, out_dir / MANIFEST)
     if root is not None:
         root.save_manifest("probe", manifest)
@@ -236,6 +250,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         "hours_of_video": round(float(videos["duration_s"].sum()) / 3600, 4),
         "train_videos": int((videos["split"] == "train").sum()),
         "val_videos": int((videos["split"] == "val").sum()),
+        **screened.summary(rejected),
         **{k: sum(c.get(k, 0) for c in counts) for k in ("shards_reused", "shards_computed")},
         "seconds": round(sum(c.get("seconds", 0.0) for c in counts), 1),
     }
@@ -270,7 +285,7 @@ def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestC
     out_dir = Path(out_dir)
     fingerprint = list_source(source, root)
     with tempfile.TemporaryDirectory(prefix="mmvideos-probe-") as part:
-        probe_listing(root, fingerprint, part, progress=progress)
+        probe_listing(root, fingerprint, part, progress=progress, audio_fingerprint_s=cfg.fingerprint.seconds)
         summary = gather_probes([part], out_dir, cfg, root)
     summary["source_fingerprint"] = fingerprint
     write_json(summary, out_dir / "summary.json")

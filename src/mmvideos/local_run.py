@@ -177,7 +177,8 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
     lines = [
         "mmvideos run finished",
         f"  videos   {ingest.get('inputs', 0)} found, {clips.get('videos_clipped', 0)} kept, {rejected} rejected"
-        f" (reasons: {outputs['videos'] / 'rejects.parquet'})",
+        f" ({ingest.get('benchmark_overlaps', 0)} benchmark overlaps, {ingest.get('near_duplicates', 0)} near"
+        f" duplicates; reasons: {outputs['videos'] / 'rejects.parquet'})",
         f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
         f" {clips.get('frames', 0)} frames",
     ]

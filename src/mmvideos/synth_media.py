@@ -28,16 +28,20 @@ def tone(duration: float, rate: int = 44100, hz: float = 440.0) -> np.ndarray:
 
 
 def write_media(path: Path, duration: float, *, video: bool = True, audio: np.ndarray | None = None,
-                rate: int = 44100, fps: int = 25, size: tuple[int, int] = (320, 240)) -> Path:
-    """Encode an MP4 (mpeg4 video and/or AAC audio) of ``duration`` seconds."""
+                rate: int = 44100, fps: int = 25, size: tuple[int, int] = (320, 240), video_codec: str = "mpeg4",
+                audio_codec: str = "aac", audio_bit_rate: int | None = None) -> Path:
+    """Encode a file (by default an MP4 of mpeg4 video and/or AAC audio) of ``duration`` seconds;
+    the container follows the file's extension."""
     with av.open(str(path), "w") as out:
         vstream = astream = None
         if video:
-            vstream = out.add_stream("mpeg4", rate=fps)
+            vstream = out.add_stream(video_codec, rate=fps)
             vstream.width, vstream.height, vstream.pix_fmt = size[0], size[1], "yuv420p"
         if audio is not None:
-            astream = out.add_stream("aac", rate=rate)
+            astream = out.add_stream(audio_codec, rate=rate)
             astream.layout = "mono"
+            if audio_bit_rate:
+                astream.bit_rate = audio_bit_rate
         if vstream is not None:
             for i in range(int(duration * fps)):
                 frame = av.VideoFrame.from_ndarray(colour_bars(i / fps, *size), format="rgb24")
