@@ -111,7 +111,7 @@ def build_pipeline(params: dict):
         listed = list_source(source=source, data_root=data_root, slots=slots).set_display_name("list source")
         listed.set_caching_options(False)
         with dsl.ParallelFor(items=listed.output, parallelism=slots) as order:
-            probed = probe(data_root=data_root, order=order, slots=slots).set_display_name("probe")
+            probed = probe(data_root=data_root, order=order, slots=slots, params=ingest_params).set_display_name("probe")
         ingested = gather_ingest(parts=dsl.Collected(probed.outputs["probes"]), data_root=data_root,
                                  params=ingest_params).set_display_name("ingest")
         videos = ingested.outputs["videos"]
