@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORK   ?= work
 
-.PHONY: run test setup system-deps compile bench clean help
+.PHONY: run test setup system-deps compile bench docs lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,17 @@ compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 bench: $(STAMP)  ## print throughput figures on this machine, then the scale benchmark (writes docs/sizing.md)
 	$(BIN)/mmvideos bench
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --write docs/sizing.md
+
+docs: $(STAMP)  ## write the run's figures into docs/ (docs/results.md, marked blocks) from results/
+	$(BIN)/mmvideos docs
+
+# After a merge (code is a stage dependency, so dvc.lock changes with any stage's code): bring the
+# code deps of dvc.yaml up to date, re-run the demo with `dvc repro` and regenerate docs/; then
+# commit dvc.yaml, dvc.lock, results/ and docs/ (and `dvc push` where the remote is reachable).
+lock: $(STAMP)  ## refresh dvc.yaml's code deps, dvc repro the demo, regenerate docs/ (commit dvc.lock, results/, docs/)
+	$(BIN)/python -m mmvideos.dvc_deps --write
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	$(BIN)/mmvideos docs
 
 clean:  ## remove run outputs (keeps .venv and the download cache)
 	rm -rf $(WORK) pipeline.yaml

@@ -220,6 +220,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         print((out / "results.md").read_text())
 
 
+def cmd_docs(args: argparse.Namespace) -> None:
+    from mmvideos.docs_gen import generate
+
+    changed = generate(Path(args.results), Path(args.docs), Path(args.readme), check=args.check)
+    if args.check and changed:
+        raise ValueError(f"out of date with {args.results}: {', '.join(map(str, changed))} (run `make docs`)")
+    print(("wrote " + ", ".join(map(str, changed))) if changed else "docs are up to date")
+
+
 def cmd_demo_benchmark(args: argparse.Namespace) -> None:
     from mmvideos.demo_benchmark import build_demo_benchmark, resolve_benchmark
 
@@ -412,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="transfer output folders")
     p.add_argument("--output", required=True, help="output folder, local or gs:// (results.md/.csv/.html, metrics.json)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("docs", help="write the run's figures into docs/ from results/ (make docs)",
+                       description="Write docs/results.md and refresh the marked blocks of docs/*.md and README.md "
+                                   "from the results/ of a `dvc repro` (labels, pretraining, transfer, drift).")
+    p.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    p.add_argument("--docs", default="docs", help="documentation folder (default: %(default)s)")
+    p.add_argument("--readme", default="README.md", help="README with marked blocks (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="write nothing; fail if a generated file is stale")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("demo-benchmark", help="build the demo benchmark (ESC-50 layout, FoxDot recordings)")
     p.add_argument("--output", help="folder (default: in the cache)")
