@@ -122,13 +122,16 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
              check: bool = False) -> list[Path]:
     """Write (or with ``check``, compare) docs/results.md and every marked block; returns the
     files that changed (or would change)."""
+    page = docs / "results.md"
+    pages = [p for p in sorted(docs.glob("*.md")) + ([readme] if readme and readme.is_file() else []) if p != page]
+    for path in pages:  # an unknown block is an error before any result is read
+        unknown = {m["name"] for m in _BLOCK.finditer(path.read_text())} - {"demo-figures"}
+        if unknown:
+            raise ValueError(f"{path}: no generator for the block(s) {sorted(unknown)} (known: ['demo-figures'])")
     fig = figures(results)
     blocks = {"demo-figures": _summary_block(fig)}
-    page = docs / "results.md"
     wanted = {page: results_page(fig)}
-    for path in sorted(docs.glob("*.md")) + ([readme] if readme and readme.is_file() else []):
-        if path == page:
-            continue
+    for path in pages:
         text = path.read_text()
 
         def refresh(match: re.Match) -> str:
