@@ -193,6 +193,8 @@ def _model_of(cls: type) -> type[BaseModel]:
         hint = hints[f.name]
         if typing.get_origin(hint) is tuple:
             hint = list[typing.get_args(hint)[0]] | hint
+        elif dataclasses.is_dataclass(hint):  # a nested section (ingest.exclude): a mapping in YAML
+            hint = _model_of(hint)
         fields[f.name] = (hint, None)
     return create_model(f"{cls.__name__}Schema", __config__=_STRICT, **fields)
 
