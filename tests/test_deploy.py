@@ -84,8 +84,8 @@ def test_every_task_passes_the_namespace_limit_range(tmp_path):
                      "memory_request": found.get("resourceMemoryRequest"), "memory_limit": found.get("resourceMemoryLimit")}
         _admitted(resources, limit_range)
     pretrain = spec["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
-    cluster = load_params()["cluster"]
-    assert (pretrain["resourceCpuLimit"], pretrain["resourceMemoryLimit"]) == (cluster["cpu_limit"], cluster["memory_limit"])
+    sized = load_params()["resources"]["pretrain"]
+    assert (pretrain["resourceCpuLimit"], pretrain["resourceMemoryLimit"]) == (sized["cpu_limit"], sized["memory_limit"])
     # DataLoader workers share batches through /dev/shm: a memory-backed volume, not the 64 MiB default
     pod = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
     assert {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory"} in pod["emptyDirMounts"]

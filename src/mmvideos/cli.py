@@ -51,7 +51,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if args.data_root:
         params.setdefault("data", {})["root"] = args.data_root
-    compiler.Compiler().compile(build_pipeline(params), str(args.output))
+    compiler.Compiler().compile(build_pipeline(params, pipeline_root=args.pipeline_root), str(args.output))
     print(f"wrote {args.output}")
 
 
@@ -205,6 +205,12 @@ def _data_root_option(p: argparse.ArgumentParser) -> None:
                    help="where shards live: a folder, or gs://bucket/prefix (default: data.root in params.yaml)")
 
 
+def _pipeline_root_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline-root", default=None,
+                   help="where the cluster keeps the runs' artifacts, e.g. gs://bucket/pipeline-root (default: the "
+                        "namespace's kfp-launcher ConfigMap, manifests/kfp-launcher.yaml)")
+
+
 def _map_options(p: argparse.ArgumentParser) -> None:
     _data_root_option(p)
     p.add_argument("--slot", type=int, default=0, help="this task's slot (default 0)")
@@ -240,13 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the environment variable MMVIDEOS_IMAGE at compile time (default "
                                    f"{DEFAULT_IMAGE}); tag it by git SHA or digest, since KFP's cache keys on "
                                    "the component spec, not on the code inside the image. Also read now and fixed "
-                                   "in the YAML: the params file's `cluster` section (GPU type and count, node "
-                                   "selector, toleration, CPU/memory requests and limits of the pretrain task), "
-                                   "the task slots of every map stage (data.slots) and the benchmark names; every other "
+                                   "in the YAML: the params file's `resources` section (every task's CPU, "
+                                   "memory and scratch requests and limits, retries, time limit) and `cluster` "
+                                   "section (GPU type and count, node selector, toleration), the task slots of every map stage (data.slots) and the benchmark names; every other "
                                    "section only sets parameter defaults that a run may override.")
     p.add_argument("--output", type=Path, required=True, help="YAML file to write")
     p.add_argument("--data-root", default=None,
                    help="the data root runs default to, e.g. gs://bucket/mmvideos (default: data.root in params.yaml)")
+    _pipeline_root_option(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")

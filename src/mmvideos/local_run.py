@@ -77,7 +77,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "outputs"),
                raise_on_error=True, enable_caching=caching, cache_root=str(workdir / "cache"))
     params = load_params(params_path)
-    pipeline = build_pipeline(params)
+    pipeline = build_pipeline(params, on_cluster=False)
     root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
     with open(workdir / "run.log", "a") as log, warnings.catch_warnings(), \
             contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
