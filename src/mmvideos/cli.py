@@ -17,7 +17,7 @@ from pathlib import Path
 from mmvideos import __version__
 from mmvideos.components import DEFAULT_IMAGE
 from mmvideos.config import from_dict, load_params
-from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
+from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT, SA_TOKEN_PATH
 
 
 def _params(args: argparse.Namespace, name: str, cls):
@@ -187,13 +187,34 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult)
 
 
+def _run_arguments(args: argparse.Namespace) -> dict:
+    arguments = {"source": args.source} if args.source else {}
+    if args.data_root:
+        arguments["data_root"] = args.data_root
+    return arguments
+
+
+def _auth(args: argparse.Namespace):
+    from mmvideos.schedule import Auth
+
+    return Auth(token=args.token, cookies=args.cookies, sa_token=args.sa_token, ssl_ca_cert=args.ssl_ca_cert)
+
+
 def cmd_schedule(args: argparse.Namespace) -> None:
     from mmvideos.schedule import schedule
 
-    arguments = {"source": args.source} if args.source else {}
-    run_id = schedule(args.host, args.cron, args.name, args.experiment, args.params, arguments, args.namespace,
-                      service_account=args.service_account)
-    print(f"recurring run {run_id} created: {args.cron}")
+    done = schedule(args.host, args.cron, args.name, args.experiment, args.params, _run_arguments(args), args.namespace,
+                    service_account=args.service_account, pipeline_root=args.pipeline_root, version=args.version,
+                    replace=args.replace, auth=_auth(args))
+    print(f"recurring run {done.recurring_run_id} {done.action}: {args.cron}, pipeline version {done.version}")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from mmvideos.schedule import submit
+
+    run_id = submit(args.host, args.params, _run_arguments(args), args.run_name, args.experiment, args.namespace,
+                    service_account=args.service_account, pipeline_root=args.pipeline_root, auth=_auth(args))
+    print(f"run {run_id} submitted")
 
 
 def _print(summary: dict) -> None:
@@ -209,6 +230,23 @@ def _pipeline_root_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-root", default=None,
                    help="where the cluster keeps the runs' artifacts, e.g. gs://bucket/pipeline-root (default: the "
                         "namespace's kfp-launcher ConfigMap, manifests/kfp-launcher.yaml)")
+
+
+def _cluster_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p.add_argument("--source", help="the run's source (e.g. a gs:// prefix); on a cluster the demo corpus is refused")
+    p.add_argument("--data-root", default=None, help="the run's data root, e.g. gs://bucket/mmvideos")
+    _pipeline_root_option(p)
+    p.add_argument("--experiment", default="mmvideos", help="KFP experiment (default: %(default)s)")
+    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
+    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
+                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
+    auth = p.add_argument_group("authentication (kfp.Client's; at most one)")
+    auth.add_argument("--token", default=None, help="bearer token, e.g. $(gcloud auth print-identity-token)")
+    auth.add_argument("--cookies", default=None, help="session cookies, e.g. 'authservice_session=...' (Dex)")
+    auth.add_argument("--sa-token", nargs="?", const=SA_TOKEN_PATH, default=None, metavar="PATH",
+                      help=f"in-cluster service account token file (default path: {SA_TOKEN_PATH})")
+    auth.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint")
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
@@ -367,16 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="folder (default: in the cache)")
     p.set_defaults(func=cmd_demo_benchmark)
 
-    p = sub.add_parser("schedule", help="create a KFP recurring run (scheduled re-annotation) on a cluster",
-                       description="Compile the pipeline and schedule it on a Kubeflow Pipelines API.")
-    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p = sub.add_parser("submit", help="run the pipeline once on a cluster (Kubeflow Pipelines API)",
+                       description="Compile the pipeline and start one run of it on a Kubeflow Pipelines API.")
+    _cluster_run_options(p)
+    p.add_argument("--run-name", default=None, help="run name (default: the pipeline's name and the time)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="create or update the KFP recurring run (scheduled re-annotation)",
+                       description="Upload the pipeline and a version of it named by the image digest or git SHA "
+                                   "(plus a hash of the compiled spec), and create a recurring run of that "
+                                   "version. A recurring run of the same name is kept when nothing changed and "
+                                   "is otherwise refused, or replaced with --replace: never duplicated.")
+    _cluster_run_options(p)
     p.add_argument("--cron", required=True, help="six-field cron, seconds first, e.g. '0 0 3 * * 0' (Sundays 03:00)")
-    p.add_argument("--source", help="override the pipeline's source (e.g. a gs:// prefix)")
-    p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name")
-    p.add_argument("--experiment", default="mmvideos", help="KFP experiment")
-    p.add_argument("--namespace", help="Kubeflow profile namespace")
-    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
-                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
+    p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name (default: %(default)s)")
+    p.add_argument("--version", default=None,
+                   help="what names the pipeline version (default: the digest of MMVIDEOS_IMAGE, else the git SHA)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a recurring run of this name that differs (delete and create)")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("bench", help="print throughput figures: annotators, features, training per model")
