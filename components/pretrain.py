@@ -11,8 +11,11 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, model: Outp
              curves: Output[HTML]):
     """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP.
 
-    Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU. The
-    checkpoint is kept in the data root after every epoch: a retried or preempted task resumes.
+    One node (``num_nodes: 1``): trains here on every GPU the pod was given (one DDP process each
+    under torchrun), else the CPU. More nodes: submits a Kubeflow Trainer TrainJob running the
+    same entry point on ``num_nodes`` GPU pods, follows its log and fetches its model
+    (:mod:`mmvideos.trainjob`). The checkpoint is kept in the data root after every epoch: a
+    retried or preempted task (or TrainJob) resumes.
     """
     from mmvideos.config import from_dict
     from mmvideos.dataroot import DataRoot
@@ -20,8 +23,14 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, model: Outp
     from mmvideos.train import PretrainConfig, checkpoint_uri, launch
 
     cfg = from_dict(PretrainConfig, params)
-    summary = launch(features.path, model.path, cfg, progress=True,
-                     resume_from=checkpoint_uri(DataRoot(data_root), features.path, cfg))
+    checkpoint = checkpoint_uri(DataRoot(data_root), features.path, cfg)
+    if cfg.num_nodes > 1:
+        from mmvideos.placement import compiled_placement
+        from mmvideos.trainjob import pretrain_on_trainjob
+
+        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, compiled_placement())
+    else:
+        summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint)
     log_metrics(metrics, summary)
     attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

@@ -153,6 +153,24 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     _print(launch(args.features, args.output, cfg, resume_from=checkpoint_uri(_root(args), args.features, cfg)))
 
 
+def cmd_pretrain_job(args: argparse.Namespace) -> None:
+    from mmvideos.components import IMAGE
+    from mmvideos.placement import pretrain_placement
+    from mmvideos.train import PretrainConfig, checkpoint_uri
+    from mmvideos.trainjob import build_trainjob, export_uri, job_name, pretrain_on_trainjob, to_yaml
+
+    cfg = _params(args, "pretrain", PretrainConfig)
+    if args.num_nodes is not None:
+        cfg = dataclasses.replace(cfg, num_nodes=args.num_nodes)
+    placement = pretrain_placement(load_params(args.params), IMAGE)
+    checkpoint = checkpoint_uri(_root(args), args.features, cfg)
+    if args.print:
+        print(to_yaml(build_trainjob(job_name(checkpoint), cfg, args.features, checkpoint, export_uri(checkpoint),
+                                     placement)), end="")
+        return
+    _print(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace))
+
+
 def cmd_transfer(args: argparse.Namespace) -> None:
     from mmvideos.demo_benchmark import resolve_benchmark
     from mmvideos.transfer import TransferConfig, transfer
@@ -377,8 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain an audio CNN on the feature shards (sigmoid cross-entropy)",
                        description="Pretrain on every GPU of this machine (one DDP process each, started with "
-                                   "torchrun), else on the CPU. Across machines run "
-                                   "`torchrun --nnodes=M --nproc_per_node=N ... -m mmvideos.train --features DIR --out DIR`.")
+                                   "torchrun), else on the CPU. Across machines: `mmvideos pretrain-job`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
     p.add_argument("--output", type=Path, required=True,
                    help="output folder. The checkpoint is also kept in the data root, keyed by the features and "
@@ -386,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "last finished epoch")
     _data_root_option(p)
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("pretrain-job", help="pretrain on several nodes as a Kubeflow Trainer TrainJob",
+                       description="Build the TrainJob (trainer.kubeflow.org/v1alpha1) that runs `torchrun -m "
+                                   "mmvideos.train` on pretrain.num_nodes x cluster.accelerator_count GPUs through "
+                                   "the cluster.trainer_runtime runtime, with the image of MMVIDEOS_IMAGE and the "
+                                   "node size of resources.pretrain; print it (--print) or submit it, follow "
+                                   "node 0's log, wait, and copy the model into --output. The checkpoint and the "
+                                   "model live in the data root, which must be on gs://.")
+    p.add_argument("--features", required=True, help="features folder on gs:// (every node reads it)")
+    p.add_argument("--output", type=Path, default=Path("pretrain"), help="where the model is copied (default: %(default)s)")
+    p.add_argument("--num-nodes", type=int, default=None, help="nodes (default: pretrain.num_nodes)")
+    p.add_argument("--namespace", default=None, help="namespace of the TrainJob (default: this pod's)")
+    p.add_argument("--print", action="store_true", help="print the TrainJob YAML instead of submitting it")
+    _data_root_option(p)
+    p.set_defaults(func=cmd_pretrain_job)
 
     p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")
     p.add_argument("--benchmark", required=True, choices=["esc50", "tut2018", "audioset"])

@@ -160,16 +160,21 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
     kubernetes.set_timeout(task, int(res.timeout_s))
     kubernetes.empty_dir_mount(task, volume_name="scratch", mount_path=SCRATCH, size_limit=str(res.ephemeral_storage))
     task.set_env_variable("TMPDIR", SCRATCH)
-    pool = cluster(params)
     if wants_gpu(params, stage):
+        pool = cluster(params)
         task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(pool.accelerator_count)
         kubernetes.add_node_selector(task, label_key=pool.node_selector_key, label_value=pool.node_selector_value)
         kubernetes.add_toleration(task, key=pool.toleration_key, operator="Exists", effect="NoSchedule")
         kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory")
     if stage == "pretrain":
-        task.set_env_variable(PLACEMENT_ENV, json.dumps(
-            {"image": IMAGE, "cluster": dataclasses.asdict(pool), "resources": dataclasses.asdict(res)}))
+        task.set_env_variable(PLACEMENT_ENV, json.dumps(pretrain_placement(params, IMAGE)))
     return task
+
+
+def pretrain_placement(params: dict, image: str) -> dict[str, Any]:
+    """What a pretraining TrainJob needs of the compiled settings: image, node pool, node size."""
+    return {"image": image, "cluster": dataclasses.asdict(cluster(params)),
+            "resources": dataclasses.asdict(task_resources(params, "pretrain"))}
 
 
 def compiled_placement() -> dict[str, Any] | None:

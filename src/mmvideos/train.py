@@ -409,7 +409,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "device": proc.device.type, "device_asked": cfg.device, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
+               "device": proc.device.type, "device_asked": cfg.device,
+               "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None)}
     if proc.main:
@@ -491,8 +492,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume-from", default=None,
                         help="checkpoint URI in the data root (local or gs://) kept up to date after every epoch "
                              "and resumed from when --out has none")
+    parser.add_argument("--export-to", default=None,
+                        help="also place the exported model (every file of --out but the checkpoint) here, a folder "
+                             "or gs:// prefix: a multi-node job's output, which the pipeline reads back")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def export_files(out_dir: str | Path, target: str) -> list[str]:
+    """Copy the exported model of ``out_dir`` (every file but the checkpoint) to ``target``; their URIs."""
+    placed = []
+    for path in sorted(Path(out_dir).iterdir()):
+        if path.is_file() and path.name != CHECKPOINT:
+            placed.append(storage.join(target, path.name))
+            storage.put_file(path, placed[-1])
+    return placed
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -508,6 +522,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
+        if args.export_to:
+            export_files(args.out, args.export_to)
         print(json.dumps(summary, indent=2, default=str))
     return summary
 
