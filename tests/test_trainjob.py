@@ -154,8 +154,9 @@ def _weights(export: str) -> dict[str, torch.Tensor]:
         return load_file(path)
 
 
+@pytest.mark.slow
 def test_two_nodes_killed_mid_epoch_resume_to_the_weights_of_an_uninterrupted_run(gcs_bucket, tmp_path):
-    features = write_synthetic_features(tmp_path / "features", num_clips=656, val_clips=16)  # 40 steps per epoch
+    features = write_synthetic_features(tmp_path / "features", num_clips=336, val_clips=16)  # 20 steps per epoch
     bucket = gcs_bucket("trainjob-test")
 
     whole = f"{bucket}/whole"

@@ -247,7 +247,7 @@ def _data_root_option(p: argparse.ArgumentParser) -> None:
 def _pipeline_root_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-root", default=None,
                    help="where the cluster keeps the runs' artifacts, e.g. gs://bucket/pipeline-root (default: the "
-                        "namespace's kfp-launcher ConfigMap, manifests/kfp-launcher.yaml)")
+                        "namespace's kfp-launcher ConfigMap, manifests/base/kfp-launcher.yaml)")
 
 
 def _cluster_run_options(p: argparse.ArgumentParser) -> None:
@@ -258,7 +258,7 @@ def _cluster_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="mmvideos", help="KFP experiment (default: %(default)s)")
     p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
     p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
-                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
+                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/base)")
     auth = p.add_argument_group("authentication (kfp.Client's; at most one)")
     auth.add_argument("--token", default=None, help="bearer token, e.g. $(gcloud auth print-identity-token)")
     auth.add_argument("--cookies", default=None, help="session cookies, e.g. 'authservice_session=...' (Dex)")

@@ -31,7 +31,7 @@ from mmvideos.config import load_params
 
 log = logging.getLogger(__name__)
 
-#: The service account of manifests/service-account.yaml (bound to the mmvideos-pipeline Role).
+#: The service account of manifests/base/service-account.yaml (bound to the mmvideos-pipeline Role).
 DEFAULT_SERVICE_ACCOUNT = "mmvideos-pipeline"
 
 #: Where the projected KFP token lives in a Kubeflow pod (``kfp.Client``'s default).
