@@ -123,3 +123,17 @@ def test_a_local_pipeline_is_left_alone():
 
     task = Task()
     assert configure(task, "clip", load_params(), on_cluster=False) is task
+
+
+def test_on_a_cluster_the_demo_defaults_are_refused_naming_the_setting(monkeypatch, tmp_path):
+    from mmvideos.corpus import resolve_source
+    from mmvideos.demo_benchmark import resolve_benchmark
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # what the kubelet sets in every pod
+    monkeypatch.setenv("MMVIDEOS_CACHE", str(tmp_path))  # had it tried a download, it would land here
+    with pytest.raises(ValueError, match=r"set the run parameter `source` \(params.yaml data.source\)"):
+        resolve_source("")
+    with pytest.raises(ValueError, match="benchmarks.esc50"):
+        resolve_benchmark("esc50", "")
+    assert not any(tmp_path.iterdir())
+    assert resolve_source("gs://videos/in") == "gs://videos/in"
