@@ -137,3 +137,16 @@ def test_on_a_cluster_the_demo_defaults_are_refused_naming_the_setting(monkeypat
         resolve_benchmark("esc50", "")
     assert not any(tmp_path.iterdir())
     assert resolve_source("gs://videos/in") == "gs://videos/in"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_refuses_to_train_without_a_gpu_and_auto_says_what_it_used(tmp_path):
+    from mmvideos.train import PretrainConfig, pretrain
+    from mmvideos.training.synthetic import write_synthetic_features
+
+    features = write_synthetic_features(tmp_path / "features", num_clips=24, val_clips=8)
+    small = dict(model="vggish", width_mult=0.0625, epochs=1, batch_size=8, num_workers=0, val_clips=0)
+    with pytest.raises(RuntimeError, match="no usable GPU"):
+        pretrain(features, tmp_path / "cuda", PretrainConfig(device="cuda", **small), progress=False)
+    summary = pretrain(features, tmp_path / "auto", PretrainConfig(device="auto", **small), progress=False)
+    assert (summary["device"], summary["device_asked"], summary["gpus"]) == ("cpu", "auto", 0)

@@ -155,6 +155,10 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
                else "no validation clips")
         lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
                      f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
+        if model.get("device"):
+            lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
+        if model.get("device_asked") not in (None, "cpu") and model.get("device") == "cpu":
+            lines.append(f"  WARNING  pretrain asked for a GPU (device: {model['device_asked']}) and ran on the CPU")
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
     lines += [
