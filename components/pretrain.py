@@ -22,13 +22,19 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, model: Outp
     from mmvideos.kfp_io import attach, copy_page, log_metrics
     from mmvideos.train import PretrainConfig, checkpoint_uri, launch
 
+    import dataclasses
+
+    from mmvideos.placement import compiled_placement
+
     cfg = from_dict(PretrainConfig, params)
+    placement = compiled_placement()
+    if placement and placement["gpu"] and cfg.device == "auto":  # the pod asked for GPUs: none is an error
+        cfg = dataclasses.replace(cfg, device="cuda")
     checkpoint = checkpoint_uri(DataRoot(data_root), features.path, cfg)
     if cfg.num_nodes > 1:
-        from mmvideos.placement import compiled_placement
         from mmvideos.trainjob import pretrain_on_trainjob
 
-        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, compiled_placement())
+        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement)
     else:
         summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint)
     log_metrics(metrics, summary)

@@ -104,7 +104,7 @@ def test_multi_node_pretraining_leaves_the_gpus_to_the_trainjob(tmp_path):
     placement = json.loads(env[PLACEMENT_ENV])
     assert placement["cluster"]["trainer_runtime"] == "torch-distributed"
     assert placement["resources"]["memory_limit"] == params["resources"]["pretrain"]["memory_limit"]
-    assert placement["image"] == pretrain["container"]["image"]
+    assert placement["image"] == pretrain["container"]["image"] and placement["gpu"] is False
 
 
 def test_bad_resources_are_refused_before_compiling():

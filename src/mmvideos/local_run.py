@@ -157,8 +157,9 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
                      f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
         if model.get("device"):
             lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
-        if model.get("device_asked") not in (None, "cpu") and model.get("device") == "cpu":
-            lines.append(f"  WARNING  pretrain asked for a GPU (device: {model['device_asked']}) and ran on the CPU")
+        if model.get("device_asked") == "auto" and model.get("device") == "cpu":
+            lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
+                         "task asks for one and refuses to run without it")
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
     lines += [

@@ -173,7 +173,7 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
 
 def pretrain_placement(params: dict, image: str) -> dict[str, Any]:
     """What a pretraining TrainJob needs of the compiled settings: image, node pool, node size."""
-    return {"image": image, "cluster": dataclasses.asdict(cluster(params)),
+    return {"image": image, "gpu": wants_gpu(params, "pretrain"), "cluster": dataclasses.asdict(cluster(params)),
             "resources": dataclasses.asdict(task_resources(params, "pretrain"))}
 
 
