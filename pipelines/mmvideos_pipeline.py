@@ -118,7 +118,8 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
                        "gather", "gather audio labels").outputs["merged"]
         labels = placed(merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params), "merge_labels",
                         "merge labels")
-        drift = placed(label_drift(labels=labels.outputs["labels"], params=drift_params), "label_drift", "label drift")
+        drift = placed(label_drift(labels=labels.outputs["labels"], params=drift_params, data_root=data_root),
+                       "label_drift", "label drift")
         with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
             extracted = placed(extract_features(clips=clips, labels=labels.outputs["labels"], params=feature_params,
                                                 data_root=data_root, slot=slot, slots=slots), "features", "features")

@@ -1,5 +1,6 @@
 """Recurring runs take KFP's six-field cron; a five-field one is refused with a hint."""
 
+import pandas as pd
 import pytest
 
 from mmvideos.cli import main
@@ -30,6 +31,7 @@ def test_cli_refuses_a_bad_cron_before_contacting_the_cluster(capsys):
 
 from kfp_api import KfpApi  # noqa: E402
 
+from mmvideos.config import load_params  # noqa: E402
 from mmvideos.schedule import code_ref  # noqa: E402
 
 CRON = "0 0 3 * * 0"
@@ -63,7 +65,11 @@ def test_scheduling_twice_keeps_one_schedule_on_one_named_version(capsys):
         assert run["trigger"]["cron_schedule"]["cron"] == CRON
         assert int(run["max_concurrency"]) == 1 and run["no_catchup"] is True
         assert run["service_account"] == "mmvideos-pipeline"
-        assert run["runtime_config"] == {"parameters": {"source": "gs://videos/in"}, "pipeline_root": "gs://team/root"}
+        parameters = run["runtime_config"]["parameters"]
+        assert run["runtime_config"]["pipeline_root"] == "gs://team/root"
+        assert parameters["source"] == "gs://videos/in"
+        # the drift step follows the schedule's own series of label tables (the whole section is passed)
+        assert parameters["drift_params"] == {**load_params()["label_drift"], "follow": "mmvideos-reannotation"}
         assert ours["pipeline_spec"]["defaultPipelineRoot"] == "gs://team/root"
 
 
@@ -102,3 +108,23 @@ def test_the_version_is_named_by_the_image_digest_else_the_git_sha(tmp_path):
     assert code_ref("ghcr.io/x/mmvideos:latest").startswith("git-")  # this checkout
     with pytest.raises(ValueError, match="--version"):
         code_ref("ghcr.io/x/mmvideos:latest", cwd=tmp_path)
+
+
+def test_each_scheduled_run_compares_its_labels_with_the_previous_runs(tmp_path):
+    from test_drift import _labels, _run
+
+    from mmvideos.drift import DriftConfig, label_drift, previous_labels
+
+    root, cfg = str(tmp_path / "root"), DriftConfig(follow="weekly", top_labels=5)
+    week1 = _run(tmp_path / "week1", pd.concat([_labels(60, 0.5, 1), _labels(20, 0.5, 2, "val", "v")]))
+    week2 = _run(tmp_path / "week2", _labels(80, 0.95, 3, prefix="w"))
+    first = label_drift(week1, tmp_path / "drift1", cfg, progress=False, root=root)
+    assert first["mode"] == "train vs val"  # nothing published yet
+    assert previous_labels(root, "weekly") == str(week1)
+    second = label_drift(week2, tmp_path / "drift2", cfg, progress=False, root=root, published="gs://b/week2")
+    assert (second["mode"], second["reference"]) == ("previous run", str(week1))
+    assert second["reference_clips"] == 80 and second["current_clips"] == 80
+    assert previous_labels(root, "weekly") == "gs://b/week2"
+    assert previous_labels(root, "daily") is None  # another series keeps its own pointer
+    with pytest.raises(ValueError, match="data root"):
+        label_drift(week2, tmp_path / "drift3", cfg, progress=False)

@@ -10,7 +10,9 @@ has no update of a recurring run, so replace is delete + create; nothing ever du
 
 A recurring run starts the whole DAG on its cron schedule. Its first step lists the source and
 is never cached; each map stage finds the shards it already wrote in the data root, so a run
-over a few new videos costs only those. Caching is left to the compiled tasks.
+over a few new videos costs only those. Caching is left to the compiled tasks. Its label drift
+step compares with the previous scheduled run's labels: ``schedule`` sets ``label_drift.follow``
+to the recurring run's name, and each run reads, then moves, that name's pointer in the data root.
 
 Authentication follows ``kfp.Client``: a bearer token (``token``), the cookies of a browser
 session behind Dex/IAP (``cookies``), or inside the cluster the projected service account
@@ -155,8 +157,13 @@ def schedule(host: str, cron: str, name: str = "mmvideos-reannotation", experime
     from mmvideos.components import IMAGE
     from mmvideos.pipelines.mmvideos_pipeline import PIPELINE_NAME
 
+    from mmvideos.pipelines.mmvideos_pipeline import parameter_default
+
     cron = check_cron(cron)
-    arguments = dict(arguments or {})
+    # the drift report of each scheduled run compares with the previous run's labels: the series'
+    # pointer in the data root (a dict parameter is replaced whole, so pass the full section)
+    drift = parameter_default(load_params(params_path).get("label_drift") or {})
+    arguments = {"drift_params": drift | {"follow": name}, **(arguments or {})}
     ref = version or code_ref(IMAGE)
     client = connect(host, auth, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)  # returns the existing one by name
