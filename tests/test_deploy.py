@@ -78,10 +78,9 @@ def _manifests(kind: str) -> list[dict]:
 POD_NEEDS = {
     ("", "configmaps"): {"get"},  # the KFP launcher reads kfp-launcher
     ("argoproj.io", "workflowtaskresults"): {"create", "patch"},  # Argo's executor reports outputs
-    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "list", "watch", "delete"},  # multi-node pretraining
-    ("", "pods"): {"get", "list", "watch"},  # the TrainJob's nodes ...
-    ("", "pods/log"): {"get"},  # ... their log, followed
-    ("", "events"): {"list"},  # ... and why a job failed
+    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "delete"},  # multi-node pretraining
+    ("", "pods"): {"list"},  # the TrainJob's node pods ...
+    ("", "pods/log"): {"get"},  # ... node 0's log, followed
 }
 
 
