@@ -204,7 +204,10 @@ def pretrain_on_trainjob(features_uri: str, out_dir: str | Path, cfg: PretrainCo
     if not storage.is_gcs(checkpoint) or not storage.is_gcs(features_uri):
         raise ValueError(f"a {cfg.num_nodes}-node TrainJob needs the data root and the pipeline root on gs:// (every "
                          f"node reads the features and the checkpoint), got {checkpoint} and {features_uri}")
-    namespace = namespace or Path(NAMESPACE_FILE).read_text().strip()
+    if namespace is None:
+        if not Path(NAMESPACE_FILE).exists():
+            raise ValueError("not in a pod: name the TrainJob's namespace (--namespace)")
+        namespace = Path(NAMESPACE_FILE).read_text().strip()
     export = export_uri(checkpoint)
     job = build_trainjob(job_name(checkpoint), cfg, features_uri, checkpoint, export, placement)
     run_trainjob(job, namespace, int(placement["resources"]["timeout_s"]))
