@@ -132,8 +132,18 @@ def _start_nodes(features, out, checkpoint, export) -> list[subprocess.Popen]:
                    "-m", "mmvideos.train", "--features", str(features), "--out", str(out / f"node{node}"),
                    "--resume-from", checkpoint, "--export-to", export, "--no-progress", *train_args(SETTINGS)]
         nodes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      start_new_session=True))  # its own process group: a node to kill
+                                      start_new_session=True))
     return nodes
+
+
+def _lose(node: subprocess.Popen) -> None:
+    """Kill a "node": its torchrun agent and every process under it (torchrun starts each worker
+    in a session of its own, so killing the agent's process group would leave the worker running)."""
+    import psutil
+
+    agent = psutil.Process(node.pid)
+    for process in [*agent.children(recursive=True), agent]:
+        process.kill()
 
 
 def _wait(nodes: list[subprocess.Popen], timeout: float = 300) -> list[int]:
@@ -156,7 +166,7 @@ def _weights(export: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_two_nodes_killed_mid_epoch_resume_to_the_weights_of_an_uninterrupted_run(gcs_bucket, tmp_path):
-    features = write_synthetic_features(tmp_path / "features", num_clips=336, val_clips=16)  # 20 steps per epoch
+    features = write_synthetic_features(tmp_path / "features", num_clips=656, val_clips=16)  # 40 steps per epoch
     bucket = gcs_bucket("trainjob-test")
 
     whole = f"{bucket}/whole"
@@ -167,14 +177,19 @@ def test_two_nodes_killed_mid_epoch_resume_to_the_weights_of_an_uninterrupted_ru
     broken = f"{bucket}/broken"
     checkpoint = f"{broken}/checkpoint.pt"
     nodes = _start_nodes(features, tmp_path / "first-pods", checkpoint, f"{broken}/model")
+    # rank 0 (on either node) writes its local checkpoint, then uploads it: watch the cheap local
+    # file, then wait for the upload, and lose node 1 while epoch 2 runs
+    local = [tmp_path / "first-pods" / f"node{n}" / "checkpoint.pt" for n in range(2)]
     deadline = time.monotonic() + 300
+    while not any(p.exists() for p in local) and time.monotonic() < deadline and nodes[1].poll() is None:
+        time.sleep(0.01)
     while not storage.exists(checkpoint) and time.monotonic() < deadline and nodes[1].poll() is None:
-        time.sleep(0.05)
-    os.killpg(nodes[1].pid, signal.SIGKILL)  # node 1 is lost after epoch 1's checkpoint, inside epoch 2
+        time.sleep(0.01)
+    _lose(nodes[1])
     codes = _wait(nodes, timeout=180)
     assert codes[0] != 0 and codes[1] == -signal.SIGKILL  # node 0's job failed with its peer gone
     state = torch.load(io.BytesIO(storage.read_bytes(checkpoint)), weights_only=True)
-    assert state["epoch"] == 1 < SETTINGS.epochs, "the kill came after the run had ended, not mid-run"
+    assert 1 <= state["epoch"] < SETTINGS.epochs, "the kill came after the run had ended, not mid-run"
     assert not storage.exists(f"{broken}/model/model.safetensors")
 
     nodes = _start_nodes(features, tmp_path / "second-pods", checkpoint, f"{broken}/model")  # fresh pods
