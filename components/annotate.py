@@ -51,8 +51,12 @@ def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dat
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def label_drift(labels: Input[Dataset], params: dict, drift: Output[HTML], metrics: Output[Metrics]):
-    """evidently drift report of the labels: against an earlier run's, else train vs val."""
+def label_drift(labels: Input[Dataset], params: dict, data_root: str, drift: Output[HTML], metrics: Output[Metrics]):
+    """evidently drift report of the labels: against an earlier run's, else train vs val.
+
+    With ``follow`` set (``mmvideos schedule`` sets it to the recurring run's name) the earlier run
+    is the one that last published its labels under that name in the data root.
+    """
     import tempfile
 
     from mmvideos.config import from_dict
@@ -60,7 +64,8 @@ def label_drift(labels: Input[Dataset], params: dict, drift: Output[HTML], metri
     from mmvideos.kfp_io import copy_page, log_metrics
 
     with tempfile.TemporaryDirectory() as out:
-        summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True)
+        summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True, root=data_root,
+                      published=labels.uri)
         copy_page(f"{out}/drift.html", drift.path)
     log_metrics(metrics, {"columns": summary.get("columns", 0), "drifted_columns": summary.get("drifted_columns", 0),
                           "drifted_share": summary.get("drifted_share", 0.0),

@@ -12,18 +12,32 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     """Sigmoid cross-entropy over the vocabulary; Adam, lr 1e-4 x0.9 per epoch; val top-1 and mAP.
 
     ``arch`` is one of ``params["models"]`` (one task each); that list must be the
-    ``compiled_models`` the DAG has one task for. Uses every GPU the pod was given (one DDP process each under torchrun), else the CPU. The
-    checkpoint is kept in the data root after every epoch: a retried or preempted task resumes.
+    ``compiled_models`` the DAG has one task for. One node (``num_nodes: 1``): trains here on
+    every GPU the pod was given (one DDP process each under torchrun), else the CPU. More nodes:
+    submits a Kubeflow Trainer TrainJob running the same entry point on ``num_nodes`` GPU pods,
+    follows its log and fetches its model (:mod:`mmvideos.trainjob`). The checkpoint is kept in
+    the data root after every epoch: a retried or preempted task (or TrainJob) resumes.
     """
+    import dataclasses
+
     from mmvideos.config import check_compiled, model_names
     from mmvideos.dataroot import DataRoot
     from mmvideos.kfp_io import attach, copy_page, log_metrics
+    from mmvideos.placement import compiled_placement
     from mmvideos.train import checkpoint_uri, launch, pretrain_config
 
     check_compiled("pretrain.models", model_names(params), list(compiled_models))
     cfg = pretrain_config(params, arch)
-    summary = launch(features.path, model.path, cfg, progress=True,
-                     resume_from=checkpoint_uri(DataRoot(data_root), features.path, cfg))
+    placement = compiled_placement()
+    if placement and placement["gpu"] and cfg.device == "auto":  # the pod asked for GPUs: none is an error
+        cfg = dataclasses.replace(cfg, device="cuda")
+    checkpoint = checkpoint_uri(DataRoot(data_root), features.path, cfg)
+    if cfg.num_nodes > 1:
+        from mmvideos.trainjob import pretrain_on_trainjob
+
+        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement)
+    else:
+        summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint)
     if summary.get("val_note"):  # figures of a meaningless validation set: the note, not the figures
         summary = {**summary, "best_val_map": None,
                    "final": {k: v for k, v in summary["final"].items() if not k.startswith("val_")}}

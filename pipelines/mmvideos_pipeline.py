@@ -21,15 +21,16 @@ annotator costs only the new work, across runs, compiled versions and DVC.
 ``params.yaml`` as a dict parameter whose default is that section, so the Kubeflow UI shows and
 overrides them per run. Fixed when the pipeline is compiled: the number of task slots of every
 map (``data.slots``), the model fan-out (``pretrain.models``), the benchmark fan-out (the names
-in ``benchmarks``) and the ``cluster`` section; the pretrain and transfer tasks refuse a run
-whose models or benchmark names disagree with the compiled ones.
+in ``benchmarks``) and the ``cluster`` and ``resources`` sections (every task's pod size,
+retries, time limit and node pool: :mod:`mmvideos.placement`); the pretrain and transfer tasks
+refuse a run whose models or benchmark names disagree with the compiled ones.
 The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR YAML
 (``mmvideos compile``).
 """
 
 from typing import List, NamedTuple
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Model
 
 from mmvideos.components.annotate import annotate_audio, annotate_visual, label_drift, merge_labels
@@ -40,34 +41,12 @@ from mmvideos.components.ingest import gather_ingest, list_source, probe
 from mmvideos.components.pretrain import pretrain
 from mmvideos.components.transfer import collect, report, transfer
 from mmvideos.config import model_names
+from mmvideos.placement import configure
 
 PIPELINE_NAME = "mmvideos"
 
 Outputs = NamedTuple("Outputs", videos=Dataset, clips=Dataset, labels=Dataset, visual=Dataset, audio=Dataset,
                      drift=Metrics, features=Dataset, models=List[Model], results=Dataset)
-
-
-#: The memory-backed volume mounted at /dev/shm on the pretrain pod (DataLoader workers pass
-#: batches through shared memory; a container's default /dev/shm is 64 MiB).
-SHM_VOLUME = "dshm"
-
-
-def on_gpu_node_pool(task: dsl.PipelineTask, cluster: dict) -> dsl.PipelineTask:
-    """Ask for accelerators and land on the GPU node pool (node selector + toleration).
-
-    CPU and memory get limits as well as requests (``cpu_limit``/``memory_limit``, default: the
-    requests), so a namespace LimitRange's smaller default limit cannot make the pod's request
-    exceed its limit; /dev/shm is a memory-backed emptyDir, which counts against that memory
-    limit. The local runner ignores these settings; a cluster schedules the pod by them.
-    """
-    task.set_accelerator_type(cluster["accelerator_type"]).set_accelerator_limit(int(cluster["accelerator_count"]))
-    task.set_cpu_request(str(cluster["cpu_request"])).set_memory_request(str(cluster["memory_request"]))
-    task.set_cpu_limit(str(cluster.get("cpu_limit") or cluster["cpu_request"]))
-    task.set_memory_limit(str(cluster.get("memory_limit") or cluster["memory_request"]))
-    kubernetes.add_node_selector(task, label_key=cluster["node_selector_key"], label_value=cluster["node_selector_value"])
-    kubernetes.add_toleration(task, key=cluster["toleration_key"], operator="Exists", effect="NoSchedule")
-    kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory")
-    return task
 
 
 def parameter_default(section: dict) -> dict:
@@ -79,8 +58,18 @@ def parameter_default(section: dict) -> dict:
     return {key: value for key, value in section.items() if value is not None}
 
 
-def build_pipeline(params: dict):
-    """The pipeline function for this ``params.yaml`` content (a ``{section: dict}``)."""
+def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: bool = True):
+    """The pipeline function for this ``params.yaml`` content (a ``{section: dict}``).
+
+    ``pipeline_root`` (e.g. ``gs://bucket/pipeline-root``) is where a cluster keeps the run's
+    artifacts; ``None`` leaves it to the ``kfp-launcher`` ConfigMap of the namespace. Every task
+    gets its size, retries, time limit and node pool from the ``resources`` and ``cluster``
+    sections (:func:`mmvideos.placement.configure`); ``on_cluster=False`` (``kfp.local``) skips them.
+    """
+
+    def placed(task: dsl.PipelineTask, stage: str, name: str) -> dsl.PipelineTask:
+        return configure(task.set_display_name(name), stage, params, on_cluster)
+
     slots = int(params["data"].get("slots") or 1)
     if slots < 1:
         raise ValueError(f"data.slots must be at least 1, got {slots}")
@@ -91,7 +80,7 @@ def build_pipeline(params: dict):
     # a benchmark's root left empty (null) is its default data, not a benchmark left out
     default["benchmarks"] = {name: root or "" for name, root in params["benchmarks"].items()}
 
-    @dsl.pipeline(name=PIPELINE_NAME,
+    @dsl.pipeline(name=PIPELINE_NAME, pipeline_root=pipeline_root,
                   description="Cross-modal supervised learning of acoustic representations from "
                               "machine-labelled video (Jia et al.): ingest, clip, annotate, pretrain, transfer.")
     def mmvideos(
@@ -108,45 +97,49 @@ def build_pipeline(params: dict):
         transfer_params: dict = default["transfer"],
         benchmarks: dict = default["benchmarks"],
     ) -> Outputs:
-        listed = list_source(source=source, data_root=data_root, slots=slots).set_display_name("list source")
+        listed = placed(list_source(source=source, data_root=data_root, slots=slots), "list_source", "list source")
         listed.set_caching_options(False)
         with dsl.ParallelFor(items=listed.output, parallelism=slots) as order:
-            probed = probe(data_root=data_root, order=order, slots=slots, params=ingest_params).set_display_name("probe")
-        ingested = gather_ingest(parts=dsl.Collected(probed.outputs["probes"]), data_root=data_root,
-                                 params=ingest_params).set_display_name("ingest")
+            probed = placed(probe(data_root=data_root, order=order, slots=slots, params=ingest_params), "probe", "probe")
+        ingested = placed(gather_ingest(parts=dsl.Collected(probed.outputs["probes"]), data_root=data_root,
+                                        params=ingest_params), "ingest", "ingest")
         videos = ingested.outputs["videos"]
         with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
-            clipped = clip_slot(videos=videos, params=clip_params, data_root=data_root, slot=slot,
-                                slots=slots).set_display_name("clip")
-        clips = gather(parts=dsl.Collected(clipped.outputs["clips"]), stage="clip", title="Clip",
-                       data_root=data_root).set_display_name("gather clips").outputs["merged"]
+            clipped = placed(clip_slot(videos=videos, params=clip_params, data_root=data_root, slot=slot, slots=slots),
+                             "clip", "clip")
+        clips = placed(gather(parts=dsl.Collected(clipped.outputs["clips"]), stage="clip", title="Clip",
+                              data_root=data_root), "gather", "gather clips").outputs["merged"]
         with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
-            seen = annotate_visual(clips=clips, params=visual_params, data_root=data_root, slot=slot,
-                                   slots=slots).set_display_name("annotate visual")
-        visual = gather(parts=dsl.Collected(seen.outputs["labels"]), stage="annotate_visual", title="Visual annotation",
-                        data_root=data_root).set_display_name("gather visual labels").outputs["merged"]
+            seen = placed(annotate_visual(clips=clips, params=visual_params, data_root=data_root, slot=slot,
+                                          slots=slots), "annotate_visual", "annotate visual")
+        visual = placed(gather(parts=dsl.Collected(seen.outputs["labels"]), stage="annotate_visual",
+                               title="Visual annotation", data_root=data_root),
+                        "gather", "gather visual labels").outputs["merged"]
         with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
-            heard = annotate_audio(clips=clips, params=audio_params, data_root=data_root, slot=slot,
-                                   slots=slots).set_display_name("annotate audio")
-        audio = gather(parts=dsl.Collected(heard.outputs["labels"]), stage="annotate_audio", title="Audio annotation",
-                       data_root=data_root).set_display_name("gather audio labels").outputs["merged"]
-        labels = merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params).set_display_name("merge labels")
-        drift = label_drift(labels=labels.outputs["labels"], params=drift_params).set_display_name("label drift")
+            heard = placed(annotate_audio(clips=clips, params=audio_params, data_root=data_root, slot=slot,
+                                          slots=slots), "annotate_audio", "annotate audio")
+        audio = placed(gather(parts=dsl.Collected(heard.outputs["labels"]), stage="annotate_audio",
+                              title="Audio annotation", data_root=data_root),
+                       "gather", "gather audio labels").outputs["merged"]
+        labels = placed(merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params), "merge_labels",
+                        "merge labels")
+        drift = placed(label_drift(labels=labels.outputs["labels"], params=drift_params, data_root=data_root),
+                       "label_drift", "label drift")
         with dsl.ParallelFor(items=slot_items, parallelism=slots) as slot:
-            extracted = extract_features(clips=clips, labels=labels.outputs["labels"], params=feature_params,
-                                         data_root=data_root, slot=slot, slots=slots).set_display_name("features")
-        features = gather(parts=dsl.Collected(extracted.outputs["features"]), stage="features", title="Features",
-                          data_root=data_root).set_display_name("gather features").outputs["merged"]
+            extracted = placed(extract_features(clips=clips, labels=labels.outputs["labels"], params=feature_params,
+                                                data_root=data_root, slot=slot, slots=slots), "features", "features")
+        features = placed(gather(parts=dsl.Collected(extracted.outputs["features"]), stage="features", title="Features",
+                                 data_root=data_root), "gather", "gather features").outputs["merged"]
         with dsl.ParallelFor(items=models) as arch:
-            trained = on_gpu_node_pool(
-                pretrain(features=features, params=pretrain_params, data_root=data_root, arch=arch,
-                         compiled_models=models).set_display_name("pretrain"),
-                params["cluster"])
+            trained = placed(pretrain(features=features, params=pretrain_params, data_root=data_root, arch=arch,
+                                      compiled_models=models), "pretrain", "pretrain")
             with dsl.ParallelFor(items=benchmark_names) as benchmark:
-                evaluated = transfer(benchmark=benchmark, data_roots=benchmarks, compiled_benchmarks=benchmark_names,
-                                     model=trained.outputs["model"], params=transfer_params).set_display_name("transfer")
-            per_model = collect(results=dsl.Collected(evaluated.outputs["results"])).set_display_name("collect results")
-        results = report(results=dsl.Collected(per_model.outputs["collected"])).set_display_name("report")
+                evaluated = placed(transfer(benchmark=benchmark, data_roots=benchmarks,
+                                            compiled_benchmarks=benchmark_names, model=trained.outputs["model"],
+                                            params=transfer_params), "transfer", "transfer")
+            per_model = placed(collect(results=dsl.Collected(evaluated.outputs["results"])), "report",
+                               "collect results")
+        results = placed(report(results=dsl.Collected(per_model.outputs["collected"])), "report", "report")
         return Outputs(videos=videos, clips=clips, labels=labels.outputs["labels"], visual=visual, audio=audio,
                        drift=drift.outputs["metrics"], features=features,
                        models=dsl.Collected(trained.outputs["model"]), results=results.outputs["table"])

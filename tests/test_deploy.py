@@ -17,7 +17,8 @@ from mmvideos.config import load_params
 from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFESTS = sorted(p for p in (REPO / "manifests").glob("*.yaml") if p.name != "kustomization.yaml")
+BASE = REPO / "manifests" / "base"
+MANIFESTS = sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -27,8 +28,33 @@ def test_manifests_validate_against_the_kubernetes_schema(path):
 
 
 def test_kustomization_lists_every_manifest():
-    listed = yaml.safe_load((REPO / "manifests" / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == [p.name for p in MANIFESTS]
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == [p.name for p in MANIFESTS]
+    assert kustomization["namespace"] == "kubeflow-user"
+    # the manifests name no namespace themselves: kustomize sets it, and an overlay changes it
+    assert all("namespace" not in doc["metadata"] for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()))
+
+
+def _kustomize(folder: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_an_overlay_moves_everything_to_another_namespace_and_identity():
+    docs = _kustomize(REPO / "manifests" / "overlays" / "team-a")
+    assert {doc["metadata"]["namespace"] for doc in docs} == {"team-a"}
+    binding = next(doc for doc in docs if doc["kind"] == "RoleBinding")
+    assert binding["subjects"][0]["namespace"] == "team-a"
+    accounts = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    assert {a["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in accounts} == {
+        "mmvideos-team-a@team-a-project.iam.gserviceaccount.com"}
+    launcher = next(doc for doc in docs if doc["kind"] == "ConfigMap")
+    assert launcher["data"]["defaultPipelineRoot"] == "gs://team-a-bucket/pipeline-root"
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
 
 
 def test_dockerfile_passes_hadolint():
@@ -48,16 +74,57 @@ def _manifests(kind: str) -> list[dict]:
     return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc and doc["kind"] == kind]
 
 
-def test_the_pipeline_service_account_is_bound_to_kubeflow_edit():
-    (account,) = _manifests("ServiceAccount")
+#: What the pipeline's pods use, and so all the Role may grant: (API group, resource) -> verbs.
+POD_NEEDS = {
+    ("", "configmaps"): {"get"},  # the KFP launcher reads kfp-launcher
+    ("argoproj.io", "workflowtaskresults"): {"create", "patch"},  # Argo's executor reports outputs
+    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "delete"},  # multi-node pretraining
+    ("", "pods"): {"list"},  # the TrainJob's node pods ...
+    ("", "pods/log"): {"get"},  # ... node 0's log, followed
+}
+
+
+def test_the_pipeline_role_grants_only_what_the_pods_use():
+    (role,) = _manifests("Role")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == POD_NEEDS
+    assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
+    assert next(r for r in role["rules"] if r["resources"] == ["configmaps"])["resourceNames"]  # named ones only
+    assert not _manifests("ClusterRole") and not _manifests("ClusterRoleBinding")  # nothing cluster-wide
+
+
+def test_the_pipeline_service_account_is_bound_to_that_role_only():
+    accounts = {a["metadata"]["name"]: a for a in _manifests("ServiceAccount")}
     (binding,) = _manifests("RoleBinding")
-    assert binding["metadata"]["namespace"] == account["metadata"]["namespace"]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-edit"}
-    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"],
-            "namespace": account["metadata"]["namespace"]} in binding["subjects"]
-    # `mmvideos schedule` runs the pipeline as that account unless told otherwise
-    args = build_parser().parse_args(["schedule", "--host", "h", "--cron", "0 0 3 * * 0"])
-    assert args.service_account == DEFAULT_SERVICE_ACCOUNT == account["metadata"]["name"]
+    (role,) = _manifests("Role")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DEFAULT_SERVICE_ACCOUNT}]
+    # the TrainJob's node pods use no Kubernetes API: no token, no binding
+    trainer = load_params()["cluster"]["trainer_service_account"]
+    assert accounts[trainer]["automountServiceAccountToken"] is False
+    assert accounts[DEFAULT_SERVICE_ACCOUNT].get("automountServiceAccountToken", True)  # Argo's executor needs it
+    for account in accounts.values():
+        assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    # `mmvideos schedule` and `submit` run the pipeline as that account unless told otherwise
+    for command in (["schedule", "--cron", "0 0 3 * * 0"], ["submit"]):
+        args = build_parser().parse_args([*command, "--host", "h"])
+        assert args.service_account == DEFAULT_SERVICE_ACCOUNT
+
+
+def test_the_launcher_config_map_puts_artifacts_on_gcs():
+    (launcher,) = _manifests("ConfigMap")
+    assert launcher["metadata"]["name"] == "kfp-launcher"
+    assert launcher["data"]["defaultPipelineRoot"].startswith("gs://")
+
+
+def test_the_limit_range_covers_ephemeral_storage():
+    (limit_range,) = _manifests("LimitRange")
+    (rule,) = limit_range["spec"]["limits"]
+    assert parse_quantity(rule["defaultRequest"]["ephemeral-storage"]) <= parse_quantity(rule["default"]["ephemeral-storage"])
 
 
 def _admitted(resources: dict, limit_range: dict) -> None:
@@ -84,8 +151,8 @@ def test_every_task_passes_the_namespace_limit_range(tmp_path):
                      "memory_request": found.get("resourceMemoryRequest"), "memory_limit": found.get("resourceMemoryLimit")}
         _admitted(resources, limit_range)
     pretrain = spec["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
-    cluster = load_params()["cluster"]
-    assert (pretrain["resourceCpuLimit"], pretrain["resourceMemoryLimit"]) == (cluster["cpu_limit"], cluster["memory_limit"])
+    sized = load_params()["resources"]["pretrain"]
+    assert (pretrain["resourceCpuLimit"], pretrain["resourceMemoryLimit"]) == (sized["cpu_limit"], sized["memory_limit"])
     # DataLoader workers share batches through /dev/shm: a memory-backed volume, not the 64 MiB default
     pod = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
     assert {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory"} in pod["emptyDirMounts"]

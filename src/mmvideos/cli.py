@@ -22,7 +22,7 @@ from pathlib import Path
 from mmvideos import __version__, storage
 from mmvideos.components import DEFAULT_IMAGE
 from mmvideos.config import from_dict, load_params
-from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
+from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT, SA_TOKEN_PATH
 
 
 def _params(args: argparse.Namespace, name: str, cls):
@@ -87,7 +87,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     if args.data_root:
         params.setdefault("data", {})["root"] = args.data_root
     with storage.output_file(args.output) as path:
-        compiler.Compiler().compile(build_pipeline(params), str(path))
+        compiler.Compiler().compile(build_pipeline(params, pipeline_root=args.pipeline_root), str(path))
     print(f"wrote {args.output}")
 
 
@@ -204,6 +204,24 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
                       force=args.force))
 
 
+def cmd_pretrain_job(args: argparse.Namespace) -> None:
+    from mmvideos.components import IMAGE
+    from mmvideos.placement import pretrain_placement
+    from mmvideos.train import PretrainConfig, checkpoint_uri
+    from mmvideos.trainjob import build_trainjob, export_uri, job_name, pretrain_on_trainjob, to_yaml
+
+    cfg = _params(args, "pretrain", PretrainConfig)
+    if args.num_nodes is not None:
+        cfg = dataclasses.replace(cfg, num_nodes=args.num_nodes)
+    placement = pretrain_placement(load_params(args.params), IMAGE)
+    checkpoint = checkpoint_uri(_root(args), args.features, cfg)
+    if args.print:
+        print(to_yaml(build_trainjob(job_name(checkpoint), cfg, args.features, checkpoint, export_uri(checkpoint),
+                                     placement)), end="")
+        return
+    _print(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace))
+
+
 def cmd_transfer(args: argparse.Namespace) -> None:
     from mmvideos.demo_benchmark import resolve_benchmark
     from mmvideos.transfer import TransferConfig, transfer
@@ -255,13 +273,34 @@ def cmd_bench(args: argparse.Namespace) -> None:
             output=args.output, quick=args.quick)
 
 
+def _run_arguments(args: argparse.Namespace) -> dict:
+    arguments = {"source": args.source} if args.source else {}
+    if args.data_root:
+        arguments["data_root"] = args.data_root
+    return arguments
+
+
+def _auth(args: argparse.Namespace):
+    from mmvideos.schedule import Auth
+
+    return Auth(token=args.token, cookies=args.cookies, sa_token=args.sa_token, ssl_ca_cert=args.ssl_ca_cert)
+
+
 def cmd_schedule(args: argparse.Namespace) -> None:
     from mmvideos.schedule import schedule
 
-    arguments = {"source": args.source} if args.source else {}
-    run_id = schedule(args.host, args.cron, args.name, args.experiment, args.params, arguments, args.namespace,
-                      service_account=args.service_account)
-    print(f"recurring run {run_id} created: {args.cron}")
+    done = schedule(args.host, args.cron, args.name, args.experiment, args.params, _run_arguments(args), args.namespace,
+                    service_account=args.service_account, pipeline_root=args.pipeline_root, version=args.version,
+                    replace=args.replace, auth=_auth(args))
+    print(f"recurring run {done.recurring_run_id} {done.action}: {args.cron}, pipeline version {done.version}")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from mmvideos.schedule import submit
+
+    run_id = submit(args.host, args.params, _run_arguments(args), args.run_name, args.experiment, args.namespace,
+                    service_account=args.service_account, pipeline_root=args.pipeline_root, auth=_auth(args))
+    print(f"run {run_id} submitted")
 
 
 def _print(summary: dict) -> None:
@@ -271,6 +310,29 @@ def _print(summary: dict) -> None:
 def _data_root_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
                    help="where shards live: a folder, or gs://bucket/prefix (default: data.root in params.yaml)")
+
+
+def _pipeline_root_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline-root", default=None,
+                   help="where the cluster keeps the runs' artifacts, e.g. gs://bucket/pipeline-root (default: the "
+                        "namespace's kfp-launcher ConfigMap, manifests/base/kfp-launcher.yaml)")
+
+
+def _cluster_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p.add_argument("--source", help="the run's source (e.g. a gs:// prefix); on a cluster the demo corpus is refused")
+    p.add_argument("--data-root", default=None, help="the run's data root, e.g. gs://bucket/mmvideos")
+    _pipeline_root_option(p)
+    p.add_argument("--experiment", default="mmvideos", help="KFP experiment (default: %(default)s)")
+    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
+    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
+                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/base)")
+    auth = p.add_argument_group("authentication (kfp.Client's; at most one)")
+    auth.add_argument("--token", default=None, help="bearer token, e.g. $(gcloud auth print-identity-token)")
+    auth.add_argument("--cookies", default=None, help="session cookies, e.g. 'authservice_session=...' (Dex)")
+    auth.add_argument("--sa-token", nargs="?", const=SA_TOKEN_PATH, default=None, metavar="PATH",
+                      help=f"in-cluster service account token file (default path: {SA_TOKEN_PATH})")
+    auth.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint")
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
@@ -312,13 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the environment variable MMVIDEOS_IMAGE at compile time (default "
                                    f"{DEFAULT_IMAGE}); tag it by git SHA or digest, since KFP's cache keys on "
                                    "the component spec, not on the code inside the image. Also read now and fixed "
-                                   "in the YAML: the params file's `cluster` section (GPU type and count, node "
-                                   "selector, toleration, CPU/memory requests and limits of the pretrain task), "
-                                   "the task slots of every map stage (data.slots) and the benchmark names; every other "
+                                   "in the YAML: the params file's `resources` section (every task's CPU, "
+                                   "memory and scratch requests and limits, retries, time limit) and `cluster` "
+                                   "section (GPU type and count, node selector, toleration), the task slots of every map stage (data.slots) and the benchmark names; every other "
                                    "section only sets parameter defaults that a run may override.")
     p.add_argument("--output", required=True, help="YAML file to write (local or gs://)")
     p.add_argument("--data-root", default=None,
                    help="the data root runs default to, e.g. gs://bucket/mmvideos (default: data.root in params.yaml)")
+    _pipeline_root_option(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("demo-corpus", help="fetch the demo videos (Big Buck Bunny etc.) and print their folder")
@@ -405,8 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain an audio CNN on the feature shards (sigmoid cross-entropy)",
                        description="Pretrain on every GPU of this machine (one DDP process each, started with "
-                                   "torchrun), else on the CPU. Across machines run "
-                                   "`torchrun --nnodes=M --nproc_per_node=N ... -m mmvideos.train --features DIR --out DIR`.")
+                                   "torchrun), else on the CPU. Across machines: `mmvideos pretrain-job`.")
     p.add_argument("--features", required=True, help="features folder (local or gs://)")
     p.add_argument("--output", required=True,
                    help="output folder, local or gs://. The checkpoint is also kept in the data root, keyed by the features and "
@@ -420,6 +482,21 @@ def build_parser() -> argparse.ArgumentParser:
     _data_root_option(p)
     _results_option(p, "the summary and training curves (" + ", ".join(PRETRAIN_RESULTS) + ")")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("pretrain-job", help="pretrain on several nodes as a Kubeflow Trainer TrainJob",
+                       description="Build the TrainJob (trainer.kubeflow.org/v1alpha1) that runs `torchrun -m "
+                                   "mmvideos.train` on pretrain.num_nodes x cluster.accelerator_count GPUs through "
+                                   "the cluster.trainer_runtime runtime, with the image of MMVIDEOS_IMAGE and the "
+                                   "node size of resources.pretrain; print it (--print) or submit it, follow "
+                                   "node 0's log, wait, and copy the model into --output. The checkpoint and the "
+                                   "model live in the data root, which must be on gs://.")
+    p.add_argument("--features", required=True, help="features folder on gs:// (every node reads it)")
+    p.add_argument("--output", type=Path, default=Path("pretrain"), help="where the model is copied (default: %(default)s)")
+    p.add_argument("--num-nodes", type=int, default=None, help="nodes (default: pretrain.num_nodes)")
+    p.add_argument("--namespace", default=None, help="namespace of the TrainJob (default: this pod's)")
+    p.add_argument("--print", action="store_true", help="print the TrainJob YAML instead of submitting it")
+    _data_root_option(p)
+    p.set_defaults(func=cmd_pretrain_job)
 
     p = sub.add_parser("transfer", help="evaluate a checkpoint's embeddings on ESC-50, TUT 2018 or AudioSet")
     p.add_argument("--benchmark", required=True, choices=["esc50", "tut2018", "audioset"])
@@ -448,16 +525,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder (default: in the cache)")
     p.set_defaults(func=cmd_demo_benchmark)
 
-    p = sub.add_parser("schedule", help="create a KFP recurring run (scheduled re-annotation) on a cluster",
-                       description="Compile the pipeline and schedule it on a Kubeflow Pipelines API.")
-    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p = sub.add_parser("submit", help="run the pipeline once on a cluster (Kubeflow Pipelines API)",
+                       description="Compile the pipeline and start one run of it on a Kubeflow Pipelines API.")
+    _cluster_run_options(p)
+    p.add_argument("--run-name", default=None, help="run name (default: the pipeline's name and the time)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="create or update the KFP recurring run (scheduled re-annotation)",
+                       description="Upload the pipeline and a version of it named by the image digest or git SHA "
+                                   "(plus a hash of the compiled spec), and create a recurring run of that "
+                                   "version. A recurring run of the same name is kept when nothing changed and "
+                                   "is otherwise refused, or replaced with --replace: never duplicated.")
+    _cluster_run_options(p)
     p.add_argument("--cron", required=True, help="six-field cron, seconds first, e.g. '0 0 3 * * 0' (Sundays 03:00)")
-    p.add_argument("--source", help="override the pipeline's source (e.g. a gs:// prefix)")
-    p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name")
-    p.add_argument("--experiment", default="mmvideos", help="KFP experiment")
-    p.add_argument("--namespace", help="Kubeflow profile namespace")
-    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
-                   help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/)")
+    p.add_argument("--name", default="mmvideos-reannotation", help="recurring run name (default: %(default)s)")
+    p.add_argument("--version", default=None,
+                   help="what names the pipeline version (default: the digest of MMVIDEOS_IMAGE, else the git SHA)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a recurring run of this name that differs (delete and create)")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("bench", help="throughput figures, each next to its reference measured in the same run "

@@ -139,21 +139,6 @@ class DataSection(BaseModel):
     slots: int = Field(1, ge=1)
 
 
-class ClusterSection(BaseModel):
-    """``params.yaml: cluster`` (read by ``mmvideos compile``)."""
-
-    model_config = _STRICT
-    accelerator_type: str = "nvidia.com/gpu"
-    accelerator_count: int = Field(1, ge=0)
-    node_selector_key: str = ""
-    node_selector_value: str = ""
-    toleration_key: str = ""
-    cpu_request: str = ""
-    memory_request: str = ""
-    cpu_limit: str = ""
-    memory_limit: str = ""
-
-
 class BenchmarksSection(BaseModel):
     """``params.yaml: benchmarks``: a data root per benchmark ("" = esc50's demo benchmark)."""
 
@@ -174,13 +159,17 @@ def section_schemas() -> dict[str, type]:
     from mmvideos.drift import DriftConfig
     from mmvideos.features.extract import FeatureConfig
     from mmvideos.ingest import IngestConfig
+    from mmvideos.placement import STAGES, Cluster, TaskResources
     from mmvideos.train import PretrainConfig
     from mmvideos.transfer import TransferConfig
 
     return {"data": DataSection, "ingest": IngestConfig, "clip": ClipConfig, "annotate_visual": VisualConfig,
             "annotate_audio": AudioConfig, "merge_labels": MergeConfig, "features": FeatureConfig,
             "pretrain": PretrainConfig, "transfer": TransferConfig, "benchmarks": BenchmarksSection,
-            "cluster": ClusterSection, "label_drift": DriftConfig}
+            "cluster": Cluster, "label_drift": DriftConfig,
+            "resources": create_model("ResourcesSection", __config__=_STRICT,
+                                      **{stage: (_model_of(TaskResources) | None, None)
+                                         for stage in ("default", *STAGES)})}
 
 
 def _model_of(cls: type) -> type[BaseModel]:
@@ -268,4 +257,17 @@ def _clip_fits_ingest(params: dict[str, Any]) -> list[str]:
     return []
 
 
-_CROSS_CHECKS = (_clip_fits_ingest,)
+def _resources_fit(params: dict[str, Any]) -> list[str]:
+    """Every task's resources (``resources.default`` under its stage's entry) are consistent."""
+    from mmvideos.placement import STAGES, task_resources
+
+    problems = []
+    for stage in STAGES:
+        try:
+            task_resources(params, stage)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"resources.{stage}: {exc}")
+    return sorted(set(problems))
+
+
+_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit)

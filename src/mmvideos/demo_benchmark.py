@@ -44,7 +44,7 @@ import numpy as np
 
 from mmvideos.atomic import atomic_open, write_text
 from mmvideos.benchmarks.embeddings import decode_audio
-from mmvideos.corpus import pip_download, cache_dir, sha256_file
+from mmvideos.corpus import cache_dir, pip_download, refuse_demo_on_cluster, sha256_file
 from mmvideos.shards import wav_bytes
 
 log = logging.getLogger(__name__)
@@ -142,4 +142,5 @@ def resolve_benchmark(benchmark: str, data: str | Path | None) -> str:
         return str(data)
     if benchmark != "esc50":
         raise ValueError(f"benchmark {benchmark!r} needs its data folder (only esc50 has a built-in demo)")
+    refuse_demo_on_cluster("the esc50 benchmark's data root", "the run parameter `benchmarks` (params.yaml benchmarks.esc50)")
     return str(build_demo_benchmark(cache_dir() / "demo-benchmark" / "esc50-layout"))

@@ -63,8 +63,10 @@ def _summary_block(fig: dict) -> str:
         f"(paper: about 13); {labels['vocabulary_used']:,} of {labels['vocabulary_total']:,} classes used "
         f"({_pct(labels['utilisation'])}; the paper: 93.97% on 15 M clips).",
         f"- Pretraining ({pretrain['model']} at width {pretrain['width_mult']:g}, {pretrain['epochs']} epochs, "
-        f"batch {pretrain['batch_size']}, {pretrain['train_clips']} training clips): val Top-1 "
-        f"{_pct(final.get('val_top1'))}, val mAP {_pct(final.get('val_map'))} (best {_pct(pretrain.get('best_val_map'))}).",
+        f"batch {pretrain['batch_size']}, {pretrain['train_clips']} training clips): "
+        + (f"validation not meaningful ({final['val_note']})." if final.get("val_note") else
+           f"val Top-1 {_pct(final.get('val_top1'))}, val mAP {_pct(final.get('val_map'))} "
+           f"(best {_pct(pretrain.get('best_val_map'))})."),
         "- Transfer (%):",
         "",
         *("  " + line for line in fig["table"].splitlines()),
@@ -76,18 +78,23 @@ def _summary_block(fig: dict) -> str:
 
 
 def _pretrained_vs_random(flat: dict) -> list[str]:
+    """Per benchmark, architecture and metric: pretrained minus random weights (the report's flat
+    keys ``<benchmark>.<arch>.pretrained.<metric>`` and ``<benchmark>.<arch>.random_init.<metric>``)."""
     out = []
     for key, value in sorted(flat.items()):
-        bench, model, metric = key.split(".", 2)
-        other = flat.get(f"{bench}.random_init.{metric}")
-        if model == "pretrained" and other is not None:
-            out.append(f"{bench} {metric} {100 * (value - other):+.1f}")
+        parts = key.split(".")
+        if len(parts) != 4 or parts[2] != "pretrained":
+            continue
+        bench, arch, _, metric = parts
+        other = flat.get(f"{bench}.{arch}.random_init.{metric}")
+        if other is not None:
+            out.append(f"{bench} {arch} {metric} {100 * (value - other):+.1f}")
     return out
 
 
 def results_page(fig: dict) -> str:
     """docs/results.md: every figure of the run, plots linked from ``results/``."""
-    labels, pretrain, drift = fig["labels"], fig["pretrain"], fig["drift"]
+    labels, drift = fig["labels"], fig["drift"]
     link = lambda name: f"../results/{name}"  # noqa: E731  (docs/ and results/ sit side by side in the repository)
     annotators = "\n".join(  # the label table's provenance: which annotator, version and weights made it
         f"| {modality} | {a['annotator']} | {a['annotator_version']} | `{a['weights_sha256'][:16]}` |"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,6 +55,9 @@ class DriftConfig:
     """``params.yaml: label_drift``."""
 
     reference: str = ""  # an earlier merge_labels folder, or its labels.parquet (path or gs://); "" = train vs val
+    # a series name (a recurring run's): compare with the label table this series last published
+    # in the data root (its pointer), then publish this run's; "" = use `reference`
+    follow: str = ""
     top_labels: int = 20  # the most frequent labels that get their own 0/1 column
     drift_share: float = 0.5  # the dataset drifted when at least this share of columns drifted
 
@@ -231,8 +235,29 @@ def _explain(out_dir: Path, summary: dict, reason: str) -> dict:
     return summary
 
 
+#: Where the data root keeps, per series (``DriftConfig.follow``), the last label table it published.
+POINTERS = "pointers/label_drift"
+
+
+def _pointer(root: str, series: str) -> str:
+    if not series.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"label_drift.follow {series!r}: use letters, digits, '-', '_' and '.' only")
+    return storage.join(root, POINTERS, f"{series}.json")
+
+
+def previous_labels(root: str, series: str) -> str | None:
+    """The label table ``series`` last published in the data root ``root``, ``None`` before its first."""
+    pointer = _pointer(root, series)
+    return json.loads(storage.read_bytes(pointer))["labels"] if storage.exists(pointer) else None
+
+
+def publish_labels(root: str, series: str, labels: str) -> None:
+    """Point ``series`` at the label table ``labels`` (atomically: the next run reads it or the last)."""
+    storage.put_bytes(json.dumps({"labels": str(labels)}).encode(), _pointer(root, series))
+
+
 def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = DriftConfig(),
-                progress: bool = True) -> dict:
+                progress: bool = True, root: str | None = None, published: str | None = None) -> dict:
     """Compare a ``merge_labels`` output with a reference and report label drift (module docstring).
 
     The reference is the earlier run ``cfg.reference`` (mode "previous run", all clips of both)
@@ -245,11 +270,22 @@ def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = 
         out_dir: where ``drift.html``, ``drift.json`` and ``summary.json`` go.
         cfg: reference, label columns and dataset threshold.
         progress: show a progress bar over the steps.
+        root: the data root; with ``cfg.follow`` set, the reference is the label table that
+            series last published there (else ``cfg.reference``), and this run's is published.
+        published: the URI to publish for this run's table (default ``labels_dir``; in a pipeline
+            the artifact's ``gs://`` URI, which outlives the pod).
 
     Returns:
         The summary (also ``summary.json``).
     """
     out_dir = Path(out_dir)
+    if cfg.follow:
+        if not root:
+            raise ValueError("label_drift.follow needs a data root (where the series' pointer lives)")
+        cfg = dataclasses.replace(cfg, reference=previous_labels(root, cfg.follow) or cfg.reference)
+        summary = label_drift(labels_dir, out_dir, dataclasses.replace(cfg, follow=""), progress)
+        publish_labels(root, cfg.follow, published or str(labels_dir))
+        return summary | {"follow": cfg.follow}
     steps = progress_bar(total=3, desc="label_drift", unit="step", disable=not progress)
     current, names = read_labels(labels_dir)
     if cfg.reference:

@@ -83,7 +83,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "outputs"),
                raise_on_error=True, enable_caching=caching, cache_root=str(workdir / "cache"))
     params = load_params(params_path)
-    pipeline = build_pipeline(params)
+    pipeline = build_pipeline(params, on_cluster=False)
     root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
     log_path = workdir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(exist_ok=True)
@@ -205,6 +205,11 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
             val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
         lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
                      f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
+        if model.get("device"):
+            lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
+        if model.get("device_asked") == "auto" and model.get("device") == "cpu":
+            lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
+                         "task asks for one and refuses to run without it")
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
     lines += [

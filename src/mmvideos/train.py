@@ -104,6 +104,8 @@ class PretrainConfig:
         device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
         bf16: bfloat16 autocast on CUDA (ignored on CPU).
         channels_last: NHWC memory layout on CUDA, faster for convolutions under autocast.
+        num_nodes: machines of the job; above 1 the pipeline submits a Kubeflow Trainer TrainJob
+            (mmvideos.trainjob) that runs this entry point on every node.
     """
 
     model: str = "vggish_fc"
@@ -122,14 +124,16 @@ class PretrainConfig:
     device: str = "auto"
     bf16: bool = True
     channels_last: bool = True
+    num_nodes: int = 1
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}; known: {', '.join(MODEL_NAMES)}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"device must be auto, cuda or cpu, got {self.device!r}")
-        if self.epochs < 1 or self.val_every < 1 or (self.batch_size is not None and self.batch_size < 1):
-            raise ValueError("epochs, val_every and batch_size must be positive")
+        if self.epochs < 1 or self.val_every < 1 or self.num_nodes < 1 or (
+                self.batch_size is not None and self.batch_size < 1):
+            raise ValueError("epochs, val_every, num_nodes and batch_size must be positive")
 
     @property
     def global_batch(self) -> int:
@@ -180,6 +184,10 @@ def _setup_process(device: str) -> _Process:
     """Read the ``torchrun`` environment, pick the device, join the process group if needed."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("pretrain.device is cuda but this machine has no usable GPU (torch sees none: no GPU "
+                           "requested for the pod, or a driver older than the image's CUDA 12.8 build); set "
+                           "device: auto to allow the CPU")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -298,7 +306,7 @@ def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
 
 #: Settings that do not change the weights an epoch produces: left out of the checkpoint key, so a
 #: run given more epochs (or other workers, another device) continues from the saved state.
-_RESUMABLE = ("epochs", "num_workers", "device", "val_clips", "val_every")
+_RESUMABLE = ("epochs", "num_workers", "device", "val_clips", "val_every", "num_nodes")
 
 
 def checkpoint_uri(root: DataRoot, features_dir: str | Path, cfg: PretrainConfig) -> str:
@@ -468,7 +476,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
+               "device": proc.device.type, "device_asked": cfg.device,
+               "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
                "val_note": (history[-1] if history else {}).get("val_note")}
@@ -557,8 +566,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "and resumed from when --out has none")
     parser.add_argument("--force", action="store_true",
                         help="resume --out's checkpoint even if settings that change the result differ from it")
+    parser.add_argument("--export-to", default=None,
+                        help="also place the exported model (every file of --out but the checkpoint) here, a folder "
+                             "or gs:// prefix: a multi-node job's output, which the pipeline reads back")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def export_files(out_dir: str | Path, target: str) -> list[str]:
+    """Copy the exported model of ``out_dir`` (every file but the checkpoint) to ``target``; their URIs."""
+    placed = []
+    for path in sorted(Path(out_dir).iterdir()):
+        if path.is_file() and path.name != CHECKPOINT:
+            placed.append(storage.join(target, path.name))
+            storage.put_file(path, placed[-1])
+    return placed
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -578,6 +600,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
+        if args.export_to:
+            export_files(args.out, args.export_to)
         print(json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -21,7 +21,9 @@ The generic ones default to the ``paper`` front end and a sigmoid (AudioSet is m
 
 from __future__ import annotations
 
+import warnings
 from importlib import metadata, resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,8 +73,14 @@ def _onnx_session(path: str, cfg: AudioConfig) -> onnxruntime.InferenceSession:
     if cfg.num_threads:
         options.intra_op_num_threads = cfg.num_threads
     providers = ["CPUExecutionProvider"]
-    if torch_device(cfg.device).type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
+    if torch_device(cfg.device).type == "cuda":
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:  # the image ships PyPI's CPU wheel of onnxruntime: say so rather than idle a GPU in silence
+            warnings.warn(f"annotate_audio.device is {cfg.device}, but this onnxruntime has no CUDA provider "
+                          f"(only {onnxruntime.get_available_providers()}): {Path(path).name} runs on the CPU. "
+                          "Set annotate_audio.device: cpu (a GPU pod buys nothing), or install onnxruntime-gpu",
+                          RuntimeWarning, stacklevel=2)
     return onnxruntime.InferenceSession(path, options, providers=providers)
 
 

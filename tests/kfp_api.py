@@ -1,0 +1,155 @@
+"""A loopback HTTP server speaking the part of the KFP v2beta1 REST API that ``mmvideos submit``
+and ``mmvideos schedule`` use, keeping its objects in memory and recording every call.
+
+No KFP API server runs on this machine (it needs MySQL, ml-metadata and a Kubernetes cluster),
+so this is the stand-in: ``kfp.Client`` talks real HTTP to it, and tests read ``calls`` and the
+stored objects. It keeps the API's rules that matter here: names are unique per kind (a second
+upload of a pipeline name or version name is a 409), and filters select by display name.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.parser import BytesParser
+from email.policy import default
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+PREFIX = "/apis/v2beta1/"
+
+
+class KfpApi:
+    """The server's state; ``url`` is its endpoint, ``calls`` the (method, path, query) it saw."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.experiments: dict[str, dict] = {}
+        self.pipelines: dict[str, dict] = {}
+        self.versions: dict[str, dict] = {}
+        self.recurring_runs: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
+        self.headers: list[dict] = []  # per call, names lower-cased
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                api.calls.append((method, url.path, query))
+                api.headers.append({k.lower(): v for k, v in self.headers.items()})
+                body = b""
+                if int(self.headers.get("Content-Length") or 0):
+                    body = self.rfile.read(int(self.headers["Content-Length"]))
+                code, reply = api.route(method, url.path.removeprefix(PREFIX), query, body, self.headers)
+                self._reply(code, reply)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "KfpApi":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def api_calls(self) -> list[tuple[str, str]]:
+        """The (method, path) of every call, without health checks."""
+        return [(m, p.removeprefix(PREFIX)) for m, p, _ in self.calls if not p.endswith("healthz")]
+
+    @staticmethod
+    def _matches(item: dict, query: dict) -> bool:
+        if "filter" not in query:
+            return True
+        for predicate in json.loads(query["filter"])["predicates"]:
+            value = predicate.get("string_value", predicate.get("stringValue"))
+            if item.get(predicate["key"]) != value:
+                return False
+        return True
+
+    @staticmethod
+    def _upload(body: bytes, headers) -> dict:
+        """The pipeline spec of a multipart upload (its ``uploadfile`` part)."""
+        message = BytesParser(policy=default).parsebytes(
+            f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + body)
+        (part,) = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "uploadfile"]
+        return next(yaml.safe_load_all(part.get_payload(decode=True)))
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, dict]:
+        parts = path.split("/")
+        if path == "healthz":
+            return 200, {"multi_user": False}
+        if path == "experiments":
+            if method == "GET":
+                found = [e for e in self.experiments.values() if self._matches(e, query)]
+                return 200, {"experiments": found, "total_size": len(found)}
+            exp = json.loads(body) | {"experiment_id": str(uuid.uuid4())}
+            self.experiments[exp["experiment_id"]] = exp
+            return 200, exp
+        if path == "pipelines" and method == "GET":
+            found = [p for p in self.pipelines.values() if self._matches(p, query)]
+            return 200, {"pipelines": found, "total_size": len(found)}
+        if path == "pipelines/upload":
+            name = query["name"]
+            if any(p["display_name"] == name for p in self.pipelines.values()):
+                return 409, {"error": f"pipeline {name} exists", "code": 6}
+            pipeline = {"pipeline_id": str(uuid.uuid4()), "display_name": name}
+            self.pipelines[pipeline["pipeline_id"]] = pipeline
+            self._version(pipeline["pipeline_id"], name, self._upload(body, headers))
+            return 200, pipeline
+        if path == "pipelines/upload_version":
+            pid, name = query["pipelineid"], query["name"]
+            if any(v["pipeline_id"] == pid and v["display_name"] == name for v in self.versions.values()):
+                return 409, {"error": f"version {name} exists", "code": 6}
+            return 200, self._version(pid, name, self._upload(body, headers))
+        if len(parts) == 3 and parts[0] == "pipelines" and parts[2] == "versions":
+            found = [v for v in self.versions.values() if v["pipeline_id"] == parts[1] and self._matches(v, query)]
+            return 200, {"pipeline_versions": found, "total_size": len(found)}
+        if path == "recurringruns":
+            if method == "GET":
+                found = [r for r in self.recurring_runs.values() if self._matches(r, query)
+                         and r.get("experiment_id") == query.get("experiment_id", r.get("experiment_id"))]
+                return 200, {"recurringRuns": found, "total_size": len(found)}
+            run = json.loads(body) | {"recurring_run_id": str(uuid.uuid4()), "status": "ENABLED"}
+            self.recurring_runs[run["recurring_run_id"]] = run
+            return 200, run
+        if parts[0] == "recurringruns" and method == "DELETE":
+            self.recurring_runs.pop(parts[1])
+            return 200, {}
+        if path == "runs" and method == "POST":
+            run = json.loads(body) | {"run_id": str(uuid.uuid4()), "state": "PENDING"}
+            self.runs[run["run_id"]] = run
+            return 200, run
+        return 404, {"error": f"{method} {path} is not part of this stand-in", "code": 5}
+
+    def _version(self, pipeline_id: str, name: str, spec: dict) -> dict:
+        version = {"pipeline_id": pipeline_id, "pipeline_version_id": str(uuid.uuid4()), "display_name": name,
+                   "pipeline_spec": spec}
+        self.versions[version["pipeline_version_id"]] = version
+        return version
