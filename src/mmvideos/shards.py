@@ -151,14 +151,6 @@ def stem(uri: str | Path) -> str:
     return str(uri).rsplit("/", 1)[-1].removesuffix(".tar")
 
 
-def list_shards(folder: str | Path) -> list[str]:
-    """Sorted shard URIs (``*.tar``) in a local folder or under a ``gs://`` prefix."""
-    folder = str(folder)
-    if storage.is_gcs(folder):
-        return [u for u in storage.list_gcs(folder.rstrip("/") + "/") if u.endswith(".tar")]
-    return sorted(str(p) for p in Path(folder).glob("*.tar"))
-
-
 def wav_bytes(pcm16: np.ndarray, sample_rate: int) -> bytes:
     """Mono int16 samples -> a WAV file's bytes."""
     buf = io.BytesIO()
