@@ -41,12 +41,12 @@ def test_dvc_repro_runs_the_stages_and_skips_unchanged_ones(media_dir, tmp_path)
     assert len(clips) == 3
     labels = pd.read_parquet(tmp_path / "data" / "labels" / "labels.parquet")
     assert set(labels["clip_id"]) == set(clips["clip_id"])
-    assert "esc50.pretrained.top1" in (tmp_path / "data" / "report" / "metrics.json").read_text()
+    assert "esc50.vggish_fc.pretrained.top1" in (tmp_path / "data" / "report" / "metrics.json").read_text()
     assert len(list((tmp_path / "root" / "clip").rglob("audio.tar"))) == 2  # bulk data in the data root
     assert not list((tmp_path / "data").rglob("*.tar"))  # the DVC outs are manifests and tables
     # only the source listing, which runs on every repro, is ever out of date
     assert _dvc("status", cwd=tmp_path).split() == ["fingerprint_source:", "always", "changed"]
-    assert "esc50.pretrained.top1" in _dvc("metrics", "show", cwd=tmp_path)
+    assert "esc50.vggish_fc.pretrained.top1" in _dvc("metrics", "show", cwd=tmp_path)
     # an edit of one transfer setting re-runs transfer and report only
     params["transfer"]["lr"] = 3.0e-4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
