@@ -27,9 +27,9 @@ from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
 from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
-from mmvideos import dataroot
+from mmvideos import dataroot, storage
 from mmvideos.atomic import write_parquet
-from mmvideos.clip import CLIP_COLUMNS
+from mmvideos.clip import CLIP_COLUMNS, iter_clip_frames
 from mmvideos.dataroot import DataRoot
 from mmvideos.shards import ShardWriter, wav_bytes
 
@@ -234,6 +234,41 @@ def test_torchscript_annotators_configured_by_uri(clip_folder, tmp_path, speech)
                                                  labels=str(audio_labels)))
     probs = tagger.predict(np.stack([speech[16000:32000], np.zeros(16000, np.float32)]))
     assert probs.argmax(axis=1).tolist() == [0, 1]  # speech is loud, silence quiet
+
+
+class _ColourTags(torch.nn.Module):
+    """A tiny multi-label image model (sigmoid, like the paper's ResNet-101 on ML-Images): one
+    independent logit per tag, so a frame can be red *and* bright *and* busy at once."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, S, S] in 0..1 -> [B, 5]
+        mean = x.mean(dim=(2, 3))  # [B, 3]
+        bright = x.mean(dim=(1, 2, 3))
+        busy = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
+        return torch.cat([8 * (mean - 0.4), (8 * (bright - 0.4)).unsqueeze(1), (40 * (busy - 0.05)).unsqueeze(1)], 1)
+
+
+def test_a_sigmoid_multi_label_torchscript_annotator_keeps_top_k_by_probability(clip_folder, tmp_path):
+    weights = tmp_path / "tags.pt"
+    torch.jit.script(_ColourTags()).save(str(weights))
+    labels = tmp_path / "tags.csv"
+    tags = ["red", "green", "blue", "bright", "busy"]
+    pd.DataFrame({"id": tags, "name": [t.title() for t in tags]}).to_csv(labels, index=False)
+    cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), activation="sigmoid",
+                       mean=(0, 0, 0), std=(255, 255, 255), top_k=3, runtime="torch")
+    data = DataRoot(tmp_path / "data")
+    annotate_visual(clip_folder, tmp_path / "visual", cfg, data, progress=False)
+    table = pd.read_parquet(tmp_path / "visual" / "visual.parquet").set_index("clip_id")
+    model = _ColourTags()
+    for clip_id, frames in iter_clip_frames(clip_folder):
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        expected = torch.sigmoid(model(x)).mean(0).numpy()  # clip-mean probability per tag
+        assert expected.sum() > 1.0  # several tags at once: no softmax could give this
+        best = np.argsort(-expected)[:3]
+        assert list(table.loc[clip_id, "labels"]) == [f"visual:{tags[i]}" for i in best]
+        np.testing.assert_allclose(table.loc[clip_id, "scores"], expected[best], atol=1e-4)
+    # every class's clip-mean score is kept in the data root: a larger top_k re-selects without a network
+    stored = pd.concat(storage.read_parquet(uri) for uri in dataroot.file_uris(tmp_path / "visual", "scores.parquet").values())
+    assert all(len(classes) == len(tags) for classes in stored["classes"])
 
 
 def test_generic_onnx_tagger_configured_by_uri(tmp_path, speech):

@@ -128,12 +128,13 @@ def test_report_writes_the_table(esc50_run, tmp_path):
     result = report([out, tut], tmp_path / "report")
     assert result["benchmarks"] == ["esc50", "tut2018"]
     markdown = (tmp_path / "report" / "results.md").read_text()
-    assert "| Model | ESC-50 Top-1 | ESC-50 Top-5 | ESC-50 mAP | ESC-50 AUC | TUT 2018 Top-1 |" in markdown
+    assert ("| Model | ESC-50 Top-1 | ESC-50 Top-1 (paper) | ESC-50 Top-5 | ESC-50 mAP | ESC-50 mAP (paper) | "
+            "ESC-50 AUC | TUT 2018 Top-1 | TUT 2018 Top-1 (paper) |") in markdown
     assert "| vggish_bn pretrained |" in markdown and "| log-mel stats |" in markdown
     csv_lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and csv_lines[0].startswith("Model,ESC-50 Top-1")
     flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert flat["esc50.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
+    assert flat["esc50.vggish_bn.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
     assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 24
     assert "| Pooling |" in markdown and "| concat |" in markdown
     assert (tmp_path / "report" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
