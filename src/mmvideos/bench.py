@@ -31,6 +31,17 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, x: torch.Tensor,
+               y: torch.Tensor) -> None:
+    """One optimiser step on a batch, as pretraining takes it (bf16 autocast on CUDA)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        logits = model(x)
+    loss = criterion(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def measure(name: str, device: torch.device, batch: int, steps: int, warmup: int,
             num_classes: int, width_mult: float) -> dict[str, Any]:
     """Training samples/s of one architecture (module docstring)."""
@@ -44,21 +55,12 @@ def measure(name: str, device: torch.device, batch: int, steps: int, warmup: int
     y = (torch.rand(batch, num_classes, device=device) < 10 / num_classes).float()  # ~10 labels
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     criterion = nn.BCEWithLogitsLoss()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
     for _ in range(warmup):
-        step()
+        train_step(model, optimizer, criterion, x, y)
     _synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        step()
+        train_step(model, optimizer, criterion, x, y)
     _synchronize(device)
     seconds = time.perf_counter() - started
     return {"model": name, "device": str(device), "batch": batch, "steps": steps,

@@ -102,6 +102,7 @@ def fed_figure(shards: tuple, device: torch.device, settings: dict) -> dict[str,
     """VGGish-FC trained from the loader with the most workers: samples/s end to end."""
     from torch import nn
 
+    from mmvideos.bench import train_step
     from mmvideos.models import build_model
     from mmvideos.training.data import TrainStream, multi_hot
 
@@ -120,13 +121,7 @@ def fed_figure(shards: tuple, device: torch.device, settings: dict) -> dict[str,
             x = mel.to(device, non_blocking=True).float()
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = multi_hot(labels.to(device, non_blocking=True), 1050)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, criterion, x, multi_hot(labels.to(device, non_blocking=True), 1050))
             steps += 1
             if started is None:  # the first step: start-up, cuDNN autotuning
                 if cuda:

@@ -207,10 +207,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_pretrain_job(args: argparse.Namespace) -> None:
     from mmvideos.components import IMAGE
     from mmvideos.placement import pretrain_placement
-    from mmvideos.train import PretrainConfig, checkpoint_uri
+    from mmvideos.train import checkpoint_uri, pretrain_config
     from mmvideos.trainjob import build_trainjob, export_uri, job_name, pretrain_on_trainjob, to_yaml
 
-    cfg = _params(args, "pretrain", PretrainConfig)
+    cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
     if args.num_nodes is not None:
         cfg = dataclasses.replace(cfg, num_nodes=args.num_nodes)
     placement = pretrain_placement(load_params(args.params), IMAGE)
@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="features folder on gs:// (every node reads it)")
     p.add_argument("--output", type=Path, default=Path("pretrain"), help="where the model is copied (default: %(default)s)")
     p.add_argument("--num-nodes", type=int, default=None, help="nodes (default: pretrain.num_nodes)")
+    p.add_argument("--model", default=None,
+                   help="which of pretrain.models to train (default: the only one; required when it lists several)")
     p.add_argument("--namespace", default=None, help="namespace of the TrainJob (default: this pod's)")
     p.add_argument("--print", action="store_true", help="print the TrainJob YAML instead of submitting it")
     _data_root_option(p)
