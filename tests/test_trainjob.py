@@ -81,11 +81,16 @@ def test_the_trainjob_for_2_nodes_of_4_gpus():
     assert {f.name: getattr(parsed, f.name) for f in dataclasses.fields(cfg)} == dataclasses.asdict(cfg)
 
 
-def test_pretrain_job_prints_the_trainjob(tmp_path, capsys):
+def test_pretrain_job_prints_the_trainjob(tmp_path):
+    # as `mmvideos pretrain-job --print | kubectl apply -f -` runs it: its own process, whose
+    # standard output must hold the TrainJob and nothing else
     features = write_synthetic_features(tmp_path / "features", num_clips=24, val_clips=8)
-    assert main(["pretrain-job", "--features", str(features), "--data-root", str(tmp_path / "root"),
-                 "--num-nodes", "4", "--print"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+    done = subprocess.run([sys.executable, "-m", "mmvideos.cli", "pretrain-job", "--features", str(features), "--data-root",
+                           str(tmp_path / "root"), "--num-nodes", "4", "--print"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("apiVersion: "), f"--print writes the TrainJob and nothing else: {done.stdout[:300]!r}"
+    printed = yaml.safe_load(done.stdout)
     assert printed["kind"] == "TrainJob" and printed["spec"]["trainer"]["numNodes"] == 4
     assert printed["spec"]["trainer"]["numProcPerNode"] == load_params()["cluster"]["accelerator_count"]
     models.TrainerV1alpha1TrainJob.from_dict(printed)

@@ -256,38 +256,43 @@ def _adam(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig, t
 
 def _lbfgs_search(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig,
                   train_sets: list[np.ndarray], val_sets: list[np.ndarray]) -> Fit:
-    """Pick ``l2`` from ``cfg.penalties`` on the validation splits, then fit on all clips."""
-    scores = {}
-    for l2 in cfg.penalties:
-        top1, loss = [], []
-        for train, val in zip(train_sets, val_sets):
-            model, _, _ = _lbfgs(x[train], y[train], multi_label, l2, cfg)
-            with torch.no_grad():
-                logits = model(x[val])
-            loss.append(float(nn.functional.binary_cross_entropy_with_logits(logits, y[val]) if multi_label
-                              else nn.functional.cross_entropy(logits, y[val].argmax(1))))
-            top1.append(float((logits.argmax(1) == y[val].argmax(1)).float().mean()))
-        scores[l2] = (np.mean(loss),) if multi_label else (-np.mean(top1), np.mean(loss))
+    """Pick ``l2`` from ``cfg.penalties`` on the validation splits, then fit on all clips.
+
+    The splits are fitted side by side as one batched problem (they share no weights, so its
+    optimum is each split's own), walking the penalties from the strongest to the weakest, every
+    fit starting from the previous one's solution: the warm-started path scikit-learn's
+    ``LogisticRegressionCV`` takes. The problem is strictly convex, so the start changes how
+    many iterations reach the optimum (about ten times fewer on the demo benchmark), not where
+    it is.
+    """
+    val, scores, start = _padded(val_sets, x.device), {}, None
+    for l2 in sorted(cfg.penalties, reverse=True):
+        model, _, _ = _lbfgs(x, y, train_sets, multi_label, l2, cfg, start)
+        start = (model.weights[0].detach(), model.biases[0].detach())
+        with torch.no_grad():
+            loss, top1 = (float(v.mean()) for v in _member_losses(model, x, y, *val, multi_label))
+        scores[l2] = (loss,) if multi_label else (-top1, loss)
     l2 = min(scores, key=scores.get)
-    model, iterations, converged = _lbfgs(x, y, multi_label, l2, cfg)
+    model, iterations, converged = _lbfgs(x, y, [np.arange(len(x))], multi_label, l2, cfg)
     return Fit(model, iterations, converged, l2)
 
 
-def _lbfgs(x: torch.Tensor, y: torch.Tensor, multi_label: bool, l2: float,
-           cfg: FitConfig) -> tuple[Classifier, int, bool]:
-    """Full-batch L-BFGS of the linear classifier: (model, iterations, converged within the budget)."""
-    model = _new_classifier(x, [np.arange(len(x))], y.shape[1], 0.0, 0, cfg.seed)
+def _lbfgs(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], multi_label: bool, l2: float, cfg: FitConfig,
+           start: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Classifier, int, bool]:
+    """Full-batch L-BFGS of one linear classifier per index set, side by side, from zero or from
+    ``start`` (weights, biases): (the classifiers, iterations, converged within the budget)."""
+    model = _new_classifier(x, sets, y.shape[1], 0.0, 0, cfg.seed)
     weight, bias = model.weights[0], model.biases[0]
-    nn.init.zeros_(weight)
-    nn.init.zeros_(bias)
+    with torch.no_grad():
+        weight.copy_(start[0]) if start else weight.zero_()
+        bias.copy_(start[1]) if start else bias.zero_()
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=cfg.max_steps, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-    criterion = nn.functional.binary_cross_entropy_with_logits if multi_label else \
-        (lambda logits, target: nn.functional.cross_entropy(logits, target.argmax(1)))
+    rows = _padded(sets, x.device)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(x), y) + 0.5 * l2 * weight.square().sum()
+        loss = _member_losses(model, x, y, *rows, multi_label)[0].sum() + 0.5 * l2 * weight.square().sum()
         loss.backward()
         return loss
 
