@@ -241,7 +241,7 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
             report["figures"].append(loader)
             report["loader_sizing"] = loader_sizing(loader)
         if "decode" in chosen:
-            report["figures"].append(bench_figures.decode_figure(Path(tmp), seconds=60 if quick else 600))
+            report["figures"] += bench_figures.decode_figures(Path(tmp), seconds=60 if quick else 600, demo=not quick)
         if "frames" in chosen:
             report["figures"].append(bench_figures.frames_figure(Path(tmp), count=12 if quick else 48,
                                                                  repeats=1 if quick else 3))
