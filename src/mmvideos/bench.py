@@ -247,7 +247,7 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
                                                                  repeats=1 if quick else 3))
     if "visual" in chosen:
         report["figures"].append(bench_figures.visual_annotator_figure(frames=8 if quick else 32,
-                                                                       repeats=1 if quick else 3))
+                                                                       repeats=1 if quick else 5))
     if "annotators" in chosen and not quick:
         from mmvideos.annotate import AudioConfig, VisualConfig
         from mmvideos.annotators.bench import benchmark_annotators
