@@ -221,6 +221,18 @@ def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
     assert SPEECH in labels.set_index("clip_id").loc["catspeech", "label_ids"]
 
 
+def test_frames_decoded_in_worker_processes_give_the_same_labels(clip_folder, tmp_path):
+    one = annotate_visual(clip_folder, tmp_path / "one", VisualConfig(batch_size=8), DataRoot(tmp_path / "d1"),
+                          progress=False)
+    pooled = annotate_visual(clip_folder, tmp_path / "two", VisualConfig(batch_size=8, decode_workers=2),
+                             DataRoot(tmp_path / "d2"), progress=False)
+    assert one["shards_computed"] == pooled["shards_computed"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two" / "visual.parquet"),
+                                  pd.read_parquet(tmp_path / "one" / "visual.parquet"))
+    with pytest.raises(ValueError, match="decode_workers"):
+        VisualConfig(decode_workers=-1)
+
+
 class _MeanColour(torch.nn.Module):
     """A real (if tiny) image classifier: which channel is brightest."""
 

@@ -177,6 +177,11 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Annotators (model call only, best of 3):", ""]
         for modality, row in report["annotators"].items():
             lines.append(f"- {modality}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        if "visual" in report["annotators"]:
+            from mmvideos.annotators.bench import paper_frames_line
+
+            where = f"on {m['gpu']}" if m["gpu"] else f"on this machine's {m['cores']} CPU cores"
+            lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
     if report.get("training"):
         lines += ["", "Training (fwd+bwd+Adam):", "", "```", format_table(report["training"]), "```"]
     if report.get("figure"):
