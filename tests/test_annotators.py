@@ -25,8 +25,10 @@ from skimage import data
 from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
 from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
+from mmvideos.annotators.base import cache_dir
 from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
+from mmvideos.annotators.visual import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, with_preprocessing
 from mmvideos import dataroot, storage
 from mmvideos.atomic import write_parquet
 from mmvideos.clip import CLIP_COLUMNS, iter_clip_frames
@@ -46,14 +48,14 @@ def _cache(tmp_path_factory):
         yield
 
 
-def _frames(photo: np.ndarray, n: int = 9) -> np.ndarray:
-    """``n`` 224x224 frames panning slightly across a photo, like 3 s of a still shot at 3 fps."""
+def _frames(photo: np.ndarray, n: int = 9, size: int = 224) -> np.ndarray:
+    """``n`` ``size x size`` frames panning slightly across a photo, like 3 s of a still shot at 3 fps."""
     side = min(photo.shape[:2])
     image = Image.fromarray(photo)
     frames = []
     for k in range(n):
         left = (photo.shape[1] - side) // 2 + (k - n // 2) * 4
-        crop = image.crop((max(0, left), 0, max(0, left) + side, side)).resize((224, 224), Image.BICUBIC)
+        crop = image.crop((max(0, left), 0, max(0, left) + side, side)).resize((size, size), Image.BICUBIC)
         frames.append(np.asarray(crop))
     return np.stack(frames)  # uint8 [n, 224, 224, 3]
 
@@ -137,6 +139,31 @@ def test_onnxruntime_gives_what_pytorch_gives():
     assert (np.argsort(-onnx_probs, 1)[:, :10] == np.argsort(-torch_probs, 1)[:, :10]).all()  # the same top-10
 
 
+@pytest.mark.parametrize("mean,std", [(LITE_MEAN, LITE_STD), (IMAGENET_MEAN, IMAGENET_STD)])
+def test_preprocessing_inside_the_graph_is_numpys(mean, std):
+    """The uint8-input graph gives the logits of the float graph on frames normalised in NumPy."""
+    annotator = load_annotator("visual", VisualConfig(runtime="onnx"))
+    (path,) = (cache_dir() / "onnx").glob(f"{annotator.name}-{annotator.weights_sha256[:16]}-224.onnx")
+    frames = np.concatenate([_frames(data.chelsea(), 2), _frames(data.astronaut(), 1)])
+    x = (frames.transpose(0, 3, 1, 2).astype(np.float32) - np.float32(mean)[:, None, None]) / np.float32(std)[:, None, None]
+    plain = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inside = onnxruntime.InferenceSession(with_preprocessing(onnx.load(str(path)), mean, std).SerializeToString(),
+                                          providers=["CPUExecutionProvider"])
+    expected = plain.run(None, {"images": np.ascontiguousarray(x)})[0]
+    np.testing.assert_array_equal(inside.run(None, {"frames": frames})[0], expected)
+
+
+def test_frames_of_another_size_are_resized_under_either_runtime():
+    frames = np.concatenate([_frames(data.chelsea(), 1, size=300), _frames(data.coffee(), 1, size=300)])
+    torch_probs = load_annotator("visual", VisualConfig(runtime="torch")).predict(frames)
+    onnx_annotator = load_annotator("visual", VisualConfig(runtime="onnx"))
+    onnx_probs = onnx_annotator.predict(frames)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=2e-2)  # onnx rounds the resized pixels to uint8
+    assert (onnx_probs.argmax(1) == torch_probs.argmax(1)).all()
+    with pytest.raises(ValueError, match="uint8"):
+        onnx_annotator.predict(frames.astype(np.float32))
+
+
 def test_yamnet_tags_speech(speech):
     annotator = load_annotator("audio", AudioConfig())
     segments = speech[: len(speech) // 16000 * 16000].reshape(-1, 16000)
@@ -192,6 +219,18 @@ def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
     assert merged["vocabulary_total"] == 1521 and merged["clips"] == 2
     labels = pd.read_parquet(tmp_path / "labels" / "labels.parquet")
     assert SPEECH in labels.set_index("clip_id").loc["catspeech", "label_ids"]
+
+
+def test_frames_decoded_in_worker_processes_give_the_same_labels(clip_folder, tmp_path):
+    one = annotate_visual(clip_folder, tmp_path / "one", VisualConfig(batch_size=8), DataRoot(tmp_path / "d1"),
+                          progress=False)
+    pooled = annotate_visual(clip_folder, tmp_path / "two", VisualConfig(batch_size=8, decode_workers=2),
+                             DataRoot(tmp_path / "d2"), progress=False)
+    assert one["shards_computed"] == pooled["shards_computed"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two" / "visual.parquet"),
+                                  pd.read_parquet(tmp_path / "one" / "visual.parquet"))
+    with pytest.raises(ValueError, match="decode_workers"):
+        VisualConfig(decode_workers=-1)
 
 
 class _MeanColour(torch.nn.Module):

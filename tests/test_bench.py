@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from mmvideos.bench import run_all
 from mmvideos.bench_figures import librosa_log_mel
@@ -22,7 +23,7 @@ def test_bench_writes_each_figure_with_its_reference_ratio_machine_and_versions(
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["machine"]["versions"]["librosa"] and saved["machine"]["cores"] >= 1
     figures = {row["figure"]: row for row in saved["figures"]}
-    assert len(figures) == 5 == len(report["figures"])
+    assert len(figures) == 6 == len(report["figures"])
     for row in figures.values():
         assert row["ours"] > 0 and row["reference"] > 0 and np.isclose(row["ratio"], row["ours"] / row["reference"])
     assert all(row["max_abs_difference"] < 1e-4 for name, row in figures.items() if name.startswith("log-mel"))
@@ -30,6 +31,15 @@ def test_bench_writes_each_figure_with_its_reference_ratio_machine_and_versions(
     markdown = (tmp_path / "bench.md").read_text()
     assert "| training loader, one worker |" in markdown and "librosa" in markdown
     assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_bench_runs_only_the_figures_asked_for(tmp_path):
+    report = run_all(output=tmp_path, quick=True, figures=["frames"])
+    [row] = report["figures"]
+    assert row["figure"].startswith("frames 1280x720 -> 224x224") and row["ours"] > 0 and row["reference"] > 0
+    assert "training" not in report and "loader_sizing" not in report
+    with pytest.raises(ValueError, match="unknown figures"):
+        run_all(output=tmp_path, figures=["frame"])
 
 
 def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
@@ -42,4 +52,5 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     assert [row["workers"] for row in report["loader"]] == [0, 2] and report["loader"][0]["samples_per_s"] > 0
     assert report["fed"]["samples_per_s"] > 0
     assert report["annotators"]["visual"]["frames_per_s"] > 0 and report["annotators"]["audio"]["audio_seconds_per_s"] > 0
-    assert "| vggish_fc |" in (tmp_path / "bench_gpu.md").read_text()
+    markdown = (tmp_path / "bench_gpu.md").read_text()
+    assert "| vggish_fc |" in markdown and "180 M frames in a day takes 2,083 frames/s" in markdown

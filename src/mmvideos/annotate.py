@@ -23,10 +23,14 @@ The ``visual:``/``audio:`` prefixes keep ids of the two vocabularies from collid
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import multiprocessing as mp
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +68,13 @@ class VisualConfig:
     batch_size: int = 64  # frames per forward pass (whole clips are kept together)
     device: str = "cpu"
     runtime: str = "auto"  # torch | onnx (an ONNX export run by onnxruntime) | auto: onnx on CPU, torch on CUDA
+    decode_workers: int = 0  # processes decoding the JPEG frames; 0 = the annotating process (a few on CUDA)
 
     def __post_init__(self) -> None:
         if self.runtime not in ("auto", "torch", "onnx"):
             raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
+        if self.decode_workers < 0:
+            raise ValueError(f"decode_workers must be 0 or more, got {self.decode_workers}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) not in (0, 3) or len(self.std) not in (0, 3):
@@ -209,7 +216,7 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
 
 #: Settings that only select labels from stored scores (and batching or threading, which change
 #: nothing): not part of a score unit's key.
-_SELECTION = ("top_k", "threshold", "batch_size", "num_threads")
+_SELECTION = ("top_k", "threshold", "batch_size", "num_threads", "decode_workers")
 
 
 def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_dir: Path, name: str,
@@ -226,9 +233,13 @@ def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_
 def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfig, root: DataRoot,
                     slot: int = 0, slots: int = 1, progress: bool = True) -> dict:
     """Label the clips of task ``slot`` with their top visual classes (module docstring); returns the summary."""
-    rows, annotator, ids, summary = _annotate(
-        "visual", clips_dir, out_dir, cfg, root, slot, slots, iter_shard_frames,
-        lambda clips: clips["n_frames"], "frame", progress=progress)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if cfg.decode_workers:  # spawned: the parent may hold CUDA and thread pools a fork would copy
+            pool = stack.enter_context(ProcessPoolExecutor(cfg.decode_workers, mp_context=mp.get_context("spawn")))
+        rows, annotator, ids, summary = _annotate(
+            "visual", clips_dir, out_dir, cfg, root, slot, slots, functools.partial(iter_shard_frames, pool=pool),
+            lambda clips: clips["n_frames"], "frame", progress=progress)
     return _write_outputs(rows, annotator, ids, Path(out_dir), "visual", summary)
 
 

@@ -177,6 +177,11 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Annotators (model call only, best of 3):", ""]
         for modality, row in report["annotators"].items():
             lines.append(f"- {modality}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        if "visual" in report["annotators"]:
+            from mmvideos.annotators.bench import paper_frames_line
+
+            where = f"on {m['gpu']}" if m["gpu"] else f"on this machine's {m['cores']} CPU cores"
+            lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
     if report.get("training"):
         lines += ["", "Training (fwd+bwd+Adam):", "", "```", format_table(report["training"]), "```"]
     if report.get("figure"):
@@ -205,8 +210,13 @@ def plot_ratios(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+#: The parts of ``mmvideos bench``, in the order they run (``--figures`` picks some).
+FIGURES = ("log-mel", "loader", "decode", "frames", "visual", "annotators", "training")
+
+
 def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int = 8, steps: int = 3,
-            width_mult: float = 1.0, output: str | Path = "bench", quick: bool = False) -> dict[str, Any]:
+            width_mult: float = 1.0, output: str | Path = "bench", quick: bool = False,
+            figures: Sequence[str] | None = None) -> dict[str, Any]:
     """``mmvideos bench``: measure each figure next to its reference; write ``bench.json``,
     ``bench.md`` and ``bench.png`` to ``output`` and print the Markdown.
 
@@ -215,32 +225,45 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
         models, batch, steps, width_mult: the training throughput figure.
         output: folder of the report.
         quick: smaller inputs and no annotators (a smoke run).
+        figures: the parts to run (names in :data:`FIGURES`; default all).
     """
     import tempfile
 
     from mmvideos import bench_figures
     from mmvideos.atomic import write_json, write_text
 
+    chosen = set(FIGURES if figures is None else figures)
+    if chosen - set(FIGURES):
+        raise ValueError(f"unknown figures {sorted(chosen - set(FIGURES))}; choose from {', '.join(FIGURES)}")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine(device), "device": device, "figures": []}
-    report["figures"] += bench_figures.log_mel_figures(repeats=3 if quick else 7)
+    if "log-mel" in chosen:
+        report["figures"] += bench_figures.log_mel_figures(repeats=3 if quick else 7)
     with tempfile.TemporaryDirectory() as tmp:
-        loader = bench_figures.loader_figure(Path(tmp), clips=800 if quick else 4000)
-        decode = bench_figures.decode_figure(Path(tmp), seconds=60 if quick else 600)
-    report["figures"] += [loader, decode]
-    report["loader_sizing"] = loader_sizing(loader)
-    report["figures"].append(bench_figures.visual_annotator_figure(frames=8 if quick else 32,
-                                                                   repeats=1 if quick else 3))
-    if not quick:
+        if "loader" in chosen:
+            loader = bench_figures.loader_figure(Path(tmp), clips=800 if quick else 4000)
+            report["figures"].append(loader)
+            report["loader_sizing"] = loader_sizing(loader)
+        if "decode" in chosen:
+            report["figures"] += bench_figures.decode_figures(Path(tmp), seconds=60 if quick else 600, demo=not quick)
+        if "frames" in chosen:
+            report["figures"].append(bench_figures.frames_figure(Path(tmp), count=12 if quick else 48,
+                                                                 repeats=1 if quick else 3))
+    if "visual" in chosen:
+        report["figures"].append(bench_figures.visual_annotator_figure(frames=8 if quick else 32,
+                                                                       repeats=1 if quick else 5))
+    if "annotators" in chosen and not quick:
         from mmvideos.annotate import AudioConfig, VisualConfig
         from mmvideos.annotators.bench import benchmark_annotators
 
         report["annotators"] = benchmark_annotators(VisualConfig(device=device), AudioConfig(device=device))
-    report["training"] = benchmark(models or MODEL_NAMES, device, batch, 1 if quick else steps,
-                                   warmup=1 if quick else 2, width_mult=width_mult, print_table=False)
-    plot_ratios(report["figures"], out / "bench.png")
-    report["figure"] = "bench.png"
+    if "training" in chosen:
+        report["training"] = benchmark(models or MODEL_NAMES, device, batch, 1 if quick else steps,
+                                       warmup=1 if quick else 2, width_mult=width_mult, print_table=False)
+    if report["figures"]:
+        plot_ratios(report["figures"], out / "bench.png")
+        report["figure"] = "bench.png"
     write_json(report, out / "bench.json")
     markdown = format_markdown(report)
     write_text(markdown, out / "bench.md")

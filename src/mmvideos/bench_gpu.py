@@ -166,6 +166,11 @@ def format_markdown(report: dict[str, Any]) -> str:
               f"{fed['samples_per_s']:,.0f} samples/s (target 29,000 on an H100).", "", "Annotators:", ""]
     for modality, row in report["annotators"].items():
         lines.append(f"- {modality}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    if "visual" in report["annotators"]:
+        from mmvideos.annotators.bench import paper_frames_line
+
+        where = f"on {m['gpu']}" if m["gpu"] else f"on this machine's {m['cores']} CPU cores"
+        lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
     return "\n".join(lines) + "\n"
 
 

@@ -270,7 +270,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from mmvideos.bench import run_all
 
     run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult,
-            output=args.output, quick=args.quick)
+            output=args.output, quick=args.quick, figures=args.figures)
 
 
 def _run_arguments(args: argparse.Namespace) -> dict:
@@ -557,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
     p.add_argument("--output", default="bench", help="folder of the report (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="smaller inputs, no annotators: a smoke run")
+    p.add_argument("--figures", nargs="+", default=None, metavar="NAME",
+                   help="run only these parts: log-mel, loader, decode, frames, visual, annotators, training "
+                        "(default: all)")
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")

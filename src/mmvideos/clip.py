@@ -21,6 +21,7 @@ key), ``rejects.parquet`` (videos that failed to decode, with the reason), ``sum
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import itertools
@@ -28,6 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -236,11 +238,32 @@ def iter_shard_audio(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarr
         yield clip_id, samples, rate
 
 
-def iter_shard_frames(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray]]:
-    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard (verified as above)."""
-    for clip_id, group in shards.iter_shard(uri, sha256):
-        frames = [np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)]
-        yield clip_id, np.stack(frames)
+def iter_shard_frames(uri: str, sha256: str = "", pool: Executor | None = None,
+                      ahead: int = 16) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` from one frames shard (verified as above).
+
+    With ``pool`` (a process pool) the JPEGs are decoded in its workers, up to ``ahead`` clips
+    ahead of the consumer and in shard order, so the process that runs the model (a GPU's) does not wait
+    on decoding; the frames are the same.
+    """
+    groups = shards.iter_shard(uri, sha256)
+    if pool is None:
+        yield from ((clip_id, decode_frames(group)) for clip_id, group in groups)
+        return
+    waiting: collections.deque = collections.deque()
+    for clip_id, group in groups:
+        waiting.append((clip_id, pool.submit(decode_frames, group)))
+        if len(waiting) >= ahead:
+            clip_id, future = waiting.popleft()
+            yield clip_id, future.result()
+    while waiting:
+        clip_id, future = waiting.popleft()
+        yield clip_id, future.result()
+
+
+def decode_frames(group: dict[str, bytes]) -> np.ndarray:
+    """A clip's JPEG frames (``{name: bytes}``, in name order) -> uint8 ``[n, H, W, 3]``."""
+    return np.stack([np.asarray(Image.open(io.BytesIO(group[k])).convert("RGB")) for k in sorted(group)])
 
 
 def read_clips(clips_dir: str | Path) -> pd.DataFrame:
