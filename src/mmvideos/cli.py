@@ -267,7 +267,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.scale:
         from mmvideos.scale_bench import main as scale
 
-        scale(write=args.write)
+        scale(write=args.write, output=args.output)
         return
     from mmvideos.bench import run_all
 
@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")
-    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md)")
+    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
+                                                 "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)
     return parser
 

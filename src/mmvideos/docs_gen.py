@@ -7,6 +7,8 @@ git-tracked bench reports (``bench/bench.json`` of ``make bench``; ``bench-gpu/b
 
 * writes ``docs/results.md`` whole: every figure of that run, with the plots linked from
   ``results/`` (docs/ holds no image of its own);
+* writes ``docs/sizing.md`` whole from ``bench/scale.json`` (``mmvideos bench --scale``), where
+  there is one: :func:`mmvideos.scale_bench.sizing_plan`;
 * refreshes each marked block ``<!-- BEGIN GENERATED name -->`` ... ``<!-- END GENERATED name -->``
   of the Markdown files in ``docs/`` and of ``README.md`` with the block of that name.
 
@@ -29,7 +31,7 @@ SOURCES = {"demo-figures": "`make docs` writes this block from results/",
            "bench-gpu": "`make bench-gpu` (or `make docs`) writes this block from bench-gpu/bench_gpu.json"}
 END = "<!-- END GENERATED {name} -->"
 _BLOCK = re.compile(r"<!-- BEGIN GENERATED (?P<name>[\w-]+):[^>]*-->\n.*?<!-- END GENERATED (?P=name) -->", re.S)
-#: The figures docs/ may hold: what :func:`generate` writes (docs/sizing.md is `mmvideos bench --scale`'s).
+#: Image files, which docs/ holds none of (its pages link the run's plots in results/).
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
 
 
@@ -171,6 +173,10 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
               "bench-gpu": lambda: bench_gpu_block(bench_gpu)}
     blocks: dict[str, str] = {}
     wanted = {page: results_page(fig)}
+    if (bench / "scale.json").is_file():  # docs/sizing.md, whole, from the scale benchmark's measurements
+        from mmvideos.scale_bench import sizing_plan
+
+        wanted[docs / "sizing.md"] = sizing_plan(**json.loads((bench / "scale.json").read_text()))
     for path in pages:
         text = path.read_text()
 
