@@ -35,14 +35,16 @@ test: $(STAMP) system-deps  ## run the test suite
 compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 	$(BIN)/mmvideos compile --output pipeline.yaml
 
-bench: $(STAMP) system-deps  ## figures vs references (writes bench/bench.json, bench.md), then the scale benchmark (docs/sizing.md)
+bench: $(STAMP) system-deps  ## figures vs references, then the scale benchmark (bench/bench.json, scale.json); docs/benchmarks.md's table, docs/sizing.md
 	$(BIN)/mmvideos bench --output bench
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --write docs/sizing.md
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --output bench
+	$(BIN)/mmvideos docs
 
-bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/)
+bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/; docs/benchmarks.md's GPU block)
 	$(BIN)/python -m mmvideos.bench_gpu --output bench-gpu
+	$(BIN)/mmvideos docs
 
-docs: $(STAMP)  ## write the run's figures into docs/ (docs/results.md, marked blocks) from results/
+docs: $(STAMP)  ## write the figures into docs/ (docs/results.md, marked blocks) from results/, bench/ and bench-gpu/
 	$(BIN)/mmvideos docs
 
 # After a merge (code is a stage dependency, so dvc.lock changes with any stage's code): bring the

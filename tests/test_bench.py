@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +56,20 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     assert report["annotators"]["visual"]["frames_per_s"] > 0 and report["annotators"]["audio"]["audio_seconds_per_s"] > 0
     markdown = (tmp_path / "bench_gpu.md").read_text()
     assert "| vggish_fc |" in markdown and "180 M frames in a day takes 2,083 frames/s" in markdown
+
+    # docs/benchmarks.md's GPU block: a run on the CPU is not a GPU figure ...
+    from mmvideos import docs_gen
+    from mmvideos.bench_gpu import markdown_body
+
+    assert "Not measured yet" in docs_gen.bench_gpu_block(tmp_path) and "'cpu'" in docs_gen.bench_gpu_block(tmp_path)
+    assert "Not measured yet" in docs_gen.bench_gpu_block(tmp_path / "nowhere")
+    # ... a run on CUDA is (this CPU report relabelled, to check the writing side without a GPU)
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    (gpu / "bench_gpu.json").write_text(json.dumps({**report, "device": "cuda"}))
+    repo = Path(__file__).resolve().parents[1]
+    docs = shutil.copytree(repo / "docs", tmp_path / "docs")
+    assert docs_gen.generate(repo / "results", docs, None, bench_gpu=gpu) == [docs / "benchmarks.md"]
+    page = (docs / "benchmarks.md").read_text()
+    assert markdown_body({**report, "device": "cuda"}) in page and "Not measured yet" not in page
+    assert page.index("| vggish_fc |") > page.index("<!-- BEGIN GENERATED bench-gpu")

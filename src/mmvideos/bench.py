@@ -152,11 +152,19 @@ def loader_sizing(row: dict[str, Any], rate: float = GPU_SAMPLES_PER_S) -> dict[
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: the machine, a table of figures with references and ratios, the rest."""
+    """The report as Markdown: a heading, :func:`markdown_body` and the chart."""
+    lines = ["# mmvideos bench", "", markdown_body(report)]
+    if report.get("figure"):
+        lines += ["", f"![ratios]({report['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_body(report: dict[str, Any]) -> str:
+    """The machine, a table of figures with references and ratios, the loader sizing, annotators and
+    training (also the generated block of docs/benchmarks.md, :mod:`mmvideos.docs_gen`)."""
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    lines = ["# mmvideos bench", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}; load average "
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}; load average "
              f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}; {versions}.", "",
              "Rates per core count this process's CPU time (wall-clock rates in brackets); each reference ran "
              "in the same process.", "",
@@ -184,9 +192,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
     if report.get("training"):
         lines += ["", "Training (fwd+bwd+Adam):", "", "```", format_table(report["training"]), "```"]
-    if report.get("figure"):
-        lines += ["", f"![ratios]({report['figure']})"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def plot_ratios(rows: list[dict[str, Any]], path: Path) -> None:

@@ -148,9 +148,14 @@ def annotator_figures(device: str, quick: bool) -> dict[str, Any]:
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
+    """The report as Markdown tables under a heading."""
+    return "# mmvideos bench-gpu\n\n" + markdown_body(report) + "\n"
+
+
+def markdown_body(report: dict[str, Any]) -> str:
+    """The machine and the tables (also the GPU block of docs/benchmarks.md, :mod:`mmvideos.docs_gen`)."""
     m = report["machine"]
-    lines = ["# mmvideos bench-gpu", "", f"Machine: {m['gpu'] or 'no GPU'} ({m['cpu']}, {m['cores']} cores); "
+    lines = [f"Machine: {m['gpu'] or 'no GPU'} ({m['cpu']}, {m['cores']} cores); "
              f"device {report['device']}; peak {report['peak_tflops'] or 'unknown'} dense bf16 TFLOP/s; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", "",
              f"Training (fwd + bwd + Adam, batch {report['settings']['batch']}, width "
@@ -171,7 +176,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 
         where = f"on {m['gpu']}" if m["gpu"] else f"on this machine's {m['cores']} CPU cores"
         lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def run(device: str = "cuda", quick: bool = False, output: str | Path = "bench-gpu",

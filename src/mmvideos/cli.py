@@ -244,9 +244,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_docs(args: argparse.Namespace) -> None:
     from mmvideos.docs_gen import generate
 
-    changed = generate(Path(args.results), Path(args.docs), Path(args.readme), check=args.check)
+    changed = generate(Path(args.results), Path(args.docs), Path(args.readme), check=args.check,
+                       bench=args.bench and Path(args.bench), bench_gpu=args.bench_gpu and Path(args.bench_gpu))
     if args.check and changed:
-        raise ValueError(f"out of date with {args.results}: {', '.join(map(str, changed))} (run `make docs`)")
+        raise ValueError(f"out of date with {args.results} or the bench reports: "
+                         f"{', '.join(map(str, changed))} (run `make docs`)")
     print(("wrote " + ", ".join(map(str, changed))) if changed else "docs are up to date")
 
 
@@ -265,7 +267,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.scale:
         from mmvideos.scale_bench import main as scale
 
-        scale(write=args.write)
+        scale(write=args.write, output=args.output)
         return
     from mmvideos.bench import run_all
 
@@ -516,10 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("docs", help="write the run's figures into docs/ from results/ (make docs)",
                        description="Write docs/results.md and refresh the marked blocks of docs/*.md and README.md "
-                                   "from the results/ of a `dvc repro` (labels, pretraining, transfer, drift).")
+                                   "from the results/ of a `dvc repro` (labels, pretraining, transfer, drift) "
+                                   "and the reports of `make bench` and `make bench-gpu`.")
     p.add_argument("--results", default="results", help="results folder (default: %(default)s)")
     p.add_argument("--docs", default="docs", help="documentation folder (default: %(default)s)")
     p.add_argument("--readme", default="README.md", help="README with marked blocks (default: %(default)s)")
+    p.add_argument("--bench", help="folder of `mmvideos bench`'s bench.json (default: bench/ beside --results)")
+    p.add_argument("--bench-gpu", help="folder of `make bench-gpu`'s bench_gpu.json, where it has run "
+                                       "(default: bench-gpu/ beside --results)")
     p.add_argument("--check", action="store_true", help="write nothing; fail if a generated file is stale")
     p.set_defaults(func=cmd_docs)
 
@@ -563,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")
-    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md)")
+    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
+                                                 "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)
     return parser
 

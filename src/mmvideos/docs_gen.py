@@ -1,10 +1,14 @@
-"""The run's figures in the documentation, written from the run's results, never copied by hand.
+"""The figures in the documentation, written from a run's results and the bench reports, never by hand.
 
 ``mmvideos docs`` (``make docs``) reads the git-tracked ``results/`` of a ``dvc repro`` (the
-committed demo run: label statistics, pretraining summary, transfer table, drift verdict) and
+committed demo run: label statistics, pretraining summary, transfer table, drift verdict) and the
+git-tracked bench reports (``bench/bench.json`` of ``make bench``; ``bench-gpu/bench_gpu.json`` of
+``make bench-gpu``, once it has run on a GPU), then
 
 * writes ``docs/results.md`` whole: every figure of that run, with the plots linked from
   ``results/`` (docs/ holds no image of its own);
+* writes ``docs/sizing.md`` whole from ``bench/scale.json`` (``mmvideos bench --scale``), where
+  there is one: :func:`mmvideos.scale_bench.sizing_plan`;
 * refreshes each marked block ``<!-- BEGIN GENERATED name -->`` ... ``<!-- END GENERATED name -->``
   of the Markdown files in ``docs/`` and of ``README.md`` with the block of that name.
 
@@ -20,17 +24,21 @@ from pathlib import Path
 
 from mmvideos.atomic import write_text
 
-BEGIN = "<!-- BEGIN GENERATED {name}: `make docs` writes this block from results/; do not edit -->"
+BEGIN = "<!-- BEGIN GENERATED {name}: {source}; do not edit -->"
+#: Each generated block: where it comes from (said in its BEGIN marker).
+SOURCES = {"demo-figures": "`make docs` writes this block from results/",
+           "bench-figures": "`make bench` (or `make docs`) writes this block from bench/bench.json",
+           "bench-gpu": "`make bench-gpu` (or `make docs`) writes this block from bench-gpu/bench_gpu.json"}
 END = "<!-- END GENERATED {name} -->"
 _BLOCK = re.compile(r"<!-- BEGIN GENERATED (?P<name>[\w-]+):[^>]*-->\n.*?<!-- END GENERATED (?P=name) -->", re.S)
-#: The figures docs/ may hold: what :func:`generate` writes (docs/sizing.md is `mmvideos bench --scale`'s).
+#: Image files, which docs/ holds none of (its pages link the run's plots in results/).
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
 
 
-def _load(results: Path, name: str) -> dict:
-    path = results / name
+def _load(folder: Path, name: str, hint: str = "run `dvc repro` (or `dvc pull`) first") -> dict:
+    path = folder / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro` (or `dvc pull`) first")
+        raise FileNotFoundError(f"{path} is missing: {hint}")
     return json.loads(path.read_text())
 
 
@@ -125,27 +133,58 @@ def results_page(fig: dict) -> str:
     return "\n".join(t for t in text if t)
 
 
+def bench_block(bench: Path) -> str:
+    """The figures of ``mmvideos bench`` (``bench.json``): machine, versions, each figure with its
+    reference, ratio and target, the loader sizing, the annotators and training throughput."""
+    from mmvideos.bench import markdown_body
+
+    return markdown_body(_load(bench, "bench.json", "run `make bench` first"))  # bench.md less heading and chart
+
+
+def bench_gpu_block(bench_gpu: Path) -> str:
+    """The figures of ``make bench-gpu`` (``bench_gpu.json``) measured on a GPU; until then, says so."""
+    from mmvideos.bench_gpu import markdown_body
+
+    path = bench_gpu / "bench_gpu.json"
+    report = json.loads(path.read_text()) if path.is_file() else None
+    if report is None or not str(report.get("device", "")).startswith("cuda"):
+        return ("Not measured yet: no GPU has been lent to this work. `make bench-gpu` on a CUDA machine "
+                "writes `bench-gpu/bench_gpu.json`, and `make docs` puts its tables here"
+                + (f" (the `bench-gpu/bench_gpu.json` here ran on {report.get('device')!r}, not a GPU)."
+                   if report is not None else "."))
+    return markdown_body(report)
+
+
 def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme: Path | None = Path("README.md"),
-             check: bool = False) -> list[Path]:
+             check: bool = False, bench: Path | None = None, bench_gpu: Path | None = None) -> list[Path]:
     """Write (or with ``check``, compare) docs/results.md and every marked block; returns the
-    files that changed (or would change)."""
+    files that changed (or would change). ``bench`` and ``bench_gpu`` default to ``bench/`` and
+    ``bench-gpu/`` beside ``results``; a block is computed only where a page holds it."""
+    bench = results.parent / "bench" if bench is None else bench
+    bench_gpu = results.parent / "bench-gpu" if bench_gpu is None else bench_gpu
     page = docs / "results.md"
     pages = [p for p in sorted(docs.glob("*.md")) + ([readme] if readme and readme.is_file() else []) if p != page]
     for path in pages:  # an unknown block is an error before any result is read
-        unknown = {m["name"] for m in _BLOCK.finditer(path.read_text())} - {"demo-figures"}
+        unknown = {m["name"] for m in _BLOCK.finditer(path.read_text())} - set(SOURCES)
         if unknown:
-            raise ValueError(f"{path}: no generator for the block(s) {sorted(unknown)} (known: ['demo-figures'])")
+            raise ValueError(f"{path}: no generator for the block(s) {sorted(unknown)} (known: {sorted(SOURCES)})")
     fig = figures(results)
-    blocks = {"demo-figures": _summary_block(fig)}
+    makers = {"demo-figures": lambda: _summary_block(fig), "bench-figures": lambda: bench_block(bench),
+              "bench-gpu": lambda: bench_gpu_block(bench_gpu)}
+    blocks: dict[str, str] = {}
     wanted = {page: results_page(fig)}
+    if (bench / "scale.json").is_file():  # docs/sizing.md, whole, from the scale benchmark's measurements
+        from mmvideos.scale_bench import sizing_plan
+
+        wanted[docs / "sizing.md"] = sizing_plan(**json.loads((bench / "scale.json").read_text()))
     for path in pages:
         text = path.read_text()
 
         def refresh(match: re.Match) -> str:
             name = match["name"]
             if name not in blocks:
-                raise ValueError(f"{path}: no generator for the block {name!r} (known: {sorted(blocks)})")
-            return f"{BEGIN.format(name=name)}\n{blocks[name]}\n{END.format(name=name)}"
+                blocks[name] = makers[name]()
+            return f"{BEGIN.format(name=name, source=SOURCES[name])}\n{blocks[name]}\n{END.format(name=name)}"
 
         new = _BLOCK.sub(refresh, text)
         if new != text:
@@ -155,6 +194,11 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
         for path in changed:
             write_text(wanted[path], path)
     return changed
+
+
+def outside_blocks(text: str) -> str:
+    """The hand-written part of a page: its text with every generated block taken out."""
+    return _BLOCK.sub("", text)
 
 
 def stray_figures(docs: Path = Path("docs")) -> list[Path]:
