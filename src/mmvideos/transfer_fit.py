@@ -267,30 +267,36 @@ def _lbfgs_search(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitC
     many iterations reach the optimum, not where it is. Fits run in float64: in float32 the
     line search can stall near the optimum and spend the whole evaluation budget on one step.
     """
-    val, scores, start = _padded(val_sets, x.device), {}, None
-    for l2 in sorted(cfg.penalties, reverse=True):
-        model, _, _ = _lbfgs(x, y, train_sets, multi_label, l2, cfg, start)
-        start = (model.weights[0].detach(), model.biases[0].detach())
+    model, scores = _zero_linear(x, y, train_sets, cfg.seed), {}
+    rows, val = _padded(train_sets, x.device), _padded(val_sets, x.device)
+    for l2 in sorted(cfg.penalties, reverse=True):  # each fit continues from the previous one's weights
+        _lbfgs(model, x, y, rows, multi_label, l2, cfg)
         with torch.no_grad():
             loss, top1 = (float(v.mean()) for v in _member_losses(model, x, y, *val, multi_label))
         scores[l2] = (loss,) if multi_label else (-top1, loss)
     l2 = min(scores, key=scores.get)
-    model, iterations, converged = _lbfgs(x, y, [np.arange(len(x))], multi_label, l2, cfg)
-    return Fit(model, iterations, converged, l2)
+    everything = [np.arange(len(x))]
+    model = _zero_linear(x, y, everything, cfg.seed)
+    iterations, converged = _lbfgs(model, x, y, _padded(everything, x.device), multi_label, l2, cfg)
+    return Fit(model.eval(), iterations, converged, l2)
 
 
-def _lbfgs(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], multi_label: bool, l2: float, cfg: FitConfig,
-           start: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Classifier, int, bool]:
-    """Full-batch L-BFGS of one linear classifier per index set, side by side, from zero or from
-    ``start`` (weights, biases): (the classifiers, iterations, converged within the budget)."""
-    model = _new_classifier(x, sets, y.shape[1], 0.0, 0, cfg.seed).to(x.dtype)
-    weight, bias = model.weights[0], model.biases[0]
+def _zero_linear(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], seed: int) -> Classifier:
+    """One linear classifier per index set, standardised with its set's statistics, weights at zero."""
+    model = _new_classifier(x, sets, y.shape[1], 0.0, 0, seed).to(x.dtype)
     with torch.no_grad():
-        weight.copy_(start[0]) if start else weight.zero_()
-        bias.copy_(start[1]) if start else bias.zero_()
+        model.weights[0].zero_()
+        model.biases[0].zero_()
+    return model
+
+
+def _lbfgs(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
+           multi_label: bool, l2: float, cfg: FitConfig) -> tuple[int, bool]:
+    """Full-batch L-BFGS of the linear ``model``'s members, each on its padded index set of ``rows``,
+    from their current weights: (iterations, converged within the budget)."""
+    weight, bias = model.weights[0], model.biases[0]
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=cfg.max_steps, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-    rows = _padded(sets, x.device)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -301,4 +307,4 @@ def _lbfgs(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], multi_label
     optimizer.step(closure)
     state = optimizer.state[weight]
     iterations = int(state["n_iter"])
-    return model.eval(), iterations, iterations < cfg.max_steps and state["func_evals"] < optimizer.defaults["max_eval"]
+    return iterations, iterations < cfg.max_steps and state["func_evals"] < optimizer.defaults["max_eval"]
