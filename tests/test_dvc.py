@@ -42,6 +42,14 @@ def test_every_stage_lists_its_code():
     assert "src/mmvideos/__init__.py" not in deps and "src/mmvideos/cli.py" not in deps
 
 
+def test_a_later_stage_s_code_does_not_rerun_an_earlier_stage():
+    """The whole-file validation (mmvideos.settings) imports every stage's settings class; it is
+    not a stage's code, so pretraining does not depend on the transfer classifier through it."""
+    pretrain = dvc_deps.stage_code_deps("pretrain")
+    assert "src/mmvideos/train.py" in pretrain and "src/mmvideos/config.py" in pretrain
+    assert "src/mmvideos/transfer_fit.py" not in pretrain and "src/mmvideos/settings.py" not in pretrain
+
+
 def test_code_deps_rewrite_keeps_data_deps_and_comments(tmp_path):
     target = tmp_path / "dvc.yaml"
     text = (REPO / "dvc.yaml").read_text().replace("      - src/mmvideos/clip.py\n", "", 1)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmvideos.config import load_params, validate_params
+from mmvideos.config import load_params
+from mmvideos.settings import validate_params
 
 MMVIDEOS = [sys.executable, "-m", "mmvideos.cli"]
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

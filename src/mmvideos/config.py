@@ -24,7 +24,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Read a ``params.yaml`` into ``{section: {key: value}}``, validated whole
-    (:func:`validate_params`): a bad setting anywhere fails every command before any work.
+    (:func:`mmvideos.settings.validate_params`): a bad setting anywhere fails every command before any work.
 
     With no file named (``None``) it reads
     ./params.yaml, or the packaged copy (the repository's ``params.yaml`` at build time) when
@@ -44,6 +44,8 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
+    from mmvideos.settings import validate_params
+
     validate_params(data, str(path))
     return data
 
@@ -116,158 +118,3 @@ def model_names(section: dict[str, Any] | None) -> list[str]:
     if isinstance(names, str) or not names or len(set(names)) != len(names):
         raise ValueError(f"pretrain.models must be a non-empty list of distinct architectures, got {names!r}")
     return [str(name) for name in names]
-
-
-# --- Validation of a whole params.yaml, before any task runs ---------------------------------
-#
-# One schema per section. A stage's section is its config dataclass (a new setting is one new
-# field there); the others are pydantic models here. Types are strict (``bf16: "no"`` is not a
-# boolean, ``lr: 1e-4`` without a dot is YAML for a string), unknown sections and keys are errors,
-# and ranges are the dataclasses' own checks plus the cross-section ones of ``_CROSS_CHECKS``.
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model  # noqa: E402
-
-_STRICT = ConfigDict(extra="forbid", strict=True)
-
-
-class DataSection(BaseModel):
-    """``params.yaml: data``."""
-
-    model_config = _STRICT
-    source: str = ""
-    root: str = "data/root"
-    slots: int = Field(1, ge=1)
-
-
-class BenchmarksSection(BaseModel):
-    """``params.yaml: benchmarks``: a data root per benchmark ("" = esc50's demo benchmark)."""
-
-    model_config = _STRICT
-    esc50: str | None = None
-    tut2018: str | None = None
-    audioset: str | None = None
-
-
-def section_schemas() -> dict[str, type]:
-    """``{section: schema}`` of every section ``params.yaml`` may hold (a dataclass or a pydantic
-    model). Sections named ``pretrain_<preset>`` are further ``pretrain`` presets (YAML anchors).
-
-    To add a section (e.g. ``resources``), add one line here.
-    """
-    from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig
-    from mmvideos.clip import ClipConfig
-    from mmvideos.drift import DriftConfig
-    from mmvideos.features.extract import FeatureConfig
-    from mmvideos.ingest import IngestConfig
-    from mmvideos.placement import STAGES, Cluster, TaskResources
-    from mmvideos.train import PretrainConfig
-    from mmvideos.transfer import TransferConfig
-
-    return {"data": DataSection, "ingest": IngestConfig, "clip": ClipConfig, "annotate_visual": VisualConfig,
-            "annotate_audio": AudioConfig, "merge_labels": MergeConfig, "features": FeatureConfig,
-            "pretrain": PretrainConfig, "transfer": TransferConfig, "benchmarks": BenchmarksSection,
-            "cluster": Cluster, "label_drift": DriftConfig,
-            "resources": create_model("ResourcesSection", __config__=_STRICT,
-                                      **{stage: (_model_of(TaskResources) | None, None)
-                                         for stage in ("default", *STAGES)})}
-
-
-def _model_of(cls: type) -> type[BaseModel]:
-    """A strict pydantic model of a config dataclass's fields (tuples may be written as lists)."""
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return cls
-    hints = typing.get_type_hints(cls)
-    fields = {}
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is tuple:
-            hint = list[typing.get_args(hint)[0]] | hint
-        elif dataclasses.is_dataclass(hint):  # a nested section (ingest.exclude): a mapping in YAML
-            hint = _model_of(hint)
-        fields[f.name] = (hint, None)
-    return create_model(f"{cls.__name__}Schema", __config__=_STRICT, **fields)
-
-
-def validate_params(params: dict[str, Any], where: str = "params.yaml") -> None:
-    """Check a whole parameter mapping: sections, keys, types, ranges and cross-section rules.
-
-    Raises ``ValueError`` naming every problem (``section.key: what is wrong``) on one line.
-    """
-    schemas = section_schemas()
-    problems = []
-    for name, values in params.items():
-        schema = schemas.get("pretrain" if name.startswith("pretrain_") else name)
-        if schema is None:
-            problems.append(f"{name}: unknown section (known: {', '.join(sorted(schemas))})")
-            continue
-        if (name == "pretrain" or name.startswith("pretrain_")) and isinstance(values, dict) and "models" in values:
-            try:  # one task's settings per model of the list, each checked
-                names = model_names(values)
-            except ValueError as exc:
-                problems.append(f"{name}.models: {exc}")
-                continue
-            rest = {k: v for k, v in values.items() if k != "models"}
-            problems += sorted({p for arch in names for p in _section_problems(name, schema, rest | {"model": arch})})
-            continue
-        problems += _section_problems(name, schema, values or {})
-    for check in _CROSS_CHECKS:
-        if not problems:
-            problems += check(params)
-    if problems:
-        raise ValueError(f"{where}: " + "; ".join(problems))
-
-
-def _section_problems(name: str, schema: type, values: Any) -> list[str]:
-    if not isinstance(values, dict):
-        return [f"{name}: expected a mapping of settings, got {values!r}"]
-    try:
-        _model_of(schema).model_validate(values)
-    except ValidationError as exc:
-        return [f"{name}.{'.'.join(str(p) for p in e['loc'])}: {_plain(e)}" for e in exc.errors()]
-    if dataclasses.is_dataclass(schema):
-        try:
-            from_dict(schema, values)  # the dataclass's own range checks
-        except (ValueError, TypeError) as exc:
-            return [f"{name}: {exc}"]
-    return []
-
-
-def _plain(error: dict) -> str:
-    """A pydantic error in plain words, with a hint for YAML's traps."""
-    value, kind = error.get("input"), error["type"]
-    if kind == "extra_forbidden":
-        return "unknown setting"
-    text = f"{error['msg'].lower()}, got {value!r}"
-    if kind == "bool_type":
-        text += " (write true or false, unquoted)"
-    elif kind == "float_type" and isinstance(value, str):
-        text += " (YAML reads 1e-4 as text: write 1.0e-4)"
-    return text
-
-
-def _clip_fits_ingest(params: dict[str, Any]) -> list[str]:
-    """A kept video must be long enough for one clip: ``ingest.min_duration_s >= clip.min_s``."""
-    from mmvideos.clip import ClipConfig
-    from mmvideos.ingest import IngestConfig
-
-    ingest, clip = from_dict(IngestConfig, params.get("ingest")), from_dict(ClipConfig, params.get("clip"))
-    if ingest.min_duration_s < clip.min_s:
-        return [f"ingest.min_duration_s ({ingest.min_duration_s:g}) is below clip.min_s ({clip.min_s:g}): videos "
-                "in between would pass ingest and yield no clip; raise ingest.min_duration_s"]
-    return []
-
-
-def _resources_fit(params: dict[str, Any]) -> list[str]:
-    """Every task's resources (``resources.default`` under its stage's entry) are consistent."""
-    from mmvideos.placement import STAGES, task_resources
-
-    problems = []
-    for stage in STAGES:
-        try:
-            task_resources(params, stage)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"resources.{stage}: {exc}")
-    return sorted(set(problems))
-
-
-_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit)

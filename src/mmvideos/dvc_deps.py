@@ -4,8 +4,10 @@ A stage's result changes when its settings, its inputs or its code change; DVC s
 through ``params`` and ``deps``, and the third through the files listed here. The list is the
 closure of ``mmvideos`` imports (at any depth, also those inside functions) from the module that
 holds the stage's function, so an edit of ``clip.py`` re-runs ``clip`` and every stage whose code
-imports it, and an edit of ``report.py`` only ``report``. The CLI (a thin adapter) and the
-package's ``__init__`` (its version string) are left out.
+imports it, and an edit of ``report.py`` only ``report``. Left out: the CLI (a thin adapter),
+the package's ``__init__`` (its version string) and ``mmvideos.settings`` (the validation of the
+whole parameter file, which decides whether a run starts, not what a stage computes; through it
+every stage would depend on every other stage's code).
 
 ``python -m mmvideos.dvc_deps --write`` rewrites the code deps of ``dvc.yaml`` in place (comments
 kept); ``--check`` exits 1 when they are stale (``make lock`` runs the first, the tests the second).
@@ -20,6 +22,8 @@ from pathlib import Path
 
 PACKAGE = "mmvideos"
 SRC = Path(__file__).resolve().parent
+#: Modules whose code no stage's result depends on (see the module docstring).
+NOT_STAGE_CODE = frozenset({"mmvideos.settings"})
 
 #: Per stage of dvc.yaml, the modules that hold its code (the CLI calls into these).
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
@@ -73,7 +77,7 @@ def code_closure(modules: tuple[str, ...]) -> list[Path]:
     while todo:
         name = todo.pop()
         path = module_file(name)
-        if name in seen or path is None:
+        if name in seen or path is None or name in NOT_STAGE_CODE:
             continue
         seen[name] = path
         parents = name.split(".")
