@@ -95,7 +95,7 @@ def ingested(corpus, tmp_path_factory):
 def test_excluded_clips_and_their_reencodings_are_benchmark_overlap(ingested):
     _, _, _, reasons = ingested
     assert reasons[f"{YOUTUBE_ID}_000030.mp4"] == f"benchmark overlap: YouTube id {YOUTUBE_ID} (exclude.youtube_ids)"
-    assert reasons["b_reencoded.mkv"].startswith(f"benchmark overlap: audio matches ")
+    assert reasons["b_reencoded.mkv"].startswith("benchmark overlap: audio matches ")
     assert f"{YOUTUBE_ID}_000030.mp4 (itself excluded by YouTube id {YOUTUBE_ID}" in reasons["b_reencoded.mkv"]
     for name in ("c_copy.mp4", "lecture.mp4"):  # a re-encoded copy, and the clip inside a longer video
         assert reasons[name].startswith("benchmark overlap: audio matches ")

@@ -27,7 +27,6 @@ from kubeflow_trainer_api import models
 from safetensors.torch import load_file
 
 from mmvideos import storage
-from mmvideos.cli import main
 from mmvideos.config import load_params
 from mmvideos.placement import pretrain_placement
 from mmvideos.train import PretrainConfig
