@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from kfp import compiler, components
 
 from mmvideos.cli import main
 from mmvideos.config import check_compiled, load_params
-from mmvideos.local_run import run_local, summarise
+from mmvideos.local_run import _TaskLines, run_local, summarise
 from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
 from media_fixtures import tone, write_media
@@ -92,6 +94,31 @@ def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     assert "reuse    probe 8 reused, 0 computed; clip 2 reused, 0 computed (0 clips); annotate visual 2 reused, " \
            "0 computed (0 clips); annotate audio 2 reused, 0 computed (0 clips); features 2 reused, 0 computed " \
            "(0 clips)" in summarise(again, 1.0)
+
+
+def test_parallel_tasks_printing_at_once_leave_a_whole_log(tmp_path):
+    """kfp.local prints the iterations of a ParallelFor from threads into the run's stdout: every
+    line reaches the log whole (unlocked, concurrent writes to the one log file corrupted it)."""
+    lines_per_task, interval = 2000, sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        with open(tmp_path / "run.log", "a") as log:
+            stdout = _TaskLines(log, io.StringIO())
+
+            def task(index: int) -> None:
+                for n in range(lines_per_task):
+                    stdout.write(f"task {index} line {n} " + "x" * (200 + n * 37 % 9000) + "\n")
+
+            threads = [threading.Thread(target=task, args=(index,)) for index in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    lines = (tmp_path / "run.log").read_bytes().decode().splitlines()
+    assert len(lines) == 4 * lines_per_task
+    assert all(line.startswith("task ") and line.endswith("x") for line in lines)
 
 
 def test_compiled_ir_loads_back_with_one_component_per_stage(tmp_path):

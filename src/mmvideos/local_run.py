@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,12 +38,23 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
 class _TaskLines(io.TextIOBase):
-    """A stdout that logs everything to a file and echoes only the task status lines."""
+    """A stdout that logs everything to a file and echoes only the task status lines.
+
+    kfp.local runs the iterations of a ``ParallelFor`` in threads, each printing its task's output
+    here; file objects are not thread-safe (concurrent writes to one ``TextIOWrapper`` corrupted
+    the log), so one lock serialises the writes.
+    """
 
     def __init__(self, log: io.TextIOBase, echo: io.TextIOBase) -> None:
         self._log, self._echo, self._pending = log, echo, ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
+        with self._lock:
+            self._write(text)
+        return len(text)
+
+    def _write(self, text: str) -> None:
         self._log.write(text)
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
@@ -52,10 +64,10 @@ class _TaskLines(io.TextIOBase):
             if _SHOWN.search(line) or progress:
                 self._echo.write(f"    {progress.group(1)}\n" if progress else line.strip() + "\n")
                 self._echo.flush()
-        return len(text)
 
     def flush(self) -> None:
-        self._log.flush()
+        with self._lock:
+            self._log.flush()
 
 
 def run_local(source: str | None, workdir: str | Path, params_path: str | Path | None = None,
