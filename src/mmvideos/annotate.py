@@ -33,20 +33,21 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
-import torchaudio.functional
 
 from mmvideos import dataroot, label_stats, storage
-from mmvideos.annotators import Annotator, load_annotator
-from mmvideos.annotators.base import ACTIVATIONS
-from mmvideos.annotators.audio import FRONT_ENDS
+from mmvideos.annotators import load_annotator
+from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS, SAMPLE_RATE
 from mmvideos.atomic import write_json, write_parquet, write_text
 from mmvideos.clip import iter_shard_audio, iter_shard_frames, read_clips
 from mmvideos.dataroot import DataRoot, unit_key
-from mmvideos.features.logmel import SAMPLE_RATE
 from mmvideos.progress import progress_bar
+
+if TYPE_CHECKING:
+    from mmvideos.annotators import Annotator
 
 LABEL_COLUMNS = ["clip_id", "labels", "scores", "annotator", "annotator_version", "weights_sha256"]
 MERGED_COLUMNS = ["clip_id", "video_id", "fold", "split", "visual_labels", "visual_scores", "audio_labels",
@@ -246,6 +247,9 @@ def annotate_visual(clips_dir: str | Path, out_dir: str | Path, cfg: VisualConfi
 def one_second_segments(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono audio -> float32 ``[n_seconds, 16000]`` non-overlapping segments (module docstring)."""
     if sample_rate != SAMPLE_RATE:
+        import torch
+        import torchaudio.functional
+
         samples = torchaudio.functional.resample(torch.from_numpy(samples), sample_rate, SAMPLE_RATE).numpy()
     n = max(1, len(samples) // SAMPLE_RATE)
     samples = np.pad(samples, (0, max(0, SAMPLE_RATE - len(samples))))

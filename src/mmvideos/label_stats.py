@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from mmvideos.atomic import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {"visual": "tab:blue", "audio": "tab:orange", "all": "tab:green"}
 PLOTS = {
@@ -33,6 +35,10 @@ PLOTS = {
 
 def _figure(width: float, height: float) -> Figure:
     # The Agg canvas directly, without pyplot: no global figure state and no display needed.
+    # Imported here: matplotlib costs a second at import, and only the plots need it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig

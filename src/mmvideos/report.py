@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure  # the object API needs no display backend (pipeline nodes have none)
 
 from mmvideos import storage
 from mmvideos.atomic import atomic_path, write_json, write_text
@@ -124,6 +123,9 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 def _plot(table: pd.DataFrame, benchmarks: list[str], target: Path) -> None:
     """Grouped bars of each row's headline metric per benchmark; the paper's figure as a tick."""
+    # the object API needs no display backend (pipeline nodes have none); imported where drawn
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(2.4 + 2.6 * len(benchmarks), 3.8))
     ax = fig.subplots()
     width = 0.8 / len(table)

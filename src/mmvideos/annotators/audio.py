@@ -31,17 +31,16 @@ import pandas as pd
 import torch
 
 from mmvideos import storage
-from mmvideos.annotators.base import (Annotator, activate, file_sha256, read_labels, register, require,
-                                      torch_device)
+from mmvideos.annotators.base import (FRONT_ENDS, SAMPLE_RATE, Annotator, activate, file_sha256, read_labels,
+                                      register, require, torch_device)
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
-from mmvideos.features.logmel import SAMPLE_RATE, log_mel
+from mmvideos.features.logmel import log_mel
 
 if TYPE_CHECKING:
     import onnxruntime
 
     from mmvideos.annotate import AudioConfig
 
-FRONT_ENDS = ("yamnet", "paper", "waveform")
 YAMNET_PATCH = 96  # frames per YAMNet patch (0.96 s)
 
 

@@ -6,6 +6,10 @@ probabilities over its own vocabulary.  It is named by three settings of ``param
 model's embedded default) and ``labels`` (a CSV with columns ``id,name``; empty = the default
 vocabulary).  Loaders are registered per modality with ``@register("visual", "torchscript")``,
 so a new checkpoint of a known kind needs no code, and a new kind needs one loader function.
+
+This module is light to import (no torch, no onnx): a stage's settings check names activations
+and front ends from here, and the loaders of ``mmvideos.annotators.visual`` and ``.audio`` are
+imported (and so registered) when a model is first looked up.
 """
 
 from __future__ import annotations
@@ -17,14 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import importlib
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-import torch
 
 from mmvideos import storage
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
 MODALITIES = ("visual", "audio")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
+#: Audio annotators take 1-s segments of 16 kHz mono (the rate of the clips and of the paper's log-mel).
+SAMPLE_RATE = 16000
+#: What an audio tagger's input is: YAMNet's own log-mel patch, the paper's 100x64 log-mel, or the waveform.
+FRONT_ENDS = ("yamnet", "paper", "waveform")
 
 _LOADERS: dict[tuple[str, str], Callable[[Any], Annotator]] = {}
 
@@ -67,13 +80,21 @@ def register(modality: str, model: str) -> Callable:
     return decorate
 
 
+def _import_loaders() -> None:
+    """Import the modules whose loaders ship with mmvideos (registering them is importing them)."""
+    for module in MODALITIES:
+        importlib.import_module(f"mmvideos.annotators.{module}")
+
+
 def registered(modality: str) -> list[str]:
     """The model names known for ``modality``."""
+    _import_loaders()
     return sorted(model for mod, model in _LOADERS if mod == modality)
 
 
 def load_annotator(modality: str, cfg: Any) -> Annotator:
     """Build the annotator ``cfg.model`` of ``modality`` from a stage config (``VisualConfig``...)."""
+    _import_loaders()
     loader = _LOADERS.get((modality, cfg.model))
     if loader is None:
         raise ValueError(f"unknown {modality} annotator {cfg.model!r}; known: {registered(modality)}")
@@ -91,6 +112,8 @@ def file_sha256(path: str | Path) -> str:
 
 def read_labels(uri: str) -> pd.DataFrame:
     """A label CSV (columns ``id,name``; local or ``gs://``) as strings, in file order."""
+    import pandas as pd
+
     with storage.local_copy(uri) as path:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = {"id", "name"} - set(table.columns)
@@ -121,6 +144,8 @@ def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
 
 def torch_device(name: str) -> torch.device:
     """``cpu`` or ``cuda[:i]``; asking for CUDA on a machine without it is an error, not a fallback."""
+    import torch
+
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")

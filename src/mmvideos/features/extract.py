@@ -15,16 +15,20 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
 from mmvideos import clip, dataroot, shards, storage
 from mmvideos.atomic import atomic_path, write_json, write_parquet
 from mmvideos.dataroot import DataRoot, unit_key
-from mmvideos.features import logmel
+from mmvideos.features import presets
 from mmvideos.features.store import CONFIG, FEATURES, INDEX, VOCABULARY, encode_mel
 from mmvideos.progress import progress_bar
+
+if TYPE_CHECKING:
+    import torch
 
 INDEX_COLUMNS = ["clip_id", "shard", "n_seconds", "split", "fold", "visual", "audio"]
 
@@ -34,7 +38,7 @@ class FeatureConfig:
     """``params.yaml: features``.
 
     Attributes:
-        preset: log-mel front end, a key of ``logmel.PRESETS``; ``paper`` (25 ms Hamming, 10 ms
+        preset: log-mel front end, a key of ``presets.PRESETS``; ``paper`` (25 ms Hamming, 10 ms
             hop, 64 mel bins, 100 frames per second) is what the models take.
         batch_seconds: 1-s frames per transform batch; bounds memory (256 s: 16 MB of audio).
         device: ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``"auto"`` for CUDA when available.
@@ -45,8 +49,8 @@ class FeatureConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.preset not in logmel.PRESETS:
-            raise ValueError(f"unknown log-mel preset {self.preset!r}; known: {sorted(logmel.PRESETS)}")
+        if self.preset not in presets.PRESETS:
+            raise ValueError(f"unknown log-mel preset {self.preset!r}; known: {sorted(presets.PRESETS)}")
         if self.batch_seconds < 1:
             raise ValueError(f"batch_seconds must be >= 1, got {self.batch_seconds}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
@@ -55,6 +59,8 @@ class FeatureConfig:
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -62,14 +68,14 @@ def resolve_device(device: str) -> torch.device:
 
 def feature_config_record(preset: str) -> dict:
     """The front-end settings of ``preset``, as written to ``config.json``."""
-    settings = logmel.PRESETS[preset]
+    settings, p = presets.PRESETS[preset], presets
     return {
-        "preset": preset, "sample_rate": logmel.SAMPLE_RATE,
-        "window": logmel.WINDOW, "window_s": logmel.WINDOW / logmel.SAMPLE_RATE, "window_type": settings.window,
-        "hop": logmel.HOP, "hop_s": logmel.HOP / logmel.SAMPLE_RATE, "n_fft": logmel.N_FFT,
-        "mel_bins": logmel.N_MELS, "fmin": logmel.FMIN, "fmax": logmel.FMAX, "mel_scale": "htk",
+        "preset": preset, "sample_rate": p.SAMPLE_RATE,
+        "window": p.WINDOW, "window_s": p.WINDOW / p.SAMPLE_RATE, "window_type": settings.window,
+        "hop": p.HOP, "hop_s": p.HOP / p.SAMPLE_RATE, "n_fft": p.N_FFT,
+        "mel_bins": p.N_MELS, "fmin": p.FMIN, "fmax": p.FMAX, "mel_scale": "htk",
         "log_offset": settings.log_offset, "pad": settings.pad, "segment_s": 1.0,
-        "frames_per_second": logmel.num_frames(logmel.SAMPLE_RATE, preset), "dtype": "float16",
+        "frames_per_second": p.num_frames(p.SAMPLE_RATE, preset), "dtype": "float16",
     }
 
 
@@ -81,6 +87,10 @@ def log_mel_seconds(waves: Sequence[np.ndarray], preset: str = "paper",
     last second is dropped), all seconds are stacked into one ``[S, 16000]`` batch, and each row
     is transformed on its own.
     """
+    import torch
+
+    from mmvideos.features import logmel
+
     sr = logmel.SAMPLE_RATE
     counts = [len(w) // sr for w in waves]
     parts = [w[: n * sr].reshape(n, sr) for w, n in zip(waves, counts, strict=True) if n]
@@ -161,11 +171,11 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
 
             for clip_id, samples, rate in clip.iter_shard_audio(row.uri, row.sha256):
                 samples = _to_16k(samples, rate)
-                if len(samples) < logmel.SAMPLE_RATE:
+                if len(samples) < presets.SAMPLE_RATE:
                     n_seconds[clip_id] = 0  # under one second: no feature
                     continue
                 pending.append((clip_id, samples))
-                if sum(len(w) for _, w in pending) >= cfg.batch_seconds * logmel.SAMPLE_RATE:
+                if sum(len(w) for _, w in pending) >= cfg.batch_seconds * presets.SAMPLE_RATE:
                     flush()
             if pending:
                 flush()
@@ -210,11 +220,12 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
 
 def _to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """Float32 samples at ``rate`` -> 16 kHz (the clip stage already writes 16 kHz)."""
-    if rate == logmel.SAMPLE_RATE:
+    if rate == presets.SAMPLE_RATE:
         return samples
+    import torch
     import torchaudio.functional
 
-    return torchaudio.functional.resample(torch.from_numpy(samples), rate, logmel.SAMPLE_RATE).numpy()
+    return torchaudio.functional.resample(torch.from_numpy(samples), rate, presets.SAMPLE_RATE).numpy()
 
 
 def feature_throughput(seconds: float = 60.0, device: str = "cpu", preset: str = "paper",
@@ -226,6 +237,10 @@ def feature_throughput(seconds: float = 60.0, device: str = "cpu", preset: str =
     torch is held to one thread while timing, so the figure is what one core does; the stage
     scales out by running one single-threaded task per shard. On CUDA it is per GPU.
     """
+    import torch
+
+    from mmvideos.features import logmel
+
     dev = resolve_device(device)
     rng = np.random.default_rng(0)
     n = max(1, int(seconds))

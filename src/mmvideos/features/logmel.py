@@ -27,37 +27,13 @@ compares them). Other sample rates are resampled to 16 kHz with
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
-WINDOW = 400  # 25 ms at 16 kHz
-HOP = 160  # 10 ms
-N_FFT = 512  # next power of two above the window, as in VGGish
-N_MELS = 64
-FMIN, FMAX = 125.0, 7500.0
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # 100 with the paper preset
-_PAPER_PAD = (WINDOW - HOP) // 2  # 120: n samples -> n // 160 frames
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One front end's settings."""
-
-    window: str  # "hann" | "hamming", both periodic
-    log_offset: float
-    pad: int  # reflect padding at each end, in samples
-
-
-PRESETS = {
-    "vggish": Preset("hann", 0.01, 0),
-    "yamnet": Preset("hann", 0.001, 0),
-    "paper": Preset("hamming", 0.01, _PAPER_PAD),
-}
-
+from mmvideos.features.presets import (FMAX, FMIN, FRAMES_PER_SECOND, HOP, N_FFT, N_MELS, PRESETS, SAMPLE_RATE,
+                                       WINDOW, Preset, num_frames)
 
 def hertz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """HTK mel scale: ``1127 ln(1 + f / 700)``."""
@@ -213,12 +189,6 @@ def frames_per_second(waveform, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         return torch.zeros(0, FRAMES_PER_SECOND, N_MELS, device=wave.device)
     seconds = wave[: n_seconds * SAMPLE_RATE].reshape(n_seconds, SAMPLE_RATE)  # [S, 16000]
     return log_mel(seconds, SAMPLE_RATE, "paper")  # [S, 100, 64]
-
-
-def num_frames(n_samples: int, preset: str = "paper") -> int:
-    """How many frames ``log_mel`` gives for ``n_samples`` 16 kHz samples."""
-    padded = n_samples + 2 * PRESETS[preset].pad
-    return 0 if padded < WINDOW else 1 + (padded - WINDOW) // HOP
 
 
 __all__ = ["FMAX", "FMIN", "FRAMES_PER_SECOND", "HOP", "N_FFT", "N_MELS", "PRESETS", "SAMPLE_RATE", "WINDOW",
