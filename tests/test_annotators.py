@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import sys
 import tempfile
 import wave
 import zipfile
@@ -151,6 +152,24 @@ def test_preprocessing_inside_the_graph_is_numpys(mean, std):
                                           providers=["CPUExecutionProvider"])
     expected = plain.run(None, {"images": np.ascontiguousarray(x)})[0]
     np.testing.assert_array_equal(inside.run(None, {"frames": frames})[0], expected)
+
+
+def test_a_cached_export_labels_frames_without_torch_or_onnx(tmp_path):
+    """Once the export exists, a fresh annotating process loads neither torch nor onnx (seconds of
+    start-up per task) and gives what the first one gave."""
+    frames = _frames(data.chelsea(), 2)
+    expected = load_annotator("visual", VisualConfig(runtime="onnx")).predict(frames)  # makes the cached graphs
+    code = ("import sys, numpy as np\n"
+            "from mmvideos.annotate import VisualConfig\n"
+            "from mmvideos.annotators import load_annotator\n"
+            "probs = load_annotator('visual', VisualConfig(runtime='onnx')).predict(np.load(sys.argv[1]))\n"
+            "print(sorted({'torch', 'onnx'} & set(sys.modules)), ' '.join(map(repr, probs.ravel().tolist())))")
+    np.save(tmp_path / "frames.npy", frames)
+    shown = subprocess.run([sys.executable, "-c", code, str(tmp_path / "frames.npy")], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    loaded, values = shown.stdout.split("]", 1)
+    assert loaded == "["  # neither module
+    np.testing.assert_array_equal(np.array(values.split(), dtype=np.float32).reshape(expected.shape), expected)
 
 
 def test_frames_of_another_size_are_resized_under_either_runtime():

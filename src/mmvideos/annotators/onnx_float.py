@@ -17,12 +17,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
 
 from mmvideos.atomic import atomic_path
 from mmvideos.annotators.base import cache_dir, file_sha256
+
+if TYPE_CHECKING:  # onnx is imported where a model is derived: a cached copy needs none of it
+    import onnx
 
 #: Bump when the derivation changes, so cached copies made by older code are not reused.
 DERIVATION = "float-batched-v1"
@@ -33,6 +36,9 @@ def dequantize_qdq(model: onnx.ModelProto, batch: str = "batch") -> onnx.ModelPr
 
     ``model`` is modified in place and returned.
     """
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
     graph = model.graph
     quantized_from = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
     # Every DequantizeLinear output is replaced by the float tensor that was quantised (or, for a
@@ -81,6 +87,8 @@ def yamnet_float_onnx(zip_path: str | Path) -> Path:
     target = cache_dir() / "yamnet" / f"{file_sha256(zip_path)[:16]}-{DERIVATION}.onnx"
     if target.exists():
         return target
+    import onnx
+
     with tempfile.TemporaryDirectory(prefix="mmvideos-yamnet-") as tmp:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(tmp)

