@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
@@ -82,9 +81,15 @@ def register(modality: str, model: str) -> Callable:
 
 
 def _import_loaders(modality: str) -> None:
-    """Import the module whose loaders of ``modality`` ship with mmvideos (importing registers them)."""
-    if modality in MODALITIES:
-        importlib.import_module(f"mmvideos.annotators.{modality}")
+    """Import the module whose loaders of ``modality`` ship with mmvideos (importing registers them).
+
+    Plain import statements, not ``importlib``: ``mmvideos.dvc_deps`` reads them to know that
+    the annotate stages' code includes these modules.
+    """
+    if modality == "visual":
+        from mmvideos.annotators import visual  # noqa: F401
+    elif modality == "audio":
+        from mmvideos.annotators import audio  # noqa: F401
 
 
 def registered(modality: str) -> list[str]:
