@@ -85,8 +85,9 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
     ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores, highest first (tied scores are one
     threshold), as ``sklearn.metrics.average_precision_score`` computes it; a column without a
-    positive gives NaN. All columns at once: a sort and two cumulative sums, where torchmetrics'
-    version (and its import, ~8 s of scipy and librosa) did the same per class.
+    positive gives NaN. All columns at once: a sort and cumulative sums. (torchmetrics computes the
+    same, but importing it imports its audio metrics, and so scipy.signal and librosa: seconds
+    of every pretraining task's start-up.)
     """
     scores, order = scores.float().sort(dim=0, descending=True)
     hits = targets.gather(0, order).double()
