@@ -8,7 +8,7 @@ from torch import nn
 
 from mmvideos.models import EMBEDDING_DIM, MODEL_NAMES, AudioTagger, build_model, count_flops, model_table
 from mmvideos.models.resnet import resnet
-from mmvideos.models.vggish import vggish
+from mmvideos.models.vggish import WholeMapConv2d, vggish
 
 SMALL = 0.125  # width multiplier that keeps every model small enough for a quick CPU step
 
@@ -66,6 +66,43 @@ def test_one_optimisation_step_learns(name):
     assert torch.isfinite(loss)
     changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True)]
     assert all(changed), f"{changed.count(False)} parameter tensors did not move"
+
+
+def test_the_whole_map_convolution_computes_what_the_convolution_does():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 24, (6, 4))
+    fast = WholeMapConv2d(16, 24, (6, 4))
+    fast.load_state_dict(conv.state_dict())  # the same parameters under the same names
+    assert fast.state_dict().keys() == conv.state_dict().keys()
+    x = torch.randn(5, 16, 6, 4, requires_grad=True)
+    fast_x = x.detach().clone().requires_grad_()
+    out, fast_out = conv(x), fast(fast_x)
+    assert fast_out.shape == out.shape == (5, 24, 1, 1)
+    torch.testing.assert_close(fast_out, out)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    fast_out.backward(grad)
+    torch.testing.assert_close(fast_x.grad, x.grad)
+    torch.testing.assert_close(fast.weight.grad, conv.weight.grad)
+    torch.testing.assert_close(fast.bias.grad, conv.bias.grad)
+    # NHWC input (channels_last on CUDA), and a map larger than the kernel falls back to the convolution.
+    torch.testing.assert_close(fast(x.detach().contiguous(memory_format=torch.channels_last)), out.detach())
+    big = torch.randn(2, 16, 8, 6)
+    torch.testing.assert_close(fast(big), conv(big))
+
+
+def test_vggish_fc_with_its_head_as_convolutions_gives_the_same_logits():
+    model = build_model("vggish_fc", 7, SMALL).eval()
+    reference = build_model("vggish_fc", 7, SMALL).eval()
+    for sequential in reference.embedding:  # the head back to plain convolutions, same weights
+        if isinstance(sequential, nn.Sequential) and isinstance(sequential[0], WholeMapConv2d):
+            old = sequential[0]
+            sequential[0] = nn.Conv2d(old.in_channels, old.out_channels, old.kernel_size)
+    reference.load_state_dict(model.state_dict())
+    assert sum(isinstance(m, WholeMapConv2d) for m in model.modules()) == 3
+    x = torch.randn(3, 1, 100, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
 
 
 def test_norm_layer_is_injectable():

@@ -33,6 +33,7 @@ from mmvideos.training.data import (
     training_sample,
     training_shards,
 )
+from mmvideos.training.evaluation import average_precision
 from mmvideos.training.synthetic import write_synthetic_features
 
 CHANCE_MAP = 0.25
@@ -282,3 +283,11 @@ def test_validation_metrics_agree_with_sklearn_on_clip_averaged_scores(features)
     assert metrics["val_map"] == pytest.approx(average_precision_score(truth[:, present], scores[:, present]), abs=1e-5)
     assert metrics["val_top1"] == pytest.approx(truth[np.arange(len(clips)), scores.argmax(1)].mean())
     assert evaluate(model, iter_features(features, split="val", limit=5), num_classes=12)["val_clips"] == 5
+
+
+def test_average_precision_agrees_with_sklearn_with_tied_scores():
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.rand(200, 30, generator=generator) * 5).round() / 5  # 6 distinct values: many ties
+    targets = torch.rand(200, 30, generator=generator) < 0.2
+    expected = [average_precision_score(targets[:, c].numpy(), scores[:, c].numpy()) for c in range(30)]
+    assert average_precision(scores, targets).numpy() == pytest.approx(expected, abs=1e-6)

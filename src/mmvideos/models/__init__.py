@@ -3,9 +3,29 @@ ResNet-50 and MobileNetV2, each ``log-mel [B, 1, 100, 64] -> 128-d embedding -> 
 
 Use :func:`build_model` (``MODEL_NAMES`` lists the names); every model is an
 :class:`AudioTagger` with ``embed(x) -> [B, 128]`` and ``forward(x) -> logits [B, num_classes]``.
+
+``MODEL_NAMES`` is plain data here; the rest is imported on first use (PEP 562), so code that
+only checks a name (``params.yaml`` validation, :mod:`mmvideos.training.config`) does not import
+torch.
 """
 
-from mmvideos.models.registry import MODEL_NAMES, build_model, count_flops, model_table
-from mmvideos.models.tagger import EMBEDDING_DIM, INPUT_SHAPE, AudioTagger
+from __future__ import annotations
+
+from typing import Any
+
+#: Every architecture :func:`build_model` builds, in the paper's order (``registry`` maps them to builders).
+MODEL_NAMES: tuple[str, ...] = ("vggish", "vggish_bn", "vggish_fc", "resnet50", "mobilenetv2")
 
 __all__ = ["EMBEDDING_DIM", "INPUT_SHAPE", "MODEL_NAMES", "AudioTagger", "build_model", "count_flops", "model_table"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("build_model", "count_flops", "model_table"):
+        from mmvideos.models import registry
+
+        return getattr(registry, name)
+    if name in ("EMBEDDING_DIM", "INPUT_SHAPE", "AudioTagger"):
+        from mmvideos.models import tagger
+
+        return getattr(tagger, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

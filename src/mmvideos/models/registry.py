@@ -9,12 +9,13 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmvideos.models import MODEL_NAMES
 from mmvideos.models.mobilenetv2 import mobilenetv2
 from mmvideos.models.resnet import resnet
 from mmvideos.models.tagger import INPUT_SHAPE, AudioTagger
 from mmvideos.models.vggish import vggish
 
-#: name -> builder(num_classes, width_mult) for every architecture of the paper.
+#: name -> builder(num_classes, width_mult) for every architecture of the paper (``MODEL_NAMES``).
 _BUILDERS: dict[str, Callable[..., AudioTagger]] = {
     "vggish": functools.partial(vggish, variant="vggish"),
     "vggish_bn": functools.partial(vggish, variant="vggish_bn"),
@@ -22,7 +23,8 @@ _BUILDERS: dict[str, Callable[..., AudioTagger]] = {
     "resnet50": functools.partial(resnet, name="resnet50"),
     "mobilenetv2": mobilenetv2,
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+if tuple(_BUILDERS) != MODEL_NAMES:
+    raise ImportError(f"mmvideos.models.MODEL_NAMES {MODEL_NAMES} does not list the registry's {tuple(_BUILDERS)}")
 
 
 def build_model(name: str, num_classes: int, width_mult: float = 1.0) -> AudioTagger:

@@ -13,6 +13,8 @@ The export is what other stages use: ``model.safetensors`` (the weights) beside 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import random
 from pathlib import Path
@@ -63,9 +65,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically, and its
     SHA-256 beside it (``<path>.sha256``), which :func:`load_checkpoint` verifies."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    digest = hashlib.sha256(buffer.getbuffer()).hexdigest()  # of the bytes in memory: no second read
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        digest = sha256_file(tmp)
+        Path(tmp).write_bytes(buffer.getbuffer())
         # a kill between the two renames leaves either file valid: the old and new digests both count
         write_checksums(checksum_path(path), [digest, *read_checksums(checksum_path(path))])
     write_checksums(checksum_path(path), [digest])

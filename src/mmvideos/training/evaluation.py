@@ -14,7 +14,6 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
-from torchmetrics.functional.classification import multilabel_average_precision
 
 from mmvideos.atomic import atomic_path, write_text
 from mmvideos.features.store import FeatureRecord
@@ -27,8 +26,8 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
 
     A clip's scores are the sigmoid outputs averaged over all its 1-s frames; its truth is all
     its visual and audio labels. Top-1: the fraction of clips (with at least one label) whose
-    top-scoring label is one of them. mAP: average precision (torchmetrics, exact) averaged over
-    the classes that have a positive clip.
+    top-scoring label is one of them. mAP: average precision (:func:`average_precision`, exact)
+    averaged over the classes that have a positive clip.
 
     Args:
         model: the network (its training mode is restored afterwards).
@@ -75,12 +74,32 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
     labelled = targets.any(1)
     top1 = targets[torch.arange(len(probs)), probs.argmax(1)][labelled].float().mean().item()
     classes = torch.nonzero(targets.any(0)).flatten()
-    ap = torch.cat([multilabel_average_precision(probs[:, chunk], targets[:, chunk].long(), num_labels=len(chunk),
-                                                 average="none", thresholds=None)
-                    for chunk in classes.split(1024)])
+    ap = torch.cat([average_precision(probs[:, chunk], targets[:, chunk]) for chunk in classes.split(1024)])
     result = {"val_clips": len(probs), "val_videos": len(videos), "val_top1": top1, "val_map": ap.mean().item()}
     note = validation_note(targets, len(videos))
     return result | ({"val_note": note} if note else {})
+
+
+def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Exact average precision of each column: ``scores`` and 0/1 ``targets`` ``[N, C]`` -> ``[C]``.
+
+    ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores, highest first (tied scores are one
+    threshold), as ``sklearn.metrics.average_precision_score`` computes it; a column without a
+    positive gives NaN. All columns at once: a sort and cumulative sums. (torchmetrics computes the
+    same, but importing it imports its audio metrics, and so scipy.signal and librosa: seconds
+    of every pretraining task's start-up.)
+    """
+    scores, order = scores.float().sort(dim=0, descending=True)
+    hits = targets.gather(0, order).double()
+    tp = hits.cumsum(0)  # [N, C] true positives at each rank
+    rank = torch.arange(1, len(scores) + 1, dtype=torch.float64, device=scores.device)[:, None]
+    # a threshold is the last of each run of tied scores
+    last = torch.ones_like(scores, dtype=torch.bool)
+    last[:-1] = scores[1:] != scores[:-1]
+    tp_at = torch.where(last, tp, torch.zeros_like(tp))
+    tp_before = torch.cat([torch.zeros_like(tp[:1]), tp_at.cummax(0).values[:-1]])  # at the previous threshold
+    gained = torch.where(last, tp - tp_before, torch.zeros_like(tp))  # positives the threshold adds
+    return ((gained * tp / rank).sum(0) / tp[-1]).float()
 
 
 #: Fewer validation clips than this, and the figures are noise.
