@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -57,6 +57,32 @@ def test_linear_classifier_matches_sklearn_on_a_separable_set(solver):
     assert ours >= reference - 0.02, (solver, ours, reference)
     assert 0 < fit.steps < FitConfig().max_steps and fit.stopped_early  # it stopped by itself
     assert fit.record()["steps"] == fit.steps
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_lbfgs_reaches_the_penalised_optimum(multi_label):
+    """The L-BFGS fit is the penalised logistic regression's optimum: scikit-learn's at the same
+    penalty (``C = 1 / (l2 N)``; per class ``1 / (C l2 N)`` for the multi-label loss, which
+    averages over classes) gives the same probabilities."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((120, 6)) * [1, 2, 3, 0.5, 1, 10] + 4).astype(np.float32)
+    logits = x @ rng.standard_normal((6, 3))
+    if multi_label:
+        y = (logits + rng.standard_normal(logits.shape) > np.median(logits, 0)).astype(np.float32)
+    else:
+        y = multi_hot([[c] for c in (logits + 3 * rng.standard_normal(logits.shape)).argmax(1)], 3)
+    fit = fit_classifier(x, y, multi_label, FitConfig(weight_decay=1e-3), CPU)
+    ours = predict(fit.model, x, multi_label, CPU)
+    scaled = StandardScaler().fit_transform(x.astype(np.float64))
+    if multi_label:
+        c = 1 / (fit.l2 * len(x) * y.shape[1])
+        reference = np.stack([LogisticRegression(C=c, tol=1e-10, max_iter=10000).fit(scaled, y[:, k])
+                              .predict_proba(scaled)[:, 1] for k in range(y.shape[1])], 1)
+    else:
+        reference = LogisticRegression(C=1 / (fit.l2 * len(x)), tol=1e-10, max_iter=10000).fit(
+            scaled, y.argmax(1)).predict_proba(scaled)
+    assert np.abs(ours - reference).max() < 1e-3
+    assert fit.stopped_early and fit.steps > 0
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from mmvideos import storage
-from mmvideos.annotators.base import file_sha256
 from mmvideos.models import build_model
 from mmvideos.models.tagger import EMBEDDING_DIM, AudioTagger
 
@@ -127,6 +126,8 @@ def _channels_first_columns(weight: torch.Tensor, layer: nn.Linear) -> torch.Ten
 
 def _load(uri: str) -> tuple[dict, str]:
     """A ``torch.save``d dict (tensors or numpy arrays, no code) and the file's SHA-256."""
+    from mmvideos.annotators.base import file_sha256  # the annotators package loads onnx: only when needed
+
     with storage.local_copy(uri) as path:
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,6 +14,8 @@ A class with no positive among the test samples has no defined AP or ROC AUC (no
 whose every sample is positive, for AUC); such classes are left out of the mean rather than
 counted as 0 or 1, as AudioSet evaluations do. That matters for small test sets (one ESC-50
 fold holds every class, a tiny fixture may not).
+
+scikit-learn is imported by the metrics that use it, so that the registry's names load quickly.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def _check(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +48,8 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
     valid = targets.any(axis=0)
     if not valid.any():
         raise ValueError("no class has a positive sample: mAP is undefined")
+    from sklearn.metrics import average_precision_score
+
     return float(np.mean([average_precision_score(targets[:, c], scores[:, c]) for c in np.flatnonzero(valid)]))
 
 
@@ -56,6 +59,8 @@ def mean_roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
     valid = targets.any(axis=0) & ~targets.all(axis=0)
     if not valid.any():
         raise ValueError("no class has both positive and negative samples: AUC is undefined")
+    from sklearn.metrics import roc_auc_score
+
     return float(np.mean([roc_auc_score(targets[:, c], scores[:, c]) for c in np.flatnonzero(valid)]))
 
 

@@ -18,6 +18,10 @@ from the training folds, or L-BFGS for the linear case) are in :mod:`mmvideos.tr
 the paper's lr 2e-4, batch 128, weight decay 1e-6 and dropout (0.3 ESC-50, 0.5 TUT and
 AudioSet) are the defaults. Everything is seeded, so a run is reproducible on the same device.
 
+Only the settings (:class:`TransferConfig`) are needed to import this module; torch, the
+networks and the classifier's solvers are imported by the functions that run them, so that
+loading ``params.yaml`` stays quick for every command.
+
 Output folder: ``metrics.json`` (``{"benchmark", "rows": [{"model", "pooling", "top1", "top5",
 "map", "auc", "splits", "fits", ...}]}``, each metric the mean over the protocol's splits;
 ``fits`` says per split how many steps the fit took and whether it stopped early),
@@ -37,21 +41,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mmvideos import storage
-from mmvideos.atomic import write_json
-from mmvideos.benchmarks import Benchmark, read_benchmark
-from mmvideos.baselines import load_released_vggish
-from mmvideos.benchmarks.embeddings import (LOGMEL_STATS, POOLINGS, embedding_extractor, extract, module_key,
-                                            weights_key)
-from mmvideos.corpus import cache_dir as default_cache_root
-from mmvideos.metrics import evaluate
-from mmvideos.models import build_model
-from mmvideos.training.checkpoint import load_model
-from mmvideos.transfer_fit import FitConfig, fit_classifier, predict
+from mmvideos.benchmarks.embeddings import POOLINGS
+from mmvideos.transfer_fit import FitConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmvideos.benchmarks import Benchmark
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class TransferConfig:
 
     def torch_device(self) -> torch.device:
         """The device to run on."""
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
@@ -120,6 +123,9 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig,
         (metrics averaged over splits, metrics per split, the fit per split (``steps``,
         ``stopped_early``...), confusion matrix ``[C, C]`` summed over splits with rows = true class)
     """
+    from mmvideos.metrics import evaluate
+    from mmvideos.transfer_fit import fit_classifier, predict
+
     targets = multi_hot(bench.table["labels"].tolist(), len(bench.classes))  # [N, C]
     folds = bench.table["fold"].to_numpy()
     groups = bench.table["src_file"].to_numpy() if "src_file" in bench.table else None
@@ -170,6 +176,16 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     Returns:
         The summary (also ``summary.json``).
     """
+    import torch
+
+    from mmvideos.atomic import write_json
+    from mmvideos.baselines import load_released_vggish
+    from mmvideos.benchmarks import read_benchmark
+    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
+    from mmvideos.corpus import cache_dir as default_cache_root
+    from mmvideos.models import build_model
+    from mmvideos.training.checkpoint import load_model
+
     started = time.time()
     out_dir = Path(out_dir)
     device = cfg.torch_device()

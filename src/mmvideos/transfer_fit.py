@@ -20,10 +20,12 @@ Two solvers fit it; both see the training folds only, never the test fold:
   ``patience`` checks, and the classifier is refitted on all the training clips for the step
   count that scored best, so no clip is lost to validation and one unlucky small split does not
   decide alone.
-* ``lbfgs`` (linear classifier only): full-batch L-BFGS on the mean loss plus ``l2 / 2 * |W|^2``,
-  the multinomial logistic regression scikit-learn fits; the penalty ``l2`` is picked from the
-  paper's weight decay (1e-6, the same penalty Adam's decay puts on the mean loss) and its
-  multiples by ten up to 1, on the same validation splits (by Top-1 for single-label sets, as scikit-learn's
+* ``lbfgs`` (linear classifier only): full-batch L-BFGS (scipy's L-BFGS-B, no bounds) on the
+  mean loss plus ``l2 / 2 * |W|^2``, biases unpenalised: the multinomial logistic regression
+  scikit-learn fits. It runs in float64 with the loss's analytic gradient (computed by torch on
+  the fit's device), each split's clips standardised once per search. The penalty ``l2`` is picked from the paper's weight decay
+  (1e-6, the same penalty Adam's decay puts on the mean loss) and its multiples by ten up to 1,
+  on the same validation splits (by Top-1 for single-label sets, as scikit-learn's
   ``LogisticRegressionCV`` scores, ties to the lower loss; by the loss for multi-label ones),
   then the fit is redone on all the training clips. No dropout (it is not a stochastic fit).
 
@@ -36,18 +38,24 @@ within 2 points of Top-1 of scikit-learn's ``LogisticRegressionCV`` on every fea
 Adam's early stopping, chosen on validation splits of a few clips each, scatters by several
 points around it (a clip is 2 points there). ``adam`` stays for the paper's exact recipe and for
 ``hidden_units > 0``.
+
+torch, scipy and scikit-learn are imported where they are used, so that the settings
+(:class:`FitConfig`) load without them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
 
 SOLVERS = ("adam", "lbfgs")
 
@@ -85,34 +93,35 @@ class FitConfig:
         return tuple(float(f"{l2:.6g}") for l2 in grid if l2 <= 1.0)
 
 
-class Classifier(nn.Module):
+class Classifier:
     """``K`` independent classifiers side by side (``K = 1`` once fitted).
 
     Each: standardise with its own training mean and std -> dropout -> linear, or -> hidden ReLU
-    layer -> dropout -> linear. Weights are ``[K, in, out]``, initialised as ``nn.Linear`` does.
+    layer -> dropout -> linear. Weights are ``[K, in, out]``, biases ``[K, 1, out]``; a plain
+    holder of tensors (not an ``nn.Module``), so that this module imports without torch.
     """
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int, dropout: float,
-                 hidden_units: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean[:, None])  # [K, 1, D]
-        self.register_buffer("std", std[:, None])    # [K, 1, D]
-        members, dim = mean.shape
-        widths = [dim, *([hidden_units] if hidden_units else []), num_classes]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(widths, widths[1:]):
-            bound = 1 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
-        self.dropout = nn.Dropout(dropout)
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, weights: list[torch.Tensor],
+                 biases: list[torch.Tensor], dropout: float = 0.0) -> None:
+        self.mean, self.std = mean[:, None], std[:, None]  # [K, 1, D]
+        self.weights, self.biases, self.dropout = weights, biases, dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[K, B, D]`` features -> ``[K, B, C]`` logits; ``[B, D]`` -> ``[B, C]`` when ``K = 1``."""
+    def parameters(self) -> list[torch.Tensor]:
+        """The weights and biases, what an optimiser updates."""
+        return [*self.weights, *self.biases]
+
+    def __call__(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """``[K, B, D]`` features -> ``[K, B, C]`` logits; ``[B, D]`` -> ``[B, C]`` when ``K = 1``.
+
+        ``train`` applies dropout.
+        """
+        import torch
+
         hidden = (x - self.mean) / self.std  # [K, B, D]
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if layer:
                 hidden = hidden.relu()
-            hidden = torch.baddbmm(bias, self.dropout(hidden), weight)
+            hidden = torch.baddbmm(bias, torch.nn.functional.dropout(hidden, self.dropout, train), weight)
         return hidden[0] if x.dim() == 2 else hidden
 
 
@@ -138,6 +147,8 @@ def validation_folds(y: np.ndarray, multi_label: bool, folds: int, seed: int,
     Single-label sets are stratified by class; clips sharing a group (e.g. ESC-50's
     ``src_file``) land on the same side. ``y`` is ``[N, C]`` multi-hot.
     """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
     n = len(y)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if multi_label:
@@ -160,17 +171,18 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, multi_label: bool, cfg: FitConf
     """Fit a :class:`Classifier` on features ``x [N, D]`` and multi-hot targets ``y [N, C]``.
 
     The validation splits come out of ``x`` (see :func:`validation_folds`); the returned
-    classifier is refitted on all of ``x`` with the step count or penalty they chose.
+    classifier is refitted on all of ``x`` with the step count or penalty they chose. It lives on
+    ``device`` in float32.
     """
+    import torch
+
     held = validation_folds(y, multi_label, cfg.val_folds, cfg.seed, groups)[:cfg.val_rounds]
     features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
     targets = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
     train_sets = [np.flatnonzero(~mask) for mask in held]
     val_sets = [np.flatnonzero(mask) for mask in held]
-    if cfg.solver == "lbfgs":  # in float64 (see _lbfgs_search), returned in float32
-        fit = _lbfgs_search(features.double(), targets.double(), multi_label, cfg, train_sets, val_sets)
-        fit.model.float()
-        return fit
+    if cfg.solver == "lbfgs":  # in float64 (see _lbfgs_search)
+        return _lbfgs_search(features.double(), targets.double(), multi_label, cfg, train_sets, val_sets)
     _, steps, stopped = _adam(features, targets, multi_label, cfg, train_sets, cfg.max_steps, val_sets)
     model, _, _ = _adam(features, targets, multi_label, cfg, [np.arange(len(x))], steps)
     return Fit(model, steps, stopped)
@@ -178,24 +190,38 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, multi_label: bool, cfg: FitConf
 
 def predict(model: Classifier, x: np.ndarray, multi_label: bool, device: torch.device) -> np.ndarray:
     """Class probabilities ``[N, C]`` of a fitted classifier: sigmoid for multi-label, softmax otherwise."""
+    import torch
+
     with torch.inference_mode():
-        logits = model.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+        logits = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
         return (logits.sigmoid() if multi_label else logits.softmax(-1)).cpu().numpy()
 
 
 def _new_classifier(x: torch.Tensor, sets: list[np.ndarray], num_classes: int, dropout: float, hidden_units: int,
                     seed: int) -> Classifier:
-    """A classifier per index set, standardised with that set's statistics."""
+    """A classifier per index set, standardised with that set's statistics, initialised as
+    ``nn.Linear`` is (uniform in +-1/sqrt(fan_in))."""
+    import torch
+
     torch.manual_seed(seed)
     stats = [(x[rows].mean(0), x[rows].std(0, correction=0)) for rows in sets]
     mean, std = torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])  # [K, D]
     # a feature constant over a training set carries nothing; dividing by 1 leaves it at 0
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
-    return Classifier(mean, std, num_classes, dropout, hidden_units).to(x.device)
+    members, dim = mean.shape
+    widths = [dim, *([hidden_units] if hidden_units else []), num_classes]
+    weights, biases = [], []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        bound = 1 / math.sqrt(fan_in)
+        weights.append(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound).to(x.device).requires_grad_())
+        biases.append(torch.empty(members, 1, fan_out).uniform_(-bound, bound).to(x.device).requires_grad_())
+    return Classifier(mean, std, weights, biases, dropout)
 
 
 def _padded(sets: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ragged index sets -> ``[K, width]`` indices and a validity mask."""
+    """Ragged index sets -> ``[K, width]`` indices (0 where padded) and a validity mask."""
+    import torch
+
     width = max(len(rows) for rows in sets)
     index, mask = np.zeros((len(sets), width), dtype=np.int64), np.zeros((len(sets), width), dtype=bool)
     for k, rows in enumerate(sets):
@@ -204,14 +230,16 @@ def _padded(sets: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor,
 
 
 def _member_losses(model: Classifier, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, mask: torch.Tensor,
-                   multi_label: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                   multi_label: bool, train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and Top-1 of each member on its own clips: two ``[K]``."""
-    logits, target = model(x[index]), y[index]  # [K, B, C]
+    import torch
+
+    logits, target = model(x[index], train), y[index]  # [K, B, C]
     if multi_label:
-        per_clip = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+        per_clip = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
     else:
-        per_clip = nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(0, 1).argmax(1),
-                                               reduction="none").view(mask.shape)
+        per_clip = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(0, 1).argmax(1),
+                                                     reduction="none").view(mask.shape)
     hits = target.gather(-1, logits.argmax(-1, keepdim=True))[..., 0]  # [K, B]: top class is a true one
     count = mask.sum(1)
     return (per_clip * mask).sum(1) / count, (hits * mask).sum(1) / count
@@ -228,6 +256,8 @@ def _adam(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig, t
         (the classifiers, the step with the best mean validation score (``steps`` without
         ``val_sets``), whether training stopped before ``steps``)
     """
+    import torch
+
     model = _new_classifier(x, train_sets, y.shape[1], cfg.dropout, cfg.hidden_units, cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -240,71 +270,185 @@ def _adam(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig, t
             if not queue:  # a new pass over this member's clips, in a new order
                 queue.extend(np.array_split(rng.permutation(rows), -(-len(rows) // cfg.batch_size)))
             batch.append(queue.pop())
-        model.train()
         optimizer.zero_grad(set_to_none=True)
-        _member_losses(model, x, y, *_padded(batch, x.device), multi_label)[0].sum().backward()
+        _member_losses(model, x, y, *_padded(batch, x.device), multi_label, train=True)[0].sum().backward()
         optimizer.step()
         if val is not None and step % cfg.eval_every == 0:
-            model.eval()
             with torch.no_grad():
                 loss, top1 = (float(v.mean()) for v in _member_losses(model, x, y, *val, multi_label))
             score = (loss,) if multi_label else (-top1, loss)
             if score < best_score:
                 best_score, best_step = score, step
             elif step - best_step >= cfg.patience * cfg.eval_every:
-                return model.eval(), best_step, True
-    return model.eval(), best_step, False
+                return _detached(model), best_step, True
+    return _detached(model), best_step, False
+
+
+def _detached(model: Classifier) -> Classifier:
+    """The fitted classifier without its autograd state."""
+    return Classifier(model.mean[:, 0], model.std[:, 0], [w.detach() for w in model.weights],
+                      [b.detach() for b in model.biases], model.dropout)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clips:
+    """Each member's clips, padded to one width, as float64 tensors: standardised features
+    ``x [K, B, D]`` (0 where padded), targets ``y [K, B, C]`` (one-hot for single-label sets) and
+    ``weight [K, B]`` (1 / the member's clip count, 0 where padded), so that a weighted sum over
+    clips is a member's mean."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: torch.Tensor
+
+
+def _clips(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], mean: torch.Tensor, std: torch.Tensor,
+           multi_label: bool) -> _Clips:
+    """Index set ``k`` of ``x [N, D]``, ``y [N, C]``, standardised with ``mean[k]``, ``std[k]``."""
+    import torch
+
+    index, mask = _padded(sets, x.device)
+    features = (x[index] - mean[:, None]) / std[:, None] * mask[..., None]  # [K, B, D]
+    targets = y[index]
+    if not multi_label:
+        targets = torch.nn.functional.one_hot(targets.argmax(-1), y.shape[1]).to(x.dtype)
+    weight = mask / mask.sum(1, keepdim=True)
+    return _Clips(features, targets, weight.to(x.dtype))
+
+
+def _clip_losses(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per clip: the loss ``[K, B]`` and its gradient with respect to the logits ``[K, B, C]``.
+
+    Sigmoid + binary cross-entropy averaged over classes for multi-label sets, softmax +
+    cross-entropy otherwise.
+    """
+    import torch
+
+    if multi_label:
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
+        return losses, (logits.sigmoid() - y) / y.shape[-1]
+    log_p = logits.log_softmax(-1)
+    return -(y * log_p).sum(-1), log_p.exp() - y
+
+
+def _unpack(params: torch.Tensor, clips: _Clips) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat parameter vector -> weights ``[K, D, C]`` and biases ``[K, 1, C]`` (views)."""
+    members, _, dim = clips.x.shape
+    classes = clips.y.shape[-1]
+    split = members * dim * classes
+    return params[:split].view(members, dim, classes), params[split:].view(members, 1, classes)
+
+
+def _objective(params: np.ndarray, clips: _Clips, multi_label: bool, l2: float) -> tuple[float, np.ndarray]:
+    """Sum over members of the mean loss plus ``l2 / 2 * |W|^2``, and its gradient (biases
+    unpenalised): with ``P`` the probabilities, ``dW = X^T (P - Y) / count + l2 W``."""
+    import torch
+
+    weight, bias = _unpack(torch.from_numpy(params).to(clips.x.device), clips)
+    losses, grad_logits = _clip_losses(torch.baddbmm(bias, clips.x, weight), clips.y, multi_label)
+    grad_logits *= clips.weight[..., None]
+    loss = (losses * clips.weight).sum() + 0.5 * l2 * weight.square().sum()
+    grad_weight = torch.bmm(clips.x.transpose(1, 2), grad_logits) + l2 * weight  # [K, D, C]
+    return float(loss), torch.cat([grad_weight.flatten(), grad_logits.sum(1).flatten()]).cpu().numpy()
+
+
+def _scores(params: np.ndarray, clips: _Clips, multi_label: bool) -> tuple[float, float]:
+    """Mean over members of the mean loss and of Top-1 on their clips."""
+    import torch
+
+    weight, bias = _unpack(torch.from_numpy(params).to(clips.x.device), clips)
+    logits = torch.baddbmm(bias, clips.x, weight)  # [K, B, C]
+    losses, _ = _clip_losses(logits, clips.y, multi_label)
+    hits = clips.y.gather(-1, logits.argmax(-1, keepdim=True))[..., 0]  # [K, B]: top class is a true one
+    return float((losses * clips.weight).sum(1).mean()), float((hits * clips.weight).sum(1).mean())
+
+
+def _standardisation(x: torch.Tensor, sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each index set's mean and std ``[K, D]``; a feature constant over a set carries nothing,
+    and dividing it by 1 leaves it at 0."""
+    import torch
+
+    mean = torch.stack([x[rows].mean(0) for rows in sets])
+    std = torch.stack([x[rows].std(0, correction=0) for rows in sets])
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
 def _lbfgs_search(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig,
                   train_sets: list[np.ndarray], val_sets: list[np.ndarray]) -> Fit:
     """Pick ``l2`` from ``cfg.penalties`` on the validation splits, then fit on all clips.
 
-    The splits are fitted side by side as one batched problem (they share no weights, so its
-    optimum is each split's own), walking the penalties from the strongest to the weakest, every
-    fit starting from the previous one's solution: the warm-started path scikit-learn's
+    ``x``, ``y`` in float64: in float32 the line search can stall near the optimum. The splits
+    are fitted side by side as one batched problem (they share no weights, so its optimum is each
+    split's own), walking the penalties from the strongest to the weakest, every fit starting
+    from the previous one's solution: the warm-started path scikit-learn's
     ``LogisticRegressionCV`` takes. The problem is strictly convex, so the start changes how
-    many iterations reach the optimum, not where it is. Fits run in float64: in float32 the
-    line search can stall near the optimum and spend the whole evaluation budget on one step.
+    many iterations reach the optimum, not where it is. The loss and its gradient are computed
+    on ``x``'s device, scipy's L-BFGS-B steps on the CPU. Returns the final classifier in float32.
     """
-    model, scores = _zero_linear(x, y, train_sets, cfg.seed), {}
-    rows, val = _padded(train_sets, x.device), _padded(val_sets, x.device)
+    with _threads_for(len(train_sets) * len(x) * x.shape[1] * y.shape[1]):
+        return _lbfgs_path(x, y, multi_label, cfg, train_sets, val_sets)
+
+
+def _lbfgs_path(x: torch.Tensor, y: torch.Tensor, multi_label: bool, cfg: FitConfig,
+                train_sets: list[np.ndarray], val_sets: list[np.ndarray]) -> Fit:
+    """:func:`_lbfgs_search`'s work."""
+    import torch
+
+    mean, std = _standardisation(x, train_sets)
+    train = _clips(x, y, train_sets, mean, std, multi_label)
+    val = _clips(x, y, val_sets, mean, std, multi_label)
+    params, scores = np.zeros(len(train_sets) * (x.shape[1] + 1) * y.shape[1]), {}  # flat W, then b
     for l2 in sorted(cfg.penalties, reverse=True):  # each fit continues from the previous one's weights
-        _lbfgs(model, x, y, rows, multi_label, l2, cfg)
-        with torch.no_grad():
-            loss, top1 = (float(v.mean()) for v in _member_losses(model, x, y, *val, multi_label))
+        params, _, _ = _lbfgs(params, train, multi_label, l2, cfg)
+        loss, top1 = _scores(params, val, multi_label)
         scores[l2] = (loss,) if multi_label else (-top1, loss)
     l2 = min(scores, key=scores.get)
     everything = [np.arange(len(x))]
-    model = _zero_linear(x, y, everything, cfg.seed)
-    iterations, converged = _lbfgs(model, x, y, _padded(everything, x.device), multi_label, l2, cfg)
-    return Fit(model.eval(), iterations, converged, l2)
+    mean, std = _standardisation(x, everything)
+    clips = _clips(x, y, everything, mean, std, multi_label)
+    params, iterations, converged = _lbfgs(np.zeros((x.shape[1] + 1) * y.shape[1]), clips, multi_label, l2, cfg)
+    weight, bias = _unpack(torch.from_numpy(params).to(x.device), clips)
+    model = Classifier(mean.float(), std.float(), [weight.float()], [bias.float()])
+    return Fit(model, iterations, converged, l2)
 
 
-def _zero_linear(x: torch.Tensor, y: torch.Tensor, sets: list[np.ndarray], seed: int) -> Classifier:
-    """One linear classifier per index set, standardised with its set's statistics, weights at zero."""
-    model = _new_classifier(x, sets, y.shape[1], 0.0, 0, seed).to(x.dtype)
-    with torch.no_grad():
-        model.weights[0].zero_()
-        model.biases[0].zero_()
-    return model
+#: Below this many multiply-adds per product of the features and the weights, a fit runs on one CPU
+#: thread: the steps are too small to share, and idle BLAS/OpenMP threads spinning for work
+#: made the demo's fits twenty times slower on two busy cores.
+SMALL_PROBLEM = 1 << 24
 
 
-def _lbfgs(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
-           multi_label: bool, l2: float, cfg: FitConfig) -> tuple[int, bool]:
-    """Full-batch L-BFGS of the linear ``model``'s members, each on its padded index set of ``rows``,
-    from their current weights: (iterations, converged within the budget)."""
-    weight, bias = model.weights[0], model.biases[0]
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=cfg.max_steps, history_size=20,
-                                  tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+@contextlib.contextmanager
+def _threads_for(work: int) -> Iterator[None]:
+    """One torch and BLAS thread while a problem of ``work`` multiply-adds is below :data:`SMALL_PROBLEM`."""
+    if work >= SMALL_PROBLEM:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = _member_losses(model, x, y, *rows, multi_label)[0].sum() + 0.5 * l2 * weight.square().sum()
-        loss.backward()
-        return loss
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
-    optimizer.step(closure)
-    state = optimizer.state[weight]
-    iterations = int(state["n_iter"])
-    return iterations, iterations < cfg.max_steps and state["func_evals"] < optimizer.defaults["max_eval"]
+
+#: L-BFGS stops once every gradient entry is within GTOL of 0 (torch.optim.LBFGS's tolerance_grad
+#: test), or once a step lowers the objective by less than FTOL of it.
+GTOL, FTOL = 1e-6, 1e-12
+
+
+def _lbfgs(params: np.ndarray, clips: _Clips, multi_label: bool, l2: float,
+           cfg: FitConfig) -> tuple[np.ndarray, int, bool]:
+    """Full-batch L-BFGS of the linear members from ``params`` (flat weights, then biases):
+    (the solution, iterations, whether it stopped before the budget of ``cfg.max_steps``
+    iterations and 1.25 times as many evaluations ran out)."""
+    from scipy.optimize import minimize
+
+    result = minimize(_objective, params, args=(clips, multi_label, l2), jac=True, method="L-BFGS-B",
+                      options={"maxiter": cfg.max_steps, "maxfun": cfg.max_steps * 5 // 4, "maxcor": 20,
+                               "gtol": GTOL, "ftol": FTOL})
+    return result.x, int(result.nit), result.status != 1  # 1: a budget ran out

@@ -25,13 +25,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mmvideos.benchmarks.audioset import read_audioset
 from mmvideos.benchmarks.common import BenchmarkError, Split
 from mmvideos.benchmarks.esc50 import read_esc50
 from mmvideos.benchmarks.tut2018 import read_tut2018
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABLE_COLUMNS = ["clip_id", "uri", "labels", "fold"]
 

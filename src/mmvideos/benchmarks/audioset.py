@@ -19,11 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mmvideos import storage
 from mmvideos.benchmarks.common import AUDIO_EXTENSIONS, BenchmarkError, list_files, read_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS = "class_labels_indices.csv"
 SEGMENTS = {"balanced_train": "balanced_train_segments.csv", "eval": "eval_segments.csv"}
@@ -103,6 +105,8 @@ def read_audioset(root: str) -> tuple[pd.DataFrame, tuple[str, ...], int]:
     Raises:
         BenchmarkError: a missing CSV or ``audio/`` folder, or a malformed row (named by line).
     """
+    import pandas as pd
+
     classes, mids = read_class_labels(root)
     clips = index_clips(list_files(root, "audio"))
     rows, missing = [], 0

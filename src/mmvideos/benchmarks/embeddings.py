@@ -34,15 +34,15 @@ import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import torch
 
-from mmvideos import media, storage
-from mmvideos.atomic import atomic_path, write_text
-from mmvideos.features.logmel import SAMPLE_RATE, frames_per_second
-from mmvideos.progress import progress_bar
+from mmvideos import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
 
 MARKER = ".completed"
 #: How per-second embeddings become one clip vector (module docstring).
@@ -58,9 +58,13 @@ class Extractor:
     fn: Callable[[torch.Tensor], np.ndarray]
 
 
-def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode a local audio file's first audio stream to float32 mono samples at ``sample_rate``."""
-    chunks = list(media.iter_audio(path, sample_rate))
+def decode_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
+    """Decode a local audio file's first audio stream to float32 mono samples at ``sample_rate``
+    (default: the log-mel front end's, 16 kHz)."""
+    from mmvideos import media
+    from mmvideos.features.logmel import SAMPLE_RATE
+
+    chunks = list(media.iter_audio(path, sample_rate or SAMPLE_RATE))
     if not chunks:
         raise media.MediaError(f"{path}: no audio samples")
     return np.concatenate(chunks).astype(np.float32) / 32768.0
@@ -74,6 +78,8 @@ def load_audio(uri: str) -> np.ndarray:
 
 def clip_frames(samples: np.ndarray) -> torch.Tensor:
     """16 kHz samples -> ``[S, 100, 64]`` log-mel frames; clips under 1 s are zero-padded to 1 s."""
+    from mmvideos.features.logmel import SAMPLE_RATE, frames_per_second
+
     if samples.size < SAMPLE_RATE:
         samples = np.pad(samples, (0, SAMPLE_RATE - samples.size))
     return frames_per_second(samples, SAMPLE_RATE)
@@ -81,11 +87,15 @@ def clip_frames(samples: np.ndarray) -> torch.Tensor:
 
 def silence(seconds: int) -> torch.Tensor:
     """``[seconds, 100, 64]``: the log-mel frames of digital silence, the padding of short clips."""
+    from mmvideos.features.logmel import SAMPLE_RATE
+
     return clip_frames(np.zeros(seconds * SAMPLE_RATE, dtype=np.float32))
 
 
 def fit_seconds(frames: torch.Tensor, seconds: int) -> torch.Tensor:
     """``[S, 100, 64]`` -> ``[seconds, 100, 64]``: the first ``seconds``, padded with silence."""
+    import torch
+
     if len(frames) >= seconds:
         return frames[:seconds]
     return torch.cat([frames, silence(seconds - len(frames)).to(frames)])
@@ -110,6 +120,8 @@ def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], tor
         raise ValueError("pooling 'concat' needs the benchmark's clip length in seconds")
 
     def fn(frames: torch.Tensor) -> np.ndarray:
+        import torch
+
         if pooling == "concat":
             frames = fit_seconds(frames, seconds)
         with torch.inference_mode():
@@ -126,6 +138,8 @@ def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], tor
 
 def logmel_stats(frames: torch.Tensor) -> np.ndarray:
     """Mean and standard deviation over time of each mel bin: ``[S, 100, 64] -> [128]``."""
+    import torch
+
     flat = frames.reshape(-1, frames.shape[-1]).double()  # [S * 100, 64]
     return torch.cat([flat.mean(0), flat.std(0, correction=0)]).float().numpy()
 
@@ -146,6 +160,8 @@ def weights_key(checkpoint_dir: str | Path, prefix: str) -> str:
 
 def module_key(module: torch.nn.Module, prefix: str) -> str:
     """``prefix-<first 16 hex of SHA-256 over the module's state>``: names in-memory weights."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
@@ -164,6 +180,9 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     Each clip is decoded once for all extractors that still lack it; everything already cached
     is read back instead.
     """
+    from mmvideos.atomic import atomic_path, write_text
+    from mmvideos.progress import progress_bar
+
     # a clip's vector is named by its id and its file's version (size, mtime or GCS generation):
     # audio rewritten at the same path is decoded again, never answered from the old vectors
     versions = storage.file_versions(table["uri"].tolist())

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mmvideos import storage
 from mmvideos.benchmarks.common import BenchmarkError, list_files, read_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 META = "meta/esc50.csv"
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
@@ -35,6 +37,8 @@ def read_esc50(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
             (non-integer fold/target, a target named two ways, a duplicate filename) or a
             listed clip absent from ``audio/``.
     """
+    import pandas as pd
+
     meta_uri = storage.join(root, META)
     reader = csv.DictReader(io.StringIO(read_text(root, META)))
     absent = [c for c in COLUMNS if c not in (reader.fieldnames or [])]

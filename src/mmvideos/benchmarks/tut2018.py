@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mmvideos import storage
 from mmvideos.benchmarks.common import BenchmarkError, list_files, read_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 META = "meta.csv"
 SETUP = {"train": "evaluation_setup/fold1_train.csv", "evaluate": "evaluation_setup/fold1_evaluate.csv"}
@@ -56,6 +58,8 @@ def read_tut2018(root: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
             scene label that ``meta.csv`` does not know or that disagrees with it, a clip in
             both folds, or a listed clip absent from ``audio/``.
     """
+    import pandas as pd
+
     meta = {name: label for _, (name, label) in _rows(root, META, 2)}
     classes = tuple(sorted(set(meta.values())))
     index = {label: i for i, label in enumerate(classes)}
