@@ -57,10 +57,11 @@ def task_times(log: str) -> dict[str, Any]:
         events.append((at, -1 if match["end"] else 1, match["start"] or match["end"]))
     if not events:
         raise ValueError("no task in the log")
+    events.sort()  # threads write their lines a little out of order; a finish sorts before a start at the same ms
     tasks: dict[str, dict[str, float]] = {}
     running: Counter[str] = Counter()
     last = events[0][0]
-    for at, step, name in sorted(events):  # a finish sorts before a start logged in the same millisecond
+    for at, step, name in events:
         busy = sum(running.values())
         for other, count in running.items():
             tasks[other]["wall_s"] += (at - last) * count / busy
@@ -77,7 +78,7 @@ def task_times(log: str) -> dict[str, Any]:
         raise ValueError(f"tasks started but never finished: {sorted(running)}")
     busy = sum(row["wall_s"] for row in tasks.values())
     return {"tasks": {name: {key: round(value, 3) for key, value in row.items()} for name, row in tasks.items()},
-            "first_start": events[0][0], "last_end": max(e[0] for e in events), "busy_s": busy}
+            "first_start": events[0][0], "last_end": events[-1][0], "busy_s": busy}
 
 
 def _time_of_day(seconds: float) -> float:
