@@ -44,6 +44,13 @@ def test_the_bench_figures_are_generated_and_the_prose_quotes_none():
     for row in report["figures"]:
         assert f"| {row['figure']} | {row['ours']:,.0f} {row['unit']} ({row['ours_wall']:,.0f}) | " in block
         assert f"| {row['ratio']:.2f} |" in block
+    if "demo" in report:  # the warm demo run: its total against the target, a row per task
+        demo = report["demo"]
+        assert f"{demo['total_s']:.1f} s, target {demo['target_s']} s" in block
+        for name, row in demo["tasks"].items():
+            assert f"| {name} | {row['count']} | {row['wall_s']:.1f} |" in block
+    else:
+        assert "Warm demo run" not in block
     prose = docs_gen.outside_blocks(page)
     assert MEASURED.findall(prose) == []
     for row in report["figures"]:
@@ -114,6 +121,23 @@ def test_a_hand_edited_bench_figure_is_rewritten_from_bench_json(tmp_path):
     assert sizing.read_text() == (REPO / "docs" / "sizing.md").read_text()
     with pytest.raises(FileNotFoundError, match="make bench"):  # no bench report: no block
         docs_gen.generate(RESULTS, docs, None, check=True, bench=tmp_path / "nowhere")
+
+
+def test_a_bench_report_with_the_demo_run_puts_it_in_the_block(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    demo = {"command": "mmvideos run", "target_s": 90, "total_s": 123.4, "cpu_s": 200.0, "startup_s": 3.2,
+            "tasks_s": 118.0, "between_s": 0.5, "summary_s": 2.2,
+            "tasks": {"pretrain": {"count": 2, "seconds": 80.0, "wall_s": 40.0},
+                      "transfer": {"count": 1, "seconds": 60.0, "wall_s": 60.0}}}
+    (bench / "bench.json").write_text(json.dumps({**json.loads(BENCH.read_text()), "demo": demo}))
+    docs = shutil.copytree(REPO / "docs", tmp_path / "docs")
+    assert docs_gen.generate(RESULTS, docs, None, bench=bench) == [docs / "benchmarks.md"]
+    page = (docs / "benchmarks.md").read_text()
+    block = page[page.index("<!-- BEGIN GENERATED bench-figures"):page.index("<!-- END GENERATED bench-figures")]
+    assert "Warm demo run" in block and "123.4 s, target 90 s (1.37x the target)" in block
+    assert block.index("| transfer | 1 | 60.0 | 49% | 60.0 |") < block.index("| pretrain | 2 | 40.0 | 32% | 80.0 |")
+    assert docs_gen.outside_blocks(page) == docs_gen.outside_blocks((REPO / "docs" / "benchmarks.md").read_text())
 
 
 def test_an_unknown_block_is_an_error(tmp_path):

@@ -70,6 +70,13 @@ def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     assert "Task 'gather-ingest' finished with status SUCCESS" in shown.getvalue()
     assert shown.getvalue().count("Executing task 'clip-slot'") == 2  # one task per slot
     assert "Wrote executor output" in (tmp_path / "work" / "run.log").read_text()
+    from mmvideos.bench_demo import task_times  # the parser of `mmvideos bench --figures demo`, on this run's log
+
+    timed = task_times((tmp_path / "work" / "run.log").read_text())
+    ran = [line.split("'")[0] for line in shown.getvalue().split("Executing task '")[1:]]
+    assert {name: row["count"] for name, row in timed["tasks"].items()} == {name: ran.count(name) for name in ran}
+    assert all(0 <= row["wall_s"] <= row["seconds"] for row in timed["tasks"].values())
+    assert sum(row["wall_s"] for row in timed["tasks"].values()) <= timed["last_end"] - timed["first_start"] + 0.01
     report = (outputs["videos"].parent / "report").read_text()
     assert "no audio stream" in report  # the Markdown artifact shows the rejects table
     # artifacts carry manifests and tables, never media or features: those live in the data root

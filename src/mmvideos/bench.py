@@ -2,7 +2,8 @@
 
 :func:`run_all` writes ``bench.json`` and ``bench.md`` (and a chart): each figure of
 :mod:`mmvideos.bench_figures` next to its reference measured in the same run, the ratio, the
-machine and the library versions; the workers and storage bandwidth that feed one GPU.
+machine and the library versions; the workers and storage bandwidth that feed one GPU; the warm
+demo run timed per task (:mod:`mmvideos.bench_demo`).
 
 Training throughput of the pre-training architectures (samples per second):
 
@@ -160,15 +161,17 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 
 def markdown_body(report: dict[str, Any]) -> str:
-    """The machine, a table of figures with references and ratios, the loader sizing, annotators and
-    training (also the generated block of docs/benchmarks.md, :mod:`mmvideos.docs_gen`)."""
+    """The machine, a table of figures with references and ratios, the loader sizing, annotators,
+    training and the warm demo run (also the generated block of docs/benchmarks.md,
+    :mod:`mmvideos.docs_gen`)."""
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}; load average "
-             f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}; {versions}.", "",
-             "Rates per core count this process's CPU time (wall-clock rates in brackets); each reference ran "
-             "in the same process.", "",
-             "| figure | ours | reference | ratio | target |", "|---|---|---|---|---|"]
+             f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}; {versions}."]
+    if report["figures"]:
+        lines += ["", "Rates per core count this process's CPU time (wall-clock rates in brackets); each reference "
+                  "ran in the same process.", "",
+                  "| figure | ours | reference | ratio | target |", "|---|---|---|---|---|"]
     for row in report["figures"]:
         target = (f"ratio >= {row['target_ratio']:.2f}" if row.get("target_ratio")
                   else f">= {row['target_rate']:,} {row['unit']}" if row.get("target_rate") else "")
@@ -192,6 +195,10 @@ def markdown_body(report: dict[str, Any]) -> str:
             lines += ["", paper_frames_line(report["annotators"]["visual"]["frames_per_s"], where)]
     if report.get("training"):
         lines += ["", "Training (fwd+bwd+Adam):", "", "```", format_table(report["training"]), "```"]
+    if report.get("demo"):
+        from mmvideos.bench_demo import markdown_lines
+
+        lines += ["", *markdown_lines(report["demo"])]
     return "\n".join(lines)
 
 
@@ -217,7 +224,7 @@ def plot_ratios(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 #: The parts of ``mmvideos bench``, in the order they run (``--figures`` picks some).
-FIGURES = ("log-mel", "loader", "decode", "frames", "visual", "annotators", "training")
+FIGURES = ("log-mel", "loader", "decode", "frames", "visual", "annotators", "training", "demo")
 
 
 def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int = 8, steps: int = 3,
@@ -230,7 +237,7 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
         device: ``cpu`` or ``cuda`` for the annotators and training.
         models, batch, steps, width_mult: the training throughput figure.
         output: folder of the report.
-        quick: smaller inputs and no annotators (a smoke run).
+        quick: smaller inputs, no annotators and no demo run (a smoke run).
         figures: the parts to run (names in :data:`FIGURES`; default all).
     """
     import tempfile
@@ -267,6 +274,10 @@ def run_all(device: str = "cpu", models: Sequence[str] | None = None, batch: int
     if "training" in chosen:
         report["training"] = benchmark(models or MODEL_NAMES, device, batch, 1 if quick else steps,
                                        warmup=1 if quick else 2, width_mult=width_mult, print_table=False)
+    if "demo" in chosen and not quick:
+        from mmvideos.bench_demo import demo_run
+
+        report["demo"] = demo_run()
     if report["figures"]:
         plot_ratios(report["figures"], out / "bench.png")
         report["figure"] = "bench.png"

@@ -554,18 +554,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("bench", help="throughput figures, each next to its reference measured in the same run "
-                                     "(log-mel vs librosa, the loader, annotators, training per model): "
-                                     "writes bench.json, bench.md and bench.png")
+                                     "(log-mel vs librosa, the loader, annotators, training per model), and the "
+                                     "warm demo run per task: writes bench.json, bench.md and bench.png")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--models", nargs="*", default=None, help="architectures to time (default: all five)")
     p.add_argument("--batch", type=int, default=8, help="training batch for the timing (default 8)")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per model (default 3)")
     p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
     p.add_argument("--output", default="bench", help="folder of the report (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="smaller inputs, no annotators: a smoke run")
+    p.add_argument("--quick", action="store_true", help="smaller inputs, no annotators, no demo run: a smoke run")
     p.add_argument("--figures", nargs="+", default=None, metavar="NAME",
-                   help="run only these parts: log-mel, loader, decode, frames, visual, annotators, training "
-                        "(default: all)")
+                   help="run only these parts: log-mel, loader, decode, frames, visual, annotators, training, "
+                        "demo (`mmvideos run` timed per task, warm: fresh workdir and data root, cached downloads; "
+                        "not with --quick) (default: all)")
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")

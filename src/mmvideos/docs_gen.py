@@ -135,7 +135,8 @@ def results_page(fig: dict) -> str:
 
 def bench_block(bench: Path) -> str:
     """The figures of ``mmvideos bench`` (``bench.json``): machine, versions, each figure with its
-    reference, ratio and target, the loader sizing, the annotators and training throughput."""
+    reference, ratio and target, the loader sizing, the annotators, training throughput and, where
+    the report has it, the warm demo run (total against its target, a table of tasks)."""
     from mmvideos.bench import markdown_body
 
     return markdown_body(_load(bench, "bench.json", "run `make bench` first"))  # bench.md less heading and chart
