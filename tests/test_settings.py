@@ -34,6 +34,20 @@ def test_the_repository_params_are_valid():
     load_params(REPO_PARAMS)
 
 
+def test_checking_the_settings_loads_no_heavy_library():
+    """Every command checks the whole params.yaml first: that, and importing any stage's module,
+    loads none of the libraries that cost seconds at import (they load where a stage computes)."""
+    heavy = ("torch", "onnx", "onnxruntime", "sklearn", "scipy", "matplotlib", "evidently")
+    code = ("import sys\n"
+            "from mmvideos.config import load_params\n"
+            "load_params(None)\n"
+            "import mmvideos.annotate, mmvideos.clip, mmvideos.drift, mmvideos.features.extract, mmvideos.ingest\n"
+            "import mmvideos.report, mmvideos.train, mmvideos.transfer\n"
+            f"print(sorted(set(sys.modules) & set({heavy!r})))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"ingestt": {"min_duration_s": 3.0}}, "ingestt: unknown section"),
     ({"clip": {"fsp": 3}}, "clip.fsp: unknown setting"),
