@@ -63,7 +63,7 @@ def test_the_run_log_gives_each_task_its_runs_seconds_and_share_of_the_wall_cloc
     tasks = timed["tasks"]
     assert {name: row["count"] for name, row in tasks.items()} == {"list-source": 1, "probe": 2, "transfer": 2,
                                                                    "collect": 1}
-    assert tasks["list-source"] == {"count": 1, "seconds": 1.55, "wall_s": 1.55}
+    assert tasks["list-source"] == {"count": 1, "unlogged": 0, "seconds": 1.55, "wall_s": 1.55}
     assert tasks["probe"]["seconds"] == pytest.approx(2.002 + 2.076)  # the two runs, however paired
     assert tasks["probe"]["wall_s"] == pytest.approx(2.083)  # 7 ms alone, 1,995 ms side by side, 81 ms alone
     assert tasks["collect"]["wall_s"] == pytest.approx(7.275 / 2, abs=1e-3)  # beside the second transfer all along
@@ -82,6 +82,20 @@ def test_a_run_past_midnight_and_a_broken_log():
         task_times("00:00:01.000 - INFO - Executing task 'a'\n")
     with pytest.raises(ValueError, match="no task"):
         task_times("nothing ran\n")
+
+
+def test_a_finish_kfp_did_not_log_closes_with_its_siblings():
+    """Two iterations of a ParallelFor started, kfp logged one finish (seen in a real run): the
+    other closes at that finish, is counted as unlogged, and the next task is timed as usual."""
+    timed = task_times("00:00:00.000 - INFO - Executing task 'a'\n"
+                       "00:00:00.010 - INFO - Executing task 'a'\n"
+                       "00:00:10.000 - INFO - Task 'a' finished with status SUCCESS\n"
+                       "00:00:10.100 - INFO - Executing task 'b'\n"
+                       "00:00:11.100 - INFO - Task 'b' finished with status SUCCESS\n")
+    a, b = timed["tasks"]["a"], timed["tasks"]["b"]
+    assert (a["count"], a["unlogged"], b["count"], b["unlogged"]) == (2, 1, 1, 0)
+    assert a["seconds"] == pytest.approx(19.99) and a["wall_s"] == pytest.approx(10.0)
+    assert b["wall_s"] == pytest.approx(1.0)
 
 
 def test_the_demo_markdown_shows_the_total_against_the_target_and_tasks_by_seconds():

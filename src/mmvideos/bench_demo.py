@@ -38,9 +38,14 @@ def task_times(log: str) -> dict[str, Any]:
 
     kfp.local runs the iterations of a ``ParallelFor`` in threads, so a name may run several times,
     at once: starts and finishes pair by name, and which start a finish closes changes neither figure.
+    Its threads also share the process's logging and ``print`` (kfp swaps ``builtins.print`` per
+    task), and a finish line can go missing: a run of ``x`` left open is closed at the last
+    logged finish of ``x`` after it, or else at the next line of the log, and counted in
+    ``unlogged``.
 
     Returns:
-        ``tasks``: per name ``count`` (runs), ``seconds`` (summed over its runs) and ``wall_s``
+        ``tasks``: per name ``count`` (runs), ``unlogged`` (runs whose finish was not logged),
+        ``seconds`` (summed over its runs) and ``wall_s``
         (its share of the wall clock: each moment split equally among the tasks running then, so
         the shares add up to ``busy_s``, the time any task ran); ``first_start`` and ``last_end``
         in seconds since the midnight before the log's first line.
@@ -57,6 +62,7 @@ def task_times(log: str) -> dict[str, Any]:
         events.append((at, -1 if match["end"] else 1, match["start"] or match["end"]))
     if not events:
         raise ValueError("no task in the log")
+    unlogged = _close_unlogged(events)
     events.sort()  # threads write their lines a little out of order; a finish sorts before a start at the same ms
     tasks: dict[str, dict[str, float]] = {}
     running: Counter[str] = Counter()
@@ -65,7 +71,7 @@ def task_times(log: str) -> dict[str, Any]:
         busy = sum(running.values())
         for other, count in running.items():
             tasks[other]["wall_s"] += (at - last) * count / busy
-        row = tasks.setdefault(name, {"count": 0, "seconds": 0.0, "wall_s": 0.0})
+        row = tasks.setdefault(name, {"count": 0, "unlogged": unlogged[name], "seconds": 0.0, "wall_s": 0.0})
         row["count"] += step > 0
         row["seconds"] -= step * at  # minus its start, plus its finish
         running[name] += step
@@ -79,6 +85,26 @@ def task_times(log: str) -> dict[str, Any]:
     busy = sum(row["wall_s"] for row in tasks.values())
     return {"tasks": {name: {key: round(value, 3) for key, value in row.items()} for name, row in tasks.items()},
             "first_start": events[0][0], "last_end": events[-1][0], "busy_s": busy}
+
+
+def _close_unlogged(events: list[tuple[float, int, str]]) -> Counter[str]:
+    """Add a finish for each start of ``events`` that has none (:func:`task_times`); returns how
+    many per name."""
+    balance: Counter[str] = Counter()
+    for _, step, name in events:
+        balance[name] += step
+    added: Counter[str] = Counter()
+    for name, missing in balance.items():
+        if missing <= 0:
+            continue
+        last_start = max(at for at, step, n in events if n == name and step > 0)
+        finishes = [at for at, step, n in events if n == name and step < 0 and at >= last_start]
+        later = [at for at, _, n in events if at > last_start]
+        if not finishes and not later:
+            raise ValueError(f"tasks started but never finished: [{name!r}]")
+        events += [(max(finishes) if finishes else min(later), -1, name)] * missing
+        added[name] = missing
+    return added
 
 
 def _time_of_day(seconds: float) -> float:

@@ -99,7 +99,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
     log_path = workdir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(exist_ok=True)
-    with _locked(workdir), open(log_path, "a") as log, warnings.catch_warnings(), \
+    with _locked(workdir), open(log_path, "a") as log, warnings.catch_warnings(), _print_kept(), \
             contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
         _replace_link(workdir / "run.log", log_path)  # the newest run's log
         # display names and resource requests are for the cluster; the local runner says so per task
@@ -125,6 +125,20 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
                 outputs[name] = Path(artifact.path)
         _point_latest(workdir, outputs)
     return outputs
+
+
+@contextlib.contextmanager
+def _print_kept():
+    """Put ``builtins.print`` back as it was after the run: kfp.local swaps it for an indenting
+    one around each task, and from the threads of a ``ParallelFor`` two swaps can interleave and
+    leave the indenting one in place (later output of this process began with stray spaces)."""
+    import builtins
+
+    kept = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = kept
 
 
 @contextlib.contextmanager
