@@ -40,10 +40,11 @@ import pandas as pd
 
 from mmvideos import dataroot, label_stats, storage
 from mmvideos.annotators import load_annotator
-from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS, SAMPLE_RATE
+from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
 from mmvideos.atomic import write_json, write_parquet, write_text
 from mmvideos.clip import iter_shard_audio, iter_shard_frames, read_clips
 from mmvideos.dataroot import DataRoot, unit_key
+from mmvideos.features.presets import SAMPLE_RATE
 from mmvideos.progress import progress_bar
 
 if TYPE_CHECKING:

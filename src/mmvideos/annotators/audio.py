@@ -31,10 +31,10 @@ import pandas as pd
 import torch
 
 from mmvideos import storage
-from mmvideos.annotators.base import (FRONT_ENDS, SAMPLE_RATE, Annotator, activate, file_sha256, package_file,
-                                      read_labels, register, require, torch_device)
+from mmvideos.annotators.base import (FRONT_ENDS, Annotator, activate, file_sha256, package_file, read_labels,
+                                      register, require, torch_device)
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
-from mmvideos.features.logmel import log_mel
+from mmvideos.features.logmel import SAMPLE_RATE, log_mel
 
 if TYPE_CHECKING:
     import onnxruntime

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 MODALITIES = ("visual", "audio")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
-#: Audio annotators take 1-s segments of 16 kHz mono (the rate of the clips and of the paper's log-mel).
-SAMPLE_RATE = 16000
 #: What an audio tagger's input is: YAMNet's own log-mel patch, the paper's 100x64 log-mel, or the waveform.
 FRONT_ENDS = ("yamnet", "paper", "waveform")
 

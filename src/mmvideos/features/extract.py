@@ -68,14 +68,14 @@ def resolve_device(device: str) -> torch.device:
 
 def feature_config_record(preset: str) -> dict:
     """The front-end settings of ``preset``, as written to ``config.json``."""
-    settings, p = presets.PRESETS[preset], presets
+    settings, rate = presets.PRESETS[preset], presets.SAMPLE_RATE
     return {
-        "preset": preset, "sample_rate": p.SAMPLE_RATE,
-        "window": p.WINDOW, "window_s": p.WINDOW / p.SAMPLE_RATE, "window_type": settings.window,
-        "hop": p.HOP, "hop_s": p.HOP / p.SAMPLE_RATE, "n_fft": p.N_FFT,
-        "mel_bins": p.N_MELS, "fmin": p.FMIN, "fmax": p.FMAX, "mel_scale": "htk",
+        "preset": preset, "sample_rate": rate,
+        "window": presets.WINDOW, "window_s": presets.WINDOW / rate, "window_type": settings.window,
+        "hop": presets.HOP, "hop_s": presets.HOP / rate, "n_fft": presets.N_FFT,
+        "mel_bins": presets.N_MELS, "fmin": presets.FMIN, "fmax": presets.FMAX, "mel_scale": "htk",
         "log_offset": settings.log_offset, "pad": settings.pad, "segment_s": 1.0,
-        "frames_per_second": p.num_frames(p.SAMPLE_RATE, preset), "dtype": "float16",
+        "frames_per_second": presets.num_frames(rate, preset), "dtype": "float16",
     }
 
 
