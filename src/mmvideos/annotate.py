@@ -97,9 +97,12 @@ class AudioConfig:
     threshold: float = 0.025  # ... above a fixed threshold: 3.05 labels per clip on the demo videos
     batch_size: int = 256  # 1-s segments per forward pass
     device: str = "cpu"
+    runtime: str = "auto"  # an ONNX tagger: onnx (onnxruntime) | torch (rebuilt in PyTorch) | auto: onnx on CPU, torch on CUDA
     num_threads: int = 0  # onnxruntime intra-op threads; 0 = its default
 
     def __post_init__(self) -> None:
+        if self.runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
         if self.features and self.features not in FRONT_ENDS:
             raise ValueError(f"features must be one of {FRONT_ENDS} or empty, got {self.features!r}")
         if not 0.0 <= self.threshold <= 1.0:

