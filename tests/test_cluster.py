@@ -141,6 +141,8 @@ def test_on_a_cluster_the_demo_defaults_are_refused_naming_the_setting(monkeypat
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
 def test_device_cuda_refuses_to_train_without_a_gpu_and_auto_says_what_it_used(tmp_path):
+    import torch
+
     from mmvideos.train import PretrainConfig, pretrain
     from mmvideos.training.synthetic import write_synthetic_features
 
@@ -150,3 +152,4 @@ def test_device_cuda_refuses_to_train_without_a_gpu_and_auto_says_what_it_used(t
         pretrain(features, tmp_path / "cuda", PretrainConfig(device="cuda", **small), progress=False)
     summary = pretrain(features, tmp_path / "auto", PretrainConfig(device="auto", **small), progress=False)
     assert (summary["device"], summary["device_asked"], summary["gpus"]) == ("cpu", "auto", 0)
+    assert summary["hardware"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"  # what sets the rounding

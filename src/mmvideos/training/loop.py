@@ -390,7 +390,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "device": proc.device.type, "device_asked": cfg.device,
+               "device": proc.device.type, "device_asked": cfg.device, "hardware": _hardware(proc.device),
                "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
@@ -398,6 +398,15 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if proc.main:
         write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def _hardware(device: torch.device) -> str:
+    """What computed the weights, to the level that changes their rounding: the GPU's name, or the
+    CPU kernels torch chose (``AVX512``, ``AVX2``, ...). The same seed and data give the same
+    weights on the same hardware; across kinds, float rounding differs and training drifts apart."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, history: list[dict],
