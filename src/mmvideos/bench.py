@@ -181,7 +181,7 @@ def markdown_body(report: dict[str, Any]) -> str:
     if "loader_sizing" in report:
         z = report["loader_sizing"]
         lines += ["", f"Feeding {z['samples_per_s']:,} samples/s (one H100 on the Table 1 model) takes {z['workers']} "
-                  f"loader workers ({z['cpu_cores']} CPU cores with the training process) and "
+                  f"loader worker{'s' * (z['workers'] != 1)} ({z['cpu_cores']} CPU cores with the training process) and "
                   f"{z['local_MB_per_s']:,.0f} MB/s from local shards (a sample reads its second and two headers) "
                   f"or {z['gcs_MB_per_s']:,.0f} MB/s from `gs://` shards (read whole)."]
     if report.get("annotators"):
