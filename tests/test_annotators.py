@@ -26,13 +26,13 @@ from skimage import data
 from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
 from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
-from mmvideos.annotators.base import cache_dir
 from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
 from mmvideos.annotators.visual import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, with_preprocessing
 from mmvideos import dataroot, storage
 from mmvideos.atomic import write_parquet
 from mmvideos.clip import CLIP_COLUMNS, iter_clip_frames
+from mmvideos.corpus import cache_dir
 from mmvideos.dataroot import DataRoot
 from mmvideos.shards import ShardWriter, wav_bytes
 

@@ -126,12 +126,12 @@ def _channels_first_columns(weight: torch.Tensor, layer: nn.Linear) -> torch.Ten
 
 def _load(uri: str) -> tuple[dict, str]:
     """A ``torch.save``d dict (tensors or numpy arrays, no code) and the file's SHA-256."""
-    from mmvideos.annotators.base import file_sha256  # the annotators package loads onnx: only when needed
+    from mmvideos.corpus import sha256_file
 
     with storage.local_copy(uri) as path:
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
-        return state, file_sha256(path)
+        return state, sha256_file(path)
 
 
 def _pca(state: dict) -> Postprocess | None:

@@ -286,7 +286,7 @@ def visual_annotator_figure(frames: int = 32, repeats: int = 3) -> dict:
 
     from mmvideos.annotate import VisualConfig
     from mmvideos.annotators import load_annotator
-    from mmvideos.annotators.base import cache_dir
+    from mmvideos.corpus import cache_dir
     from mmvideos.annotators.bench import _photo_frames
 
     batch = _photo_frames(frames)

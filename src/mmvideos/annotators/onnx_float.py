@@ -8,7 +8,7 @@ any score threshold coarse. Its weights are stored as floats that already lie on
 ``dequantize_qdq`` removes every Q/DQ pair, so activations, input and logits are float32 (the
 weights keep their 8-bit grid values), and gives the input and output a free batch dimension,
 rewriting a ``Reshape`` to ``[1, -1]`` as ``[0, -1]`` (keep the batch). ``yamnet_float_onnx``
-does this once per source zip and caches the result (``mmvideos.annotators.base.cache_dir``).
+does this once per source zip and caches the result (``mmvideos.corpus.cache_dir``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmvideos.atomic import atomic_path
-from mmvideos.annotators.base import cache_dir, file_sha256
+from mmvideos.corpus import cache_dir, sha256_file
 
 if TYPE_CHECKING:  # onnx is imported where a model is derived: a cached copy needs none of it
     import onnx
@@ -84,7 +84,7 @@ def dequantize_qdq(model: onnx.ModelProto, batch: str = "batch") -> onnx.ModelPr
 def yamnet_float_onnx(zip_path: str | Path) -> Path:
     """The cached float, free-batch ONNX derived from a YAMNet QDQ zip (``model.onnx`` + ``model.data``)."""
     zip_path = Path(zip_path)
-    target = cache_dir() / "yamnet" / f"{file_sha256(zip_path)[:16]}-{DERIVATION}.onnx"
+    target = cache_dir() / "yamnet" / f"{sha256_file(zip_path)[:16]}-{DERIVATION}.onnx"
     if target.exists():
         return target
     import onnx

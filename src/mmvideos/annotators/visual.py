@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from mmvideos import storage
-from mmvideos.annotators.base import (Annotator, activate, cache_dir, file_sha256, read_labels, register, require,
-                                      torch_device)
+from mmvideos.annotators.base import Annotator, activate, read_labels, register, require, torch_device
 from mmvideos.atomic import atomic_path
+from mmvideos.corpus import cache_dir, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -247,7 +247,7 @@ def load_torchscript(cfg: VisualConfig) -> Annotator:
     import torch
 
     with storage.local_copy(uri) as path:
-        sha256 = file_sha256(path)
+        sha256 = sha256_file(path)
         model = torch.jit.load(str(path), map_location=torch_device(cfg.device))
     return image_annotator(lambda: model, cfg, name="torchscript", version=uri, sha256=sha256, classes=classes,
                            mean=IMAGENET_MEAN, std=IMAGENET_STD, activation="softmax")
