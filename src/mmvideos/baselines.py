@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from mmvideos import storage
+from mmvideos.corpus import sha256_file
 from mmvideos.models import build_model
 from mmvideos.models.tagger import EMBEDDING_DIM, AudioTagger
 
@@ -126,8 +127,6 @@ def _channels_first_columns(weight: torch.Tensor, layer: nn.Linear) -> torch.Ten
 
 def _load(uri: str) -> tuple[dict, str]:
     """A ``torch.save``d dict (tensors or numpy arrays, no code) and the file's SHA-256."""
-    from mmvideos.corpus import sha256_file
-
     with storage.local_copy(uri) as path:
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)

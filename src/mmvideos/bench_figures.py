@@ -286,8 +286,8 @@ def visual_annotator_figure(frames: int = 32, repeats: int = 3) -> dict:
 
     from mmvideos.annotate import VisualConfig
     from mmvideos.annotators import load_annotator
-    from mmvideos.corpus import cache_dir
     from mmvideos.annotators.bench import _photo_frames
+    from mmvideos.corpus import cache_dir
 
     batch = _photo_frames(frames)
     with one_core():

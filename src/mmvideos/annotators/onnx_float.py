@@ -81,10 +81,11 @@ def dequantize_qdq(model: onnx.ModelProto, batch: str = "batch") -> onnx.ModelPr
     return model
 
 
-def yamnet_float_onnx(zip_path: str | Path) -> Path:
-    """The cached float, free-batch ONNX derived from a YAMNet QDQ zip (``model.onnx`` + ``model.data``)."""
+def yamnet_float_onnx(zip_path: str | Path, sha256: str = "") -> Path:
+    """The cached float, free-batch ONNX derived from a YAMNet QDQ zip (``model.onnx`` + ``model.data``);
+    ``sha256``: the zip's, when the caller has it already."""
     zip_path = Path(zip_path)
-    target = cache_dir() / "yamnet" / f"{sha256_file(zip_path)[:16]}-{DERIVATION}.onnx"
+    target = cache_dir() / "yamnet" / f"{(sha256 or sha256_file(zip_path))[:16]}-{DERIVATION}.onnx"
     if target.exists():
         return target
     import onnx

@@ -3,7 +3,7 @@
 PyPI's onnxruntime wheel runs on the CPU only, so an ONNX tagger (YAMNet's float copy, see
 :mod:`mmvideos.annotators.onnx_float`) would leave a GPU pod idle. ``chain_module`` reads the
 graph's nodes and initialisers and builds the same network as an ``nn.Sequential``, which then
-runs where torch runs: on CUDA channels-last under bfloat16 autocast, like every other model here.
+runs where torch runs (on CUDA, channels-last; float32, see :mod:`mmvideos.annotators.audio` on why not bfloat16).
 
 Supported: a graph with one data input, whose every node takes the previous node's output (plus
 initialisers) and is one of ``Conv`` (any groups, strides, dilations and explicit pads; uneven
