@@ -41,7 +41,7 @@ bench: $(STAMP) system-deps  ## figures vs references, then the scale benchmark 
 	$(BIN)/mmvideos docs
 
 bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/; docs/benchmarks.md's GPU block)
-	$(BIN)/python -m mmvideos.bench_gpu --output bench-gpu
+	$(BIN)/python -m mmvideos.bench.gpu --output bench-gpu
 	$(BIN)/mmvideos docs
 
 docs: $(STAMP)  ## write the figures into docs/ (docs/results.md, marked blocks) from results/, bench/ and bench-gpu/
@@ -51,7 +51,7 @@ docs: $(STAMP)  ## write the figures into docs/ (docs/results.md, marked blocks)
 # code deps of dvc.yaml up to date, re-run the demo with `dvc repro` and regenerate docs/; then
 # commit dvc.yaml, dvc.lock, results/ and docs/ (and `dvc push` where the remote is reachable).
 lock: $(STAMP)  ## refresh dvc.yaml's code deps, dvc repro the demo, regenerate docs/ (commit dvc.lock, results/, docs/)
-	$(BIN)/python -m mmvideos.dvc_deps --write
+	$(BIN)/python -m mmvideos.tooling.dvc_deps --write
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 	$(BIN)/mmvideos docs
 

@@ -13,10 +13,11 @@ def annotate_visual(clips: Input[Dataset], params: dict, data_root: str, slot: i
 
     Scores of clip shards seen before by the same annotator are looked up, not recomputed.
     """
-    from mmvideos.annotate import VisualConfig, annotate_visual as run
+    from mmvideos.cluster.kfp_io import attach
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.kfp_io import attach
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.annotate import VisualConfig
+    from mmvideos.stages.annotate import annotate_visual as run
 
     attach(labels, run(clips.path, labels.path, from_dict(VisualConfig, params), DataRoot(data_root), slot, slots))
 
@@ -28,10 +29,11 @@ def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: in
 
     A new ``top_k`` or ``threshold`` re-selects from the stored scores; no network runs.
     """
-    from mmvideos.annotate import AudioConfig, annotate_audio as run
+    from mmvideos.cluster.kfp_io import attach
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.kfp_io import attach
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.annotate import AudioConfig
+    from mmvideos.stages.annotate import annotate_audio as run
 
     attach(labels, run(clips.path, labels.path, from_dict(AudioConfig, params), DataRoot(data_root), slot, slots))
 
@@ -40,9 +42,10 @@ def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: in
 def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict,
                  labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown]):
     """One multi-modal vocabulary and label table, with Fig. 2-style statistics."""
-    from mmvideos.annotate import MergeConfig, merge_labels as run
+    from mmvideos.cluster.kfp_io import attach, copy_page
     from mmvideos.config import from_dict
-    from mmvideos.kfp_io import attach, copy_page
+    from mmvideos.stages.annotate import MergeConfig
+    from mmvideos.stages.annotate import merge_labels as run
 
     summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=True)
     attach(labels, summary)
@@ -59,9 +62,10 @@ def label_drift(labels: Input[Dataset], params: dict, data_root: str, drift: Out
     """
     import tempfile
 
+    from mmvideos.cluster.kfp_io import copy_page, log_metrics
     from mmvideos.config import from_dict
-    from mmvideos.drift import DriftConfig, label_drift as run
-    from mmvideos.kfp_io import copy_page, log_metrics
+    from mmvideos.stages.drift import DriftConfig
+    from mmvideos.stages.drift import label_drift as run
 
     with tempfile.TemporaryDirectory() as out:
         summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True, root=data_root,

@@ -10,11 +10,11 @@ from mmvideos.components import IMAGE
 def clip_slot(videos: Input[Dataset], params: dict, data_root: str, slot: int, slots: int, clips: Output[Dataset]):
     """Cut this slot's videos into 3-5 s clips (16 kHz audio, 3 fps frames); videos clipped
     before with the same settings are found in the data root, not decoded again."""
-    from mmvideos.clip import ClipConfig, clip_videos
+    from mmvideos.cluster.kfp_io import attach
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.ingest import read_videos
-    from mmvideos.kfp_io import attach
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.clip import ClipConfig, clip_videos
+    from mmvideos.stages.ingest import read_videos
 
     attach(clips, clip_videos(read_videos(videos.path), clips.path, from_dict(ClipConfig, params), DataRoot(data_root),
                               slot, slots, progress=True))

@@ -11,10 +11,11 @@ def extract_features(clips: Input[Dataset], labels: Input[Dataset], params: dict
                      slots: int, features: Output[Dataset]):
     """This slot's clips: log-mel features (paper preset) in float16 shards in the data root,
     indexed with each clip's label indices."""
+    from mmvideos.cluster.kfp_io import attach
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.features.extract import FeatureConfig, extract_features as run
-    from mmvideos.kfp_io import attach
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.features import FeatureConfig
+    from mmvideos.stages.features import extract_features as run
 
     attach(features, run(clips.path, labels.path, features.path, DataRoot(data_root), from_dict(FeatureConfig, params),
                          slot, slots, progress=True))

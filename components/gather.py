@@ -12,8 +12,9 @@ from mmvideos.components import IMAGE
 def gather(parts: Input[List[Dataset]], stage: str, title: str, data_root: str, merged: Output[Dataset],
            report: Output[Markdown]):
     """One output of ``stage`` from its slots' outputs; the manifest is recorded in the data root."""
-    from mmvideos.dataroot import DataRoot, gather as run
-    from mmvideos.kfp_io import finish
+    from mmvideos.cluster.kfp_io import finish
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.data.dataroot import gather as run
 
     summary = run([p.path for p in parts], merged.path, stage, DataRoot(data_root))
     finish(merged, report, title, summary, tables={"Rejected while clipping": f"{merged.path}/rejects.parquet"}

@@ -18,9 +18,9 @@ def list_source(source: str, data_root: str, slots: int) -> List[str]:
     the loop's items, rather than the fingerprint a loop input, because kfp.local hands a task
     output consumed inside a ParallelFor the loop item instead.)
     """
-    from mmvideos.corpus import resolve_source
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.ingest import list_source as run
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.demo.corpus import resolve_source
+    from mmvideos.stages.ingest import list_source as run
 
     fingerprint = run(resolve_source(source), DataRoot(data_root))
     return [f"{fingerprint}:{slot}" for slot in range(slots)]
@@ -31,10 +31,10 @@ def probe(data_root: str, order: str, slots: int, probes: Output[Dataset], param
     """Probe one slot's share of the listing (``order``: ``"<fingerprint>:<slot>"``); files
     probed by an earlier run are looked up, not read. ``params`` (the ingest section) sets how
     much audio each probe fingerprints (``fingerprint.seconds``; default when left out)."""
+    from mmvideos.cluster.kfp_io import attach
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.ingest import IngestConfig, probe_listing
-    from mmvideos.kfp_io import attach
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.ingest import IngestConfig, probe_listing
 
     fingerprint, slot = order.rsplit(":", 1)
     seconds = from_dict(IngestConfig, params).fingerprint.seconds
@@ -46,10 +46,10 @@ def probe(data_root: str, order: str, slots: int, probes: Output[Dataset], param
 def gather_ingest(parts: Input[List[Dataset]], data_root: str, params: dict, videos: Output[Dataset],
                   report: Output[Markdown]):
     """The probes -> videos.parquet (kept, with content id, fold, split) and rejects.parquet."""
+    from mmvideos.cluster.kfp_io import finish
     from mmvideos.config import from_dict
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.ingest import IngestConfig, gather_probes
-    from mmvideos.kfp_io import finish
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.ingest import IngestConfig, gather_probes
 
     summary = gather_probes([p.path for p in parts], videos.path, from_dict(IngestConfig, params), DataRoot(data_root))
     finish(videos, report, "Ingest", summary, tables={"Rejected inputs": f"{videos.path}/rejects.parquet"})

@@ -15,16 +15,16 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     ``compiled_models`` the DAG has one task for. One node (``num_nodes: 1``): trains here on
     every GPU the pod was given (one DDP process each under torchrun), else the CPU. More nodes:
     submits a Kubeflow Trainer TrainJob running the same entry point on ``num_nodes`` GPU pods,
-    follows its log and fetches its model (:mod:`mmvideos.trainjob`). The checkpoint is kept in
+    follows its log and fetches its model (:mod:`mmvideos.cluster.trainjob`). The checkpoint is kept in
     the data root after every epoch: a retried or preempted task (or TrainJob) resumes.
     """
     import dataclasses
 
+    from mmvideos.cluster.kfp_io import attach, copy_page, log_metrics
+    from mmvideos.cluster.placement import compiled_placement
     from mmvideos.config import check_compiled, model_names
-    from mmvideos.dataroot import DataRoot
-    from mmvideos.kfp_io import attach, copy_page, log_metrics
-    from mmvideos.placement import compiled_placement
-    from mmvideos.train import checkpoint_uri, launch, pretrain_config
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.stages.pretrain import checkpoint_uri, launch, pretrain_config
 
     check_compiled("pretrain.models", model_names(params), list(compiled_models))
     cfg = pretrain_config(params, arch)
@@ -33,7 +33,7 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
         cfg = dataclasses.replace(cfg, device="cuda")
     checkpoint = checkpoint_uri(DataRoot(data_root), features.path, cfg)
     if cfg.num_nodes > 1:
-        from mmvideos.trainjob import pretrain_on_trainjob
+        from mmvideos.cluster.trainjob import pretrain_on_trainjob
 
         summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement)
     else:

@@ -16,10 +16,11 @@ def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model:
     ``data_roots`` maps benchmark names to their data (params.yaml ``benchmarks``); its names
     must be the ``compiled_benchmarks`` the DAG has one task for (the roots may change per run).
     """
+    from mmvideos.cluster.kfp_io import log_transfer
     from mmvideos.config import check_compiled, from_dict
-    from mmvideos.demo_benchmark import resolve_benchmark
-    from mmvideos.kfp_io import log_transfer
-    from mmvideos.transfer import TransferConfig, transfer as run
+    from mmvideos.demo.benchmark import resolve_benchmark
+    from mmvideos.stages.transfer import TransferConfig
+    from mmvideos.stages.transfer import transfer as run
 
     check_compiled("the benchmark names in benchmarks", sorted(data_roots), sorted(compiled_benchmarks))
     run(benchmark, resolve_benchmark(benchmark, data_roots.get(benchmark)), model.path, results.path,
@@ -30,7 +31,7 @@ def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model:
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def collect(results: Input[List[Dataset]], collected: Output[Dataset]):
     """One model's transfer results over every benchmark, in one folder for the report."""
-    from mmvideos.report import collect as run
+    from mmvideos.stages.report import collect as run
 
     collected.metadata["results"] = run([r.path for r in results], collected.path)
 
@@ -42,8 +43,8 @@ def report(results: Input[List[Dataset]], table: Output[Dataset], page: Output[M
     paper's figures beside ours, plus a bar plot."""
     import json
 
-    from mmvideos.kfp_io import copy_page, log_metrics
-    from mmvideos.report import report as run
+    from mmvideos.cluster.kfp_io import copy_page, log_metrics
+    from mmvideos.stages.report import report as run
 
     run([r.path for r in results], table.path)
     log_metrics(metrics, json.loads(open(f"{table.path}/metrics.json").read()))

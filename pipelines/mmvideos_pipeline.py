@@ -13,7 +13,7 @@
 
 Bulk data never passes through an artifact: every map task writes its shards to the data root
 (``data_root``, a folder or ``gs://``) under content keys and hands on a manifest
-(:mod:`mmvideos.dataroot`); a gather concatenates manifests. A map finds the units that exist
+(:mod:`mmvideos.data.dataroot`); a gather concatenates manifests. A map finds the units that exist
 and computes only the missing ones, so a run over a few new videos, a new threshold or a new
 annotator costs only the new work, across runs, compiled versions and DVC.
 
@@ -22,7 +22,7 @@ annotator costs only the new work, across runs, compiled versions and DVC.
 overrides them per run. Fixed when the pipeline is compiled: the number of task slots of every
 map (``data.slots``), the model fan-out (``pretrain.models``), the benchmark fan-out (the names
 in ``benchmarks``) and the ``cluster`` and ``resources`` sections (every task's pod size,
-retries, time limit and node pool: :mod:`mmvideos.placement`); the pretrain and transfer tasks
+retries, time limit and node pool: :mod:`mmvideos.cluster.placement`); the pretrain and transfer tasks
 refuse a run whose models or benchmark names disagree with the compiled ones.
 The same function runs under ``kfp.local`` (``mmvideos run``) and compiles to IR YAML
 (``mmvideos compile``).
@@ -33,6 +33,7 @@ from typing import List, NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Model
 
+from mmvideos.cluster.placement import configure
 from mmvideos.components.annotate import annotate_audio, annotate_visual, label_drift, merge_labels
 from mmvideos.components.clip import clip_slot
 from mmvideos.components.features import extract_features
@@ -41,7 +42,6 @@ from mmvideos.components.ingest import gather_ingest, list_source, probe
 from mmvideos.components.pretrain import pretrain
 from mmvideos.components.transfer import collect, report, transfer
 from mmvideos.config import model_names
-from mmvideos.placement import configure
 
 PIPELINE_NAME = "mmvideos"
 
@@ -64,7 +64,7 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
     ``pipeline_root`` (e.g. ``gs://bucket/pipeline-root``) is where a cluster keeps the run's
     artifacts; ``None`` leaves it to the ``kfp-launcher`` ConfigMap of the namespace. Every task
     gets its size, retries, time limit and node pool from the ``resources`` and ``cluster``
-    sections (:func:`mmvideos.placement.configure`); ``on_cluster=False`` (``kfp.local``) skips them.
+    sections (:func:`mmvideos.cluster.placement.configure`); ``on_cluster=False`` (``kfp.local``) skips them.
     """
 
     def placed(task: dsl.PipelineTask, stage: str, name: str) -> dsl.PipelineTask:

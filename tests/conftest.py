@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 from gcp_storage_emulator.server import create_server
 
-from mmvideos import storage
-
 from media_fixtures import speech, tone, write_media
+from mmvideos.data import storage
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmvideos.synth_media import colour_bars, tone, write_corpus, write_media  # noqa: F401 (the tests' fixtures)
+from mmvideos.demo.synth_media import colour_bars, tone, write_corpus, write_media  # noqa: F401 (the tests' fixtures)
 
 
 def speech(text: str, out: Path) -> tuple[np.ndarray, int]:

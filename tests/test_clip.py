@@ -9,10 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmvideos import dataroot
-from mmvideos.clip import ClipConfig, clip_videos, frame_times, iter_clip_audio, iter_clip_frames, plan_clips, read_clips
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import ingest, read_videos
+from mmvideos.data import dataroot
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.stages.clip import (
+    ClipConfig,
+    clip_videos,
+    frame_times,
+    iter_clip_audio,
+    iter_clip_frames,
+    plan_clips,
+    read_clips,
+)
+from mmvideos.stages.ingest import ingest, read_videos
 
 
 @pytest.mark.parametrize("duration", [3.0, 4.2, 5.0, 5.5, 6.0, 7.0, 9.99, 10.0, 10.01, 61.3, 596.0])
@@ -168,7 +176,7 @@ def _mpegts(path: Path, rate: int, layout: str, seconds: float = 3.0) -> None:
 
 def test_audio_that_changes_format_part_way_is_decoded_whole(tmp_path):
     """A broadcast capture across an ad break: 48 kHz stereo, then 44.1 kHz mono."""
-    from mmvideos import media
+    from mmvideos.data import media
 
     _mpegts(tmp_path / "a.ts", 48000, "stereo")
     _mpegts(tmp_path / "b.ts", 44100, "mono")

@@ -9,8 +9,8 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 from mmvideos.cli import main
-from mmvideos.config import load_params
-from mmvideos.placement import PLACEMENT_ENV, STAGES, configure, task_resources
+from mmvideos.cluster.placement import PLACEMENT_ENV, STAGES, configure, task_resources
+from mmvideos.settings import load_params
 
 
 def _compile(tmp_path, params: dict | None = None, *extra: str) -> tuple[dict, dict]:
@@ -126,8 +126,8 @@ def test_a_local_pipeline_is_left_alone():
 
 
 def test_on_a_cluster_the_demo_defaults_are_refused_naming_the_setting(monkeypatch, tmp_path):
-    from mmvideos.corpus import resolve_source
-    from mmvideos.demo_benchmark import resolve_benchmark
+    from mmvideos.demo.benchmark import resolve_benchmark
+    from mmvideos.demo.corpus import resolve_source
 
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # what the kubelet sets in every pod
     monkeypatch.setenv("MMVIDEOS_CACHE", str(tmp_path))  # had it tried a download, it would land here
@@ -143,7 +143,7 @@ def test_on_a_cluster_the_demo_defaults_are_refused_naming_the_setting(monkeypat
 def test_device_cuda_refuses_to_train_without_a_gpu_and_auto_says_what_it_used(tmp_path):
     import torch
 
-    from mmvideos.train import PretrainConfig, pretrain
+    from mmvideos.stages.pretrain import PretrainConfig, pretrain
     from mmvideos.training.synthetic import write_synthetic_features
 
     features = write_synthetic_features(tmp_path / "features", num_clips=24, val_clips=8)

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from mmvideos import corpus
-from mmvideos.corpus import DemoVideo, resolve_source
+from mmvideos.demo import corpus
+from mmvideos.demo.corpus import DemoVideo, resolve_source
 
 
 def _sha(data: bytes) -> str:

@@ -18,15 +18,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmvideos import dataroot, storage
-from mmvideos.annotate import AudioConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels, MergeConfig
-from mmvideos.clip import ClipConfig, clip_videos
-from mmvideos.dataroot import DataRoot, collect_garbage, gather
-from mmvideos.features.extract import FeatureConfig, extract_features
-from mmvideos.features.store import iter_features, read_index
-from mmvideos.ingest import IngestConfig, gather_probes, list_source, probe_listing, read_videos
-
 from media_fixtures import write_corpus
+from mmvideos.data import dataroot, storage
+from mmvideos.data.dataroot import DataRoot, collect_garbage, gather
+from mmvideos.features.store import iter_features, read_index
+from mmvideos.stages.annotate import (
+    AudioConfig,
+    MergeConfig,
+    VisualConfig,
+    annotate_audio,
+    annotate_visual,
+    merge_labels,
+)
+from mmvideos.stages.clip import ClipConfig, clip_videos
+from mmvideos.stages.features import FeatureConfig, extract_features
+from mmvideos.stages.ingest import IngestConfig, gather_probes, list_source, probe_listing, read_videos
 
 
 def run_plane(source: str | Path, root: str, out: Path, slots: int, audio: AudioConfig = AudioConfig(),
@@ -179,8 +185,8 @@ def test_a_killed_map_task_leaves_no_visible_half_shard(corpus, tmp_path):
     videos_dir = tmp_path / "warm" / "ingest"
     cfg = ClipConfig(jpeg_quality=70)  # other settings: every unit is new
     command = [sys.executable, "-c",
-               "import sys; from mmvideos.clip import ClipConfig, clip_videos; from mmvideos.dataroot import DataRoot;"
-               "from mmvideos.ingest import read_videos;"
+               "import sys; from mmvideos.stages.clip import ClipConfig, clip_videos; from mmvideos.data.dataroot import DataRoot;"
+               "from mmvideos.stages.ingest import read_videos;"
                "clip_videos(read_videos(sys.argv[1]), sys.argv[2], ClipConfig(jpeg_quality=70), DataRoot(sys.argv[3]),"
                " progress=False)", str(videos_dir), str(tmp_path / "killed"), data.uri]
     process = subprocess.Popen(command)

@@ -1,4 +1,4 @@
-"""Distributed data parallel: ``torchrun -m mmvideos.train`` with 2 CPU processes (gloo).
+"""Distributed data parallel: ``torchrun -m mmvideos.training`` with 2 CPU processes (gloo).
 
 Two processes with 8 clips each per step must end where one process with the same 16-clip
 global batch ends. That holds when the global batches are the same clips and the per-sample
@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from mmvideos.config import from_dict
 from mmvideos.models import build_model
-from mmvideos.train import PretrainConfig, launch, pretrain
+from mmvideos.stages.pretrain import PretrainConfig, launch, pretrain
 from mmvideos.training.synthetic import write_synthetic_features
 
 SETTINGS = {"model": "vggish", "width_mult": 0.0625, "epochs": 2, "batch_size": 16, "lr": 1e-3,

@@ -13,8 +13,8 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 from mmvideos.cli import build_parser, main
-from mmvideos.config import load_params
-from mmvideos.schedule import DEFAULT_SERVICE_ACCOUNT
+from mmvideos.cluster.schedule import DEFAULT_SERVICE_ACCOUNT
+from mmvideos.settings import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "manifests" / "base"

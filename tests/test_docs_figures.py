@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmvideos import docs_gen
 from mmvideos.cli import main
+from mmvideos.tooling import docs as docs_gen
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -91,7 +91,7 @@ def test_a_hand_edited_figure_is_found_and_rewritten(tmp_path, capsys):
     docs = shutil.copytree(REPO / "docs", tmp_path / "docs")
     design = docs / "design.md"
     original = design.read_text()
-    block = original[original.index("<!-- BEGIN GENERATED demo-figures"):original.index("<!-- END GENERATED")]
+    block = original[original.index("<!-- BEGIN GENERATED demo-figures"):original.index("<!-- END GENERATED demo-figures")]
     edited = re.sub(r"val Top-1 [\d.]+%", "val Top-1 99.9%", block)
     assert edited != block
     design.write_text(original.replace(block, edited))

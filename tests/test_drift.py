@@ -8,11 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmvideos.annotate import MERGED_COLUMNS
-from mmvideos.atomic import write_parquet
 from mmvideos.config import from_dict
-from mmvideos.drift import (HEADLINE, NO_AUDIO, NUMERIC_COLUMNS, RARE_AUDIO, DriftConfig, label_drift, label_frame,
-                            pool_rare_categories)
+from mmvideos.data.atomic import write_parquet
+from mmvideos.stages.annotate import MERGED_COLUMNS
+from mmvideos.stages.drift import (
+    HEADLINE,
+    NO_AUDIO,
+    NUMERIC_COLUMNS,
+    RARE_AUDIO,
+    DriftConfig,
+    label_drift,
+    label_frame,
+    pool_rare_categories,
+)
 
 VISUAL = {f"visual:n{i:08d}": name for i, name in enumerate(
     ["tabby", "beagle", "crane", "crane", "kite", "llama", "hare", "pinwheel", "sea lion", "web site"])}

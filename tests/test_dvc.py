@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmvideos import dvc_deps
-
+from mmvideos.tooling import dvc_deps
 from repro_fixtures import REPO, dvc, git
 
 
@@ -37,8 +36,8 @@ def test_every_stage_lists_its_code():
     """dvc.yaml's code deps are the import closure of each stage's module (`make lock` refreshes them)."""
     assert dvc_deps.update(REPO / "dvc.yaml", write=False) == []
     deps = dvc_deps.stage_code_deps("clip")
-    assert "src/mmvideos/clip.py" in deps and "src/mmvideos/ingest.py" in deps  # clip reads ingest's table
-    assert "src/mmvideos/clip.py" not in dvc_deps.stage_code_deps("report")
+    assert "src/mmvideos/stages/clip.py" in deps and "src/mmvideos/stages/ingest.py" in deps  # clip reads ingest's table
+    assert "src/mmvideos/stages/clip.py" not in dvc_deps.stage_code_deps("report")
     assert "src/mmvideos/__init__.py" not in deps and "src/mmvideos/cli.py" not in deps
 
 
@@ -46,16 +45,16 @@ def test_a_later_stage_s_code_does_not_rerun_an_earlier_stage():
     """The whole-file validation (mmvideos.settings) imports every stage's settings class; it is
     not a stage's code, so pretraining does not depend on the transfer classifier through it."""
     pretrain = dvc_deps.stage_code_deps("pretrain")
-    assert "src/mmvideos/train.py" in pretrain and "src/mmvideos/config.py" in pretrain
-    assert "src/mmvideos/transfer_fit.py" not in pretrain and "src/mmvideos/settings.py" not in pretrain
+    assert "src/mmvideos/stages/pretrain.py" in pretrain and "src/mmvideos/config.py" in pretrain
+    assert "src/mmvideos/evaluation/fit.py" not in pretrain and "src/mmvideos/settings.py" not in pretrain
 
 
 def test_code_deps_rewrite_keeps_data_deps_and_comments(tmp_path):
     target = tmp_path / "dvc.yaml"
-    text = (REPO / "dvc.yaml").read_text().replace("      - src/mmvideos/clip.py\n", "", 1)
+    text = (REPO / "dvc.yaml").read_text().replace("      - src/mmvideos/stages/clip.py\n", "", 1)
     target.write_text(text)
     assert "clip" in dvc_deps.update(target, write=False)
-    assert subprocess.run([sys.executable, "-m", "mmvideos.dvc_deps", "--check", "--dvc-yaml", str(target)],
+    assert subprocess.run([sys.executable, "-m", "mmvideos.tooling.dvc_deps", "--check", "--dvc-yaml", str(target)],
                           capture_output=True).returncode == 1
     assert set(dvc_deps.update(target, write=True)) >= {"clip"}
     assert target.read_text() == (REPO / "dvc.yaml").read_text()
@@ -81,7 +80,7 @@ def test_repro_results_are_in_git_and_the_rest_in_the_cache(dvc_repo):
             "results/source.json"} <= tracked
     assert not any(name.startswith("data/") for name in tracked)
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
-    assert any(d["path"] == "src/mmvideos/clip.py" for d in lock["stages"]["clip"]["deps"])
+    assert any(d["path"] == "src/mmvideos/stages/clip.py" for d in lock["stages"]["clip"]["deps"])
     # only the source listing, which runs on every repro, is ever out of date
     assert dvc("status", cwd=dvc_repo).split() == ["fingerprint_source:", "always", "changed"]
     assert "esc50.vggish_fc.pretrained.top1" in dvc("metrics", "show", cwd=dvc_repo)
@@ -106,7 +105,7 @@ def test_a_second_clone_pulls_and_shows_the_same_metrics(dvc_repo, gcs_bucket, t
     with open(clone / "src" / "mmvideos" / "clip.py", "a") as fh:
         fh.write("\n# an edit\n")
     stages = _stages(dvc("status", cwd=clone))
-    importers = {s for s in dvc_deps.STAGE_MODULES if "src/mmvideos/clip.py" in dvc_deps.stage_code_deps(s)}
+    importers = {s for s in dvc_deps.STAGE_MODULES if "src/mmvideos/stages/clip.py" in dvc_deps.stage_code_deps(s)}
     assert stages - {"fingerprint_source"} == importers
     assert {"clip", "annotate_visual", "annotate_audio", "merge_labels", "features"} <= stages
     assert not stages & {"ingest", "report", "label_drift"}

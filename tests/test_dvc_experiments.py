@@ -13,8 +13,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from mmvideos.config import load_params
-
+from mmvideos.settings import load_params
 from repro_fixtures import REPO, dvc, git
 
 

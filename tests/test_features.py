@@ -13,12 +13,12 @@ import torchaudio.functional
 
 from conftest import upload_dir
 from media_fixtures import speech, tone
-from mmvideos import dataroot, shards
-from mmvideos.atomic import write_parquet
-from mmvideos.dataroot import DataRoot
+from mmvideos.data import dataroot, shards
+from mmvideos.data.atomic import write_parquet
+from mmvideos.data.dataroot import DataRoot
 from mmvideos.features import logmel
-from mmvideos.features.extract import FeatureConfig, extract_features, feature_throughput, log_mel_seconds
 from mmvideos.features.store import FeatureRecord, iter_features, read_feature_config, read_index, read_vocabulary
+from mmvideos.stages.features import FeatureConfig, extract_features, feature_throughput, log_mel_seconds
 
 SR = 16000
 CFG = FeatureConfig(preset="paper", batch_seconds=4, device="cpu")  # small batches: several flushes

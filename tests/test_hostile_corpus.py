@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmvideos import storage
-from mmvideos.clip import ClipConfig, clip_videos, read_clips
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import IngestConfig, ingest, read_videos
-from mmvideos.synth_media import tone, write_media
+from mmvideos.data import sources
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.demo.synth_media import tone, write_media
+from mmvideos.stages.clip import ClipConfig, clip_videos, read_clips
+from mmvideos.stages.ingest import IngestConfig, ingest, read_videos
 
 
 def cover_art(path: Path, seconds: float = 5.0) -> None:
@@ -145,7 +145,7 @@ def test_an_unreadable_folder_gets_a_reject_row():
         (folder / "open" / "a.mp4").write_bytes(b"x")
         (folder / "locked" / "b.mp4").write_bytes(b"x")
         (folder / "locked").chmod(0)
-        code = f"from mmvideos.storage import scan_source; print(scan_source({str(folder)!r}))"
+        code = f"from mmvideos.data.sources import scan_source; print(scan_source({str(folder)!r}))"
         out = subprocess.run([*without_override, code], capture_output=True, text=True, check=True).stdout
         assert ast.literal_eval(out) == ([str(folder / "open" / "a.mp4")],
                              [(str(folder / "locked"), "unreadable folder: Permission denied")])
@@ -157,6 +157,6 @@ def test_an_unreadable_folder_gets_a_reject_row():
 def test_an_empty_or_mistyped_source_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="lists no files"):
-        storage.scan_source(tmp_path / "empty")
+        sources.scan_source(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="neither a folder"):
-        storage.scan_source(tmp_path / "typo")
+        sources.scan_source(tmp_path / "typo")

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import upload_dir
-from mmvideos import storage
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import (IngestConfig, fold_of, ingest, read_videos, source_entries, source_fingerprint, split_of,
-                             video_id_for)
+from mmvideos.data import storage
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.data.sources import scan_source, source_entries, source_fingerprint
+from mmvideos.stages.ingest import IngestConfig, fold_of, ingest, read_videos, split_of, video_id_for
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_a_text_list_takes_each_line_whole(media_dir, tmp_path):
     folder.mkdir()
     shutil.copy(media_dir / "good_speech.mp4", folder / "clip, take 1.mp4")
     (folder / "videos.txt").write_text("# one URI per line\nclip, take 1.mp4\n")
-    assert storage.scan_source(folder / "videos.txt") == (
+    assert scan_source(folder / "videos.txt") == (
         [str((folder / "clip, take 1.mp4").resolve())],
         [("# one URI per line", "list row starting with '#' (a comment): not read")])
 

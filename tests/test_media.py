@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from mmvideos.media import SquareScaler, iter_audio, iter_frames
+from mmvideos.data.media import SquareScaler, iter_audio, iter_frames
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MultilabelAUROC, MultilabelAveragePrecision
 
-from mmvideos.metrics import METRICS, evaluate, mean_average_precision, mean_roc_auc, top_n_accuracy
+from mmvideos.evaluation.metrics import METRICS, evaluate, mean_average_precision, mean_roc_auc, top_n_accuracy
 
 # torchmetrics warns about the degenerate classes the fixtures include on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:No (positive|negative) samples:UserWarning")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmvideos import storage
 from mmvideos.cli import main
+from mmvideos.data import storage
 
 
 def _objects(uri: str) -> dict[str, bytes]:

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from media_fixtures import speech, tone, write_media
-from mmvideos import media, overlap
 from mmvideos.config import from_dict
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import IngestConfig, ingest
+from mmvideos.data import media
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.stages import overlap
+from mmvideos.stages.ingest import IngestConfig, ingest
 
 SENTENCES = {
     "B": "Benchmark clips must never leak into the pretraining corpus, said the reviewer on Monday morning.",
@@ -182,7 +183,7 @@ def test_a_clip_copied_many_times_links_every_copy_to_the_first():
 
 
 def test_settings_come_from_params_yaml():
-    from mmvideos.config import section
+    from mmvideos.settings import section
 
     cfg = section(IngestConfig, "ingest", Path(__file__).parents[1] / "params.yaml")
     assert isinstance(cfg.exclude, overlap.ExcludeConfig) and cfg.exclude.audio == ()

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from kfp import compiler, components
 
-from mmvideos.cli import main
-from mmvideos.config import check_compiled, load_params
-from mmvideos.local_run import _TaskLines, run_local, summarise
-from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
-
 from media_fixtures import tone, write_media
+from mmvideos.cli import main
+from mmvideos.cluster.local_run import _TaskLines, run_local, summarise
+from mmvideos.config import check_compiled
+from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
+from mmvideos.settings import load_params
 
 STAGES = {"list-source", "probe", "gather-ingest", "clip-slot", "gather", "annotate-visual", "annotate-audio",
           "merge-labels", "label-drift", "extract-features", "pretrain", "transfer", "collect", "report"}
@@ -70,7 +70,7 @@ def test_pipeline_runs_on_kfp_local(media_dir, tmp_path):
     assert "Task 'gather-ingest' finished with status SUCCESS" in shown.getvalue()
     assert shown.getvalue().count("Executing task 'clip-slot'") == 2  # one task per slot
     assert "Wrote executor output" in (tmp_path / "work" / "run.log").read_text()
-    from mmvideos.bench_demo import task_times  # the parser of `mmvideos bench --figures demo`, on this run's log
+    from mmvideos.bench.demo import task_times  # the parser of `mmvideos bench --figures demo`, on this run's log
 
     timed = task_times((tmp_path / "work" / "run.log").read_text())
     ran = [line.split("'")[0] for line in shown.getvalue().split("Executing task '")[1:]]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmvideos.config import model_names
-from mmvideos.report import collect, flat_metrics, report, results_table
-from mmvideos.train import pretrain_config
+from mmvideos.stages.pretrain import pretrain_config
+from mmvideos.stages.report import collect, flat_metrics, report, results_table
 from mmvideos.training.evaluation import validation_note
 
 

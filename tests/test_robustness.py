@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from conftest import upload_dir
-from mmvideos import storage
-from mmvideos.clip import ClipConfig, clip_videos
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import ingest, read_videos
+from mmvideos.data import storage
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.stages.clip import ClipConfig, clip_videos
+from mmvideos.stages.ingest import ingest, read_videos
 
 MMVIDEOS = [sys.executable, "-m", "mmvideos.cli"]
 
@@ -145,8 +145,8 @@ import tarfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from mmvideos.corpus import sha256_file  # noqa: E402
-from mmvideos.train import PretrainConfig, load_model, pretrain  # noqa: E402
+from mmvideos.data.files import sha256_file  # noqa: E402
+from mmvideos.stages.pretrain import PretrainConfig, load_model, pretrain  # noqa: E402
 from mmvideos.training.synthetic import write_synthetic_features  # noqa: E402
 
 
@@ -269,8 +269,8 @@ def test_a_stage_leaves_the_users_own_files_in_its_output_folder(media_dir, tmp_
 def test_transfer_cache_sees_audio_changed_at_the_same_path(tmp_path):
     """Finding 3: the embedding cache is keyed by each file's version, not by its path."""
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, extract
-    from mmvideos.shards import wav_bytes
-    from mmvideos.synth_media import tone
+    from mmvideos.data.shards import wav_bytes
+    from mmvideos.demo.synth_media import tone
 
     def write(path: Path, hz: float) -> None:
         path.write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
@@ -298,7 +298,7 @@ def test_transfer_cache_sees_audio_changed_at_the_same_path(tmp_path):
 
 def test_a_truncated_shard_names_itself(tmp_path):
     """Finding 10: not a bare tarfile.ReadError."""
-    from mmvideos.shards import ShardWriter, iter_shard
+    from mmvideos.data.shards import ShardWriter, iter_shard
 
     with ShardWriter(tmp_path / "s.tar") as writer:
         for i in range(5):
@@ -311,7 +311,7 @@ def test_a_truncated_shard_names_itself(tmp_path):
 
 def test_a_flipped_clip_shard_is_caught_on_read(media_dir, tmp_path):
     """Finding 5: shards are verified against their manifest's SHA-256 as they stream."""
-    from mmvideos.clip import iter_clip_audio
+    from mmvideos.stages.clip import iter_clip_audio
 
     root = DataRoot(tmp_path / "root")
     ingest(media_dir, tmp_path / "i", root, progress=False)

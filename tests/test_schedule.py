@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from mmvideos.cli import main
-from mmvideos.schedule import check_cron
+from mmvideos.cluster.schedule import check_cron
 
 
 def test_six_field_cron_is_accepted():
@@ -30,9 +30,8 @@ def test_cli_refuses_a_bad_cron_before_contacting_the_cluster(capsys):
 # --- submit and schedule against a loopback KFP v2beta1 API (tests/kfp_api.py) ---------------
 
 from kfp_api import KfpApi  # noqa: E402
-
-from mmvideos.config import load_params  # noqa: E402
-from mmvideos.schedule import code_ref  # noqa: E402
+from mmvideos.cluster.schedule import code_ref  # noqa: E402
+from mmvideos.settings import load_params  # noqa: E402
 
 CRON = "0 0 3 * * 0"
 
@@ -113,7 +112,7 @@ def test_the_version_is_named_by_the_image_digest_else_the_git_sha(tmp_path):
 def test_each_scheduled_run_compares_its_labels_with_the_previous_runs(tmp_path):
     from test_drift import _labels, _run
 
-    from mmvideos.drift import DriftConfig, label_drift, previous_labels
+    from mmvideos.stages.drift import DriftConfig, label_drift, previous_labels
 
     root, cfg = str(tmp_path / "root"), DriftConfig(follow="weekly", top_labels=5)
     week1 = _run(tmp_path / "week1", pd.concat([_labels(60, 0.5, 1), _labels(20, 0.5, 2, "val", "v")]))

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmvideos.config import load_params
-from mmvideos.settings import validate_params
+from mmvideos.settings import load_params, validate_params
 
 MMVIDEOS = [sys.executable, "-m", "mmvideos.cli"]
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -39,10 +38,10 @@ def test_checking_the_settings_loads_no_heavy_library():
     loads none of the libraries that cost seconds at import (they load where a stage computes)."""
     heavy = ("torch", "onnx", "onnxruntime", "sklearn", "scipy", "matplotlib", "evidently")
     code = ("import sys\n"
-            "from mmvideos.config import load_params\n"
+            "from mmvideos.settings import load_params\n"
             "load_params(None)\n"
-            "import mmvideos.annotate, mmvideos.clip, mmvideos.drift, mmvideos.features.extract, mmvideos.ingest\n"
-            "import mmvideos.report, mmvideos.train, mmvideos.transfer\n"
+            "import mmvideos.stages.annotate, mmvideos.stages.clip, mmvideos.stages.drift, mmvideos.stages.features\n"
+            "import mmvideos.stages.ingest, mmvideos.stages.report, mmvideos.stages.pretrain, mmvideos.stages.transfer\n"
             f"print(sorted(set(sys.modules) & set({heavy!r})))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
@@ -120,7 +119,7 @@ def test_a_second_run_on_a_locked_workdir_is_refused(tmp_path):
 
 
 def test_latest_links_are_replaced_atomically(tmp_path):
-    from mmvideos.local_run import _point_latest
+    from mmvideos.cluster.local_run import _point_latest
 
     for target in ("a", "b"):
         (tmp_path / target).mkdir()

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from conftest import upload_dir
-from mmvideos import storage
-from mmvideos.clip import ClipConfig, clip_videos, iter_clip_audio, iter_clip_frames
-from mmvideos.dataroot import DataRoot
-from mmvideos.ingest import ingest
+from mmvideos.data import sources, storage
+from mmvideos.data.dataroot import DataRoot
+from mmvideos.stages.clip import ClipConfig, clip_videos, iter_clip_audio, iter_clip_frames
+from mmvideos.stages.ingest import ingest
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,11 @@ def test_gcs_prefix_is_listed(gcs, media_dir):
     bucket = storage.gcs_client().bucket("videos")
     bucket.blob("raw_old/c.mp4").upload_from_string(b"x")
     bucket.blob("raw.csv").upload_from_string("uri\nraw/good_speech.mp4\n")
-    uris = storage.list_source(gcs)
+    uris = sources.source_uris(gcs)
     assert sorted(uris) == sorted(f"{gcs}/{p.name}" for p in media_dir.iterdir())
     # a URI list stored on GCS, its entries relative to its folder
-    assert storage.list_source("gs://videos/raw.csv") == ["gs://videos/raw/good_speech.mp4"]
-    assert storage.list_source(f"{gcs}/good_speech.mp4") == [f"{gcs}/good_speech.mp4"]  # one object
+    assert sources.source_uris("gs://videos/raw.csv") == ["gs://videos/raw/good_speech.mp4"]
+    assert sources.source_uris(f"{gcs}/good_speech.mp4") == [f"{gcs}/good_speech.mp4"]  # one object
 
 
 def test_ingest_and_clip_from_gcs_match_local(gcs, media_dir, tmp_path):

@@ -17,19 +17,19 @@ from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score
 from torch.utils.data import DataLoader
 
-from mmvideos.bench import benchmark, format_table
-from mmvideos.corpus import sha256_file
+from mmvideos.bench.run import benchmark, format_table
+from mmvideos.data.dataroot import DataRoot, collect_garbage
+from mmvideos.data.files import sha256_file
 from mmvideos.features.store import iter_features
 from mmvideos.models import build_model
-from mmvideos.dataroot import DataRoot, collect_garbage
-from mmvideos.train import PretrainConfig, checkpoint_uri, evaluate, load_model, pretrain
+from mmvideos.stages.pretrain import PretrainConfig, checkpoint_uri, evaluate, load_model, pretrain
 from mmvideos.training.data import (
     TrainStream,
-    collate,
-    multi_hot,
     clip_keys,
+    collate,
     draw_labels,
     draw_seconds,
+    multi_hot,
     training_sample,
     training_shards,
 )

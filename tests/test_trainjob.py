@@ -26,11 +26,18 @@ import yaml
 from kubeflow_trainer_api import models
 from safetensors.torch import load_file
 
-from mmvideos import storage
-from mmvideos.config import load_params
-from mmvideos.placement import pretrain_placement
-from mmvideos.train import PretrainConfig
-from mmvideos.trainjob import build_trainjob, export_uri, failure_reason, job_name, pretrain_on_trainjob, train_args
+from mmvideos.cluster.placement import pretrain_placement
+from mmvideos.cluster.trainjob import (
+    build_trainjob,
+    export_uri,
+    failure_reason,
+    job_name,
+    pretrain_on_trainjob,
+    train_args,
+)
+from mmvideos.data import storage
+from mmvideos.settings import load_params
+from mmvideos.stages.pretrain import PretrainConfig
 from mmvideos.training.synthetic import write_synthetic_features
 
 CHECKPOINT = "gs://team-data/root/pretrain/abc/checkpoint.pt"
@@ -54,7 +61,7 @@ def test_the_trainjob_for_2_nodes_of_4_gpus():
     trainer = job.spec.trainer
     assert (trainer.num_nodes, trainer.num_proc_per_node) == (2, 4)  # 8 GPUs in all
     assert trainer.image.startswith("ghcr.io/mmvideos/mmvideos@sha256:")
-    assert trainer.command == ["torchrun", "-m", "mmvideos.train"]
+    assert trainer.command == ["torchrun", "-m", "mmvideos.training"]
     args = trainer.args
     assert args[args.index("--resume-from") + 1] == CHECKPOINT
     assert args[args.index("--export-to") + 1] == "gs://team-data/root/pretrain/abc/model"
@@ -74,7 +81,7 @@ def test_the_trainjob_for_2_nodes_of_4_gpus():
     assert pod.volumes[0].empty_dir.medium == "Memory" and pod.containers[0].volume_mounts[0].mount_path == "/dev/shm"
     assert job.spec.active_deadline_seconds == sized["timeout_s"]
     # every setting travels as a flag, and the entry point parses them back to the same config
-    from mmvideos.train import _parse_args
+    from mmvideos.stages.pretrain import _parse_args
 
     parsed = _parse_args(["--features", "f", "--out", "o", *train_args(cfg)])
     assert {f.name: getattr(parsed, f.name) for f in dataclasses.fields(cfg)} == dataclasses.asdict(cfg)
@@ -133,7 +140,7 @@ def _start_nodes(features, out, checkpoint, export) -> list[subprocess.Popen]:
     for node in range(2):
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                    "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
-                   "-m", "mmvideos.train", "--features", str(features), "--out", str(out / f"node{node}"),
+                   "-m", "mmvideos.training", "--features", str(features), "--out", str(out / f"node{node}"),
                    "--resume-from", checkpoint, "--export-to", export, "--no-progress", *train_args(SETTINGS)]
         nodes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       start_new_session=True))

@@ -7,16 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from mmvideos.baselines import load_released_vggish
-from mmvideos.benchmarks import read_benchmark
-from mmvideos.benchmarks.embeddings import (LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key,
-                                            silence)
-from mmvideos.models import build_model
-from mmvideos.report import report
-from mmvideos.training.checkpoint import export_model
-from mmvideos.transfer import TransferConfig, transfer
 from test_benchmarks import make_audioset, make_esc50, sounds
+
+from mmvideos.benchmarks import read_benchmark
+from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key, silence
+from mmvideos.evaluation.baselines import load_released_vggish
+from mmvideos.models import build_model
+from mmvideos.stages.report import report
+from mmvideos.stages.transfer import TransferConfig, transfer
+from mmvideos.training.checkpoint import export_model
 
 CFG = TransferConfig()
 

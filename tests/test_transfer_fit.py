@@ -19,10 +19,10 @@ from sklearn.preprocessing import StandardScaler
 
 from mmvideos.benchmarks import read_benchmark
 from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key
-from mmvideos.demo_benchmark import build_demo_benchmark
+from mmvideos.demo.benchmark import build_demo_benchmark
+from mmvideos.evaluation.fit import FitConfig, fit_classifier, predict, validation_folds
 from mmvideos.models import build_model
-from mmvideos.transfer import multi_hot, run_protocol
-from mmvideos.transfer_fit import FitConfig, fit_classifier, predict, validation_folds
+from mmvideos.stages.transfer import multi_hot, run_protocol
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 """mmvideos: learn acoustic representations from machine-labelled video.
 
-The stages of the pipeline are plain functions in this package (``mmvideos.ingest``,
-``mmvideos.clip``, ...); ``mmvideos.components`` wraps them as Kubeflow components and
+The stages of the pipeline are plain functions in this package (``mmvideos.stages.ingest``,
+``mmvideos.stages.clip``, ...); ``mmvideos.components`` wraps them as Kubeflow components and
 ``mmvideos.pipelines`` chains those into one DAG.
 """
 

@@ -1,9 +1,11 @@
-"""Typed configuration: ``params.yaml`` sections loaded into per-stage dataclasses.
+"""Typed configuration: a ``params.yaml`` section (a plain dict) into a stage's dataclass.
 
 Each stage module declares its own frozen dataclass of hyper-parameters (``IngestConfig`` in
-``mmvideos.ingest`` and so on).  ``params.yaml`` holds one section per stage, and this module
-turns a section (a plain dict, as KFP passes it) into that dataclass, refusing unknown keys so a
-typo in ``params.yaml`` is an error rather than a silently ignored setting.
+``mmvideos.stages.ingest`` and so on).  ``params.yaml`` holds one section per stage, and
+:func:`from_dict` turns a section (as KFP passes it) into that dataclass, refusing unknown keys so
+a typo in ``params.yaml`` is an error rather than a silently ignored setting. This module imports
+no stage: reading and validating the whole file is :mod:`mmvideos.settings`, which sits above the
+stages.
 """
 
 from __future__ import annotations
@@ -11,43 +13,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
-
-#: The repository's parameter file; `mmvideos` commands take ``--params`` to point elsewhere.
-DEFAULT_PARAMS = Path("params.yaml")
-
-
-def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Read a ``params.yaml`` into ``{section: {key: value}}``, validated whole
-    (:func:`mmvideos.settings.validate_params`): a bad setting anywhere fails every command before any work.
-
-    With no file named (``None``) it reads
-    ./params.yaml, or the packaged copy (the repository's ``params.yaml`` at build time) when
-    there is none, so an installed ``mmvideos`` works outside a checkout. A file named
-    explicitly must exist: a mistyped ``--params`` is an error, not a silent fall-back.
-    """
-    implicit = path is None
-    path = DEFAULT_PARAMS if path is None else Path(path)
-    if path.is_file():
-        text = path.read_text()
-    elif implicit:
-        from importlib import resources
-
-        text = resources.files("mmvideos").joinpath("params.yaml").read_text()
-    else:
-        raise FileNotFoundError(f"parameter file {str(path)!r} not found")
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
-    from mmvideos.settings import validate_params
-
-    validate_params(data, str(path))
-    return data
 
 
 def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
@@ -84,11 +52,6 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def section(cls: type[T], name: str, path: str | Path | None = None) -> T:
-    """Load one section of ``params.yaml`` as ``cls`` (defaults fill keys it leaves out)."""
-    return from_dict(cls, load_params(path).get(name))
-
-
 def check_compiled(setting: str, value: Any, compiled: Any) -> None:
     """Refuse a run-time ``value`` of a setting that shaped the compiled DAG (a fan-out).
 
@@ -107,7 +70,7 @@ def model_names(section: dict[str, Any] | None) -> list[str]:
     pretraining task each, every one transferred to every benchmark), else its one ``model``.
 
     Names are checked against the known architectures when each task's settings are built
-    (``mmvideos.train.pretrain_config``).
+    (``mmvideos.stages.pretrain.pretrain_config``).
     """
     section = section or {}
     if "models" in section and "model" in section:

@@ -1,11 +1,11 @@
-"""Validation of a whole ``params.yaml``, before any task runs.
+"""``params.yaml``, read and validated whole before any task runs: the registry of its sections.
 
 One schema per section. A stage's section is its config dataclass (a new setting is one new
 field there); the others are pydantic models here. Types are strict (``bf16: "no"`` is not a
 boolean, ``lr: 1e-4`` without a dot is YAML for a string), unknown sections and keys are errors,
 and ranges are the dataclasses' own checks plus the cross-section ones of ``_CROSS_CHECKS``.
 
-This module decides whether a run starts, never what a stage computes: ``mmvideos.dvc_deps``
+This module decides whether a run starts, never what a stage computes: ``mmvideos.tooling.dvc_deps``
 leaves it out of the stages' code deps, so that a stage does not depend on every other stage's
 settings class through it.
 """
@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mmvideos.config import from_dict, model_names
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
+T = TypeVar("T")
 
 
 class DataSection(BaseModel):
@@ -47,14 +50,14 @@ def section_schemas() -> dict[str, type]:
 
     To add a section (e.g. ``resources``), add one line here.
     """
-    from mmvideos.annotate import AudioConfig, MergeConfig, VisualConfig
-    from mmvideos.clip import ClipConfig
-    from mmvideos.drift import DriftConfig
-    from mmvideos.features.extract import FeatureConfig
-    from mmvideos.ingest import IngestConfig
-    from mmvideos.placement import STAGES, Cluster, TaskResources
-    from mmvideos.train import PretrainConfig
-    from mmvideos.transfer import TransferConfig
+    from mmvideos.cluster.placement import STAGES, Cluster, TaskResources
+    from mmvideos.stages.annotate import AudioConfig, MergeConfig, VisualConfig
+    from mmvideos.stages.clip import ClipConfig
+    from mmvideos.stages.drift import DriftConfig
+    from mmvideos.stages.features import FeatureConfig
+    from mmvideos.stages.ingest import IngestConfig
+    from mmvideos.stages.pretrain import PretrainConfig
+    from mmvideos.stages.transfer import TransferConfig
 
     return {"data": DataSection, "ingest": IngestConfig, "clip": ClipConfig, "annotate_visual": VisualConfig,
             "annotate_audio": AudioConfig, "merge_labels": MergeConfig, "features": FeatureConfig,
@@ -140,8 +143,8 @@ def _plain(error: dict) -> str:
 
 def _clip_fits_ingest(params: dict[str, Any]) -> list[str]:
     """A kept video must be long enough for one clip: ``ingest.min_duration_s >= clip.min_s``."""
-    from mmvideos.clip import ClipConfig
-    from mmvideos.ingest import IngestConfig
+    from mmvideos.stages.clip import ClipConfig
+    from mmvideos.stages.ingest import IngestConfig
 
     ingest, clip = from_dict(IngestConfig, params.get("ingest")), from_dict(ClipConfig, params.get("clip"))
     if ingest.min_duration_s < clip.min_s:
@@ -152,7 +155,7 @@ def _clip_fits_ingest(params: dict[str, Any]) -> list[str]:
 
 def _resources_fit(params: dict[str, Any]) -> list[str]:
     """Every task's resources (``resources.default`` under its stage's entry) are consistent."""
-    from mmvideos.placement import STAGES, task_resources
+    from mmvideos.cluster.placement import STAGES, task_resources
 
     problems = []
     for stage in STAGES:
@@ -164,3 +167,38 @@ def _resources_fit(params: dict[str, Any]) -> list[str]:
 
 
 _CROSS_CHECKS = (_clip_fits_ingest, _resources_fit)
+
+
+#: The repository's parameter file; `mmvideos` commands take ``--params`` to point elsewhere.
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Read a ``params.yaml`` into ``{section: {key: value}}``, validated whole
+    (:func:`mmvideos.settings.validate_params`): a bad setting anywhere fails every command before any work.
+
+    With no file named (``None``) it reads
+    ./params.yaml, or the packaged copy (the repository's ``params.yaml`` at build time) when
+    there is none, so an installed ``mmvideos`` works outside a checkout. A file named
+    explicitly must exist: a mistyped ``--params`` is an error, not a silent fall-back.
+    """
+    implicit = path is None
+    path = DEFAULT_PARAMS if path is None else Path(path)
+    if path.is_file():
+        text = path.read_text()
+    elif implicit:
+        from importlib import resources
+
+        text = resources.files("mmvideos").joinpath("params.yaml").read_text()
+    else:
+        raise FileNotFoundError(f"parameter file {str(path)!r} not found")
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
+    validate_params(data, str(path))
+    return data
+
+
+def section(cls: type[T], name: str, path: str | Path | None = None) -> T:
+    """Load one section of ``params.yaml`` as ``cls`` (defaults fill keys it leaves out)."""
+    return from_dict(cls, load_params(path).get(name))

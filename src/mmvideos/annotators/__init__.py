@@ -4,9 +4,38 @@ An annotator is named by ``model`` + ``weights`` URI + ``labels`` URI (``base`` 
 registry); ``visual`` holds the image classifiers (EfficientNet-Lite0, any TorchScript file),
 ``audio`` the taggers (YAMNet, any ONNX or TorchScript file). They are imported, and so
 registered, when a model is first looked up (importing this package loads no torch);
-``mmvideos.annotate`` runs them over a clip folder.
+:mod:`mmvideos.stages.annotate` runs them over a clip folder, passing its settings in.
 """
 
-from mmvideos.annotators.base import Annotator, load_annotator, register, registered
+from __future__ import annotations
+
+from mmvideos.annotators.base import LOADERS, Annotator, AnnotatorSettings, register
 
 __all__ = ["Annotator", "load_annotator", "register", "registered"]
+
+
+def _import_loaders(modality: str) -> None:
+    """Import the module whose loaders of ``modality`` ship with mmvideos (importing registers them).
+
+    Plain import statements, not ``importlib``: ``mmvideos.tooling.dvc_deps`` reads them to know that
+    the annotate stages' code includes these modules.
+    """
+    if modality == "visual":
+        from mmvideos.annotators import visual  # noqa: F401
+    elif modality == "audio":
+        from mmvideos.annotators import audio  # noqa: F401
+
+
+def registered(modality: str) -> list[str]:
+    """The model names known for ``modality``."""
+    _import_loaders(modality)
+    return sorted(model for mod, model in LOADERS if mod == modality)
+
+
+def load_annotator(modality: str, cfg: AnnotatorSettings) -> Annotator:
+    """Build the annotator ``cfg.model`` of ``modality`` from its stage's settings (``VisualConfig``...)."""
+    _import_loaders(modality)
+    loader = LOADERS.get((modality, cfg.model))
+    if loader is None:
+        raise ValueError(f"unknown {modality} annotator {cfg.model!r}; known: {registered(modality)}")
+    return loader(cfg)

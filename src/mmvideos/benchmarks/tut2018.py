@@ -19,8 +19,8 @@ import csv
 import io
 from typing import TYPE_CHECKING
 
-from mmvideos import storage
 from mmvideos.benchmarks.common import BenchmarkError, list_files, read_text
+from mmvideos.data import storage
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,4 +1,6 @@
-"""mmvideos.features: the log-mel front end, the features stage and its reader.
+"""The log-mel front end (the paper's 100x64 frames; YAMNet's and VGGish's presets) and the feature shards.
+
+The ``features`` stage that writes them is :mod:`mmvideos.stages.features`; ``store`` reads them.
 
 ``log_mel(waveform, sample_rate, preset=...)`` is the public front end
 (:mod:`mmvideos.features.logmel`). Importing this package loads no torch: ``log_mel`` and

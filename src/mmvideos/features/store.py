@@ -1,10 +1,10 @@
 """The feature folder: an index of log-mel shards (in the data root) with the labels, and its reader.
 
-The ``features`` stage (:func:`mmvideos.features.extract.extract_features`) is the one writer;
+The ``features`` stage (:func:`mmvideos.stages.features.extract_features`) is the one writer;
 pre-training, the report and the benchmarks read it through :func:`iter_features`.
 
 Feature shards live in the data root, one per clip unit (a video's clips), keyed by the audio
-shard's content and the front end (:mod:`mmvideos.dataroot`)::
+shard's content and the front end (:mod:`mmvideos.data.dataroot`)::
 
     features/<k[:2]>/<k>/features.tar   <clip_id>.npy  float16 [n_seconds, frames, 64] log-mel:
                                         one slice per non-overlapping 1-s frame (frames = 100
@@ -14,7 +14,7 @@ The feature folder (a KFP artifact, a DVC out) holds only tables::
 
     index.parquet            clip_id, shard (URI of its features.tar), n_seconds, split, fold,
                              visual, audio (int vocabulary indices, in the label table's order)
-    manifest.parquet         the feature shards (mmvideos.dataroot.MANIFEST_COLUMNS)
+    manifest.parquet         the feature shards (mmvideos.data.dataroot.MANIFEST_COLUMNS)
     vocabulary.parquet       merge_labels' vocabulary, copied: index (0..V-1), id, name,
                              modality, count; the label indices point into it
     config.json              the front end: preset, sample_rate, window (samples and type),
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmvideos import shards, storage
+from mmvideos.data import shards, storage
 
 FEATURES = "features.tar"
 INDEX = "index.parquet"
@@ -236,7 +236,7 @@ def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], n
 
     A minimal tar reader: it reads the 512-byte header of each member (with the first bytes of
     its payload, the ``.npy`` header) and skips the payload, so a shard of ``n`` clips costs ``n``
-    small reads. Only the ustar and PAX forms that :class:`mmvideos.shards.ShardWriter` writes
+    small reads. Only the ustar and PAX forms that :class:`mmvideos.data.shards.ShardWriter` writes
     are understood; anything else raises ``ValueError``.
     """
     offset, long_name = 0, None

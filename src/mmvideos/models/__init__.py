@@ -1,10 +1,12 @@
-"""Pre-training architectures (paper section 3, Table 1): VGGish, VGGish+BN, VGGish-FC,
-ResNet-50 and MobileNetV2, each ``log-mel [B, 1, 100, 64] -> 128-d embedding -> logits``.
+"""Pre-training architectures (paper section 3, Table 1): log-mel -> 128-d embedding -> logits.
+
+VGGish, VGGish+BN, VGGish-FC, ResNet-50 and MobileNetV2, each
+``log-mel [B, 1, 100, 64] -> 128-d embedding -> logits``.
 
 Use :func:`build_model` (``MODEL_NAMES`` lists the names); every model is an
 :class:`AudioTagger` with ``embed(x) -> [B, 128]`` and ``forward(x) -> logits [B, num_classes]``.
 
-``MODEL_NAMES`` is plain data here; the rest is imported on first use (PEP 562), so code that
+``MODEL_NAMES`` is plain data (:mod:`mmvideos.models.names`); the rest is imported on first use (PEP 562), so code that
 only checks a name (``params.yaml`` validation, :mod:`mmvideos.training.config`) does not import
 torch.
 """
@@ -13,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Every architecture :func:`build_model` builds, in the paper's order (``registry`` maps them to builders).
-MODEL_NAMES: tuple[str, ...] = ("vggish", "vggish_bn", "vggish_fc", "resnet50", "mobilenetv2")
+from mmvideos.models.names import MODEL_NAMES
 
 __all__ = ["EMBEDDING_DIM", "INPUT_SHAPE", "MODEL_NAMES", "AudioTagger", "build_model", "count_flops", "model_table"]
 

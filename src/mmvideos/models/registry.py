@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmvideos.models import MODEL_NAMES
 from mmvideos.models.mobilenetv2 import mobilenetv2
+from mmvideos.models.names import MODEL_NAMES
 from mmvideos.models.resnet import resnet
 from mmvideos.models.tagger import INPUT_SHAPE, AudioTagger
 from mmvideos.models.vggish import vggish

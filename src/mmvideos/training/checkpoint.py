@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mmvideos.atomic import atomic_path, write_json
-from mmvideos.corpus import sha256_file
+from mmvideos.data.atomic import atomic_path, write_json
+from mmvideos.data.files import sha256_file
 from mmvideos.models import build_model
 
 CHECKPOINT = "checkpoint.pt"

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from mmvideos.atomic import atomic_path, write_text
+from mmvideos.data.atomic import atomic_path, write_text
 from mmvideos.features.store import FeatureRecord
 
 

@@ -1,4 +1,4 @@
-"""The pre-training loop (paper section 3, "Loss Function" and "Training"); :mod:`mmvideos.train` is the stage.
+"""The pre-training loop (paper section 3, "Loss Function" and "Training"); :mod:`mmvideos.stages.pretrain` is the stage.
 
 One readable loop: each epoch every training clip gives one random 1-s log-mel frame with half
 its visual labels and all its audio labels (:mod:`mmvideos.training.data`); the loss is the
@@ -50,10 +50,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from mmvideos import storage
-from mmvideos.atomic import write_json, write_parquet
-from mmvideos.corpus import sha256_file
-from mmvideos.dataroot import DataRoot, verify_files
+from mmvideos.data import storage
+from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.dataroot import DataRoot, verify_files
+from mmvideos.data.files import sha256_file
 from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
@@ -427,7 +427,7 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
 
     ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
     one process, or inside a distributed job already, this is :func:`pretrain` itself. Otherwise
-    ``python -m torch.distributed.run --standalone --nproc_per_node=nproc -m mmvideos.train`` runs
+    ``python -m torch.distributed.run --standalone --nproc_per_node=nproc -m mmvideos.training`` runs
     with ``cfg`` and the summary is read back from ``out_dir``. A Kubeflow pod sees the GPUs its
     task asked for (``cluster.accelerator_count``), so the pretrain task uses them all.
     """
@@ -442,7 +442,7 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   "-m", "mmvideos.train", "--features", str(features_dir), "--out", str(out_dir),
+                   "-m", "mmvideos.training", "--features", str(features_dir), "--out", str(out_dir),
                    "--params", str(params), *([] if progress else ["--no-progress"]),
                    *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))

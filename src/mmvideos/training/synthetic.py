@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmvideos.atomic import write_json, write_parquet
-from mmvideos.corpus import sha256_file
-from mmvideos.dataroot import MANIFEST, MANIFEST_COLUMNS
+from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.dataroot import MANIFEST, MANIFEST_COLUMNS
+from mmvideos.data.files import sha256_file
+from mmvideos.data.shards import ShardWriter
 from mmvideos.features.store import CONFIG, FEATURES, INDEX, VOCABULARY, encode_mel
-from mmvideos.shards import ShardWriter
 
 FRAMES, MEL_BINS = 100, 64
 

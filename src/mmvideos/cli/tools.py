@@ -1,0 +1,103 @@
+"""Tools around the pipeline: garbage collection of a data root, the model table, docs, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmvideos.cli import common
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    from mmvideos.data.dataroot import collect_garbage
+
+    found = collect_garbage(common.root(args).uri, args.keep_runs, args.min_age_hours * 3600, delete=args.delete)
+    for uri in found.files:
+        print(uri)
+    verb = "deleted" if args.delete else "would delete (run again with --delete)"
+    print(f"{verb}: {len(found.files)} files, {found.bytes / 1e6:.1f} MB, {found.units} units; "
+          f"{found.kept_units} units kept", file=sys.stderr)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from mmvideos.models import model_table
+
+    print(model_table(args.num_classes, args.width_mult).to_string(index=False))
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    from mmvideos.tooling.docs import generate
+
+    changed = generate(Path(args.results), Path(args.docs), Path(args.readme), check=args.check,
+                       bench=args.bench and Path(args.bench), bench_gpu=args.bench_gpu and Path(args.bench_gpu))
+    if args.check and changed:
+        raise ValueError(f"out of date with {args.results} or the bench reports: "
+                         f"{', '.join(map(str, changed))} (run `make docs`)")
+    print(("wrote " + ", ".join(map(str, changed))) if changed else "docs are up to date")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    if args.scale:
+        from mmvideos.bench.scale import main as scale
+
+        scale(write=args.write, output=args.output)
+        return
+    from mmvideos.bench.run import run_all
+
+    run_all(device=args.device, models=args.models, batch=args.batch, steps=args.steps, width_mult=args.width_mult,
+            output=args.output, quick=args.quick, figures=args.figures)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the ``mmvideos`` command tree."""
+    p = sub.add_parser("gc", help="list (or delete) the data root's shards that no kept run references",
+                       description="Garbage collection of a data root. A stage's kept manifests are the N it "
+                                   "wrote or reused most recently; shards none of them names are listed, and "
+                                   "deleted with --delete. Shards younger than --min-age-hours are kept: a run in "
+                                   "flight may not have written its manifest yet.")
+    common.data_root_option(p)
+    p.add_argument("--keep-runs", type=int, default=3, help="manifests kept per stage (default: %(default)s)")
+    p.add_argument("--min-age-hours", type=float, default=24.0,
+                   help="never collect what is younger than this (default: %(default)s)")
+    p.add_argument("--delete", action="store_true", help="delete them (default: only list)")
+    p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("models", help="print parameters and FLOPs of the five architectures at 100x64")
+    p.add_argument("--num-classes", type=int, default=10998, help="vocabulary size (default: the paper's 10,998)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("docs", help="write the run's figures into docs/ from results/ (make docs)",
+                       description="Write docs/results.md and refresh the marked blocks of docs/*.md and README.md "
+                                   "from the results/ of a `dvc repro` (labels, pretraining, transfer, drift) "
+                                   "and the reports of `make bench` and `make bench-gpu`.")
+    p.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    p.add_argument("--docs", default="docs", help="documentation folder (default: %(default)s)")
+    p.add_argument("--readme", default="README.md", help="README with marked blocks (default: %(default)s)")
+    p.add_argument("--bench", help="folder of `mmvideos bench`'s bench.json (default: bench/ beside --results)")
+    p.add_argument("--bench-gpu", help="folder of `make bench-gpu`'s bench_gpu.json, where it has run "
+                                       "(default: bench-gpu/ beside --results)")
+    p.add_argument("--check", action="store_true", help="write nothing; fail if a generated file is stale")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("bench", help="throughput figures, each next to its reference measured in the same run "
+                                     "(log-mel vs librosa, the loader, annotators, training per model), and the "
+                                     "warm demo run per task: writes bench.json, bench.md and bench.png")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--models", nargs="*", default=None, help="architectures to time (default: all five)")
+    p.add_argument("--batch", type=int, default=8, help="training batch for the timing (default 8)")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per model (default 3)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="model width (default 1.0: full size)")
+    p.add_argument("--output", default="bench", help="folder of the report (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smaller inputs, no annotators, no demo run: a smoke run")
+    p.add_argument("--figures", nargs="+", default=None, metavar="NAME",
+                   help="run only these parts: log-mel, loader, decode, frames, visual, annotators, training, "
+                        "demo (`mmvideos run` timed per task, warm: fresh workdir and data root, cached downloads; "
+                        "not with --quick) (default: all)")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
+                        "should stay flat), then again with 5%% new videos (what is reused)")
+    p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
+                                                 "`mmvideos docs` writes it from --output's scale.json)")
+    p.set_defaults(func=cmd_bench)

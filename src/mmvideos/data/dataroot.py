@@ -1,0 +1,367 @@
+"""The data root: where every stage keeps its bulk output, content-addressed and write-once.
+
+A data root is a local folder (``mmvideos run``, ``dvc repro``) or a ``gs://bucket/prefix`` (a
+cluster). Stages are maps over *units*: one unit is one stage's output for one input shard (a
+video for ``probe`` and ``clip``, a clip shard for the annotators and ``features``). Layout::
+
+    <root>/<stage>/<key[:2]>/<key>/<files>       a unit's files (tar shards, score tables)
+    <root>/<stage>/<key[:2]>/<key>/COMMIT.json   written last: the unit exists once this does
+    <root>/manifests/<stage>/<sha256>.parquet    every manifest a stage produced (gc's roots)
+    <root>/listings/<fingerprint>.parquet        source listings, by their fingerprint
+    <root>/pretrain/<key>/checkpoint.pt          resumable training state of one run's settings
+
+A unit's key is the SHA-256 of its stage, the stage's code version (:data:`STAGE_VERSIONS`),
+the content hash of its input and the settings that change its result (for annotators, the
+weights' SHA-256). A unit is never rewritten: a task killed half-way leaves files without a
+``COMMIT.json``, which no reader looks at and the next attempt overwrites; a committed unit is
+found by its key and reused, by any run, compiled version or DVC stage on the same root.
+
+Stage outputs handed between tasks (KFP artifacts, DVC outs) are *manifests*: small tables
+with one row per unit file (:data:`MANIFEST_COLUMNS`), never the bulk bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmvideos.data import storage
+from mmvideos.data.files import sha256_file
+
+log = logging.getLogger(__name__)
+
+#: Bump a stage's version when its code changes what it writes: every key of the stage changes.
+STAGE_VERSIONS = {"probe": "2", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
+
+#: The stages whose units live under the data root (gc walks these, plus ``pretrain``).
+UNIT_STAGES = tuple(STAGE_VERSIONS)
+
+COMMIT = "COMMIT.json"
+MANIFEST = "manifest.parquet"
+#: One row per unit file: the stage, the unit key, the video it came from, the file's name,
+#: URI, clips and seconds of audio it holds, size, SHA-256, and whether this run reused it.
+MANIFEST_COLUMNS = ["stage", "key", "video_id", "file", "uri", "clips", "seconds", "bytes", "sha256", "reused"]
+
+
+def unit_key(stage: str, **inputs: Any) -> str:
+    """The content key of a unit: SHA-256 over the stage, its code version and ``inputs``.
+
+    ``inputs`` must be JSON-serialisable (content hashes, settings as dicts).
+    """
+    payload = json.dumps({"stage": stage, "version": STAGE_VERSIONS[stage], **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def slot_of(name: str, slots: int) -> int:
+    """The task slot (``0..slots-1``) that handles the item ``name`` (a video id, a URI).
+
+    A hash, so an item keeps its slot when others are added and slots get even shares.
+    """
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % slots
+
+
+@dataclasses.dataclass
+class Counts:
+    """What a map task did: units (shards) reused and computed, clips computed."""
+
+    reused: int = 0
+    computed: int = 0
+    clips_computed: int = 0
+
+    def as_summary(self) -> dict[str, int]:
+        return {"shards_reused": self.reused, "shards_computed": self.computed, "clips_computed": self.clips_computed}
+
+
+class DataRoot:
+    """A data root (module docstring): find, commit and list units by key."""
+
+    def __init__(self, root: str | Path) -> None:
+        root = str(root)
+        if not root:
+            raise ValueError("no data root: set data.root in params.yaml or pass --data-root "
+                             "(a local folder, or gs://bucket/prefix on a cluster)")
+        if root.startswith("gs:") and not storage.is_gcs(root):
+            raise ValueError(f"data root {root!r} is not a gs:// URI (gs://bucket/prefix)")
+        if storage.is_gcs(root):
+            storage.split_gcs(root)  # refuses a URI without a bucket
+            self.uri = root.rstrip("/")
+        else:
+            self.uri = str(Path(root).resolve())
+
+    def unit(self, stage: str, key: str) -> str:
+        """The folder (or prefix) of a unit."""
+        return storage.join(self.uri, stage, key[:2], key)
+
+    def find(self, stage: str, key: str) -> dict | None:
+        """The commit record of a finished unit, or ``None`` when it does not exist (yet).
+
+        Its URIs are those under this root, wherever the unit was written: a root copied to
+        another folder or bucket keeps working.
+        """
+        folder = self.unit(stage, key)
+        try:
+            record = json.loads(storage.read_bytes(storage.join(folder, COMMIT)))
+        except FileNotFoundError:
+            return None
+        files = {name: {**meta, "uri": storage.join(folder, name)} for name, meta in record.get("files", {}).items()}
+        return {**record, "unit": folder, "files": files}
+
+    def commit(self, stage: str, key: str, files: dict[str, Path], record: dict) -> dict:
+        """Place a unit's local ``files`` ({name: path}) under its key, then its ``COMMIT.json``.
+
+        The commit record is ``record`` plus ``files``: {name: {uri, bytes, sha256}}. Until the
+        commit file is written the unit does not exist for readers.
+        """
+        folder = self.unit(stage, key)
+        placed = {}
+        for name, path in sorted(files.items()):
+            uri = storage.join(folder, name)
+            storage.put_file(path, uri)
+            placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
+        committed = {**record, "stage": stage, "key": key, "unit": folder, "files": placed}
+        storage.put_bytes(json.dumps(committed, sort_keys=True, indent=1).encode(), storage.join(folder, COMMIT))
+        return committed
+
+    def save_manifest(self, stage: str, manifest: pd.DataFrame) -> str:
+        """Record a stage's manifest under ``manifests/<stage>/`` (gc keeps what they name).
+
+        Named by the SHA-256 of its keys, and rewritten when it already exists, so its time is
+        that of the last run that used it.
+        """
+        if manifest.empty:
+            return ""
+        keys = "\n".join(sorted(set(manifest["key"]))).encode()
+        buf = io.BytesIO()
+        manifest[["stage", "key"]].drop_duplicates().to_parquet(buf, index=False)
+        uri = storage.join(self.uri, "manifests", stage, f"{hashlib.sha256(keys).hexdigest()}.parquet")
+        storage.put_bytes(buf.getvalue(), uri)
+        return uri
+
+    def map_units(self, stage: str, items: Iterable[tuple[str, Any]],
+                  compute: Callable[[Any, Path], tuple[dict, dict[str, Path]]],
+                  on_done: Callable[[Any, dict | None, bool], None] | None = None,
+                  skip: tuple[type[BaseException], ...] = ()) -> tuple[list[dict], Counts, list[tuple[Any, Exception]]]:
+        """Run ``compute`` for every ``(key, item)`` whose unit is not committed yet.
+
+        ``compute(item, scratch)`` writes the unit's files into the local ``scratch`` folder and
+        returns ``(record, {name: path})``; the record should carry ``clips``. Finished units
+        are reused as they are. An item whose ``compute`` raises one of ``skip`` (e.g. a file
+        that cannot be read now) is left uncommitted, for the next run to try again.
+
+        Returns the commit records in item order (each with ``reused``, which is not stored),
+        the counts and the skipped ``(item, exception)`` pairs; ``on_done(item, record, reused)``
+        is called after each item (progress bars; ``record`` is ``None`` for a skipped one).
+        """
+        records, counts, skipped = [], Counts(), []
+        for key, item in items:
+            record = self.find(stage, key)
+            reused = record is not None
+            if record is None:
+                try:
+                    with tempfile.TemporaryDirectory(prefix=f"mmvideos-{stage}-") as scratch:
+                        body, files = compute(item, Path(scratch))
+                        record = self.commit(stage, key, files, body)
+                except skip as exc:
+                    skipped.append((item, exc))
+                else:
+                    counts.computed += 1
+                    counts.clips_computed += int(record.get("clips", 0))
+            else:
+                counts.reused += 1
+            if record is not None:
+                records.append({**record, "reused": reused})
+            if on_done is not None:
+                on_done(item, record, reused)
+        return records, counts, skipped
+
+
+def manifest_rows(records: Iterable[dict]) -> pd.DataFrame:
+    """Manifest rows (:data:`MANIFEST_COLUMNS`) of commit records, one per unit file (a unit
+    without files, such as a probe or a rejected video, gets one row for its commit file)."""
+    rows = []
+    for record in records:
+        files = record.get("files") or {COMMIT: {"uri": storage.join(record["unit"], COMMIT), "bytes": 0, "sha256": ""}}
+        was_reused = record.get("reused", False)
+        for name, meta in sorted(files.items()):
+            rows.append({"stage": record["stage"], "key": record["key"], "video_id": record.get("video_id", ""),
+                         "file": name, "uri": meta["uri"], "clips": int(record.get("clips", 0)),
+                         "seconds": float(record.get("seconds", 0.0)), "bytes": int(meta["bytes"]),
+                         "sha256": meta["sha256"], "reused": bool(was_reused)})
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The rows of ``tables`` in one table (empty with ``columns`` when they have none)."""
+    non_empty = [t for t in tables if not t.empty]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
+
+
+def slot_units(folder: str | Path, name: str, slot: int = 0, slots: int = 1) -> pd.DataFrame:
+    """The manifest rows of a stage folder's ``name`` files (e.g. ``audio.tar``) that fall to
+    task ``slot``: slots split the work by video, as every map stage does."""
+    manifest = read_manifest(folder)
+    rows = manifest[manifest["file"] == name]
+    return rows[np.array([slot_of(v, slots) == slot for v in rows["video_id"]], dtype=bool)]
+
+
+def read_manifest(folder: str | Path) -> pd.DataFrame:
+    """The manifest table of a stage output folder (empty with the columns when it has none)."""
+    uri = storage.join(folder, MANIFEST)
+    if not storage.is_gcs(str(folder)) and not Path(uri).is_file():
+        return pd.DataFrame(columns=MANIFEST_COLUMNS)
+    return storage.read_parquet(uri)
+
+
+def file_uris(folder: str | Path, name: str) -> dict[str, str]:
+    """``{unit key: URI}`` of the unit files called ``name`` that a stage folder's manifest lists."""
+    manifest = read_manifest(folder)
+    rows = manifest[manifest["file"] == name]
+    return dict(zip(rows["key"], rows["uri"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Garbage:
+    """What :func:`collect_garbage` found: unreferenced unit files and their bytes."""
+
+    files: list[str]
+    bytes: int
+    units: int
+    kept_units: int
+
+
+def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 * 3600,
+                    delete: bool = False) -> Garbage:
+    """The unit files no kept manifest references (and, with ``delete``, remove them).
+
+    A stage's kept manifests are the ``keep_runs`` it wrote or re-used most recently. Units
+    younger than ``min_age_s`` are never collected: a run in flight may not have written its
+    manifest yet. Listings and manifests older than every kept one go too.
+    """
+    data, now = DataRoot(root), time.time()
+    referenced: set[tuple[str, str]] = set()
+    stale_meta: list[str] = []
+    for prefix, is_manifest in ([(storage.join(data.uri, "manifests", s), True) for s in (*UNIT_STAGES, "pretrain")]
+                                + [(storage.join(data.uri, "listings"), False)]):
+        entries = sorted(storage.list_files(prefix), key=lambda e: e[1], reverse=True)
+        if is_manifest:
+            for uri, _, _ in entries[:keep_runs]:
+                table = storage.read_parquet(uri)
+                referenced |= set(zip(table["stage"], table["key"]))
+        stale_meta += [uri for uri, mtime, _ in entries[keep_runs:] if now - mtime >= min_age_s]
+    units: dict[tuple[str, str], list[tuple[str, float, int]]] = {}
+    for stage in (*UNIT_STAGES, "pretrain"):
+        for entry in storage.list_files(storage.join(data.uri, stage)):
+            units.setdefault((stage, entry[0].rsplit("/", 2)[-2]), []).append(entry)
+    # a unit goes whole or not at all: by its references and its newest file
+    dead = {unit: files for unit, files in units.items()
+            if unit not in referenced and now - max(mtime for _, mtime, _ in files) >= min_age_s}
+    garbage = [uri for files in dead.values() for uri, _, _ in files] + stale_meta
+    if delete:
+        # COMMIT.json first: a unit loses its visibility before its files go
+        for uri in sorted(garbage, key=lambda u: not u.endswith(COMMIT)):
+            storage.delete(uri)
+    return Garbage(files=garbage, bytes=sum(size for files in dead.values() for _, _, size in files),
+                   units=len(dead), kept_units=len(units) - len(dead))
+
+
+#: Tables of a stage's output that the gather concatenates over its task slots; every other
+#: file (classes.csv, vocabulary.parquet, config.json) is the same in every part and copied once.
+CONCATENATED = ("manifest.parquet", "probes.parquet", "clips.parquet", "rejects.parquet", "visual.parquet",
+                "audio.parquet", "index.parquet")
+#: Summary counts that add up over slots; other summary values are taken from the first part.
+ADDITIVE = ("files", "gone_since_listed", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
+            "frames", "seconds", "audio_seconds", "shards_reused", "shards_computed", "clips_computed",
+            "clips_unlabelled", "clips_too_short", "shards", "labels")
+
+
+def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataRoot | None = None) -> dict:
+    """Concatenate the slot outputs of a map stage into one output folder; returns its summary.
+
+    Only manifests and tables are read and written, never a shard. Rows are sorted by their id
+    (unit key, clip id or URI), so the output does not depend on the number of slots. With
+    ``root`` the merged manifest is also recorded under ``manifests/<stage>/`` (what gc keeps).
+    """
+    from mmvideos.data.atomic import write_json, write_parquet
+
+    out_dir = Path(out_dir)
+    parts = [Path(p) for p in parts]
+    if not parts:
+        raise ValueError(f"gather {stage}: no parts")
+    for name in sorted({p.name for part in parts for p in part.iterdir() if p.is_file()}):
+        if name == "summary.json":
+            continue
+        if name in CONCATENATED:
+            tables = [pd.read_parquet(part / name) for part in parts if (part / name).is_file()]
+            table = concat(tables, list(tables[0].columns))
+            columns = [c for c in (["key", "file"] if name == MANIFEST else ["clip_id"] if "clip_id" in table else ["uri"])
+                       if c in table]
+            table = table.sort_values(columns, kind="stable", ignore_index=True) if columns else table
+            write_parquet(table, out_dir / name)
+        else:
+            source = next(part / name for part in parts if (part / name).is_file())
+            storage.put_file(source, out_dir / name)
+    summaries = [json.loads((part / "summary.json").read_text()) for part in parts if (part / "summary.json").is_file()]
+    summary = dict(summaries[0]) if summaries else {}
+    for key in ADDITIVE:
+        if any(key in s for s in summaries):
+            total = sum(s.get(key, 0) for s in summaries)
+            summary[key] = round(total, 4) if isinstance(total, float) else total
+    summary = {k: v for k, v in summary.items() if not k.endswith("_per_s")}  # per-slot rates do not add up
+    summary["task_slots"] = len(parts)
+    write_json(summary, out_dir / "summary.json")
+    if root is not None and (out_dir / MANIFEST).is_file():
+        root.save_manifest(stage, pd.read_parquet(out_dir / MANIFEST))
+    return summary
+
+
+def verify_files(folder: str | Path, name: str, index: pd.DataFrame | None = None) -> int:
+    """Check a stage folder's ``name`` files against its manifest before they are used.
+
+    Every file's SHA-256 must be the one its manifest row recorded (a flipped bit, a truncated or
+    replaced shard is an error naming it). With ``index`` (a table with ``clip_id``, ``shard``
+    (the file's URI) and ``n_seconds``), every shard it names must be in the manifest and its
+    unit's commit record must hold each of its clips with that many seconds: the index and the
+    shards agree. Reads every file once; returns how many were checked.
+    """
+    manifest = read_manifest(folder)
+    rows = manifest[manifest["file"] == name]
+    fix = "delete that unit's folder in the data root and run the stage again to rebuild it"
+    if index is not None:
+        unknown = sorted(set(index["shard"]) - set(rows["uri"]))
+        if unknown:
+            raise ValueError(f"{storage.join(folder, 'index')}: shard {unknown[0]} (and {len(unknown) - 1} more) "
+                             f"is not in the manifest of {folder}: the index and the shards disagree; run the stage again")
+        for uri, group in index.groupby("shard", sort=True):
+            try:
+                held = json.loads(storage.read_bytes(storage.join(uri.rsplit("/", 1)[0], COMMIT))).get("n_seconds")
+            except FileNotFoundError:  # a shard outside a data root (a synthetic set): its checksum still counts
+                held = None
+            if held is None:
+                continue
+            wrong = [c for c, n in zip(group["clip_id"], group["n_seconds"]) if held.get(c) != int(n)]
+            if wrong:
+                raise ValueError(f"shard {uri} does not hold what the index says: clip {wrong[0]} (and "
+                                 f"{len(wrong) - 1} more) differs; {fix}")
+    for row in rows.itertuples(index=False):
+        if not row.sha256:
+            continue
+        try:
+            with storage.local_copy(row.uri) as path:
+                digest = sha256_file(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"shard {row.uri} listed in {folder} is missing; {fix}") from None
+        if digest != row.sha256:
+            raise ValueError(f"shard {row.uri} is corrupt: its SHA-256 is not the one recorded when it was written; "
+                             f"{fix}")
+    return len(rows)

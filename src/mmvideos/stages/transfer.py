@@ -1,0 +1,235 @@
+"""Stage: transfer, a shallow classifier on frozen clip features, per benchmark (paper section 4).
+
+For one benchmark (``esc50``, ``tut2018`` or ``audioset``, see :mod:`mmvideos.benchmarks`)
+these feature sets go through the same protocol and the same classifier:
+
+* ``pretrained``: the pre-trained network's per-second embeddings, pooled by ``pooling`` (see
+  :mod:`mmvideos.benchmarks.embeddings`): ``concat`` (the paper's: the clip brought to the
+  benchmark's length, its 128-d embeddings concatenated) or ``mean_max``;
+* ``random_init``: the same architecture with random weights (seeded, untrained), which shows
+  how much of the result is the pre-training rather than the architecture;
+* ``logmel_stats``: mean and std over time of each raw log-mel bin, which shows how much is
+  learnt at all;
+* one row per entry of ``baselines``: a released model, pooled like ``pretrained``; today
+  Google's VGGish trained on YouTube-100M, the paper's main baseline (:mod:`mmvideos.evaluation.baselines`).
+
+The classifier and how it is fitted (a step budget, early stopping on a validation split carved
+from the training folds, or L-BFGS for the linear case) are in :mod:`mmvideos.evaluation.fit`;
+the paper's lr 2e-4, batch 128, weight decay 1e-6 and dropout (0.3 ESC-50, 0.5 TUT and
+AudioSet) are the defaults. Everything is seeded, so a run is reproducible on the same device.
+
+Only the settings (:class:`TransferConfig`) are needed to import this module; torch, the
+networks and the classifier's solvers are imported by the functions that run them, so that
+loading ``params.yaml`` stays quick for every command.
+
+Output folder: ``metrics.json`` (``{"benchmark", "rows": [{"model", "pooling", "top1", "top5",
+"map", "auc", "splits", "fits", ...}]}``, each metric the mean over the protocol's splits;
+``fits`` says per split how many steps the fit took and whether it stopped early),
+``confusion.json`` for single-label benchmarks (pre-trained model, summed over splits,
+``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants) and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmvideos.benchmarks.embeddings import POOLINGS
+from mmvideos.data import storage
+from mmvideos.evaluation.fit import FitConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmvideos.benchmarks import Benchmark
+
+log = logging.getLogger(__name__)
+
+MODELS = ("pretrained", "random_init", "logmel_stats")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """``params.yaml: transfer``; defaults are the paper's values where it gives them."""
+
+    solver: str = "lbfgs"        # "lbfgs" (linear classifier only) or "adam" (the paper's optimiser)
+    max_steps: int = 20000       # per fit, whatever the number of clips
+    eval_every: int = 50
+    patience: int = 20
+    val_folds: int = 5           # validation splits carved from the training folds, never the test fold
+    val_rounds: int = 5          # how many of them choose the step count / penalty (1: one split)
+    lr: float = 2e-4
+    batch_size: int = 128
+    weight_decay: float = 1e-6
+    dropout_esc50: float = 0.3
+    dropout_tut2018: float = 0.5
+    dropout_audioset: float = 0.5
+    hidden_units: int = 0        # 0: linear classifier on the features (the paper's swapped last layer)
+    pooling: str = "concat"      # "concat" (the paper's) or "mean_max"
+    baselines: dict = dataclasses.field(default_factory=dict)  # name -> {weights, pca}: released VGGish
+    seed: int = 0
+    device: str = "auto"         # "auto": CUDA when available
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name, entry in self.baselines.items():
+            if name in MODELS or not isinstance(entry, dict) or not entry.get("weights") or \
+                    set(entry) - {"weights", "pca"}:
+                raise ValueError(f"transfer.baselines.{name}: expected {{weights: URI, pca: URI}} under a name "
+                                 f"other than {MODELS}, got {entry!r}")
+        self.fit_config("esc50")  # checks the classifier settings
+
+    def fit_config(self, benchmark: str) -> FitConfig:
+        """The classifier settings for ``benchmark`` (its dropout)."""
+        return FitConfig(solver=self.solver, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
+                         dropout=getattr(self, f"dropout_{benchmark}"), hidden_units=self.hidden_units,
+                         max_steps=self.max_steps, eval_every=self.eval_every, patience=self.patience,
+                         val_folds=self.val_folds, val_rounds=self.val_rounds, seed=self.seed)
+
+    def torch_device(self) -> torch.device:
+        """The device to run on."""
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def multi_hot(labels: list[list[int]], num_classes: int) -> np.ndarray:
+    """Label index lists -> ``[N, C]`` 0/1 float32."""
+    out = np.zeros((len(labels), num_classes), dtype=np.float32)
+    for row, indices in enumerate(labels):
+        out[row, indices] = 1.0
+    return out
+
+
+def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig,
+                 device: torch.device) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
+    """Train and score on every split of the benchmark's protocol.
+
+    Returns:
+        (metrics averaged over splits, metrics per split, the fit per split (``steps``,
+        ``stopped_early``...), confusion matrix ``[C, C]`` summed over splits with rows = true class)
+    """
+    from mmvideos.evaluation.fit import fit_classifier, predict
+    from mmvideos.evaluation.metrics import evaluate
+
+    targets = multi_hot(bench.table["labels"].tolist(), len(bench.classes))  # [N, C]
+    folds = bench.table["fold"].to_numpy()
+    groups = bench.table["src_file"].to_numpy() if "src_file" in bench.table else None
+    per_split, fits, confusion = {}, {}, np.zeros((len(bench.classes),) * 2, dtype=np.int64)
+    for split in bench.protocol:
+        train, test = np.isin(folds, split.train), np.isin(folds, split.test)
+        if not train.any() or not test.any():
+            raise ValueError(f"{bench.name}: split {split.name} has {train.sum()} training and {test.sum()} "
+                             f"test clips; both must be non-empty")
+        fit = fit_classifier(features[train], targets[train], bench.multi_label, cfg, device,
+                             None if groups is None else groups[train])
+        scores = predict(fit.model, features[test], bench.multi_label, device)  # [n_test, C]
+        per_split[split.name] = evaluate(scores, targets[test])
+        fits[split.name] = fit.record()
+        if not bench.multi_label:
+            np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
+    mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))}
+    return mean, per_split, fits, confusion
+
+
+@contextlib.contextmanager
+def _local_checkpoint(checkpoint_dir: str) -> Iterator[Path]:
+    """A local folder with the checkpoint's ``model.safetensors`` and ``model.json``."""
+    if not storage.is_gcs(checkpoint_dir):
+        yield Path(checkpoint_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="mmvideos-ckpt-") as tmp:
+        for name in ("model.safetensors", "model.json"):
+            with storage.local_copy(storage.join(checkpoint_dir, name)) as path:
+                shutil.copy(path, Path(tmp) / name)
+        yield Path(tmp)
+
+
+def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, out_dir: str | Path,
+             cfg: TransferConfig = TransferConfig(), progress: bool = True,
+             cache_dir: str | Path | None = None) -> dict:
+    """Evaluate a pre-trained checkpoint, its baselines and any released model on one benchmark.
+
+    Args:
+        benchmark: ``esc50``, ``tut2018`` or ``audioset``.
+        data_dir: the benchmark's root in its published layout (local folder or ``gs://``).
+        checkpoint_dir: a pretrain output folder (``model.safetensors`` + ``model.json``).
+        out_dir: where ``metrics.json``, ``confusion.json`` and ``summary.json`` go.
+        cfg: pooling, classifier settings and released baselines.
+        progress: show progress bars.
+        cache_dir: embedding cache (default ``$MMVIDEOS_CACHE/embeddings``).
+
+    Returns:
+        The summary (also ``summary.json``).
+    """
+    import torch
+
+    from mmvideos.benchmarks import read_benchmark
+    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
+    from mmvideos.data.atomic import write_json
+    from mmvideos.data.files import cache_dir as default_cache_root
+    from mmvideos.evaluation.baselines import load_released_vggish
+    from mmvideos.models import build_model
+    from mmvideos.training.checkpoint import load_model
+
+    started = time.time()
+    out_dir = Path(out_dir)
+    device = cfg.torch_device()
+    bench = read_benchmark(benchmark, data_dir)
+    if bench.table.empty:
+        raise ValueError(f"{benchmark}: no clips found under {data_dir} ({bench.missing} listed but missing)")
+    cache = Path(cache_dir) if cache_dir else default_cache_root() / "embeddings"
+    with _local_checkpoint(str(checkpoint_dir)) as local:
+        card = json.loads((local / "model.json").read_text())
+        pretrained = load_model(local, device=device)
+        torch.manual_seed(cfg.seed)
+        random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
+        key = weights_key(local, card["arch"])
+    networks = {"pretrained": (key, pretrained),
+                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init)}
+    for name, entry in cfg.baselines.items():
+        released, released_key = load_released_vggish(entry["weights"], entry.get("pca", ""))
+        networks[name] = (released_key, released.to(device))
+    pool = {"pooling": cfg.pooling, "seconds": bench.clip_seconds}
+    extractors = [embedding_extractor(name, k, net.embed, device, **pool) for name, (k, net) in networks.items()]
+    features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
+    fit_cfg = cfg.fit_config(benchmark)
+    rows, confusion = [], None
+    for name in [*MODELS, *cfg.baselines]:
+        mean, per_split, fits, matrix = run_protocol(bench, features[name], fit_cfg, device)
+        rows.append({"model": name, "pooling": cfg.pooling if name in networks else "mean_std", **mean,
+                     "splits": per_split, "fits": fits, "solver": cfg.solver,
+                     "feature_dim": int(features[name].shape[1])})
+        if name == "pretrained":
+            confusion = matrix
+        log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items()},
+                 [f["steps"] for f in fits.values()])
+    write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows},
+               out_dir / "metrics.json")
+    if not bench.multi_label:
+        write_json({"labels": list(bench.classes), "matrix": confusion.tolist()}, out_dir / "confusion.json")
+    summary = {
+        "benchmark": benchmark, "arch": card["arch"], "checkpoint": key,
+        "clips": len(bench.table), "classes": len(bench.classes), "missing_clips": bench.missing,
+        "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
+        "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
+        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")},
+        **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()] for row in rows},
+        "seconds": round(time.time() - started, 1),
+    }
+    write_json(summary, out_dir / "summary.json")
+    return summary
