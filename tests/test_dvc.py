@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -102,7 +103,7 @@ def test_a_second_clone_pulls_and_shows_the_same_metrics(dvc_repo, gcs_bucket, t
     assert metrics[""]["data"]["results/report/metrics.json"]["data"]["esc50.vggish_fc.pretrained.top1"] >= 0
 
     # an edit of clip.py: clip and the stages whose code imports it are out of date, not ingest
-    with open(clone / "src" / "mmvideos" / "clip.py", "a") as fh:
+    with open(clone / "src" / "mmvideos" / "stages" / "clip.py", "a") as fh:
         fh.write("\n# an edit\n")
     stages = _stages(dvc("status", cwd=clone))
     importers = {s for s in dvc_deps.STAGE_MODULES if "src/mmvideos/stages/clip.py" in dvc_deps.stage_code_deps(s)}
@@ -110,8 +111,9 @@ def test_a_second_clone_pulls_and_shows_the_same_metrics(dvc_repo, gcs_bucket, t
     assert {"clip", "annotate_visual", "annotate_audio", "merge_labels", "features"} <= stages
     assert not stages & {"ingest", "report", "label_drift"}
     # an edit of report.py: report alone
-    (clone / "src" / "mmvideos" / "clip.py").write_text((REPO / "src" / "mmvideos" / "clip.py").read_text())
-    with open(clone / "src" / "mmvideos" / "report.py", "a") as fh:
+    clip_py = Path("src", "mmvideos", "stages", "clip.py")
+    (clone / clip_py).write_text((REPO / clip_py).read_text())
+    with open(clone / "src" / "mmvideos" / "stages" / "report.py", "a") as fh:
         fh.write("\n# an edit\n")
     assert _stages(dvc("status", cwd=clone)) == {"fingerprint_source", "report"}
 

@@ -81,7 +81,7 @@ def test_the_trainjob_for_2_nodes_of_4_gpus():
     assert pod.volumes[0].empty_dir.medium == "Memory" and pod.containers[0].volume_mounts[0].mount_path == "/dev/shm"
     assert job.spec.active_deadline_seconds == sized["timeout_s"]
     # every setting travels as a flag, and the entry point parses them back to the same config
-    from mmvideos.stages.pretrain import _parse_args
+    from mmvideos.training.__main__ import _parse_args
 
     parsed = _parse_args(["--features", "f", "--out", "o", *train_args(cfg)])
     assert {f.name: getattr(parsed, f.name) for f in dataclasses.fields(cfg)} == dataclasses.asdict(cfg)

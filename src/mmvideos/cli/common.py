@@ -16,8 +16,8 @@ from mmvideos.settings import load_params
 
 
 def params(args: argparse.Namespace, name: str, cls):
+    """Section ``name`` of the parameter file (``--params``) as the settings dataclass ``cls``."""
     return from_dict(cls, load_params(args.params).get(name))
-
 
 
 def root(args: argparse.Namespace):
@@ -49,39 +49,39 @@ def outputs(args: argparse.Namespace, results: tuple[str, ...]) -> Iterator[Path
                     shutil.move(out / name, res / name)
 
 
-
 def results_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--results``: where ``what`` goes instead of ``--output``."""
     p.add_argument("--results", default=None,
                    help=f"put {what} here instead of --output (local or gs://; dvc.yaml: results/, kept in git)")
 
 
-
 def slot(args: argparse.Namespace) -> dict:
+    """``--slot`` and ``--slots`` as a map stage's keyword arguments, checked."""
     if not 0 <= args.slot < args.slots:
         raise ValueError(f"--slot must lie in [0, --slots), got {args.slot} of {args.slots}")
     return {"slot": args.slot, "slots": args.slots}
 
 
-
 def print_summary(summary: dict) -> None:
+    """A stage's summary on stdout, as indented JSON."""
     print(json.dumps(summary, indent=2))
 
 
-
 def data_root_option(p: argparse.ArgumentParser) -> None:
+    """``--data-root``."""
     p.add_argument("--data-root", default=None,
                    help="where shards live: a folder, or gs://bucket/prefix (default: data.root in params.yaml)")
 
 
-
 def pipeline_root_option(p: argparse.ArgumentParser) -> None:
+    """``--pipeline-root``."""
     p.add_argument("--pipeline-root", default=None,
                    help="where the cluster keeps the runs' artifacts, e.g. gs://bucket/pipeline-root (default: the "
                         "namespace's kfp-launcher ConfigMap, manifests/base/kfp-launcher.yaml)")
 
 
-
 def cluster_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of a run on a cluster: the KFP endpoint, the run's inputs, and authentication."""
     p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
     p.add_argument("--source", help="the run's source (e.g. a gs:// prefix); on a cluster the demo corpus is refused")
     p.add_argument("--data-root", default=None, help="the run's data root, e.g. gs://bucket/mmvideos")
@@ -98,8 +98,8 @@ def cluster_run_options(p: argparse.ArgumentParser) -> None:
     auth.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint")
 
 
-
 def map_options(p: argparse.ArgumentParser) -> None:
+    """The options of a map stage: the data root and this task's slot."""
     data_root_option(p)
     p.add_argument("--slot", type=int, default=0, help="this task's slot (default 0)")
     p.add_argument("--slots", type=int, default=1, help="task slots sharing the work; 1 does it all (default 1)")

@@ -1,0 +1,202 @@
+"""The ``gs://`` backend: every storage operation on Google Cloud Storage, each retried.
+
+``google-cloud-storage`` honours ``STORAGE_EMULATOR_HOST``; when it is set we talk to that
+server anonymously (the tests run a real GCS-compatible emulator that way). The library's own
+retry (up to 120 s per call) is turned off: :func:`mmvideos.data.storage.retry.retrying` is the
+one policy. :mod:`mmvideos.data.storage` dispatches here for ``gs://`` URIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from mmvideos.data.storage.retry import retrying
+
+GCS_PREFIX = "gs://"
+
+
+def is_gcs(uri: str) -> bool:
+    """True for a ``gs://bucket/key`` URI."""
+    return uri.startswith(GCS_PREFIX)
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    if not is_gcs(uri):
+        raise ValueError(f"not a gs:// URI: {uri!r}")
+    bucket, _, key = uri[len(GCS_PREFIX):].partition("/")
+    if not bucket:
+        raise ValueError(f"gs:// URI without a bucket: {uri!r}")
+    return bucket, key
+
+
+def gcs_client():
+    """A ``google.cloud.storage.Client``; anonymous against ``STORAGE_EMULATOR_HOST``."""
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def no_library_retry():
+    """google-cloud-storage's own retry (up to 120 s per call) is replaced by :func:`retrying`."""
+    return None
+
+
+def list_gcs(prefix_uri: str) -> list[str]:
+    """All object URIs under a ``gs://`` prefix, sorted; "directory" placeholders skipped."""
+    bucket, key = split_gcs(prefix_uri)
+    blobs = list_blobs(bucket, key)
+    return sorted(f"{GCS_PREFIX}{bucket}/{b.name}" for b in blobs if not b.name.endswith("/"))
+
+
+def list_blobs(bucket: str, prefix: str) -> list:
+    """Every blob under ``prefix`` (one listing, retried); a missing bucket is ``FileNotFoundError``."""
+    from google.api_core.exceptions import NotFound
+
+    def call():
+        try:
+            return list(gcs_client().list_blobs(bucket, prefix=prefix, retry=no_library_retry()))
+        except NotFound as exc:
+            raise FileNotFoundError(f"no bucket gs://{bucket} (or no access to it)") from exc
+
+    return retrying(f"listing gs://{bucket}/{prefix}", call)
+
+
+def download(uri: str, dest: Path, generation: int | None = None) -> None:
+    """Download the object ``uri`` (at ``generation``, when given) to the local file ``dest``;
+    ``FileNotFoundError`` when there is none (or that generation is gone)."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+
+    def call() -> None:
+        blob = gcs_client().bucket(bucket).blob(key, generation=generation)
+        try:
+            blob.download_to_filename(str(dest), retry=no_library_retry())
+        except NotFound as exc:
+            dest.unlink(missing_ok=True)
+            changed = f" at generation {generation} (rewritten or deleted since it was listed)" if generation else ""
+            raise FileNotFoundError(f"no object {uri}{changed}") from exc
+
+    retrying(f"reading {uri}", call)
+
+
+def exists(uri: str) -> bool:
+    """True when the object ``uri`` exists."""
+    bucket, key = split_gcs(uri)
+    return retrying(f"looking up {uri}", lambda: gcs_client().bucket(bucket).blob(key).exists(
+        retry=no_library_retry()))
+
+
+def read_bytes(uri: str) -> bytes:
+    """The bytes of the object ``uri``; ``FileNotFoundError`` when there is none."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+
+    def call() -> bytes:
+        try:
+            return gcs_client().bucket(bucket).blob(key).download_as_bytes(retry=no_library_retry())
+        except NotFound as exc:
+            raise FileNotFoundError(f"no object {uri}") from exc
+
+    return retrying(f"reading {uri}", call)
+
+
+def upload_file(local: str | Path, uri: str) -> None:
+    """Upload a local file to ``uri`` (visible only once complete)."""
+    bucket, key = split_gcs(uri)
+    retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_filename(
+        str(local), retry=no_library_retry()))
+
+
+def upload_bytes(data: bytes, uri: str) -> None:
+    """Upload ``data`` to ``uri`` (visible only once complete)."""
+    bucket, key = split_gcs(uri)
+    retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_string(
+        data, retry=no_library_retry()))
+
+
+def delete(uri: str) -> None:
+    """Remove an object (no error when it is already gone)."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+    with contextlib.suppress(NotFound):
+        gcs_client().bucket(bucket).blob(key).delete()
+
+
+def list_files(prefix: str) -> list[tuple[str, float, int]]:
+    """``(uri, modified time, size)`` of every object under a ``gs://`` prefix, sorted."""
+    bucket, key = split_gcs(prefix.rstrip("/") + "/")
+    return sorted((f"{GCS_PREFIX}{bucket}/{b.name}", b.updated.timestamp() if b.updated else 0.0, int(b.size or 0))
+                  for b in list_blobs(bucket, key) if not b.name.endswith("/"))
+
+
+def versions(uris: list[str]) -> dict[str, str]:
+    """``{uri: "size:generation:md5"}`` of ``gs://`` objects, one listing per bucket of the URIs'
+    common folder; ``missing`` when there is none."""
+    found: dict[str, str] = {}
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        by_bucket.setdefault(split_gcs(uri)[0], []).append(uri)
+    for bucket, members in by_bucket.items():
+        folder = os.path.commonprefix([split_gcs(uri)[1] for uri in members]).rpartition("/")[0]
+        listed = {f"{GCS_PREFIX}{bucket}/{b.name}": f"{b.size}:{b.generation}:{b.md5_hash}"
+                  for b in list_blobs(bucket, folder)}
+        found |= {uri: listed.get(uri, "missing") for uri in members}
+    return found
+
+
+#: The object written last into a ``gs://`` output folder: the folder's files with their GCS
+#: generations. A reader that finds it, and finds those generations, sees the whole output.
+COMPLETE_MARKER = "_COMPLETE.json"
+
+
+def upload_folder(local: str | Path, uri: str) -> dict[str, int]:
+    """Make the ``gs://`` folder ``uri`` hold the files of the local folder ``local`` in place of
+    an earlier output's, marker last (see :func:`mmvideos.data.storage.output_folder`); returns
+    ``{relative name: generation}``."""
+    from google.api_core.exceptions import NotFound
+
+    bucket_name, key = split_gcs(uri)
+    bucket = gcs_client().bucket(bucket_name)
+    try:  # what an earlier output wrote here (its marker lists it): the only files it may remove
+        earlier = set(json.loads(bucket.blob(f"{key}/{COMPLETE_MARKER}").download_as_bytes())["files"])
+    except NotFound:
+        earlier = set()
+    with contextlib.suppress(NotFound):
+        bucket.blob(f"{key}/{COMPLETE_MARKER}").delete()
+    generations = {}
+    for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+        name = path.relative_to(local).as_posix()
+        blob = bucket.blob(f"{key}/{name}")
+        blob.upload_from_filename(str(path))
+        generations[name] = int(blob.generation or 0)
+    for name in sorted(earlier - set(generations)):  # an earlier output's files the new one lacks
+        with contextlib.suppress(NotFound):
+            bucket.blob(f"{key}/{name}").delete()
+    marker = json.dumps({"files": generations}, indent=2, sort_keys=True)
+    bucket.blob(f"{key}/{COMPLETE_MARKER}").upload_from_string(marker, content_type="application/json")
+    return generations
+
+
+def output_complete(uri: str) -> bool:
+    """True when the ``gs://`` output folder ``uri`` was completely written by
+    :func:`upload_folder` and none of its files was replaced since."""
+    try:
+        marker = json.loads(read_bytes(f"{uri.rstrip('/')}/{COMPLETE_MARKER}"))
+    except FileNotFoundError:
+        return False
+    bucket_name, key = split_gcs(uri.rstrip("/"))
+    found = {b.name[len(key) + 1:]: int(b.generation or 0)
+             for b in gcs_client().list_blobs(bucket_name, prefix=f"{key}/")}
+    return all(found.get(name) == generation for name, generation in marker["files"].items())
