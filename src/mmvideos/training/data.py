@@ -49,7 +49,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from mmvideos.features.store import ClipMeta, FeatureRecord, ShardFile, clip_meta, npy_members, read_index
 
-
 #: Whole shards are dealt to readers only if each then holds at least this share of an even split.
 BALANCE = 0.9
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -22,7 +22,8 @@ that is how it is implemented (coupled, as in TF's Adam plus a loss term; not Ad
 Distributed data parallel: under ``torchrun`` (``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` set) the
 model is wrapped in DDP (NCCL on CUDA, gloo on CPU), ``batch_size`` is the global batch split
 evenly over the ranks, each rank reads disjoint clips, and only rank 0 validates and writes.
-BatchNorm statistics are per rank (as in the paper's multi-GPU training). ``out_dir`` must be a
+BatchNorm statistics are per rank (as in the paper's multi-GPU training); the process group and
+what ranks exchange are :mod:`mmvideos.training.distributed`. ``out_dir`` must be a
 folder every rank can read, since all ranks resume from its ``checkpoint.pt``.
 """
 
@@ -70,6 +71,7 @@ from mmvideos.training.checkpoint import (
 )
 from mmvideos.training.config import PretrainConfig
 from mmvideos.training.data import TrainStream, collate, multi_hot, training_shards
+from mmvideos.training.distributed import Process, ranks_in_sync, setup_process, sum_over_ranks
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
 __all__ = ["changed_settings", "checkpoint_uri", "launch", "pretrain"]
@@ -78,36 +80,6 @@ log = logging.getLogger(__name__)
 
 #: Steps between loss read-outs for the progress bar (each one waits for the GPU).
 POSTFIX_EVERY = 50
-
-
-@dataclasses.dataclass(frozen=True)
-class _Process:
-    """Where this process sits in the (possibly distributed) job."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_process(device: str) -> _Process:
-    """Read the ``torchrun`` environment, pick the device, join the process group if needed."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("pretrain.device is cuda but this machine has no usable GPU (torch sees none: no GPU "
-                           "requested for the pod, or a driver older than the image's CUDA 12.8 build); set "
-                           "device: auto to allow the CPU")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    chosen = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return _Process(rank, world_size, chosen)
 
 
 def _fit_batch(stream: TrainStream, batch: int, features_dir: str) -> int:
@@ -142,23 +114,6 @@ def _fit_workers(stream: TrainStream, batch_per_rank: int, workers: int) -> int:
     return min(workers, 1)
 
 
-def _sum_over_ranks(values: list[float], proc: _Process) -> list[float]:
-    if proc.world_size == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=proc.device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def _ranks_in_sync(model: nn.Module, proc: _Process) -> bool:
-    """Whether all ranks hold the same parameters, compared by a float64 (sum, sum of squares)."""
-    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])
-    digest = torch.stack([flat.sum(), flat.square().sum()])
-    digests = [torch.empty_like(digest) for _ in range(proc.world_size)]
-    dist.all_gather(digests, digest)
-    return all(torch.equal(d, digest) for d in digests)
-
-
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Conv and linear weights get the L2 term; biases and norm parameters (1-d) do not."""
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -166,13 +121,13 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _prepare(mel: torch.Tensor, proc: _Process, channels_last: bool) -> torch.Tensor:
+def _prepare(mel: torch.Tensor, proc: Process, channels_last: bool) -> torch.Tensor:
     """``float16 [B, 1, 100, 64]`` batch -> float32 on the device, NHWC when asked."""
     x = mel.to(proc.device, non_blocking=True).float()
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, proc: _Process,
+def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, proc: Process,
                  cfg: PretrainConfig, num_classes: int, steps: int, progress: bool) -> tuple[float, int]:
     """``steps`` optimisation steps (every rank takes the same number); returns (mean loss, samples over all ranks)."""
     model.train()
@@ -205,7 +160,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
         bar.update()
     bar.close()
     del batches  # stops the workers of an epoch that left some clips unread
-    loss_total, samples = _sum_over_ranks([loss_sum.item(), float(samples)], proc)
+    loss_total, samples = sum_over_ranks([loss_sum.item(), float(samples)], proc)
     return loss_total / max(samples, 1.0), int(samples)
 
 
@@ -284,7 +239,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         epoch's metrics and the best validation mAP.
     """
     features_dir, out_dir = str(features_dir), Path(out_dir)
-    proc = _setup_process(cfg.device)
+    proc = setup_process(cfg.device)
     if cfg.global_batch % proc.world_size:
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
@@ -361,7 +316,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         record = {"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr, "samples": samples,
                   "samples_per_s": samples / seconds}
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
-            record["ranks_in_sync"] = _ranks_in_sync(model, proc)
+            record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             val = val_set if val_set is not None else iter_features(features_dir, split="val")
             record |= evaluate(model, val, len(vocabulary), per_rank, proc.device, cfg.bf16)
