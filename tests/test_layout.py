@@ -38,7 +38,7 @@ def test_the_import_graph_has_no_cycles():
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
 
 
-def test_a_cycle_is_caught(tmp_path):
+def test_a_cycle_is_caught():
     """The check itself can fail: a graph with a circle raises."""
     graph = import_graph() | {"mmvideos.data.storage": {"mmvideos.stages.ingest"}}
     with pytest.raises(graphlib.CycleError):
