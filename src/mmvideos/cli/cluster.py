@@ -53,7 +53,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
 def cmd_pretrain_job(args: argparse.Namespace) -> None:
     from mmvideos.cluster.placement import pretrain_placement
-    from mmvideos.cluster.trainjob import build_trainjob, export_uri, job_name, pretrain_on_trainjob, to_yaml
+    from mmvideos.cluster.trainjob import build_trainjob, export_uri, pretrain_on_trainjob, to_yaml
     from mmvideos.components import IMAGE
     from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config
 
@@ -63,8 +63,7 @@ def cmd_pretrain_job(args: argparse.Namespace) -> None:
     placement = pretrain_placement(load_params(args.params), IMAGE)
     checkpoint = checkpoint_uri(common.root(args), args.features, cfg)
     if args.print:
-        print(to_yaml(build_trainjob(job_name(checkpoint), cfg, args.features, checkpoint, export_uri(checkpoint),
-                                     placement)), end="")
+        print(to_yaml(build_trainjob(cfg, args.features, checkpoint, export_uri(checkpoint), placement)), end="")
         return
     common.print_summary(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace))
 
