@@ -60,7 +60,39 @@ def test_every_executor_is_sized_retried_and_bounded(tmp_path):
     for name, task in executor_tasks.items():
         policy = task.get("retryPolicy")
         assert policy and policy["maxRetryCount"] == 3, f"{name} has no retry policy"
-        assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2.0 and policy["backoffMaxDuration"] == "3600s"
+        assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2
+
+
+def test_the_retry_fields_mean_to_argo_what_the_settings_say(tmp_path):
+    """The IR's retry policy as KFP's backend hands it to Argo (argocompiler/container.go 2.17.0
+    L667-685: limit, backoff duration, factor, maxDuration; durations as seconds, argo.go L501-503):
+    - ``backoffFactor`` is parsed with ``intstr.Int32`` (Argo operator.go v3.7.3 L1034;
+      util/intstr/parametrizable.go L11-22 "cannot be resolved to an int"): a whole number;
+    - ``backoffMaxDuration`` counts from the first attempt's start (operator.go v3.7.3
+      L1004-1020) and a retry whose wait ends past it is refused (L1055-1057): it must hold every
+      attempt's ``activeDeadlineSeconds`` (per pod: workflowpod.go L163-179) and every wait, or a
+      task that failed late in a long attempt is never retried;
+    - ``backoffDuration`` is set (operator.go L1024-1025: "no base duration specified").
+    """
+    spec, pods = _compile(tmp_path, None, "--pipeline-root", "gs://team-bucket/pipeline-root")
+    executors = spec["deploymentSpec"]["executors"]
+    checked = 0
+    for name, task in _tasks(spec).items():
+        executor = f"exec-{task['componentRef']['name'].removeprefix('comp-')}" if "componentRef" in task else None
+        if executor not in executors:
+            continue
+        policy, deadline = task["retryPolicy"], int(pods[executor]["activeDeadlineSeconds"])
+        factor, retries = policy["backoffFactor"], policy["maxRetryCount"]
+        assert float(factor).is_integer() and factor >= 1, f"{name}: backoffFactor {factor} is not an integer"
+        assert int(policy["backoffDuration"].removesuffix("s")) > 0, name
+        waits = sum(int(policy["backoffDuration"].removesuffix("s")) * int(factor) ** i for i in range(retries))
+        window = int(policy["backoffMaxDuration"].removesuffix("s"))
+        assert window >= (retries + 1) * deadline + waits, (
+            f"{name}: maxDuration {window}s from the first start cuts retries of attempts of {deadline}s")
+        checked += 1
+    assert checked >= 16
+    with pytest.raises(ValueError, match="whole number"):
+        task_resources({"resources": {"default": {"backoff_factor": 1.5}}}, "clip")
 
 
 def test_without_a_pipeline_root_the_namespace_default_applies(tmp_path):

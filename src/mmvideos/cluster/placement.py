@@ -8,8 +8,9 @@ Two sections of ``params.yaml``, both read by ``mmvideos compile`` and fixed in 
     some of its keys (:class:`TaskResources`). CPU and memory get requests and limits, so the
     namespace LimitRange's defaults never apply; ``ephemeral_storage`` bounds a node-local
     scratch volume at ``/scratch`` (``TMPDIR``), where the task's temporary files go. Every task
-    retries with exponential backoff (a preempted or OOM-killed task starts again and finds its
-    finished shards in the data root) and is stopped after ``timeout_s``.
+    is stopped after ``timeout_s`` and retried with exponential backoff when it *fails* (finds its
+    finished shards in the data root); :func:`retry_window` says how the settings become Argo's
+    ``retryStrategy`` and why a deleted (preempted) pod is not retried by Argo.
 
 ``cluster``
     The GPU node pool (:class:`Cluster`): accelerator resource name, node-selector label and
@@ -56,11 +57,16 @@ class TaskResources:
         memory_request: memory the scheduler reserves (e.g. 4Gi).
         memory_limit: memory above which the container is OOM-killed.
         ephemeral_storage: size limit of the node-local scratch volume at /scratch (TMPDIR).
-        retries: times a failed task is started again (preemption, OOM kill, a storage error).
-        backoff: wait before the first retry (e.g. 30s, 2m), then ``backoff_factor`` times longer.
-        backoff_factor: growth of the wait between retries.
-        backoff_max: longest wait between retries.
-        timeout_s: the task is stopped after this many seconds (activeDeadlineSeconds).
+        retries: times a failed task is started again: Argo's ``retryStrategy.limit`` (attempts
+            are ``retries + 1``). Argo retries a *failed* pod (the main container exited non-zero,
+            was OOM-killed, or the pod was evicted with a message), not a deleted one (see
+            :func:`retry_window`).
+        backoff: wait before the first retry (e.g. 30s, 2m): ``retryStrategy.backoff.duration``.
+        backoff_factor: each later wait is this many times the one before:
+            ``retryStrategy.backoff.factor``, a whole number (Argo reads it as an int-or-string).
+        timeout_s: each attempt's pod is stopped after this many seconds: the pod's
+            ``activeDeadlineSeconds``. Argo's ``backoff.maxDuration`` is derived from it
+            (:func:`retry_window`), not set.
     """
 
     cpu_request: str = "1"
@@ -70,8 +76,7 @@ class TaskResources:
     ephemeral_storage: str = "10Gi"
     retries: int = 3
     backoff: str = "30s"
-    backoff_factor: float = 2.0
-    backoff_max: str = "1h"
+    backoff_factor: int = 2
     timeout_s: int = 6 * 3600
 
     def __post_init__(self) -> None:
@@ -84,6 +89,25 @@ class TaskResources:
         parse_quantity(str(self.ephemeral_storage))
         if self.retries < 0 or self.timeout_s < 1:
             raise ValueError("resources: retries must be >= 0 and timeout_s positive")
+        if self.backoff_factor < 1:
+            raise ValueError(f"resources: backoff_factor must be a whole number >= 1, got {self.backoff_factor}")
+
+
+def retry_window(res: TaskResources) -> int:
+    """Seconds from a task's first start within which Argo may retry it: every attempt's
+    ``timeout_s`` plus every backoff wait between them.
+
+    It becomes ``retryStrategy.backoff.maxDuration`` (KFP's ``backoff_max_duration``), which Argo
+    counts from the *first* attempt's start, not per attempt (workflow/controller/operator.go
+    v3.7.3 L1004-1020, "Max duration limit exceeded"), refuses a retry whose wait would end past it
+    (L1055-1057), and gives a retry's pod as its deadline (L1067-1068). KFP's default of one hour
+    would leave a task that failed after an hour unretried; this window never cuts an attempt
+    that ``timeout_s`` allows.
+    """
+    from kfp.dsl.structures import convert_duration_to_seconds
+
+    waits = sum(convert_duration_to_seconds(res.backoff) * res.backoff_factor ** i for i in range(res.retries))
+    return (res.retries + 1) * int(res.timeout_s) + waits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +180,7 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
     task.set_memory_request(str(res.memory_request)).set_memory_limit(str(res.memory_limit))
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration=res.backoff, backoff_factor=res.backoff_factor,
-                       backoff_max_duration=res.backoff_max)
+                       backoff_max_duration=f"{retry_window(res)}s")
     kubernetes.set_timeout(task, int(res.timeout_s))
     kubernetes.empty_dir_mount(task, volume_name="scratch", mount_path=SCRATCH, size_limit=str(res.ephemeral_storage))
     task.set_env_variable("TMPDIR", SCRATCH)
