@@ -22,15 +22,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
-    from kfp import compiler
-
-    from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
+    from mmvideos.cluster.schedule import write_package
 
     params = load_params(args.params)
     if args.data_root:
         params.setdefault("data", {})["root"] = args.data_root
     with storage.output_file(args.output) as path:
-        compiler.Compiler().compile(build_pipeline(params, pipeline_root=args.pipeline_root), str(path))
+        write_package(Path(path), params, args.pipeline_root)
     print(f"wrote {args.output}")
 
 
@@ -117,7 +115,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("schedule", help="create or update the KFP recurring run (scheduled re-annotation)",
                        description="Upload the pipeline and a version of it named by the image digest or git SHA "
-                                   "(plus a hash of the compiled spec), and create a recurring run of that "
+                                   "(plus a hash of the parsed compiled spec), once per --namespace, and create a recurring run of that "
                                    "version. A recurring run of the same name is kept when nothing changed and "
                                    "is otherwise refused, or replaced with --replace: never duplicated.")
     common.cluster_run_options(p)
