@@ -51,7 +51,8 @@ def _placement(accelerators: int = 4) -> dict:
 
 def test_the_trainjob_for_2_nodes_of_4_gpus():
     cfg = PretrainConfig(num_nodes=2, epochs=30, batch_size=1024, device="auto")
-    job = build_trainjob(cfg, "gs://team-data/pipeline-root/features", CHECKPOINT, export_uri(CHECKPOINT), _placement(4))
+    job = build_trainjob(cfg, "gs://team-data/pipeline-root/features", CHECKPOINT, export_uri(CHECKPOINT),
+                         _placement(4))
     # what the API server receives, read back through the trainer API models
     job = models.TrainerV1alpha1TrainJob.from_dict(json.loads(json.dumps(job.to_dict())))
     assert (job.api_version, job.kind) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")

@@ -115,7 +115,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("schedule", help="create or update the KFP recurring run (scheduled re-annotation)",
                        description="Upload the pipeline and a version of it named by the image digest or git SHA "
-                                   "(plus a hash of the parsed compiled spec), once per --namespace, and create a recurring run of that "
+                                   "(plus a hash of the parsed compiled spec), once per --namespace, and "
+                                   "create a recurring run of that "
                                    "version. A recurring run of the same name is kept when nothing changed and "
                                    "is otherwise refused, or replaced with --replace: never duplicated.")
     common.cluster_run_options(p)

@@ -4,7 +4,7 @@
 a pipeline version named by the image digest or the git SHA plus a hash of the parsed compiled
 spec (reused when it exists), so the UI shows which code a scheduled run ran; the same inputs
 compile to the same bytes, so a second call finds everything it made. In multi-user mode the
-pipeline is looked up in ``namespace`` (``kfp.Client.get_pipeline_id`` sees shared pipelines only). The recurring run is created
+pipeline is looked up in ``namespace`` (``kfp.Client.get_pipeline_id`` sees only shared ones). The recurring run is created
 against that version; running ``schedule`` again with the same name finds it: unchanged (same
 version, cron, arguments, service account) it is kept, otherwise it is refused unless
 ``replace`` is set, which deletes the old recurring run and creates the new one. The v2beta1 API

@@ -142,7 +142,8 @@ def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: 
     return models.TrainerV1alpha1TrainJob(
         api_version=f"{GROUP}/{VERSION}", kind=KIND,
         metadata=models.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=job_name(spec), labels={"app.kubernetes.io/name": "mmvideos", "app.kubernetes.io/component": "pretrain"}),
+            name=job_name(spec),
+            labels={"app.kubernetes.io/name": "mmvideos", "app.kubernetes.io/component": "pretrain"}),
         spec=spec,
     )
 
