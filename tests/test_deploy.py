@@ -44,7 +44,11 @@ def _kustomize(folder: Path) -> list[dict]:
 
 def test_an_overlay_moves_everything_to_another_namespace_and_identity():
     docs = _kustomize(REPO / "manifests" / "overlays" / "team-a")
-    assert {doc["metadata"]["namespace"] for doc in docs} == {"team-a"}
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding"}
+    assert {doc["metadata"]["namespace"] for doc in docs if doc["kind"] not in cluster_wide} == {"team-a"}
+    cluster_binding = next(doc for doc in docs if doc["kind"] == "ClusterRoleBinding")
+    assert cluster_binding["metadata"]["name"] == "mmvideos-trainer-runtimes-team-a"  # one per profile
+    assert cluster_binding["subjects"][0]["namespace"] == "team-a"
     binding = next(doc for doc in docs if doc["kind"] == "RoleBinding")
     assert binding["subjects"][0]["namespace"] == "team-a"
     accounts = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
@@ -78,6 +82,7 @@ POD_NEEDS = {
     ("", "configmaps"): {"get"},  # the KFP launcher reads kfp-launcher
     ("argoproj.io", "workflowtaskresults"): {"create", "patch"},  # Argo's executor reports outputs
     ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "delete"},  # multi-node pretraining
+    ("trainer.kubeflow.org", "trainingruntimes"): {"get"},  # the SDK reads the job's runtime (test_rbac.py)
     ("", "pods"): {"list"},  # the TrainJob's node pods ...
     ("", "pods/log"): {"get"},  # ... node 0's log, followed
 }
@@ -93,7 +98,13 @@ def test_the_pipeline_role_grants_only_what_the_pods_use():
     assert granted == POD_NEEDS
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
     assert next(r for r in role["rules"] if r["resources"] == ["configmaps"])["resourceNames"]  # named ones only
-    assert not _manifests("ClusterRole") and not _manifests("ClusterRoleBinding")  # nothing cluster-wide
+    # cluster-wide, one read: the job's ClusterTrainingRuntime, bound to the pipeline's account only
+    (cluster_role,) = _manifests("ClusterRole")
+    assert cluster_role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                                      "verbs": ["get"]}]
+    (cluster_binding,) = _manifests("ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert cluster_binding["subjects"] == [{"kind": "ServiceAccount", "name": DEFAULT_SERVICE_ACCOUNT}]
 
 
 def test_the_pipeline_service_account_is_bound_to_that_role_only():
