@@ -66,6 +66,18 @@ def test_dockerfile_passes_hadolint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_image_finds_the_gpu_driver_where_gke_mounts_it():
+    """GKE's device plugin mounts the host's driver at /usr/local/nvidia and sets no variable
+    (GoogleCloudPlatform/container-engine-accelerators cmd/nvidia_gpu/nvidia_gpu.go L50-51:
+    ``container-path`` default "/usr/local/nvidia", L113-114 the mount; pkg/gpu/nvidia/manager.go
+    L335-347: ``Envs()`` only MPS settings): without it on the loader path torch finds no libcuda."""
+    text = (REPO / "images" / "Dockerfile").read_text().replace("\\\n", " ")
+    env = dict(item.split("=", 1) for line in text.splitlines() if line.startswith("ENV ")
+               for item in line.split()[1:])
+    assert "/usr/local/nvidia/lib64" in env["LD_LIBRARY_PATH"].split(":")
+    assert env["PATH"].split(":")[0] == "/usr/local/nvidia/bin" and env["PATH"].endswith("$PATH")
+
+
 def test_repository_yaml_passes_yamllint():
     proc = subprocess.run([sys.executable, "-m", "yamllint", "-s", "-c", str(REPO / ".yamllint.yaml"),
                            "params.yaml", "dvc.yaml", "manifests", ".yamllint.yaml"],
