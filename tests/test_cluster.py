@@ -137,6 +137,10 @@ def test_multi_node_pretraining_leaves_the_gpus_to_the_trainjob(tmp_path):
     assert placement["cluster"]["trainer_runtime"] == "torch-distributed"
     assert placement["resources"]["memory_limit"] == params["resources"]["pretrain"]["memory_limit"]
     assert placement["image"] == pretrain["container"]["image"] and placement["gpu"] is False
+    # the task only follows the job: a small pod (the nodes get resources.pretrain, above)
+    res = pretrain["container"]["resources"]
+    assert (res["resourceCpuRequest"], res["resourceMemoryLimit"]) == ("1", "4Gi")
+    assert pods["exec-pretrain"]["activeDeadlineSeconds"] == str(params["resources"]["pretrain"]["timeout_s"])
 
 
 def test_bad_resources_are_refused_before_compiling():

@@ -42,6 +42,12 @@ SCRATCH = "/scratch"
 #: shared memory; a container's default /dev/shm is 64 MiB). It counts against memory_limit.
 SHM_VOLUME = "dshm"
 
+#: The size of the pretrain task when it only follows a TrainJob (``pretrain.num_nodes > 1``): it
+#: submits the job, prints node 0's log and copies the exported model; the nodes get
+#: ``resources.pretrain``.
+FOLLOWER = {"cpu_request": "1", "cpu_limit": "2", "memory_request": "2Gi", "memory_limit": "4Gi",
+            "ephemeral_storage": "10Gi"}
+
 #: Environment variable carrying the compiled placement of the pretrain task to its component
 #: (the TrainJob it submits needs the image, the node pool and the node size).
 PLACEMENT_ENV = "MMVIDEOS_PLACEMENT"
@@ -153,13 +159,18 @@ def cluster(params: dict) -> Cluster:
     return from_dict(Cluster, params.get("cluster"))
 
 
+def follows_trainjob(params: dict) -> bool:
+    """Whether the pretrain task runs a multi-node TrainJob rather than training itself."""
+    return int((params.get("pretrain") or {}).get("num_nodes") or 1) > 1
+
+
 def wants_gpu(params: dict, stage: str) -> bool:
     """Whether ``stage`` runs on the GPU node pool: its ``device`` asks for ``cuda``, or it is
     single-node pretraining with ``device: auto`` (pretraining is what the GPUs are for)."""
     settings = params.get(stage) or {}
     device = str(settings.get("device") or "")
     if stage == "pretrain":
-        return device != "cpu" and int(settings.get("num_nodes") or 1) <= 1
+        return device != "cpu" and not follows_trainjob(params)
     return device.startswith("cuda")
 
 
@@ -176,6 +187,8 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
     from mmvideos.components import IMAGE
 
     res = task_resources(params, stage)
+    if stage == "pretrain" and follows_trainjob(params):
+        res = dataclasses.replace(res, **FOLLOWER)
     task.set_cpu_request(str(res.cpu_request)).set_cpu_limit(str(res.cpu_limit))
     task.set_memory_request(str(res.memory_request)).set_memory_limit(str(res.memory_limit))
     if res.retries:
