@@ -65,10 +65,12 @@ def rule_allows(rule: dict, verb: str, group: str, resource: str, name: str) -> 
 class KubeApi:
     """The server; ``url`` its endpoint, ``requests`` what it saw. ``manifests`` are the rendered
     RBAC objects (Role, RoleBinding, ClusterRole, ClusterRoleBinding) for ``subject`` in
-    ``namespace``; a TrainJob created here completes at once, with one node pod and its log."""
+    ``namespace``; a TrainJob created here completes at once (with ``complete``, else it never
+    does), with one node pod and its log."""
 
-    def __init__(self, manifests: list[dict], namespace: str, subject: str, runtime: dict) -> None:
-        self.namespace, self.requests, self.trainjobs = namespace, [], {}
+    def __init__(self, manifests: list[dict], namespace: str, subject: str, runtime: dict,
+                 complete: bool = True) -> None:
+        self.namespace, self.requests, self.trainjobs, self.complete = namespace, [], {}, complete
         self.runtime = runtime
         self._rules = self._granted(manifests, namespace, subject)
         api = self
@@ -157,7 +159,7 @@ class KubeApi:
             job["metadata"] |= {"namespace": namespace, "creationTimestamp": _now(),
                                 "uid": "u-" + job["metadata"]["name"]}
             job["status"] = {"conditions": [{"type": "Complete", "status": "True", "reason": "JobSetCompleted",
-                                             "message": "done", "lastTransitionTime": _now()}]}
+                                             "message": "done", "lastTransitionTime": _now()}]} if self.complete else {}
             self.trainjobs[job["metadata"]["name"]] = job
             return 201, job
         if name not in self.trainjobs:

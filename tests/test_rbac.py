@@ -124,6 +124,25 @@ def test_the_manifests_grant_every_call_the_sdk_makes_and_no_more(kubeconfig):
     assert _granted(manifests) - NOT_THE_SDKS == used  # exactly what the SDK path uses
 
 
+def test_a_terminated_run_deletes_its_trainjob(kubeconfig):
+    """Argo stops a terminated run's pods with SIGTERM (the pod deadline too): the follower
+    deletes the job it follows, with the ``delete`` the Role grants, rather than leave it on the GPUs."""
+    import os
+    import signal
+    import threading
+
+    job = trainjob()
+    with KubeApi(rendered_rbac(), NAMESPACE, ACCOUNT, torch_runtime(), complete=False) as api:
+        kubeconfig(api.url)
+        threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(SystemExit) as stopped:
+            run_trainjob(job, NAMESPACE, timeout_s=60, poll_s=1)
+        assert stopped.value.code == 128 + signal.SIGTERM
+        assert api.trainjobs == {}
+        assert [r.verb for r in api.requests if r.resource == "trainjobs"][-1] == "delete"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the follow's only
+
+
 def _without(manifests: list[dict], group: str, resource: str, verb: str) -> list[dict]:
     trimmed = json.loads(json.dumps(manifests))
     for doc in trimmed:

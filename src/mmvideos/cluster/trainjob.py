@@ -26,11 +26,14 @@ The TrainJob is built with the ``kubeflow-trainer-api`` models; the ``kubeflow``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +164,33 @@ def failure_reason(trainjob: dict) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def deleted_when_stopped(delete: Callable[[], None]) -> Iterator[None]:
+    """Within the block a SIGTERM first calls ``delete``, then exits (status 143).
+
+    Argo stops a task's main container with SIGTERM when the run is terminated or the pod's
+    deadline passes, and the kubelet does when the node is drained: the TrainJob must not go on
+    holding its GPUs with no run to collect its model. (A pod killed without a signal leaves it
+    to its own ``activeDeadlineSeconds``.) Call from the main thread, as a task's process is.
+    """
+    def stop(signum: int, frame: object) -> None:
+        log.warning("stopped: deleting the TrainJob")
+        delete()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_trainjob(job: models.TrainerV1alpha1TrainJob, namespace: str, timeout_s: int, poll_s: int = 15) -> None:
     """Create ``job`` (or find it), print node 0's log while it runs, wait for its end.
 
     A job of that name still running is followed, not created again; one that failed is deleted
-    and created anew (it resumes from the data root). Raises ``RuntimeError`` with the job's own
+    and created anew (it resumes from the data root). Stopped by SIGTERM (the run terminated), it
+    deletes the job (:func:`deleted_when_stopped`). Raises ``RuntimeError`` with the job's own
     failure reason, ``TimeoutError`` after ``timeout_s``.
     """
     from kubeflow.trainer import KubernetesBackendConfig, TrainerClient
@@ -182,22 +207,26 @@ def run_trainjob(job: models.TrainerV1alpha1TrainJob, namespace: str, timeout_s:
                 return None
             raise
 
+    def delete() -> None:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+
     found = current()
     if found is not None and failure_reason(found):
         log.warning("TrainJob %s/%s failed before (%s): replacing it", namespace, name, failure_reason(found))
-        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+        delete()
         while current() is not None:
             time.sleep(poll_s)
         found = None
-    if found is None:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.to_dict())
-        log.info("created TrainJob %s/%s", namespace, name)
-    started = time.monotonic()
-    client.wait_for_job_status(name, {"Running", "Complete", "Failed"}, timeout=timeout_s, polling_interval=poll_s)
-    for line in client.get_job_logs(name, follow=True):
-        print(line, end="" if line.endswith("\n") else "\n", flush=True)
-    left = max(int(timeout_s - (time.monotonic() - started)), poll_s + 1)
-    client.wait_for_job_status(name, {"Complete", "Failed"}, timeout=left, polling_interval=poll_s)
+    with deleted_when_stopped(delete):
+        if found is None:
+            api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.to_dict())
+            log.info("created TrainJob %s/%s", namespace, name)
+        started = time.monotonic()
+        client.wait_for_job_status(name, {"Running", "Complete", "Failed"}, timeout=timeout_s, polling_interval=poll_s)
+        for line in client.get_job_logs(name, follow=True):
+            print(line, end="" if line.endswith("\n") else "\n", flush=True)
+        left = max(int(timeout_s - (time.monotonic() - started)), poll_s + 1)
+        client.wait_for_job_status(name, {"Complete", "Failed"}, timeout=left, polling_interval=poll_s)
     reason = failure_reason(current() or {})
     if reason:
         raise RuntimeError(f"TrainJob {namespace}/{name} failed: {reason}")
