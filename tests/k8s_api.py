@@ -69,8 +69,9 @@ class KubeApi:
     does), with one node pod and its log."""
 
     def __init__(self, manifests: list[dict], namespace: str, subject: str, runtime: dict,
-                 complete: bool = True) -> None:
+                 complete: bool = True, trainer_version: str = "v2.3.0") -> None:
         self.namespace, self.requests, self.trainjobs, self.complete = namespace, [], {}, complete
+        self.trainer_version = trainer_version
         self.runtime = runtime
         self._rules = self._granted(manifests, namespace, subject)
         api = self
@@ -134,6 +135,8 @@ class KubeApi:
                    and rule_allows(rule, verb, group, resource, name) for scope, rule in self._rules)
 
     def route(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, dict | str]:
+        if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":  # system:basic-user may
+            return 201, self._review(json.loads(body))
         verb, group, resource, namespace, name = request_info(method, path, query)
         allowed = self.allowed(verb, group, resource, namespace, name)
         self.requests.append(Request(verb, group, resource, namespace, name, allowed))
@@ -150,8 +153,18 @@ class KubeApi:
             return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self._pods(query)}
         if (group, resource) == ("", "pods/log"):
             return 200, "epoch 1: loss 0.5\nepoch 2: loss 0.4\n"
+        if (group, resource, namespace, name) == ("", "configmaps", "kubeflow-system", "kubeflow-trainer-public"):
+            return 200, {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": name, "namespace": namespace},
+                         "data": {"kubeflow_trainer_version": self.trainer_version}}
         return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
                      "message": f'{resource} "{name}" not found'}
+
+    def _review(self, review: dict) -> dict:
+        """A SelfSubjectAccessReview answered from the granted rules (authorization.k8s.io/v1)."""
+        a = review["spec"]["resourceAttributes"]
+        resource = a["resource"] + (f"/{a['subresource']}" if a.get("subresource") else "")
+        allowed = self.allowed(a["verb"], a.get("group", ""), resource, a.get("namespace", ""), a.get("name", ""))
+        return review | {"status": {"allowed": allowed}}
 
     def _trainjobs(self, verb: str, namespace: str, name: str, body: bytes) -> tuple[int, dict]:
         if verb == "create":

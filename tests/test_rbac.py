@@ -59,24 +59,6 @@ def trainjob():
     return build_trainjob(cfg, "gs://team-data/pipeline-root/features", CHECKPOINT, export_uri(CHECKPOINT), placement)
 
 
-@pytest.fixture
-def kubeconfig(tmp_path, monkeypatch):
-    """Point the kubernetes client (as the SDK loads it, ``config.load_kube_config()``) at ``url``."""
-    from kubernetes.config import kube_config
-
-    def point_at(url: str) -> None:
-        path = tmp_path / "kubeconfig"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "loopback",
-            "clusters": [{"name": "loopback", "cluster": {"server": url}}],
-            "users": [{"name": ACCOUNT, "user": {"token": "t"}}],
-            "contexts": [{"name": "loopback", "context": {"cluster": "loopback", "user": ACCOUNT,
-                                                          "namespace": NAMESPACE}}]}))
-        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-
-    return point_at
-
-
 def follow(manifests: list[dict], kubeconfig, failed_before: bool) -> tuple[list[Request], Exception | None]:
     """``run_trainjob`` against the stand-in granting ``manifests``: fresh, or over a failed job."""
     job = trainjob()

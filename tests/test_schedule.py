@@ -139,6 +139,16 @@ def test_submit_runs_once_with_the_pipeline_root_and_the_auth_token():
         assert all(h.get("authorization") == "Bearer secret-token" for h in api.headers[1:])  # after the health check
 
 
+def test_a_kfp_backend_before_2_14_is_refused_before_anything_is_made(capsys):
+    """``dsl.Collected`` over artifacts first shipped in KFP 2.14.0 (kubeflow/pipelines root
+    CHANGELOG.md L387, #11725); the version is the raw healthz ``tag_name`` (main.go L465-490)."""
+    with KfpApi(tag_name="2.13.0") as api:
+        assert main(["submit", "--host", api.url, "--source", "gs://videos/in"]) == 2
+        assert "2.13.0 (need 2.14 or later" in capsys.readouterr().err
+        assert _schedule(api) == 2
+        assert not api.runs and not api.pipelines and not api.recurring_runs
+
+
 def test_the_version_is_named_by_the_image_digest_else_the_git_sha(tmp_path):
     assert code_ref("ghcr.io/x/mmvideos@sha256:0123456789abcdef0123") == "sha256-0123456789ab"
     assert code_ref("ghcr.io/x/mmvideos:latest").startswith("git-")  # this checkout
