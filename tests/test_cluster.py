@@ -45,13 +45,18 @@ def test_every_executor_is_sized_retried_and_bounded(tmp_path):
         assert parse_quantity(res["resourceMemoryRequest"]) <= parse_quantity(res["resourceMemoryLimit"])
         pod = pods[name]
         assert int(pod["activeDeadlineSeconds"]) > 0, name
-        scratch = next(m for m in pod["emptyDirMounts"] if m["mountPath"] == "/scratch")
-        assert parse_quantity(scratch["sizeLimit"]) > 0, name
+        # a storage *request* the scheduler and provisioner honour, not a size limit on the node's disk:
+        # KFP's driver makes it the claim's resources.requests.storage (backend/src/v2/driver/k8s.go
+        # 2.14.0 L418-452); an emptyDir's sizeLimit reserves nothing, so the LimitRange's 2Gi scheduled it
+        (scratch,) = [m for m in pod.get("genericEphemeralVolume", []) if m["mountPath"] == "/scratch"]
+        assert parse_quantity(scratch["size"]) > 0 and scratch["accessModes"] == ["ReadWriteOnce"], name
+        assert scratch["defaultStorageClass"] is True  # cluster.scratch_storage_class: "" (the cluster's default)
+        assert not [m for m in pod.get("emptyDirMounts", []) if m["mountPath"] == "/scratch"]
         assert {"name": "TMPDIR", "value": "/scratch"} in executor["container"]["env"]
     # the per-stage sizes of params.yaml are what lands in the YAML
     clip = executors["exec-clip-slot"]["container"]["resources"]
     assert (clip["resourceCpuRequest"], clip["resourceMemoryLimit"]) == ("8", "16Gi")
-    assert pods["exec-clip-slot"]["emptyDirMounts"][0]["sizeLimit"] == "100Gi"
+    assert pods["exec-clip-slot"]["genericEphemeralVolume"][0]["size"] == "100Gi"
     assert pods["exec-list-source"]["activeDeadlineSeconds"] == str(task_resources(load_params(), "list_source").timeout_s)
     tasks = _tasks(spec)
     executor_tasks = {n: t for n, t in tasks.items() if "componentRef" in t
@@ -93,6 +98,14 @@ def test_the_retry_fields_mean_to_argo_what_the_settings_say(tmp_path):
     assert checked >= 16
     with pytest.raises(ValueError, match="whole number"):
         task_resources({"resources": {"default": {"backoff_factor": 1.5}}}, "clip")
+
+
+def test_scratch_claims_use_the_named_storage_class(tmp_path):
+    params = load_params()
+    params["cluster"] = dict(params["cluster"], scratch_storage_class="premium-rwo")
+    _, pods = _compile(tmp_path, params)
+    (scratch,) = pods["exec-clip-slot"]["genericEphemeralVolume"]
+    assert (scratch["storageClassName"], scratch.get("defaultStorageClass", False)) == ("premium-rwo", False)
 
 
 def test_without_a_pipeline_root_the_namespace_default_applies(tmp_path):

@@ -6,8 +6,8 @@ Two sections of ``params.yaml``, both read by ``mmvideos compile`` and fixed in 
 ``resources``
     ``default`` applies to every task; an entry named after a stage (:data:`STAGES`) overrides
     some of its keys (:class:`TaskResources`). CPU and memory get requests and limits, so the
-    namespace LimitRange's defaults never apply; ``ephemeral_storage`` bounds a node-local
-    scratch volume at ``/scratch`` (``TMPDIR``), where the task's temporary files go. Every task
+    namespace LimitRange's defaults never apply; ``ephemeral_storage`` is the size a scratch
+    volume at ``/scratch`` (``TMPDIR``) requests, where the task's temporary files go. Every task
     is stopped after ``timeout_s`` and retried with exponential backoff when it *fails* (finds its
     finished shards in the data root); :func:`retry_window` says how the settings become Argo's
     ``retryStrategy`` and why a deleted (preempted) pod is not retried by Argo.
@@ -62,7 +62,9 @@ class TaskResources:
         cpu_limit: CPUs the container may use.
         memory_request: memory the scheduler reserves (e.g. 4Gi).
         memory_limit: memory above which the container is OOM-killed.
-        ephemeral_storage: size limit of the node-local scratch volume at /scratch (TMPDIR).
+        ephemeral_storage: the storage the scratch volume at /scratch (TMPDIR) requests: a generic
+            ephemeral volume (a claim made with the pod and deleted with it), the one per-task
+            storage request KFP's IR can carry (it has no ``ephemeral-storage`` resource).
         retries: times a failed task is started again: Argo's ``retryStrategy.limit`` (attempts
             are ``retries + 1``). Argo retries a *failed* pod (the main container exited non-zero,
             was OOM-killed, or the pod was evicted with a message), not a deleted one (see
@@ -128,6 +130,8 @@ class Cluster:
         toleration_key: taint key of the GPU nodes, tolerated with NoSchedule.
         trainer_runtime: the ClusterTrainingRuntime a multi-node TrainJob uses.
         trainer_service_account: the service account of the TrainJob's node pods.
+        scratch_storage_class: the StorageClass of every task's /scratch claim ("" = the
+            cluster's default, e.g. GKE's standard-rwo).
     """
 
     accelerator_type: str = "nvidia.com/gpu"
@@ -137,6 +141,7 @@ class Cluster:
     toleration_key: str = "nvidia.com/gpu"
     trainer_runtime: str = "torch-distributed"
     trainer_service_account: str = "mmvideos-trainer"
+    scratch_storage_class: str = ""
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 1:
@@ -195,10 +200,13 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
         task.set_retry(num_retries=res.retries, backoff_duration=res.backoff, backoff_factor=res.backoff_factor,
                        backoff_max_duration=f"{retry_window(res)}s")
     kubernetes.set_timeout(task, int(res.timeout_s))
-    kubernetes.empty_dir_mount(task, volume_name="scratch", mount_path=SCRATCH, size_limit=str(res.ephemeral_storage))
+    pool = cluster(params)
+    kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path=SCRATCH, access_modes=["ReadWriteOnce"],
+                                    size=str(res.ephemeral_storage),
+                                    storage_class_name=pool.scratch_storage_class or None,
+                                    labels={"app.kubernetes.io/name": "mmvideos"})
     task.set_env_variable("TMPDIR", SCRATCH)
     if wants_gpu(params, stage):
-        pool = cluster(params)
         task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(pool.accelerator_count)
         kubernetes.add_node_selector(task, label_key=pool.node_selector_key, label_value=pool.node_selector_value)
         kubernetes.add_toleration(task, key=pool.toleration_key, operator="Exists", effect="NoSchedule")
