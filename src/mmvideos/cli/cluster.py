@@ -163,10 +163,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "Kubernetes permission the pipeline's pods use (a SelfSubjectAccessReview "
                                    "each, on the current kube context), and that the data root and pipeline "
                                    "root take a write. Exits 1 when a check fails (?? = could not tell).")
-    common.cluster_run_options(p)
+    common.host_option(p)
+    p.add_argument("--namespace", required=True, help="the Kubeflow profile namespace the runs go to")
+    p.add_argument("--data-root", default=None, help="the runs' data root, e.g. gs://bucket/mmvideos "
+                                                     "(default: data.root in params.yaml)")
+    common.pipeline_root_option(p)
     p.add_argument("--as-service-account", default=None, metavar="NAME",
                    help="review the permissions as this service account of --namespace (e.g. mmvideos-pipeline; "
                         "needs impersonation rights); default: as yourself")
+    common.auth_options(p)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("pretrain-job", help="pretrain on several nodes as a Kubeflow Trainer TrainJob",
