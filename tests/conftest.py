@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from gcp_storage_emulator.server import create_server
-
 from media_fixtures import speech, tone, write_media
+
 from mmvideos.data import storage
 
 
@@ -102,3 +103,22 @@ def dvc_repo(media_dir, gcs_bucket, tmp_path_factory) -> Path:
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "demo run", cwd=repo)
     return repo
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch):
+    """A function pointing the kubernetes client, as ``config.load_kube_config()`` loads it (the
+    kubeflow SDK, ``mmvideos doctor``), at a loopback API server's ``url`` (tests/k8s_api.py)."""
+    from kubernetes.config import kube_config
+
+    def point_at(url: str) -> None:
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "loopback",
+            "clusters": [{"name": "loopback", "cluster": {"server": url}}],
+            "users": [{"name": "mmvideos-pipeline", "user": {"token": "t"}}],
+            "contexts": [{"name": "loopback", "context": {"cluster": "loopback", "user": "mmvideos-pipeline",
+                                                          "namespace": "kubeflow-user"}}]}))
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+
+    return point_at

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from email.parser import BytesParser
 from email.policy import default
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -25,7 +25,8 @@ PREFIX = "/apis/v2beta1/"
 class KfpApi:
     """The server's state; ``url`` is its endpoint, ``calls`` the (method, path, query) it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, multi_user: bool = False, tag_name: str = "2.17.0") -> None:
+        self.multi_user, self.tag_name = multi_user, tag_name
         self.calls: list[tuple[str, str, dict]] = []
         self.experiments: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
@@ -104,7 +105,7 @@ class KfpApi:
     def route(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, dict]:
         parts = path.split("/")
         if path == "healthz":
-            return 200, {"multi_user": False}
+            return 200, {"commit_sha": "0" * 40, "tag_name": self.tag_name, "multi_user": self.multi_user}
         if path == "experiments":
             if method == "GET":
                 found = [e for e in self.experiments.values() if self._matches(e, query)]
@@ -113,13 +114,14 @@ class KfpApi:
             self.experiments[exp["experiment_id"]] = exp
             return 200, exp
         if path == "pipelines" and method == "GET":
-            found = [p for p in self.pipelines.values() if self._matches(p, query)]
+            namespace = self._namespace(query)
+            found = [p for p in self.pipelines.values() if self._matches(p, query) and p["namespace"] == namespace]
             return 200, {"pipelines": found, "total_size": len(found)}
         if path == "pipelines/upload":
-            name = query["name"]
-            if any(p["display_name"] == name for p in self.pipelines.values()):
-                return 409, {"error": f"pipeline {name} exists", "code": 6}
-            pipeline = {"pipeline_id": str(uuid.uuid4()), "display_name": name}
+            name, namespace = query["name"], self._namespace(query)
+            if any((p["namespace"], p["name"]) == (namespace, name) for p in self.pipelines.values()):
+                return 409, {"error": f"pipeline {name} exists in namespace {namespace!r}", "code": 6}
+            pipeline = {"pipeline_id": str(uuid.uuid4()), "name": name, "display_name": name, "namespace": namespace}
             self.pipelines[pipeline["pipeline_id"]] = pipeline
             self._version(pipeline["pipeline_id"], name, self._upload(body, headers))
             return 200, pipeline
@@ -147,6 +149,10 @@ class KfpApi:
             self.runs[run["run_id"]] = run
             return 200, run
         return 404, {"error": f"{method} {path} is not part of this stand-in", "code": 5}
+
+    def _namespace(self, query: dict) -> str:
+        """The namespace a call names, as the server keeps it ("" in single-user mode)."""
+        return query.get("namespace", "") if self.multi_user else ""
 
     def _version(self, pipeline_id: str, name: str, spec: dict) -> dict:
         version = {"pipeline_id": pipeline_id, "pipeline_version_id": str(uuid.uuid4()), "display_name": name,

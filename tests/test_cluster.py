@@ -45,13 +45,18 @@ def test_every_executor_is_sized_retried_and_bounded(tmp_path):
         assert parse_quantity(res["resourceMemoryRequest"]) <= parse_quantity(res["resourceMemoryLimit"])
         pod = pods[name]
         assert int(pod["activeDeadlineSeconds"]) > 0, name
-        scratch = next(m for m in pod["emptyDirMounts"] if m["mountPath"] == "/scratch")
-        assert parse_quantity(scratch["sizeLimit"]) > 0, name
+        # a storage *request* the scheduler and provisioner honour, not a size limit on the node's disk:
+        # KFP's driver makes it the claim's resources.requests.storage (backend/src/v2/driver/k8s.go
+        # 2.14.0 L418-452); an emptyDir's sizeLimit reserves nothing, so the LimitRange's 2Gi scheduled it
+        (scratch,) = [m for m in pod.get("genericEphemeralVolume", []) if m["mountPath"] == "/scratch"]
+        assert parse_quantity(scratch["size"]) > 0 and scratch["accessModes"] == ["ReadWriteOnce"], name
+        assert scratch["defaultStorageClass"] is True  # cluster.scratch_storage_class: "" (the cluster's default)
+        assert not [m for m in pod.get("emptyDirMounts", []) if m["mountPath"] == "/scratch"]
         assert {"name": "TMPDIR", "value": "/scratch"} in executor["container"]["env"]
     # the per-stage sizes of params.yaml are what lands in the YAML
     clip = executors["exec-clip-slot"]["container"]["resources"]
     assert (clip["resourceCpuRequest"], clip["resourceMemoryLimit"]) == ("8", "16Gi")
-    assert pods["exec-clip-slot"]["emptyDirMounts"][0]["sizeLimit"] == "100Gi"
+    assert pods["exec-clip-slot"]["genericEphemeralVolume"][0]["size"] == "100Gi"
     assert pods["exec-list-source"]["activeDeadlineSeconds"] == str(task_resources(load_params(), "list_source").timeout_s)
     tasks = _tasks(spec)
     executor_tasks = {n: t for n, t in tasks.items() if "componentRef" in t
@@ -60,7 +65,47 @@ def test_every_executor_is_sized_retried_and_bounded(tmp_path):
     for name, task in executor_tasks.items():
         policy = task.get("retryPolicy")
         assert policy and policy["maxRetryCount"] == 3, f"{name} has no retry policy"
-        assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2.0 and policy["backoffMaxDuration"] == "3600s"
+        assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2
+
+
+def test_the_retry_fields_mean_to_argo_what_the_settings_say(tmp_path):
+    """The IR's retry policy as KFP's backend hands it to Argo (argocompiler/container.go 2.17.0
+    L667-685: limit, backoff duration, factor, maxDuration; durations as seconds, argo.go L501-503):
+    - ``backoffFactor`` is parsed with ``intstr.Int32`` (Argo operator.go v3.7.3 L1034;
+      util/intstr/parametrizable.go L11-22 "cannot be resolved to an int"): a whole number;
+    - ``backoffMaxDuration`` counts from the first attempt's start (operator.go v3.7.3
+      L1004-1020) and a retry whose wait ends past it is refused (L1055-1057): it must hold every
+      attempt's ``activeDeadlineSeconds`` (per pod: workflowpod.go L163-179) and every wait, or a
+      task that failed late in a long attempt is never retried;
+    - ``backoffDuration`` is set (operator.go L1024-1025: "no base duration specified").
+    """
+    spec, pods = _compile(tmp_path, None, "--pipeline-root", "gs://team-bucket/pipeline-root")
+    executors = spec["deploymentSpec"]["executors"]
+    checked = 0
+    for name, task in _tasks(spec).items():
+        executor = f"exec-{task['componentRef']['name'].removeprefix('comp-')}" if "componentRef" in task else None
+        if executor not in executors:
+            continue
+        policy, deadline = task["retryPolicy"], int(pods[executor]["activeDeadlineSeconds"])
+        factor, retries = policy["backoffFactor"], policy["maxRetryCount"]
+        assert float(factor).is_integer() and factor >= 1, f"{name}: backoffFactor {factor} is not an integer"
+        assert int(policy["backoffDuration"].removesuffix("s")) > 0, name
+        waits = sum(int(policy["backoffDuration"].removesuffix("s")) * int(factor) ** i for i in range(retries))
+        window = int(policy["backoffMaxDuration"].removesuffix("s"))
+        assert window >= (retries + 1) * deadline + waits, (
+            f"{name}: maxDuration {window}s from the first start cuts retries of attempts of {deadline}s")
+        checked += 1
+    assert checked >= 16
+    with pytest.raises(ValueError, match="whole number"):
+        task_resources({"resources": {"default": {"backoff_factor": 1.5}}}, "clip")
+
+
+def test_scratch_claims_use_the_named_storage_class(tmp_path):
+    params = load_params()
+    params["cluster"] = dict(params["cluster"], scratch_storage_class="premium-rwo")
+    _, pods = _compile(tmp_path, params)
+    (scratch,) = pods["exec-clip-slot"]["genericEphemeralVolume"]
+    assert (scratch["storageClassName"], scratch.get("defaultStorageClass", False)) == ("premium-rwo", False)
 
 
 def test_without_a_pipeline_root_the_namespace_default_applies(tmp_path):
@@ -105,6 +150,10 @@ def test_multi_node_pretraining_leaves_the_gpus_to_the_trainjob(tmp_path):
     assert placement["cluster"]["trainer_runtime"] == "torch-distributed"
     assert placement["resources"]["memory_limit"] == params["resources"]["pretrain"]["memory_limit"]
     assert placement["image"] == pretrain["container"]["image"] and placement["gpu"] is False
+    # the task only follows the job: a small pod (the nodes get resources.pretrain, above)
+    res = pretrain["container"]["resources"]
+    assert (res["resourceCpuRequest"], res["resourceMemoryLimit"]) == ("1", "4Gi")
+    assert pods["exec-pretrain"]["activeDeadlineSeconds"] == str(params["resources"]["pretrain"]["timeout_s"])
 
 
 def test_bad_resources_are_refused_before_compiling():

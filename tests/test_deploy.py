@@ -44,7 +44,11 @@ def _kustomize(folder: Path) -> list[dict]:
 
 def test_an_overlay_moves_everything_to_another_namespace_and_identity():
     docs = _kustomize(REPO / "manifests" / "overlays" / "team-a")
-    assert {doc["metadata"]["namespace"] for doc in docs} == {"team-a"}
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding"}
+    assert {doc["metadata"]["namespace"] for doc in docs if doc["kind"] not in cluster_wide} == {"team-a"}
+    cluster_binding = next(doc for doc in docs if doc["kind"] == "ClusterRoleBinding")
+    assert cluster_binding["metadata"]["name"] == "mmvideos-trainer-runtimes-team-a"  # one per profile
+    assert cluster_binding["subjects"][0]["namespace"] == "team-a"
     binding = next(doc for doc in docs if doc["kind"] == "RoleBinding")
     assert binding["subjects"][0]["namespace"] == "team-a"
     accounts = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
@@ -60,6 +64,18 @@ def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     proc = subprocess.run([hadolint, str(REPO / "images" / "Dockerfile")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_image_finds_the_gpu_driver_where_gke_mounts_it():
+    """GKE's device plugin mounts the host's driver at /usr/local/nvidia and sets no variable
+    (GoogleCloudPlatform/container-engine-accelerators cmd/nvidia_gpu/nvidia_gpu.go L50-51:
+    ``container-path`` default "/usr/local/nvidia", L113-114 the mount; pkg/gpu/nvidia/manager.go
+    L335-347: ``Envs()`` only MPS settings): without it on the loader path torch finds no libcuda."""
+    text = (REPO / "images" / "Dockerfile").read_text().replace("\\\n", " ")
+    env = dict(item.split("=", 1) for line in text.splitlines() if line.startswith("ENV ")
+               for item in line.split()[1:])
+    assert "/usr/local/nvidia/lib64" in env["LD_LIBRARY_PATH"].split(":")
+    assert env["PATH"].split(":")[0] == "/usr/local/nvidia/bin" and env["PATH"].endswith("$PATH")
 
 
 def test_repository_yaml_passes_yamllint():
@@ -78,6 +94,7 @@ POD_NEEDS = {
     ("", "configmaps"): {"get"},  # the KFP launcher reads kfp-launcher
     ("argoproj.io", "workflowtaskresults"): {"create", "patch"},  # Argo's executor reports outputs
     ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "delete"},  # multi-node pretraining
+    ("trainer.kubeflow.org", "trainingruntimes"): {"get"},  # the SDK reads the job's runtime (test_rbac.py)
     ("", "pods"): {"list"},  # the TrainJob's node pods ...
     ("", "pods/log"): {"get"},  # ... node 0's log, followed
 }
@@ -93,7 +110,13 @@ def test_the_pipeline_role_grants_only_what_the_pods_use():
     assert granted == POD_NEEDS
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
     assert next(r for r in role["rules"] if r["resources"] == ["configmaps"])["resourceNames"]  # named ones only
-    assert not _manifests("ClusterRole") and not _manifests("ClusterRoleBinding")  # nothing cluster-wide
+    # cluster-wide, one read: the job's ClusterTrainingRuntime, bound to the pipeline's account only
+    (cluster_role,) = _manifests("ClusterRole")
+    assert cluster_role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                                      "verbs": ["get"]}]
+    (cluster_binding,) = _manifests("ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert cluster_binding["subjects"] == [{"kind": "ServiceAccount", "name": DEFAULT_SERVICE_ACCOUNT}]
 
 
 def test_the_pipeline_service_account_is_bound_to_that_role_only():

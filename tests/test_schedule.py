@@ -1,5 +1,9 @@
 """Recurring runs take KFP's six-field cron; a five-field one is refused with a hint."""
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -89,6 +93,39 @@ def test_a_changed_schedule_is_refused_then_replaced_never_duplicated(capsys):
         assert len([v for v in api.versions.values() if v["display_name"] != "mmvideos"]) == 2
 
 
+def _in_a_new_process(args: list[str], seed: int) -> None:
+    """``mmvideos ARGS`` in its own interpreter, with its own string hashing (as two shells get)."""
+    done = subprocess.run([sys.executable, "-m", "mmvideos.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONHASHSEED": str(seed)})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_compiling_twice_writes_the_same_bytes(tmp_path):
+    """kfp's header comment lists a dict parameter's default in the protobuf Struct's order, which
+    follows string hashing (different per process): ``write_package`` sorts it."""
+    for seed in (1, 2):
+        _in_a_new_process(["compile", "--output", str(tmp_path / f"{seed}.yaml")], seed)
+    assert (tmp_path / "1.yaml").read_bytes() == (tmp_path / "2.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("multi_user", [False, True], ids=["single-user", "multi-user"])
+def test_three_schedules_in_separate_processes_leave_one_version_and_one_recurring_run(multi_user):
+    """The version name hashes the parsed spec, and the pipeline is looked up with its namespace:
+    kfp's ``Client.get_pipeline_id`` lists without one (kfp 2.17.0 ``client.py`` L490-516), which
+    in multi-user mode finds only shared pipelines (``pipeline_store.go`` L231-236), so a second
+    upload would hit the unique (namespace, name) index (``model/pipeline.go`` L44, L54)."""
+    with KfpApi(multi_user=multi_user) as api:
+        for seed in (1, 2, 3):
+            _in_a_new_process(["schedule", "--host", api.url, "--cron", CRON, "--version", "git-abc123",
+                               "--source", "gs://videos/in", "--namespace", "team-a"], seed)
+        (pipeline,) = api.pipelines.values()
+        assert pipeline["namespace"] == ("team-a" if multi_user else "")
+        ours = [v for v in api.versions.values() if v["display_name"] != "mmvideos"]
+        assert len(ours) == 1 and ours[0]["display_name"].startswith("git-abc123-spec-")
+        (run,) = api.recurring_runs.values()
+        assert run["pipeline_version_reference"]["pipeline_version_id"] == ours[0]["pipeline_version_id"]
+
+
 def test_submit_runs_once_with_the_pipeline_root_and_the_auth_token():
     with KfpApi() as api:
         assert main(["submit", "--host", api.url, "--source", "gs://videos/in", "--pipeline-root", "gs://team/root",
@@ -100,6 +137,16 @@ def test_submit_runs_once_with_the_pipeline_root_and_the_auth_token():
         assert run["service_account"] == "team-sa"
         assert not api.recurring_runs and not api.pipelines
         assert all(h.get("authorization") == "Bearer secret-token" for h in api.headers[1:])  # after the health check
+
+
+def test_a_kfp_backend_before_2_14_is_refused_before_anything_is_made(capsys):
+    """``dsl.Collected`` over artifacts first shipped in KFP 2.14.0 (kubeflow/pipelines root
+    CHANGELOG.md L387, #11725); the version is the raw healthz ``tag_name`` (main.go L465-490)."""
+    with KfpApi(tag_name="2.13.0") as api:
+        assert main(["submit", "--host", api.url, "--source", "gs://videos/in"]) == 2
+        assert "2.13.0 (need 2.14 or later" in capsys.readouterr().err
+        assert _schedule(api) == 2
+        assert not api.runs and not api.pipelines and not api.recurring_runs
 
 
 def test_the_version_is_named_by_the_image_digest_else_the_git_sha(tmp_path):

@@ -51,12 +51,12 @@ def _placement(accelerators: int = 4) -> dict:
 
 def test_the_trainjob_for_2_nodes_of_4_gpus():
     cfg = PretrainConfig(num_nodes=2, epochs=30, batch_size=1024, device="auto")
-    job = build_trainjob(job_name(CHECKPOINT), cfg, "gs://team-data/pipeline-root/features", CHECKPOINT,
-                         export_uri(CHECKPOINT), _placement(4))
+    job = build_trainjob(cfg, "gs://team-data/pipeline-root/features", CHECKPOINT, export_uri(CHECKPOINT),
+                         _placement(4))
     # what the API server receives, read back through the trainer API models
     job = models.TrainerV1alpha1TrainJob.from_dict(json.loads(json.dumps(job.to_dict())))
     assert (job.api_version, job.kind) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
-    assert job.metadata.name == job_name(CHECKPOINT) and len(job.metadata.name) <= 63
+    assert job.metadata.name == job_name(job.spec) and len(job.metadata.name) <= 63
     assert job.spec.runtime_ref.name == "torch-distributed"
     trainer = job.spec.trainer
     assert (trainer.num_nodes, trainer.num_proc_per_node) == (2, 4)  # 8 GPUs in all

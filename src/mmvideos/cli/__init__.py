@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MMVIDEOS_ALLOW_OUTSIDE"] = "1"  # the pipeline's tasks inherit it
         if args.command not in _NO_PARAMS:
             load_params(args.params)  # every section, key, type and range, before any work
-        args.func(args)
+        status = args.func(args)  # a command that reports a verdict (doctor) returns its exit status
     except KeyboardInterrupt:
         print(f"mmvideos {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"mmvideos {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 #: Commands that do not read the parameter file (the rest validate it whole before starting).

@@ -22,29 +22,30 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
-    from kfp import compiler
-
-    from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
+    from mmvideos.cluster.schedule import write_package
 
     params = load_params(args.params)
     if args.data_root:
         params.setdefault("data", {})["root"] = args.data_root
     with storage.output_file(args.output) as path:
-        compiler.Compiler().compile(build_pipeline(params, pipeline_root=args.pipeline_root), str(path))
+        write_package(Path(path), params, args.pipeline_root)
     print(f"wrote {args.output}")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
     from mmvideos.cluster.schedule import submit
 
+    _check_kfp_version(args)
     run_id = submit(args.host, args.params, _run_arguments(args), args.run_name, args.experiment, args.namespace,
                     service_account=args.service_account, pipeline_root=args.pipeline_root, auth=_auth(args))
     print(f"run {run_id} submitted")
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
-    from mmvideos.cluster.schedule import schedule
+    from mmvideos.cluster.schedule import check_cron, schedule
 
+    check_cron(args.cron)
+    _check_kfp_version(args)
     done = schedule(args.host, args.cron, args.name, args.experiment, args.params, _run_arguments(args), args.namespace,
                     service_account=args.service_account, pipeline_root=args.pipeline_root, version=args.version,
                     replace=args.replace, auth=_auth(args))
@@ -53,7 +54,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
 def cmd_pretrain_job(args: argparse.Namespace) -> None:
     from mmvideos.cluster.placement import pretrain_placement
-    from mmvideos.cluster.trainjob import build_trainjob, export_uri, job_name, pretrain_on_trainjob, to_yaml
+    from mmvideos.cluster.trainjob import build_trainjob, export_uri, pretrain_on_trainjob, to_yaml
     from mmvideos.components import IMAGE
     from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config
 
@@ -63,10 +64,34 @@ def cmd_pretrain_job(args: argparse.Namespace) -> None:
     placement = pretrain_placement(load_params(args.params), IMAGE)
     checkpoint = checkpoint_uri(common.root(args), args.features, cfg)
     if args.print:
-        print(to_yaml(build_trainjob(job_name(checkpoint), cfg, args.features, checkpoint, export_uri(checkpoint),
-                                     placement)), end="")
+        print(to_yaml(build_trainjob(cfg, args.features, checkpoint, export_uri(checkpoint), placement)), end="")
         return
     common.print_summary(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mmvideos.cluster.doctor import run_checks
+    from mmvideos.cluster.placement import cluster
+
+    params = load_params(args.params)
+    roots = {"data root": args.data_root or params["data"]["root"]}
+    if args.pipeline_root:
+        roots["pipeline root"] = args.pipeline_root
+    checks = run_checks(args.host, args.namespace, cluster(params).trainer_runtime, roots, _auth(args),
+                        args.as_service_account)
+    for check in checks:
+        mark = {True: "ok  ", False: "FAIL", None: "??  "}[check.ok]
+        print(f"{mark} {check.what}: {check.detail}")
+    return 1 if any(check.ok is False for check in checks) else 0
+
+
+def _check_kfp_version(args: argparse.Namespace) -> None:
+    """Refuse a KFP backend older than the pipeline needs (its healthz ``tag_name``; an unknown tag passes)."""
+    from mmvideos.cluster.doctor import kfp_version
+
+    check = kfp_version(args.host, _auth(args))
+    if check.ok is False:
+        raise ValueError(f"Kubeflow Pipelines at {args.host}: {check.detail}")
 
 
 def _run_arguments(args: argparse.Namespace) -> dict:
@@ -118,7 +143,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("schedule", help="create or update the KFP recurring run (scheduled re-annotation)",
                        description="Upload the pipeline and a version of it named by the image digest or git SHA "
-                                   "(plus a hash of the compiled spec), and create a recurring run of that "
+                                   "(plus a hash of the parsed compiled spec), once per --namespace, and "
+                                   "create a recurring run of that "
                                    "version. A recurring run of the same name is kept when nothing changed and "
                                    "is otherwise refused, or replaced with --replace: never duplicated.")
     common.cluster_run_options(p)
@@ -129,6 +155,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true",
                    help="replace a recurring run of this name that differs (delete and create)")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("doctor", help="check a cluster before the first run: versions, runtime, rights, roots",
+                       description="Check from outside what a first run on this cluster needs: the KFP backend's "
+                                   "version (2.14 or later, from its healthz), the Kubeflow Trainer's (2.2 or "
+                                   "later, when readable), the TrainJob runtime (cluster.trainer_runtime), every "
+                                   "Kubernetes permission the pipeline's pods use (a SelfSubjectAccessReview "
+                                   "each, on the current kube context), and that the data root and pipeline "
+                                   "root take a write. Exits 1 when a check fails (?? = could not tell).")
+    common.host_option(p)
+    p.add_argument("--namespace", required=True, help="the Kubeflow profile namespace the runs go to")
+    p.add_argument("--data-root", default=None, help="the runs' data root, e.g. gs://bucket/mmvideos "
+                                                     "(default: data.root in params.yaml)")
+    common.pipeline_root_option(p)
+    p.add_argument("--as-service-account", default=None, metavar="NAME",
+                   help="review the permissions as this service account of --namespace (e.g. mmvideos-pipeline; "
+                        "needs impersonation rights); default: as yourself")
+    common.auth_options(p)
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("pretrain-job", help="pretrain on several nodes as a Kubeflow Trainer TrainJob",
                        description="Build the TrainJob (trainer.kubeflow.org/v1alpha1) that runs `torchrun -m "

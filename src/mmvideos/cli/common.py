@@ -82,7 +82,7 @@ def pipeline_root_option(p: argparse.ArgumentParser) -> None:
 
 def cluster_run_options(p: argparse.ArgumentParser) -> None:
     """The options of a run on a cluster: the KFP endpoint, the run's inputs, and authentication."""
-    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    host_option(p)
     p.add_argument("--source", help="the run's source (e.g. a gs:// prefix); on a cluster the demo corpus is refused")
     p.add_argument("--data-root", default=None, help="the run's data root, e.g. gs://bucket/mmvideos")
     pipeline_root_option(p)
@@ -90,6 +90,16 @@ def cluster_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
     p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
                    help="Kubernetes service account the run's pods use (default: %(default)s, from manifests/base)")
+    auth_options(p)
+
+
+def host_option(p: argparse.ArgumentParser) -> None:
+    """``--host``, the KFP API endpoint."""
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+
+
+def auth_options(p: argparse.ArgumentParser) -> None:
+    """How to authenticate to the KFP API (``kfp.Client``'s conventions)."""
     auth = p.add_argument_group("authentication (kfp.Client's; at most one)")
     auth.add_argument("--token", default=None, help="bearer token, e.g. $(gcloud auth print-identity-token)")
     auth.add_argument("--cookies", default=None, help="session cookies, e.g. 'authservice_session=...' (Dex)")

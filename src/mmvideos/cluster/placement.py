@@ -6,10 +6,11 @@ Two sections of ``params.yaml``, both read by ``mmvideos compile`` and fixed in 
 ``resources``
     ``default`` applies to every task; an entry named after a stage (:data:`STAGES`) overrides
     some of its keys (:class:`TaskResources`). CPU and memory get requests and limits, so the
-    namespace LimitRange's defaults never apply; ``ephemeral_storage`` bounds a node-local
-    scratch volume at ``/scratch`` (``TMPDIR``), where the task's temporary files go. Every task
-    retries with exponential backoff (a preempted or OOM-killed task starts again and finds its
-    finished shards in the data root) and is stopped after ``timeout_s``.
+    namespace LimitRange's defaults never apply; ``ephemeral_storage`` is the size a scratch
+    volume at ``/scratch`` (``TMPDIR``) requests, where the task's temporary files go. Every task
+    is stopped after ``timeout_s`` and retried with exponential backoff when it *fails* (finds its
+    finished shards in the data root); :func:`retry_window` says how the settings become Argo's
+    ``retryStrategy`` and why a deleted (preempted) pod is not retried by Argo.
 
 ``cluster``
     The GPU node pool (:class:`Cluster`): accelerator resource name, node-selector label and
@@ -41,6 +42,12 @@ SCRATCH = "/scratch"
 #: shared memory; a container's default /dev/shm is 64 MiB). It counts against memory_limit.
 SHM_VOLUME = "dshm"
 
+#: The size of the pretrain task when it only follows a TrainJob (``pretrain.num_nodes > 1``): it
+#: submits the job, prints node 0's log and copies the exported model; the nodes get
+#: ``resources.pretrain``.
+FOLLOWER = {"cpu_request": "1", "cpu_limit": "2", "memory_request": "2Gi", "memory_limit": "4Gi",
+            "ephemeral_storage": "10Gi"}
+
 #: Environment variable carrying the compiled placement of the pretrain task to its component
 #: (the TrainJob it submits needs the image, the node pool and the node size).
 PLACEMENT_ENV = "MMVIDEOS_PLACEMENT"
@@ -55,12 +62,19 @@ class TaskResources:
         cpu_limit: CPUs the container may use.
         memory_request: memory the scheduler reserves (e.g. 4Gi).
         memory_limit: memory above which the container is OOM-killed.
-        ephemeral_storage: size limit of the node-local scratch volume at /scratch (TMPDIR).
-        retries: times a failed task is started again (preemption, OOM kill, a storage error).
-        backoff: wait before the first retry (e.g. 30s, 2m), then ``backoff_factor`` times longer.
-        backoff_factor: growth of the wait between retries.
-        backoff_max: longest wait between retries.
-        timeout_s: the task is stopped after this many seconds (activeDeadlineSeconds).
+        ephemeral_storage: the storage the scratch volume at /scratch (TMPDIR) requests: a generic
+            ephemeral volume (a claim made with the pod and deleted with it), the one per-task
+            storage request KFP's IR can carry (it has no ``ephemeral-storage`` resource).
+        retries: times a failed task is started again: Argo's ``retryStrategy.limit`` (attempts
+            are ``retries + 1``). Argo retries a *failed* pod (the main container exited non-zero,
+            was OOM-killed, or the pod was evicted with a message), not a deleted one (see
+            :func:`retry_window`).
+        backoff: wait before the first retry (e.g. 30s, 2m): ``retryStrategy.backoff.duration``.
+        backoff_factor: each later wait is this many times the one before:
+            ``retryStrategy.backoff.factor``, a whole number (Argo reads it as an int-or-string).
+        timeout_s: each attempt's pod is stopped after this many seconds: the pod's
+            ``activeDeadlineSeconds``. Argo's ``backoff.maxDuration`` is derived from it
+            (:func:`retry_window`), not set.
     """
 
     cpu_request: str = "1"
@@ -70,8 +84,7 @@ class TaskResources:
     ephemeral_storage: str = "10Gi"
     retries: int = 3
     backoff: str = "30s"
-    backoff_factor: float = 2.0
-    backoff_max: str = "1h"
+    backoff_factor: int = 2
     timeout_s: int = 6 * 3600
 
     def __post_init__(self) -> None:
@@ -84,6 +97,25 @@ class TaskResources:
         parse_quantity(str(self.ephemeral_storage))
         if self.retries < 0 or self.timeout_s < 1:
             raise ValueError("resources: retries must be >= 0 and timeout_s positive")
+        if self.backoff_factor < 1:
+            raise ValueError(f"resources: backoff_factor must be a whole number >= 1, got {self.backoff_factor}")
+
+
+def retry_window(res: TaskResources) -> int:
+    """Seconds from a task's first start within which Argo may retry it: every attempt's
+    ``timeout_s`` plus every backoff wait between them.
+
+    It becomes ``retryStrategy.backoff.maxDuration`` (KFP's ``backoff_max_duration``), which Argo
+    counts from the *first* attempt's start, not per attempt (workflow/controller/operator.go
+    v3.7.3 L1004-1020, "Max duration limit exceeded"), refuses a retry whose wait would end past it
+    (L1055-1057), and gives a retry's pod as its deadline (L1067-1068). KFP's default of one hour
+    would leave a task that failed after an hour unretried; this window never cuts an attempt
+    that ``timeout_s`` allows.
+    """
+    from kfp.dsl.structures import convert_duration_to_seconds
+
+    waits = sum(convert_duration_to_seconds(res.backoff) * res.backoff_factor ** i for i in range(res.retries))
+    return (res.retries + 1) * int(res.timeout_s) + waits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +130,8 @@ class Cluster:
         toleration_key: taint key of the GPU nodes, tolerated with NoSchedule.
         trainer_runtime: the ClusterTrainingRuntime a multi-node TrainJob uses.
         trainer_service_account: the service account of the TrainJob's node pods.
+        scratch_storage_class: the StorageClass of every task's /scratch claim ("" = the
+            cluster's default, e.g. GKE's standard-rwo).
     """
 
     accelerator_type: str = "nvidia.com/gpu"
@@ -107,6 +141,7 @@ class Cluster:
     toleration_key: str = "nvidia.com/gpu"
     trainer_runtime: str = "torch-distributed"
     trainer_service_account: str = "mmvideos-trainer"
+    scratch_storage_class: str = ""
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 1:
@@ -129,13 +164,18 @@ def cluster(params: dict) -> Cluster:
     return from_dict(Cluster, params.get("cluster"))
 
 
+def follows_trainjob(params: dict) -> bool:
+    """Whether the pretrain task runs a multi-node TrainJob rather than training itself."""
+    return int((params.get("pretrain") or {}).get("num_nodes") or 1) > 1
+
+
 def wants_gpu(params: dict, stage: str) -> bool:
     """Whether ``stage`` runs on the GPU node pool: its ``device`` asks for ``cuda``, or it is
     single-node pretraining with ``device: auto`` (pretraining is what the GPUs are for)."""
     settings = params.get(stage) or {}
     device = str(settings.get("device") or "")
     if stage == "pretrain":
-        return device != "cpu" and int(settings.get("num_nodes") or 1) <= 1
+        return device != "cpu" and not follows_trainjob(params)
     return device.startswith("cuda")
 
 
@@ -152,16 +192,21 @@ def configure(task, stage: str, params: dict, on_cluster: bool = True):
     from mmvideos.components import IMAGE
 
     res = task_resources(params, stage)
+    if stage == "pretrain" and follows_trainjob(params):
+        res = dataclasses.replace(res, **FOLLOWER)
     task.set_cpu_request(str(res.cpu_request)).set_cpu_limit(str(res.cpu_limit))
     task.set_memory_request(str(res.memory_request)).set_memory_limit(str(res.memory_limit))
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration=res.backoff, backoff_factor=res.backoff_factor,
-                       backoff_max_duration=res.backoff_max)
+                       backoff_max_duration=f"{retry_window(res)}s")
     kubernetes.set_timeout(task, int(res.timeout_s))
-    kubernetes.empty_dir_mount(task, volume_name="scratch", mount_path=SCRATCH, size_limit=str(res.ephemeral_storage))
+    pool = cluster(params)
+    kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path=SCRATCH, access_modes=["ReadWriteOnce"],
+                                    size=str(res.ephemeral_storage),
+                                    storage_class_name=pool.scratch_storage_class or None,
+                                    labels={"app.kubernetes.io/name": "mmvideos"})
     task.set_env_variable("TMPDIR", SCRATCH)
     if wants_gpu(params, stage):
-        pool = cluster(params)
         task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(pool.accelerator_count)
         kubernetes.add_node_selector(task, label_key=pool.node_selector_key, label_value=pool.node_selector_value)
         kubernetes.add_toleration(task, key=pool.toleration_key, operator="Exists", effect="NoSchedule")

@@ -1,8 +1,10 @@
 """Runs on a Kubeflow Pipelines API: one run (``submit``) or a recurring run (``schedule``).
 
-``schedule`` keeps one recurring run per name. It uploads the pipeline (once) and a pipeline
-version named by the image digest or the git SHA plus a hash of the compiled spec (reused when
-it exists), so the UI shows which code a scheduled run ran. The recurring run is created
+``schedule`` keeps one recurring run per name. It uploads the pipeline (once per namespace) and
+a pipeline version named by the image digest or the git SHA plus a hash of the parsed compiled
+spec (reused when it exists), so the UI shows which code a scheduled run ran; the same inputs
+compile to the same bytes, so a second call finds everything it made. In multi-user mode the
+pipeline is looked up in ``namespace`` (``kfp.Client.get_pipeline_id`` sees only shared ones). The recurring run is created
 against that version; running ``schedule`` again with the same name finds it: unchanged (same
 version, cron, arguments, service account) it is kept, otherwise it is refused unless
 ``replace`` is set, which deletes the old recurring run and creates the new one. The v2beta1 API
@@ -21,10 +23,12 @@ token (``sa_token``: :class:`kfp.client.ServiceAccountTokenVolumeCredentials`).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -87,13 +91,31 @@ def connect(host: str, auth: Auth = Auth(), namespace: str | None = None):
                   ssl_ca_cert=auth.ssl_ca_cert, namespace=namespace or "kubeflow")
 
 
-def compile_package(target: Path, params_path: str | Path | None = None, pipeline_root: str | None = None) -> Path:
-    """Compile the pipeline for ``params_path`` into ``target``."""
+#: A line of the compiled YAML's header that shows a dict parameter's default (kfp writes the
+#: protobuf Struct's keys in hash order, which differs from one process to the next).
+_HEADER_DEFAULT = re.compile(r"^(#\s+\w+: dict \[Default: )(\{.*\})(\])$", re.MULTILINE)
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    return [_sorted(v) for v in value] if isinstance(value, list) else value
+
+
+def canonical_package(text: str) -> str:
+    """The compiled YAML with the dict defaults of its header comment in sorted key order: the
+    same inputs give the same bytes in every process (the spec below the header already is)."""
+    return _HEADER_DEFAULT.sub(lambda m: f"{m[1]}{_sorted(ast.literal_eval(m[2]))!r}{m[3]}", text)
+
+
+def write_package(target: Path, params: dict, pipeline_root: str | None = None) -> Path:
+    """Compile the pipeline for ``params`` into ``target`` (:func:`canonical_package`)."""
     from kfp import compiler
 
     from mmvideos.pipelines.mmvideos_pipeline import build_pipeline
 
-    compiler.Compiler().compile(build_pipeline(load_params(params_path), pipeline_root=pipeline_root), str(target))
+    compiler.Compiler().compile(build_pipeline(params, pipeline_root=pipeline_root), str(target))
+    target.write_text(canonical_package(target.read_text()))
     return target
 
 
@@ -114,8 +136,15 @@ def code_ref(image: str, cwd: str | Path | None = None) -> str:
 
 
 def version_name(package: Path, ref: str) -> str:
-    """``ref`` and a hash of the compiled spec: a changed params.yaml is a new version even at one SHA."""
-    return f"{ref}-spec-{hashlib.sha256(package.read_bytes()).hexdigest()[:8]}"
+    """``ref`` and a hash of the compiled spec: a changed params.yaml is a new version even at one SHA.
+
+    The hash is of the parsed documents in canonical JSON, so comments and key order do not count.
+    """
+    import yaml
+
+    documents = list(yaml.safe_load_all(package.read_text()))
+    canonical = json.dumps(documents, sort_keys=True, separators=(",", ":"))
+    return f"{ref}-spec-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
 
 
 def _filter(key: str, value: str) -> str:
@@ -123,13 +152,19 @@ def _filter(key: str, value: str) -> str:
 
 
 def _pipeline_version(client, package: Path, pipeline_name: str, version: str, namespace: str | None) -> tuple[str, str]:
-    """(pipeline id, version id): the pipeline uploaded once, the version uploaded unless it exists."""
-    pipeline_id = client.get_pipeline_id(pipeline_name)
+    """(pipeline id, version id): the pipeline uploaded once, the version uploaded unless it exists.
+
+    The pipeline is looked up by name in ``namespace``: the API lists one namespace at a time (the
+    shared pipelines without one) and keeps (namespace, name) unique (KFP 2.17
+    ``storage/pipeline_store.go`` L231-236, ``model/pipeline.go`` L44-54).
+    """
+    found = client.list_pipelines(filter=_filter("name", pipeline_name), namespace=namespace).pipelines or []
+    pipeline_id = found[0].pipeline_id if found else None
     if pipeline_id is None:
         pipeline_id = client.upload_pipeline(str(package), pipeline_name=pipeline_name, namespace=namespace).pipeline_id
-    found = client.list_pipeline_versions(pipeline_id, filter=_filter("display_name", version)).pipeline_versions
-    if found:
-        return pipeline_id, found[0].pipeline_version_id
+    versions = client.list_pipeline_versions(pipeline_id, filter=_filter("display_name", version)).pipeline_versions
+    if versions:
+        return pipeline_id, versions[0].pipeline_version_id
     made = client.upload_pipeline_version(str(package), pipeline_version_name=version, pipeline_id=pipeline_id)
     return pipeline_id, made.pipeline_version_id
 
@@ -166,7 +201,7 @@ def schedule(host: str, cron: str, name: str = "mmvideos-reannotation", experime
     client = connect(host, auth, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)  # returns the existing one by name
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_package(Path(tmp) / "pipeline.yaml", params_path, pipeline_root)
+        package = write_package(Path(tmp) / "pipeline.yaml", load_params(params_path), pipeline_root)
         version_label = version_name(package, ref)
         pipeline_id, version_id = _pipeline_version(client, package, PIPELINE_NAME, version_label, namespace)
     existing = client.list_recurring_runs(experiment_id=exp.experiment_id, namespace=namespace, page_size=100,
@@ -201,7 +236,7 @@ def submit(host: str, params_path: str | Path | None = None, arguments: dict | N
     """Compile the pipeline and start one run of it on the KFP API at ``host``; the run id."""
     client = connect(host, auth, namespace)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_package(Path(tmp) / "pipeline.yaml", params_path, pipeline_root)
+        package = write_package(Path(tmp) / "pipeline.yaml", load_params(params_path), pipeline_root)
         result = client.create_run_from_pipeline_package(
             str(package), arguments=arguments or {}, run_name=run_name, experiment_name=experiment,
             namespace=namespace, pipeline_root=pipeline_root, enable_caching=None, service_account=service_account)

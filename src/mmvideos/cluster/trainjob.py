@@ -9,8 +9,15 @@ and fails with the job's own reason. The nodes keep the checkpoint in the data r
 so every node resumes from the same state, and rank 0 places the exported model there too, where
 the task reads it back into its ``Model`` artifact.
 
-The job's name derives from its checkpoint location: a retried pipeline task finds its job
-still running and follows it, or, when it failed, replaces it and resumes from the last epoch.
+The job's name is a hash of its whole spec (image, checkpoint, every training setting, nodes and
+GPUs): a retried pipeline task builds the same job, finds it still running and follows it, or,
+when it failed, replaces it and resumes from the last epoch; a run with more epochs, other nodes
+or another device builds another job, which resumes from the same checkpoint, and never fetches
+the model of an older finished one.
+
+Needs Kubeflow Trainer 2.2 or later: the per-job settings of the nodes (node pool, service
+account, ``/dev/shm``, no Istio sidecar) travel as ``spec.runtimePatches``, which Trainer 2.2
+introduced (``podTemplateOverrides`` before; a 2.0 or 2.1 API server drops the field silently).
 
 The TrainJob is built with the ``kubeflow-trainer-api`` models; the ``kubeflow`` SDK's
 ``TrainerClient`` follows the logs and waits. Scaling from the paper's 4 GPUs to 8 or 32 is
@@ -19,11 +26,14 @@ The TrainJob is built with the ``kubeflow-trainer-api`` models; the ``kubeflow``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +53,26 @@ NODE = "node"
 #: Where a node keeps its local copy of the outputs (the checkpoint and model go to the data root).
 NODE_OUT = "/tmp/mmvideos-pretrain"
 
+#: The ``runtimePatches[].manager`` of our patch. Trainer's admission webhook requires a
+#: domain-prefixed path (``validation.IsDomainPrefixedPath``, ``jobset.go`` v2.2.0 L129); the
+#: domain is the project's GitHub organisation's (the one ``ghcr.io/mmvideos`` publishes the image
+#: under), as the Kubeflow SDK uses ``trainer.kubeflow.org/kubeflow-sdk``.
+MANAGER = "mmvideos.github.io/pipeline"
+
+#: Pod labels and annotations of the nodes: no Istio sidecar (in an injected Kubeflow profile
+#: namespace it breaks torchrun's rendezvous and keeps a finished pod running). Istio reads the
+#: label; older releases the annotation.
+NODE_POD_METADATA = {"sidecar.istio.io/inject": "false"}
+
 #: Where a pod finds its namespace.
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
-def job_name(checkpoint: str) -> str:
-    """A DNS-1035 name fixed by the checkpoint location: a retried task finds its own job."""
-    return "mmvideos-pretrain-" + hashlib.sha256(checkpoint.encode()).hexdigest()[:12]
+def job_name(spec: models.TrainerV1alpha1TrainJobSpec) -> str:
+    """An RFC 1035 label (at most 63 characters) fixed by everything in ``spec``: the same job
+    for a retried task, another for any setting that shapes the weights."""
+    text = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return "mmvideos-pretrain-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def train_args(cfg: PretrainConfig) -> list[str]:
@@ -65,12 +88,11 @@ def train_args(cfg: PretrainConfig) -> list[str]:
     return args
 
 
-def build_trainjob(name: str, cfg: PretrainConfig, features: str, checkpoint: str, export: str,
+def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: str,
                    placement: dict[str, Any]) -> models.TrainerV1alpha1TrainJob:
     """The TrainJob running ``mmvideos.stages.pretrain`` on ``cfg.num_nodes`` nodes.
 
     Args:
-        name: the job's name (:func:`job_name`).
         cfg: pretraining settings; ``num_nodes`` nodes.
         features: the features folder every node reads (``gs://``).
         checkpoint: the resumable checkpoint in the data root (:func:`mmvideos.stages.pretrain.checkpoint_uri`).
@@ -97,13 +119,16 @@ def build_trainjob(name: str, cfg: PretrainConfig, features: str, checkpoint: st
             name=NODE, volume_mounts=[models.IoK8sApiCoreV1VolumeMount(name="dshm", mount_path="/dev/shm")])],
     )
     patch = models.TrainerV1alpha1RuntimePatch(
-        manager="mmvideos",
+        manager=MANAGER,
         training_runtime_spec=models.TrainerV1alpha1TrainingRuntimeSpecPatch(
             template=models.TrainerV1alpha1JobSetTemplatePatch(spec=models.TrainerV1alpha1JobSetSpecPatch(
                 replicated_jobs=[models.TrainerV1alpha1ReplicatedJobPatch(
                     name=NODE, template=models.TrainerV1alpha1JobTemplatePatch(
                         spec=models.TrainerV1alpha1JobSpecPatch(
-                            template=models.TrainerV1alpha1PodTemplatePatch(spec=pod))))]))))
+                            template=models.TrainerV1alpha1PodTemplatePatch(
+                                metadata=models.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+                                    labels=NODE_POD_METADATA, annotations=NODE_POD_METADATA),
+                                spec=pod))))]))))
     trainer = models.TrainerV1alpha1Trainer(
         image=placement["image"],
         command=["torchrun", "-m", "mmvideos.training"],
@@ -114,13 +139,15 @@ def build_trainjob(name: str, cfg: PretrainConfig, features: str, checkpoint: st
         resources_per_node=models.IoK8sApiCoreV1ResourceRequirements(limits=quantities("limit"), requests=quantities("request")),
         env=[models.IoK8sApiCoreV1EnvVar(name="TMPDIR", value="/tmp")],
     )
+    spec = models.TrainerV1alpha1TrainJobSpec(
+        runtime_ref=models.TrainerV1alpha1RuntimeRef(name=cluster["trainer_runtime"], kind="ClusterTrainingRuntime"),
+        trainer=trainer, runtime_patches=[patch], active_deadline_seconds=int(res["timeout_s"]))
     return models.TrainerV1alpha1TrainJob(
         api_version=f"{GROUP}/{VERSION}", kind=KIND,
         metadata=models.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=name, labels={"app.kubernetes.io/name": "mmvideos", "app.kubernetes.io/component": "pretrain"}),
-        spec=models.TrainerV1alpha1TrainJobSpec(
-            runtime_ref=models.TrainerV1alpha1RuntimeRef(name=cluster["trainer_runtime"]),
-            trainer=trainer, runtime_patches=[patch], active_deadline_seconds=int(res["timeout_s"])),
+            name=job_name(spec),
+            labels={"app.kubernetes.io/name": "mmvideos", "app.kubernetes.io/component": "pretrain"}),
+        spec=spec,
     )
 
 
@@ -137,11 +164,33 @@ def failure_reason(trainjob: dict) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def deleted_when_stopped(delete: Callable[[], None]) -> Iterator[None]:
+    """Within the block a SIGTERM first calls ``delete``, then exits (status 143).
+
+    Argo stops a task's main container with SIGTERM when the run is terminated or the pod's
+    deadline passes, and the kubelet does when the node is drained: the TrainJob must not go on
+    holding its GPUs with no run to collect its model. (A pod killed without a signal leaves it
+    to its own ``activeDeadlineSeconds``.) Call from the main thread, as a task's process is.
+    """
+    def stop(signum: int, frame: object) -> None:
+        log.warning("stopped: deleting the TrainJob")
+        delete()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_trainjob(job: models.TrainerV1alpha1TrainJob, namespace: str, timeout_s: int, poll_s: int = 15) -> None:
     """Create ``job`` (or find it), print node 0's log while it runs, wait for its end.
 
     A job of that name still running is followed, not created again; one that failed is deleted
-    and created anew (it resumes from the data root). Raises ``RuntimeError`` with the job's own
+    and created anew (it resumes from the data root). Stopped by SIGTERM (the run terminated), it
+    deletes the job (:func:`deleted_when_stopped`). Raises ``RuntimeError`` with the job's own
     failure reason, ``TimeoutError`` after ``timeout_s``.
     """
     from kubeflow.trainer import KubernetesBackendConfig, TrainerClient
@@ -158,22 +207,26 @@ def run_trainjob(job: models.TrainerV1alpha1TrainJob, namespace: str, timeout_s:
                 return None
             raise
 
+    def delete() -> None:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+
     found = current()
     if found is not None and failure_reason(found):
         log.warning("TrainJob %s/%s failed before (%s): replacing it", namespace, name, failure_reason(found))
-        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+        delete()
         while current() is not None:
             time.sleep(poll_s)
         found = None
-    if found is None:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.to_dict())
-        log.info("created TrainJob %s/%s", namespace, name)
-    started = time.monotonic()
-    client.wait_for_job_status(name, {"Running", "Complete", "Failed"}, timeout=timeout_s, polling_interval=poll_s)
-    for line in client.get_job_logs(name, follow=True):
-        print(line, end="" if line.endswith("\n") else "\n", flush=True)
-    left = max(int(timeout_s - (time.monotonic() - started)), poll_s + 1)
-    client.wait_for_job_status(name, {"Complete", "Failed"}, timeout=left, polling_interval=poll_s)
+    with deleted_when_stopped(delete):
+        if found is None:
+            api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.to_dict())
+            log.info("created TrainJob %s/%s", namespace, name)
+        started = time.monotonic()
+        client.wait_for_job_status(name, {"Running", "Complete", "Failed"}, timeout=timeout_s, polling_interval=poll_s)
+        for line in client.get_job_logs(name, follow=True):
+            print(line, end="" if line.endswith("\n") else "\n", flush=True)
+        left = max(int(timeout_s - (time.monotonic() - started)), poll_s + 1)
+        client.wait_for_job_status(name, {"Complete", "Failed"}, timeout=left, polling_interval=poll_s)
     reason = failure_reason(current() or {})
     if reason:
         raise RuntimeError(f"TrainJob {namespace}/{name} failed: {reason}")
@@ -209,6 +262,6 @@ def pretrain_on_trainjob(features_uri: str, out_dir: str | Path, cfg: PretrainCo
             raise ValueError("not in a pod: name the TrainJob's namespace (--namespace)")
         namespace = Path(NAMESPACE_FILE).read_text().strip()
     export = export_uri(checkpoint)
-    job = build_trainjob(job_name(checkpoint), cfg, features_uri, checkpoint, export, placement)
+    job = build_trainjob(cfg, features_uri, checkpoint, export, placement)
     run_trainjob(job, namespace, int(placement["resources"]["timeout_s"]))
     return fetch_export(export, out_dir)
