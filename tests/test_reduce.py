@@ -15,6 +15,7 @@ from mmvideos.bench.reduce import measure_step, write_synthetic
 from mmvideos.data import dataroot, tables
 from mmvideos.data.atomic import write_parquet
 from mmvideos.stages.annotate import MERGED_COLUMNS, MergeConfig, merge_labels
+from mmvideos.stages.features import slot_labels
 
 
 def reference_gather(parts: list[Path], name: str) -> pd.DataFrame:
@@ -130,3 +131,19 @@ def test_peak_memory_does_not_grow_with_the_rows(tmp_path, step):
         peaks.append(measure_step(step, corpus)["peak_mb"])
     assert peaks[1] - peaks[0] < 30, peaks
 
+
+def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):
+    _, parts = corpus
+    for stage in parts:
+        dataroot.gather(parts[stage], tmp_path / stage, stage)
+    merge_labels(*(tmp_path / s for s in ("clip", "annotate_visual", "annotate_audio")), tmp_path / "labels",
+                 MergeConfig(), progress=False)
+    whole = pd.read_parquet(tmp_path / "labels" / "labels.parquet")
+    slots, seen = 3, 0
+    for slot in range(slots):
+        videos = dataroot.slot_units(tmp_path / "clip", "audio.tar", slot, slots)["video_id"]
+        mine = slot_labels(tmp_path / "labels", videos)
+        expected = whole[whole["video_id"].isin(set(videos))].set_index("clip_id")[list(mine.columns)]
+        assert_same(mine.reset_index(), expected.reset_index())
+        seen += len(mine)
+    assert seen == len(whole)
