@@ -147,3 +147,15 @@ def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):
         assert_same(mine.reset_index(), expected.reset_index())
         seen += len(mine)
     assert seen == len(whole)
+
+
+def test_the_sizing_plan_shows_the_reduce_side():
+    from mmvideos.bench.reduce import extrapolate
+    from mmvideos.bench.scale import sizing_plan
+
+    saved = json.loads((Path(__file__).parents[1] / "bench" / "scale.json").read_text())
+    page = sizing_plan(**saved)
+    assert "## The reduce side" in page and "merge_labels | " in page
+    # a flat peak stays flat at 15 M clips; time is never extrapolated better than linear
+    assert extrapolate([10_000, 100_000], [200.0, 200.0], power=False) == pytest.approx(200.0)
+    assert extrapolate([10_000, 100_000], [1.0, 2.0], power=True) == pytest.approx(2.0 * 150)

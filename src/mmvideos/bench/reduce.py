@@ -149,7 +149,7 @@ def extrapolate(clips: list[int], values: list[float], power: bool) -> float:
     return float(intercept + max(slope, 0.0) * PAPER_CLIPS)
 
 
-def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), slots: int = 4) -> dict[str, dict]:
+def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slots: int = 4) -> dict[str, dict]:
     """Every reduce step at every corpus size (module docstring); the ``reduce`` part of scale.json."""
     figures: dict[str, dict] = {step: {"clips": [], "peak_mb": [], "seconds": []} for step in STEPS}
     for clips in sizes:
@@ -169,7 +169,7 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), slots: int = 4)
     return figures
 
 
-def main(output: str | Path, sizes: tuple[int, ...] = (10_000, 100_000)) -> dict[str, dict]:
+def main(output: str | Path, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> dict[str, dict]:
     """Run :func:`reduce_benchmark` and save it under ``reduce`` in ``output``/scale.json (the rest kept)."""
     target = Path(output) / "scale.json"
     saved = json.loads(target.read_text()) if target.is_file() else {}
