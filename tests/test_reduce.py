@@ -14,7 +14,7 @@ import pytest
 from mmvideos.bench.reduce import measure_step, write_synthetic
 from mmvideos.data import dataroot, tables
 from mmvideos.data.atomic import write_parquet
-from mmvideos.stages.annotate import MERGED_COLUMNS, MergeConfig, merge_labels
+from mmvideos.stages.annotate import LABEL_COLUMNS, MERGED_COLUMNS, MergeConfig, merge_labels
 from mmvideos.stages.features import slot_labels
 
 
@@ -159,3 +159,16 @@ def test_the_sizing_plan_shows_the_reduce_side():
     # a flat peak stays flat at 15 M clips; time is never extrapolated better than linear
     assert extrapolate([10_000, 100_000], [200.0, 200.0], power=False) == pytest.approx(200.0)
     assert extrapolate([10_000, 100_000], [1.0, 2.0], power=True) == pytest.approx(2.0 * 150)
+
+
+def test_merge_labels_with_an_annotator_that_labelled_nothing(corpus, tmp_path):
+    _, parts = corpus
+    for stage in ("clip", "annotate_visual"):
+        dataroot.gather(parts[stage], tmp_path / stage, stage)
+    (tmp_path / "annotate_audio").mkdir()
+    write_parquet(pd.DataFrame(columns=LABEL_COLUMNS), tmp_path / "annotate_audio" / "audio.parquet")
+    (tmp_path / "annotate_audio" / "classes.csv").write_bytes((parts["annotate_audio"][0] / "classes.csv").read_bytes())
+    folders = [tmp_path / s for s in ("clip", "annotate_visual", "annotate_audio")]
+    summary = merge_labels(*folders, tmp_path / "labels", MergeConfig(), progress=False)
+    assert_same(pd.read_parquet(tmp_path / "labels" / "labels.parquet"), reference_labels(*folders))
+    assert summary["clips_without_audio"] == summary["clips"] == 3_000

@@ -359,8 +359,10 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
         schema = tables.table_schema([clips_path], MERGED_COLUMNS[:4])
         for m in ("visual", "audio"):
             label_schema = tables.table_schema([paths[m]])
-            schema = schema.append(label_schema.field("labels").with_name(f"{m}_labels"))
-            schema = schema.append(label_schema.field("scores").with_name(f"{m}_scores"))
+            for column, values in (("labels", pa.string()), ("scores", pa.float64())):
+                field = label_schema.field(column)  # untyped when the annotator labelled no clip
+                field = field if pa.types.is_list(field.type) else pa.field(column, pa.list_(values))
+                schema = schema.append(field.with_name(f"{m}_{column}"))
         bar = progress_bar(total=tables.count_rows(clips_path), unit="clip", desc="merge_labels", disable=not progress)
 
         def joined() -> Iterator[pa.Table]:
