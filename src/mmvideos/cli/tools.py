@@ -38,6 +38,11 @@ def cmd_docs(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.scale and args.reduce:
+        from mmvideos.bench.reduce import main as reduce
+
+        reduce(args.output, tuple(args.clips))
+        return
     if args.scale:
         from mmvideos.bench.scale import main as scale
 
@@ -98,6 +103,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")
+    p.add_argument("--reduce", action="store_true",
+                   help="with --scale: the reduce side instead: gathers and merge_labels on synthetic tables of "
+                        "--clips clips, each in a child process (peak RSS, seconds, extrapolated to 15 M clips), "
+                        "saved under 'reduce' in --output's scale.json")
+    p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                   help="with --scale --reduce: corpus sizes in clips (default: %(default)s)")
     p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
                                                  "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)

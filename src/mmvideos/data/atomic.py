@@ -57,10 +57,16 @@ def atomic_open(target: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         yield fh
 
 
+#: Rows per parquet row group. A reader of a row group decodes its column chunks whole, so
+#: whole-corpus steps that stream tables (:mod:`mmvideos.data.tables`) hold about this many rows
+#: per file they read at once, however long the table.
+ROW_GROUP_ROWS = 8_192
+
+
 def write_parquet(df: pd.DataFrame, target: str | Path) -> Path:
-    """Write ``df`` to ``target`` as parquet (no index), atomically."""
+    """Write ``df`` to ``target`` as parquet (no index) in row groups of :data:`ROW_GROUP_ROWS`, atomically."""
     with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
     return Path(target)
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmvideos.data import storage
+from mmvideos.data import storage, tables
 from mmvideos.data.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
     (unit key, clip id or URI), so the output does not depend on the number of slots. With
     ``root`` the merged manifest is also recorded under ``manifests/<stage>/`` (what gc keeps).
     """
-    from mmvideos.data.atomic import write_json, write_parquet
+    from mmvideos.data.atomic import write_json
 
     out_dir = Path(out_dir)
     parts = [Path(p) for p in parts]
@@ -302,12 +302,7 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
         if name == "summary.json":
             continue
         if name in CONCATENATED:
-            tables = [pd.read_parquet(part / name) for part in parts if (part / name).is_file()]
-            table = concat(tables, list(tables[0].columns))
-            columns = [c for c in (["key", "file"] if name == MANIFEST else ["clip_id"] if "clip_id" in table else ["uri"])
-                       if c in table]
-            table = table.sort_values(columns, kind="stable", ignore_index=True) if columns else table
-            write_parquet(table, out_dir / name)
+            _gather_table([part / name for part in parts if (part / name).is_file()], out_dir / name)
         else:
             source = next(part / name for part in parts if (part / name).is_file())
             storage.put_file(source, out_dir / name)
@@ -323,6 +318,21 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
     if root is not None and (out_dir / MANIFEST).is_file():
         root.save_manifest(stage, pd.read_parquet(out_dir / MANIFEST))
     return summary
+
+
+def _gather_table(paths: list[Path], target: Path) -> None:
+    """The rows of ``paths`` sorted by their id into ``target``, streamed (:mod:`mmvideos.data.tables`):
+    the stable order of a sort of the parts concatenated in slot order, without holding every row."""
+    from mmvideos.data.atomic import write_parquet
+
+    names = tables.table_schema(paths).names
+    if not sum(tables.count_rows(p) for p in paths):  # as pandas writes a table of no rows: untyped columns
+        write_parquet(pd.DataFrame(columns=names), target)
+        return
+    by = [c for c in (["key", "file"] if target.name == MANIFEST else ["clip_id"] if "clip_id" in names else ["uri"])
+          if c in names]
+    with tempfile.TemporaryDirectory(prefix="mmvideos-gather-") as scratch:
+        tables.write_tables(tables.sorted_tables(paths, by, scratch), target, tables.table_schema(paths))
 
 
 def verify_files(folder: str | Path, name: str, index: pd.DataFrame | None = None) -> int:

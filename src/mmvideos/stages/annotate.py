@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import functools
 import multiprocessing as mp
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -36,10 +37,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmvideos.annotators import load_annotator
 from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
-from mmvideos.data import dataroot, storage
+from mmvideos.data import dataroot, storage, tables
 from mmvideos.data.atomic import write_json, write_parquet, write_text
 from mmvideos.data.dataroot import DataRoot, unit_key
 from mmvideos.features.presets import SAMPLE_RATE
@@ -280,6 +283,43 @@ def _read_classes(folder: str | Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+class _Cursor:
+    """Walks one annotator's label rows (clip_id order) alongside the clips (the same order)."""
+
+    def __init__(self, rows: Iterator[tuple[str, list, list]]) -> None:
+        self.rows = rows
+        self.head = next(rows, None)
+
+    def take(self, clip_id: str) -> tuple[list, list]:
+        """The labels and scores of ``clip_id`` (empty when unlabelled); rows of clips not in the
+        clip table, which come before it, are passed over."""
+        while self.head is not None and self.head[0] < clip_id:
+            self.head = next(self.rows, None)
+        if self.head is None or self.head[0] != clip_id:
+            return [], []
+        _, labels, scores = self.head
+        self.head = next(self.rows, None)
+        return labels or [], scores or []
+
+    def drain(self) -> None:
+        """Read the rows after the last clip, so the repeats and provenance see every row."""
+        for _ in self.rows:
+            pass
+
+
+def _label_rows(path: Path, scratch: Path, provenance: dict, repeats: list) -> Iterator[tuple[str, list, list]]:
+    """``(clip_id, labels, scores)`` of one annotator's table in clip_id order, streamed; adds its
+    annotator records to ``provenance`` (a dict used as an ordered set) and repeated clips to ``repeats``."""
+    previous = None
+    for table in tables.sorted_tables([path], ["clip_id"], scratch, LABEL_COLUMNS):
+        provenance.update(dict.fromkeys(zip(*(table[c].to_pylist() for c in LABEL_COLUMNS[3:]))))
+        for row in zip(table["clip_id"].to_pylist(), table["labels"].to_pylist(), table["scores"].to_pylist()):
+            if row[0] == previous:
+                repeats.append(row[0])
+            previous = row[0]
+            yield row
+
+
 def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str | Path, out_dir: str | Path,
                  cfg: MergeConfig, progress: bool = True) -> dict:
     """Join both annotators' labels into one multi-modal vocabulary and label table.
@@ -291,59 +331,100 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
     * ``labels.parquet``: clip_id, video_id, fold, split, visual_labels, visual_scores,
       audio_labels, audio_scores (as annotated; empty for a clip an annotator did not label)
       and label_ids (visual then audio labels that are in the vocabulary: the training targets).
+      Sorted by clip_id.
     * ``vocabulary.parquet``: index (0..V-1: visual classes, then audio classes, each in the
       annotator's own order), id, name, modality (visual | audio), count (clips carrying it).
     * statistics (``mmvideos.stages.label_stats``): PNG plots, ``stats.md``, ``stats.html``.
     * ``summary.json``.
+
+    Streamed, so memory does not grow with the corpus (15 M clips are gigabytes of lists): the
+    three tables are read in clip_id order (:mod:`mmvideos.data.tables`: sorted runs merged with
+    pyarrow, spilled to a scratch folder when a table is not in order) and merge-joined row by
+    row into a scratch table, counting each label's clips and each clip's labels as it goes; the
+    vocabulary comes from those counts, and a second pass over the scratch table adds label_ids
+    and writes ``labels.parquet`` in row groups. Only counters of the vocabulary's size are held.
     """
     out_dir = Path(out_dir)
-    clips = read_clips(clips_dir)[["clip_id", "video_id", "fold", "split"]]
-    table = clips
-    classes, provenance = [], {}
-    for modality, folder in (("visual", visual_dir), ("audio", audio_dir)):
-        labelled = storage.read_parquet(storage.join(folder, f"{modality}.parquet"))
-        repeated = labelled["clip_id"][labelled["clip_id"].duplicated()]
-        if len(repeated):
-            raise ValueError(f"{folder}: {modality}.parquet labels clip {repeated.iloc[0]!r} more than once "
-                             f"({len(repeated)} repeats): re-run annotate_{modality} on this clip folder")
-        provenance[modality] = labelled[["annotator", "annotator_version", "weights_sha256"]].drop_duplicates().to_dict("records")
-        labelled = labelled.rename(columns={"labels": f"{modality}_labels", "scores": f"{modality}_scores"})
-        table = table.merge(labelled[["clip_id", f"{modality}_labels", f"{modality}_scores"]], on="clip_id", how="left")
-        for column in (f"{modality}_labels", f"{modality}_scores"):
-            table[column] = [list(v) if isinstance(v, (list, np.ndarray)) else [] for v in table[column]]
-        classes.append(_read_classes(folder).assign(modality=modality))
-
+    provenance: dict[str, dict] = {"visual": {}, "audio": {}}
+    repeats: dict[str, list] = {"visual": [], "audio": []}
     counts: Counter[str] = Counter()  # label id -> clips carrying it
-    for visual_labels, audio_labels in progress_bar(zip(table["visual_labels"], table["audio_labels"]), total=len(table),
-                                            unit="clip", desc="merge_labels", disable=not progress):
-        counts.update(set(visual_labels) | set(audio_labels))
-    every_class = pd.concat(classes, ignore_index=True)
-    every_class["count"] = [counts.get(i, 0) for i in every_class["id"]]
-    vocabulary = every_class[every_class["count"] >= cfg.min_count].reset_index(drop=True)
-    vocabulary.insert(0, "index", np.arange(len(vocabulary), dtype=np.int64))
-    unknown = set(counts) - set(every_class["id"])
-    if unknown:
-        raise ValueError(f"labels missing from the annotators' classes.csv: {sorted(unknown)[:5]}")
-    kept = set(vocabulary["id"])
-    table["label_ids"] = [[i for i in v + a if i in kept] for v, a in zip(table["visual_labels"], table["audio_labels"])]
-    table = table[MERGED_COLUMNS].sort_values("clip_id", ignore_index=True)
-    write_parquet(table, out_dir / "labels.parquet")
+    per_clip: dict[str, Counter[int]] = {"visual": Counter(), "audio": Counter(), "all": Counter()}  # labels -> clips
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mmvideos-merge-")))
+        clips_path = stack.enter_context(storage.local_copy(storage.join(clips_dir, "clips.parquet")))
+        folders = {"visual": visual_dir, "audio": audio_dir}
+        paths = {m: stack.enter_context(storage.local_copy(storage.join(folder, f"{m}.parquet")))
+                 for m, folder in folders.items()}
+        cursors = {m: _Cursor(_label_rows(paths[m], scratch, provenance[m], repeats[m])) for m in paths}
+        schema = tables.table_schema([clips_path], MERGED_COLUMNS[:4])
+        for m in ("visual", "audio"):
+            label_schema = tables.table_schema([paths[m]])
+            for column, values in (("labels", pa.string()), ("scores", pa.float64())):
+                field = label_schema.field(column)  # untyped when the annotator labelled no clip
+                field = field if pa.types.is_list(field.type) else pa.field(column, pa.list_(values))
+                schema = schema.append(field.with_name(f"{m}_{column}"))
+        bar = progress_bar(total=tables.count_rows(clips_path), unit="clip", desc="merge_labels", disable=not progress)
+
+        def joined() -> Iterator[pa.Table]:
+            for clips in tables.sorted_tables([clips_path], ["clip_id"], scratch, MERGED_COLUMNS[:4]):
+                columns = {c: clips[c] for c in MERGED_COLUMNS[:4]}
+                found = {m: [cursors[m].take(c) for c in clips["clip_id"].to_pylist()] for m in cursors}
+                for m, pairs in found.items():
+                    columns[f"{m}_labels"] = [labels for labels, _ in pairs]
+                    columns[f"{m}_scores"] = [scores for _, scores in pairs]
+                    per_clip[m].update(len(labels) for labels, _ in pairs)
+                for (visual, _), (audio, _) in zip(found["visual"], found["audio"]):
+                    counts.update(set(visual) | set(audio))
+                bar.update(clips.num_rows)
+                yield pa.table(columns, schema=schema)
+
+        clips_count = tables.write_tables(joined(), scratch / "joined.parquet", schema)
+        bar.close()
+        for m, cursor in cursors.items():
+            cursor.drain()
+            if repeats[m]:
+                raise ValueError(f"{folders[m]}: {m}.parquet labels clip {repeats[m][0]!r} more than once "
+                                 f"({len(repeats[m])} repeats): re-run annotate_{m} on this clip folder")
+        classes = [_read_classes(folder).assign(modality=m) for m, folder in folders.items()]
+        every_class = pd.concat(classes, ignore_index=True)
+        every_class["count"] = [counts.get(i, 0) for i in every_class["id"]]
+        vocabulary = every_class[every_class["count"] >= cfg.min_count].reset_index(drop=True)
+        vocabulary.insert(0, "index", np.arange(len(vocabulary), dtype=np.int64))
+        unknown = set(counts) - set(every_class["id"])
+        if unknown:
+            raise ValueError(f"labels missing from the annotators' classes.csv: {sorted(unknown)[:5]}")
+        kept = set(vocabulary["id"])
+
+        def targets() -> Iterator[pa.Table]:
+            for batch in pq.ParquetFile(scratch / "joined.parquet").iter_batches(tables.BATCH_ROWS):
+                ids = [[i for i in v + a if i in kept]
+                       for v, a in zip(batch["visual_labels"].to_pylist(), batch["audio_labels"].to_pylist())]
+                per_clip["all"].update(map(len, ids))
+                yield pa.Table.from_batches([batch]).append_column(pa.field("label_ids", pa.list_(pa.string())),
+                                                                   [ids])
+
+        tables.write_tables(targets(), out_dir / "labels.parquet",
+                            schema.append(pa.field("label_ids", pa.list_(pa.string()))))
     write_parquet(vocabulary[["index", "id", "name", "modality", "count"]], out_dir / "vocabulary.parquet")
 
+    def mean(modality: str) -> float:
+        return round(sum(k * n for k, n in per_clip[modality].items()) / clips_count, 3) if clips_count else 0.0
+
+    keys = LABEL_COLUMNS[3:]
     summary = {
-        "clips": len(table),
+        "clips": clips_count,
         "vocabulary_total": len(every_class),
         "vocabulary_used": len(vocabulary),
         "utilisation": round(len(vocabulary) / max(len(every_class), 1), 4),
         "classes_total": {m: int(n) for m, n in every_class["modality"].value_counts().items()},
         "classes_used": {m: int(n) for m, n in vocabulary["modality"].value_counts().items()},
-        "mean_visual_labels_per_clip": round(float(table["visual_labels"].map(len).mean()), 3) if len(table) else 0.0,
-        "mean_audio_labels_per_clip": round(float(table["audio_labels"].map(len).mean()), 3) if len(table) else 0.0,
-        "mean_labels_per_clip": round(float(table["label_ids"].map(len).mean()), 3) if len(table) else 0.0,
-        "clips_without_visual": int((table["visual_labels"].map(len) == 0).sum()),
-        "clips_without_audio": int((table["audio_labels"].map(len) == 0).sum()),
-        "annotators": provenance,
+        "mean_visual_labels_per_clip": mean("visual"),
+        "mean_audio_labels_per_clip": mean("audio"),
+        "mean_labels_per_clip": mean("all"),
+        "clips_without_visual": per_clip["visual"][0],
+        "clips_without_audio": per_clip["audio"][0],
+        "annotators": {m: [dict(zip(keys, record)) for record in records] for m, records in provenance.items()},
     }
-    summary["stats_files"] = label_stats.write_label_stats(table, vocabulary, summary, out_dir, cfg.top_categories)
+    summary["stats_files"] = label_stats.write_label_stats(per_clip, vocabulary, summary, out_dir, cfg.top_categories)
     write_json(summary, out_dir / "summary.json")
     return summary

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from mmvideos.data import dataroot, shards, storage
 from mmvideos.data.atomic import atomic_path, write_json, write_parquet
@@ -127,6 +129,19 @@ class LabelLookup:
         return np.asarray(out, dtype=np.int64)
 
 
+def slot_labels(labels_dir: str | Path, video_ids: Iterable[str]) -> pd.DataFrame:
+    """merge_labels' rows of the clips of ``video_ids`` (a slot's videos), indexed by clip_id.
+
+    The filter is pushed into the parquet scan: row groups are read one at a time and rows of
+    other videos dropped as they are decoded, so a slot holds its own share of the label table,
+    not the corpus' (gigabytes at 15 M clips), and only the columns the index needs.
+    """
+    columns = ["clip_id", "fold", "split", "visual_labels", "audio_labels", "label_ids"]
+    with storage.local_copy(storage.join(labels_dir, "labels.parquet")) as path:
+        table = pq.read_table(path, columns=columns, filters=pc.field("video_id").isin(sorted(set(video_ids))))
+    return table.to_pandas().set_index("clip_id")
+
+
 def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str | Path, root: DataRoot,
                      cfg: FeatureConfig = FeatureConfig(), slot: int = 0, slots: int = 1,
                      progress: bool = True) -> dict:
@@ -151,9 +166,9 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     start = time.monotonic()
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
-    labels = storage.read_parquet(storage.join(labels_dir, "labels.parquet")).set_index("clip_id")
     lookup = LabelLookup(storage.read_parquet(storage.join(labels_dir, VOCABULARY)))
     units = dataroot.slot_units(clips_dir, "audio.tar", slot, slots)
+    labels = slot_labels(labels_dir, units["video_id"])
     bar = progress_bar(total=int(units["clips"].sum()), unit="clip", desc="features", disable=not progress)
     front_end = feature_config_record(cfg.preset)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,16 +70,20 @@ def plot_samples_per_category(vocabulary: pd.DataFrame, target: Path) -> None:
     _save(fig, target)
 
 
-def plot_labels_per_clip(labels: pd.DataFrame, target: Path) -> None:
-    """Histograms of how many labels a clip carries, per modality and merged."""
+def plot_labels_per_clip(per_clip: dict[str, Counter[int]], target: Path) -> None:
+    """Histograms of how many labels a clip carries, per modality and merged.
+
+    ``per_clip`` holds, for ``visual``, ``audio`` and ``all``, clips by their number of labels:
+    the counts ``merge_labels`` keeps as it streams, so no table of labels is needed.
+    """
     fig = _figure(7, 3.8)
     ax = fig.subplots()
-    series = {"visual": labels["visual_labels"].map(len), "audio": labels["audio_labels"].map(len),
-              "all": labels["label_ids"].map(len)}
-    top = max([int(s.max()) for s in series.values() if len(s)] + [1])
+    top = max([k for counts in per_clip.values() for k, n in counts.items() if n] + [1])
     bins = np.arange(top + 2) - 0.5
-    for name, values in series.items():
-        ax.hist(values, bins=bins, alpha=0.6, label=name, color=COLOURS[name])
+    for name in ("visual", "audio", "all"):
+        lengths = np.arange(top + 1)
+        ax.hist(lengths, bins=bins, weights=[per_clip[name].get(k, 0) for k in lengths], alpha=0.6, label=name,
+                color=COLOURS[name])
     ax.set_xlabel("labels per clip")
     ax.set_ylabel("clips")
     ax.legend()
@@ -101,13 +106,17 @@ def _markdown_table(frame: pd.DataFrame) -> str:
                           for row in frame.itertuples(index=False))
 
 
-def write_label_stats(labels: pd.DataFrame, vocabulary: pd.DataFrame, summary: dict, out_dir: str | Path,
-                      top_n: int = 30) -> list[str]:
-    """Write the plots, ``stats.md`` and ``stats.html`` into ``out_dir``; returns the file names."""
+def write_label_stats(per_clip: dict[str, Counter[int]], vocabulary: pd.DataFrame, summary: dict,
+                      out_dir: str | Path, top_n: int = 30) -> list[str]:
+    """Write the plots, ``stats.md`` and ``stats.html`` into ``out_dir``; returns the file names.
+
+    Everything comes from counts (the vocabulary's clips per category, ``per_clip``'s clips per
+    number of labels, :func:`plot_labels_per_clip`), never from the label table's rows.
+    """
     out_dir = Path(out_dir)
     top = vocabulary.sort_values(["count", "index"], ascending=[False, True]).head(top_n)
     plot_samples_per_category(vocabulary, out_dir / "samples_per_category.png")
-    plot_labels_per_clip(labels, out_dir / "labels_per_clip.png")
+    plot_labels_per_clip(per_clip, out_dir / "labels_per_clip.png")
     plot_top_categories(top, out_dir / "top_categories.png")
 
     numbers = pd.DataFrame([

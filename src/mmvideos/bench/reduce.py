@@ -1,0 +1,178 @@
+"""The reduce-side scale benchmark (``mmvideos bench --scale --reduce``): does a whole-corpus step
+stay bounded in memory as the corpus grows?
+
+It writes synthetic slot outputs of the clip and annotate stages with the stages' own writers and
+schemas (:func:`write_synthetic`: 10 clips a video, the paper's 11,693 categories, 11,166 visual
+and 527 audio, drawn Zipf-distributed), then runs each reduce step (:data:`STEPS`) on them in a
+child process of its own and records the child's peak RSS and seconds. Over the corpus sizes it
+fits ``peak = a + b * clips`` and ``seconds = c * clips ** k`` and extrapolates both to the paper's
+15 M clips. The figures go to ``scale.json`` under ``reduce``; ``mmvideos docs`` writes them into
+docs/sizing.md (:func:`mmvideos.bench.scale.sizing_plan`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from mmvideos.data import dataroot
+from mmvideos.data.atomic import write_json, write_parquet, write_text
+
+#: The paper's vocabulary: ML-Images' visual classes and AudioSet's.
+VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
+CLIPS_PER_VIDEO = 10
+#: Each reduce step, in the order they run (each reads what the ones before wrote).
+STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels")
+PAPER_CLIPS = 15_000_000
+
+
+def _zipf_labels(rng: np.random.Generator, clips: int, per_clip: np.ndarray, classes: int, prefix: str
+                 ) -> tuple[pa.Array, pa.Array]:
+    """``per_clip[i]`` labels for each clip, categories Zipf-distributed (with replacement: a head
+    category can repeat within a clip, which merge_labels counts once), scores best first."""
+    weights = 1.0 / np.arange(1, classes + 1) ** 1.1
+    drawn = np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(int(per_clip.sum())))
+    names = np.array([f"{prefix}{k}" for k in range(classes)], dtype=object)
+    offsets = np.concatenate([[0], np.cumsum(per_clip)]).astype(np.int32)
+    scores = np.round(np.sort(rng.random(int(per_clip.sum())))[::-1], 6)
+    return (pa.ListArray.from_arrays(offsets, pa.array(names[np.minimum(drawn, classes - 1)], pa.string())),
+            pa.ListArray.from_arrays(offsets, pa.array(scores, pa.float64())))
+
+
+def write_synthetic(folder: str | Path, clips: int, slots: int = 4, seed: int = 0) -> dict[str, list[Path]]:
+    """Slot outputs of clip, annotate_visual and annotate_audio for ``clips`` clips (module docstring).
+
+    Returns ``{stage: [slot folders]}``. Each slot holds its videos (by :func:`dataroot.slot_of`);
+    visual labels every clip (10 each), audio most (0 to 5 each; 5% of clips have no audio row).
+    """
+    from mmvideos.stages.annotate import LABEL_COLUMNS
+    from mmvideos.stages.clip import CLIP_COLUMNS
+
+    folder, rng = Path(folder), np.random.default_rng(seed)
+    videos = [f"vid{v:08d}" for v in range(max(1, clips // CLIPS_PER_VIDEO))]
+    by_slot = [[v for v in videos if dataroot.slot_of(v, slots) == s] for s in range(slots)]
+    parts: dict[str, list[Path]] = {"clip": [], "annotate_visual": [], "annotate_audio": []}
+    provenance = {"visual": ("efficientnet-lite0", "synthetic", "a" * 64), "audio": ("yamnet", "synthetic", "b" * 64)}
+    for slot, slot_videos in enumerate(by_slot):
+        clip_ids = [f"{v}-{k:03d}" for v in slot_videos for k in range(CLIPS_PER_VIDEO)]
+        video_of = np.repeat(slot_videos, CLIPS_PER_VIDEO)
+        n = len(clip_ids)
+        table = pd.DataFrame({"clip_id": clip_ids, "video_id": video_of, "start_s": np.tile(np.arange(10) * 4.0, n // 10),
+                              "end_s": np.tile(np.arange(10) * 4.0 + 4, n // 10), "fold": rng.integers(0, 5, n),
+                              "split": np.where(rng.random(n) < 0.1, "val", "train"), "n_frames": 12,
+                              "shard": [f"key-{v}" for v in video_of]}, columns=CLIP_COLUMNS)
+        part = folder / f"clip-{slot}"
+        write_parquet(table, part / "clips.parquet")
+        manifest = pd.DataFrame({"stage": "clip", "key": [f"key-{v}" for v in slot_videos], "video_id": slot_videos,
+                                 "file": "audio.tar", "uri": [f"root/clip/{v}/audio.tar" for v in slot_videos],
+                                 "clips": CLIPS_PER_VIDEO, "seconds": 40.0, "bytes": 1 << 20, "sha256": "0" * 64,
+                                 "reused": False}, columns=dataroot.MANIFEST_COLUMNS)
+        write_parquet(manifest, part / dataroot.MANIFEST)
+        write_json({"clips": n}, part / "summary.json")
+        parts["clip"].append(part)
+        for modality, classes, prefix in (("visual", VISUAL_CLASSES, "visual:"), ("audio", AUDIO_CLASSES, "audio:/m/")):
+            keep = np.ones(n, bool) if modality == "visual" else rng.random(n) >= 0.05
+            per_clip = np.full(keep.sum(), 10) if modality == "visual" else rng.integers(0, 6, keep.sum())
+            labels, scores = _zipf_labels(rng, int(keep.sum()), per_clip, classes, prefix)
+            rows = pa.table({"clip_id": pa.array(np.array(clip_ids, dtype=object)[keep], pa.string()),
+                             "labels": labels, "scores": scores,
+                             **{c: pa.array([v] * int(keep.sum()), pa.string())
+                                for c, v in zip(LABEL_COLUMNS[3:], provenance[modality])}})
+            part = folder / f"annotate_{modality}-{slot}"
+            write_parquet(rows.to_pandas(), part / f"{modality}.parquet")
+            write_text(pd.DataFrame({"id": [f"{prefix}{k}" for k in range(classes)],
+                                     "name": [f"{modality} class {k}" for k in range(classes)]}).to_csv(index=False),
+                       part / "classes.csv")
+            write_json({"clips": int(keep.sum())}, part / "summary.json")
+            parts[f"annotate_{modality}"].append(part)
+    return parts
+
+
+def run_step(step: str, corpus: str | Path) -> None:
+    """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process does)."""
+    corpus = Path(corpus)
+    if step.startswith("gather_"):
+        stage = {"clips": "clip", "visual": "annotate_visual", "audio": "annotate_audio"}[step.removeprefix("gather_")]
+        parts = sorted(corpus.glob(f"{stage}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        dataroot.gather(parts, corpus / stage, stage)
+    elif step == "merge_labels":
+        from mmvideos.stages.annotate import MergeConfig, merge_labels
+
+        merge_labels(corpus / "clip", corpus / "annotate_visual", corpus / "annotate_audio", corpus / "labels",
+                     MergeConfig(), progress=False)
+    else:
+        raise ValueError(f"unknown reduce step {step!r}; known: {STEPS}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` of ``/proc/self/status`` (Linux).
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that over a fork and exec, so a child started
+    from a big parent would report the parent's size; the high-water mark is the process's own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status: the peak memory is measured on Linux")
+
+
+def measure_step(step: str, corpus: str | Path) -> dict[str, float]:
+    """Run ``step`` in a child process; ``{"peak_mb": its peak RSS, "seconds": its wall time}``.
+
+    A child of its own, so the peak is the step's alone (Python, pandas and pyarrow included),
+    not the parent's or an earlier step's.
+    """
+    code = ("import json, sys, time; from mmvideos.bench.reduce import peak_rss_mb, run_step; "
+            "t = time.perf_counter(); run_step(sys.argv[1], sys.argv[2]); "
+            "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': peak_rss_mb()}))")
+    done = subprocess.run([sys.executable, "-c", code, step, str(corpus)], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def extrapolate(clips: list[int], values: list[float], power: bool) -> float:
+    """The value at the paper's 15 M clips. Memory: a line through ``(clips, values)`` (a fixed part
+    plus a per-clip part). Time (``power``): the largest measurement scaled by the growth exponent
+    fitted in log space, taken as at least 1 (never better than linear)."""
+    x, y = np.asarray(clips, float), np.asarray(values, float)
+    if power:
+        k = np.polyfit(np.log(x), np.log(np.maximum(y, 1e-3)), 1)[0] if len(x) > 1 else 1.0
+        return float(y[-1] * (PAPER_CLIPS / x[-1]) ** max(k, 1.0))
+    slope, intercept = np.polyfit(x, y, 1) if len(x) > 1 else (y[0] / x[0], 0.0)
+    return float(intercept + max(slope, 0.0) * PAPER_CLIPS)
+
+
+def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slots: int = 4) -> dict[str, dict]:
+    """Every reduce step at every corpus size (module docstring); the ``reduce`` part of scale.json."""
+    figures: dict[str, dict] = {step: {"clips": [], "peak_mb": [], "seconds": []} for step in STEPS}
+    for clips in sizes:
+        with tempfile.TemporaryDirectory(prefix="mmvideos-reduce-") as corpus:
+            started = time.perf_counter()
+            write_synthetic(corpus, clips, slots)
+            print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
+            for step in STEPS:
+                measured = measure_step(step, corpus)
+                figures[step]["clips"].append(clips)
+                figures[step]["peak_mb"].append(round(measured["peak_mb"], 1))
+                figures[step]["seconds"].append(round(measured["seconds"], 2))
+                print(f"  {step:>14}: {measured['peak_mb']:8.1f} MB peak, {measured['seconds']:8.2f} s", flush=True)
+    for step, row in figures.items():
+        row["peak_mb_at_15m"] = round(extrapolate(row["clips"], row["peak_mb"], power=False), 1)
+        row["seconds_at_15m"] = round(extrapolate(row["clips"], row["seconds"], power=True), 1)
+    return figures
+
+
+def main(output: str | Path, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> dict[str, dict]:
+    """Run :func:`reduce_benchmark` and save it under ``reduce`` in ``output``/scale.json (the rest kept)."""
+    target = Path(output) / "scale.json"
+    saved = json.loads(target.read_text()) if target.is_file() else {}
+    saved["reduce"] = reduce_benchmark(sizes)
+    write_json(saved, target)
+    return saved["reduce"]
