@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from test_benchmarks import make_audioset, make_esc50, sounds
+from test_vggish_release import write_release
 
 from mmvideos.benchmarks import read_benchmark
 from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key, silence
-from mmvideos.evaluation.baselines import load_released_vggish
 from mmvideos.models import build_model
 from mmvideos.stages.report import report
 from mmvideos.stages.transfer import TransferConfig, transfer
@@ -164,58 +164,16 @@ def test_transfer_mean_max_pooling(esc50_run, checkpoint, tmp_path):
                                                                  ("mean_std", 128)]
 
 
-class TorchVGGish(torch.nn.Module):
-    """torchvggish's ``VGG`` module as released (features, embeddings, channels-last flatten)."""
-
-    def __init__(self):
-        super().__init__()
-        layers, channels = [], 1
-        for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M"]:
-            if v == "M":
-                layers.append(torch.nn.MaxPool2d(2, 2))
-            else:
-                layers += [torch.nn.Conv2d(channels, v, 3, padding=1), torch.nn.ReLU()]
-                channels = v
-        self.features = torch.nn.Sequential(*layers)
-        self.embeddings = torch.nn.Sequential(torch.nn.Linear(512 * 4 * 6, 4096), torch.nn.ReLU(),
-                                              torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
-                                              torch.nn.Linear(4096, 128), torch.nn.ReLU())
-
-    def forward(self, x):  # [B, 1, 96, 64]
-        x = self.features(x).transpose(1, 3).transpose(1, 2).contiguous()  # [B, 6, 4, 512]
-        return self.embeddings(x.view(len(x), -1))
-
-
-def test_released_vggish_maps_every_tensor_and_postprocesses(tmp_path):
-    torch.manual_seed(3)
-    reference = TorchVGGish().eval()
-    torch.save(reference.state_dict(), tmp_path / "vggish-10086976.pth")
-    rng = np.random.default_rng(0)
-    pca_matrix, pca_means = rng.standard_normal((128, 128)) / 8, rng.standard_normal(128)
-    # the released PCA file holds numpy arrays
-    torch.save({"pca_eigen_vectors": pca_matrix, "pca_means": pca_means}, tmp_path / "pca.pth")
-    model, key = load_released_vggish(str(tmp_path / "vggish-10086976.pth"), str(tmp_path / "pca.pth"))
-    assert key.startswith("released-vggish-")
-    ours = dict(model.network.named_parameters())
-    convs = [k for k in ours if k.startswith("backbone") and k.endswith("weight")]
-    assert len(convs) == 6
-    for source, target in zip(["features.0", "features.3", "features.6", "features.8", "features.11", "features.13"],
-                              [k.rsplit(".", 1)[0] for k in convs]):
-        for part in ("weight", "bias"):
-            assert torch.equal(ours[f"{target}.{part}"], reference.state_dict()[f"{source}.{part}"])
-    for source, target in zip(["embeddings.2", "embeddings.4"], ["embedding.3", "embedding.5"]):
-        assert torch.equal(ours[f"{target}.weight"], reference.state_dict()[f"{source}.weight"])
-    assert ours["embedding.1.weight"].shape == (4096, 512 * 6 * 4)  # permuted to channels-first columns
-    # the same embedding as torchvggish on VGGish's 96-frame patch (our 1-s frame, cut)
-    frames = torch.randn(2, 1, 100, 64)
-    with torch.no_grad():
-        raw = reference(frames[:, :, :96])
-        np.testing.assert_allclose(model.network.embed(frames[:, :, :96]), raw, rtol=1e-4, atol=1e-5)
-        got = model.embed(frames)
-    projected = (raw.double().numpy() - pca_means) @ pca_matrix.T
-    expected = np.round((np.clip(projected, -2, 2) + 2) * 255 / 4)
-    assert np.abs(got.numpy() - expected).max() <= 1  # rounding at a .5 boundary may differ by one step
-    assert got.min() >= 0 and got.max() <= 255
+def test_transfer_with_released_vggish(esc50_run, checkpoint, tmp_path):
+    """The released VGGish gets its own row, from 0.96-s examples of its own front end."""
+    root, cache, _, _ = esc50_run
+    weights, pca, *_ = write_release(tmp_path, np.zeros(16000, np.float32) + 0.01)
+    cfg = TransferConfig(baselines={"vggish_youtube100m": {"weights": str(weights), "pca": str(pca)}})
+    summary = transfer("esc50", root, checkpoint, tmp_path / "out", cfg, progress=False, cache_dir=cache)
+    rows = {r["model"]: r for r in json.loads((tmp_path / "out" / "metrics.json").read_text())["rows"]}
+    assert rows["vggish_youtube100m"]["feature_dim"] == 5 * 128  # five examples of each 5-s clip
+    assert 0.0 <= summary["vggish_youtube100m.top1"] <= 1.0
+    assert any(p.name.startswith("released-vggish-examples-") for p in cache.iterdir())
 
 
 def test_baselines_config_is_checked():

@@ -182,7 +182,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
     from mmvideos.data.atomic import write_json
     from mmvideos.data.files import cache_dir as default_cache_root
-    from mmvideos.evaluation.baselines import load_released_vggish
+    from mmvideos.evaluation.baselines import load_released_vggish, vggish_examples
     from mmvideos.models import build_model
     from mmvideos.training.checkpoint import load_model
 
@@ -199,13 +199,14 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         torch.manual_seed(cfg.seed)
         random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
         key = weights_key(local, card["arch"])
-    networks = {"pretrained": (key, pretrained),
-                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init)}
+    networks = {"pretrained": (key, pretrained, None),
+                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init, None)}
     for name, entry in cfg.baselines.items():
         released, released_key = load_released_vggish(entry["weights"], entry.get("pca", ""))
-        networks[name] = (released_key, released.to(device))
+        networks[name] = (released_key, released.to(device), vggish_examples)
     pool = {"pooling": cfg.pooling, "seconds": bench.clip_seconds}
-    extractors = [embedding_extractor(name, k, net.embed, device, **pool) for name, (k, net) in networks.items()]
+    extractors = [embedding_extractor(name, k, net.embed, device, front_end=front_end, **pool)
+                  for name, (k, net, front_end) in networks.items()]
     features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
     fit_cfg = cfg.fit_config(benchmark)
     rows, confusion = [], None
