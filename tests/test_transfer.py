@@ -50,17 +50,23 @@ def test_transfer_writes_metrics_and_confusion(esc50_run):
     _, _, out, summary = esc50_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmark"] == "esc50"
-    assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats"]
-    assert [r["pooling"] for r in metrics["rows"]] == ["concat", "concat", "mean_std"]
-    assert [r["feature_dim"] for r in metrics["rows"]] == [5 * 128, 5 * 128, 128]  # 5-s ESC-50 clips
+    assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats",
+                                                     "pretrained_1nn", "logmel_stats_1nn"]
+    assert [r["pooling"] for r in metrics["rows"]] == ["concat", "concat", "mean_std", "concat", "mean_std"]
+    # 5-s ESC-50 clips; the 1-NN rows use the features of the linear probes beside them
+    assert [r["feature_dim"] for r in metrics["rows"]] == [5 * 128, 5 * 128, 128, 5 * 128, 128]
     for row in metrics["rows"]:
         assert set(row["fits"]) == set(row["splits"])
-        assert all(f["steps"] > 0 and isinstance(f["stopped_early"], bool) for f in row["fits"].values())
+        if row["solver"] == "1-nn":
+            assert all(f["train_clips"] == 24 for f in row["fits"].values())  # 4 of 5 folds of 30 clips
+        else:
+            assert all(f["steps"] > 0 and isinstance(f["stopped_early"], bool) for f in row["fits"].values())
         assert set(row["splits"]) == {f"fold{k}" for k in range(1, 6)}
         assert all(0.0 <= row[m] <= 1.0 for m in ("top1", "top5", "map", "auc"))
         assert row["top5"] == 1.0  # 3 classes: the true one is always in the top 5
     # tone vs noise vs speech is easy from raw log-mel statistics
     assert summary["logmel_stats.top1"] >= 0.8  # chance: 0.33
+    assert summary["logmel_stats_1nn.top1"] >= 0.8
     confusion = json.loads((out / "confusion.json").read_text())
     assert confusion["labels"] == ["tone", "noise", "speech"]
     matrix = np.array(confusion["matrix"])
@@ -131,10 +137,13 @@ def test_report_writes_the_table(esc50_run, tmp_path):
             "ESC-50 AUC | TUT 2018 Top-1 | TUT 2018 Top-1 (paper) |") in markdown
     assert "| vggish_bn pretrained |" in markdown and "| log-mel stats |" in markdown
     csv_lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 4 and csv_lines[0].startswith("Model,ESC-50 Top-1")
+    # 5 rows from ESC-50 (3 probes, 2 1-NN), the paper's 3 reference rows for ESC-50 and TUT 2018
+    assert len(csv_lines) == 1 + 5 + 3 and csv_lines[0].startswith("Model,ESC-50 Top-1")
+    assert "| human listeners | – | 81.3 |" in markdown and "| vggish_bn pretrained 1-NN |" in markdown
     flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert flat["esc50.vggish_bn.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
-    assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 24
+    assert flat["esc50.vggish_bn.pretrained_1nn.top1"] == pytest.approx(summary["pretrained_1nn.top1"])
+    assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 5 * 4 + 3 * 4
     assert "| Pooling |" in markdown and "| concat |" in markdown
     assert (tmp_path / "report" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -161,6 +170,7 @@ def test_transfer_mean_max_pooling(esc50_run, checkpoint, tmp_path):
     transfer("esc50", root, checkpoint, tmp_path, TransferConfig(pooling="mean_max"), progress=False, cache_dir=cache)
     rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
     assert [(r["pooling"], r["feature_dim"]) for r in rows] == [("mean_max", 256), ("mean_max", 256),
+                                                                 ("mean_std", 128), ("mean_max", 256),
                                                                  ("mean_std", 128)]
 
 
