@@ -165,6 +165,27 @@ def test_steady_sound_never_matches():
     assert overlap.find_matches(prints, cfg) == []
 
 
+def _drifting(rng, n: int) -> np.ndarray:
+    """A print that changes a few bits a step, as speech gives."""
+    flips = np.bitwise_or.reduce(np.uint64(1) << rng.integers(0, 32, size=(n, 6)).astype(np.uint64), axis=1)
+    return np.bitwise_xor.accumulate(flips ^ rng.integers(0, 2**32, dtype=np.uint64)).astype(np.uint32)
+
+
+def test_shared_silence_is_no_evidence_of_a_copy():
+    """Two unrelated clips padded with digital silence (every silent stretch gives the same value,
+    as ESC-50's padding does) do not match; a copy of one does, on its sound alone."""
+    rng = np.random.default_rng(1)
+    silence = np.full(40, 0x256DF977, dtype=np.uint32)
+    a, b = np.r_[_drifting(rng, 16), silence], np.r_[_drifting(rng, 16), silence]
+    beep = np.r_[np.full(3, 0x11111111, dtype=np.uint32), _drifting(rng, 2), silence]  # a short beep, then nothing
+    copy = a ^ (rng.random((a.size, 32)) < 0.02).astype(np.uint64).dot(1 << np.arange(32, dtype=np.uint64)).astype(
+        np.uint32)
+    assert overlap.informative(a)[:15].all() and not overlap.informative(a)[17:].any()
+    matches = overlap.find_matches([a, b, beep, copy], overlap.FingerprintConfig())
+    assert [(m.a, m.b) for m in matches] == [(0, 3)]
+    assert matches[0].items <= 17  # scored over the sound (and its edge), not the silence
+
+
 def test_a_clip_copied_many_times_links_every_copy_to_the_first():
     """More copies than an index value's all-pairs limit: each copy still pairs with the first."""
     rng = np.random.default_rng(0)

@@ -55,6 +55,9 @@ BAND_ROTATIONS = (0, 11, 22)
 #: :data:`HUB_PRINTS` fingerprints only, the earliest (those that are kept): linear, not quadratic.
 MAX_POSTINGS = 64
 HUB_PRINTS = 8
+#: A value that changed at most this many of its 32 bits from both neighbours is steady
+#: (:func:`informative`): silence, DC, a tone.
+STEADY_BITS = 2
 #: Candidate pairs need this many values in common at one time offset before they are verified.
 MIN_VOTES = 2
 
@@ -148,21 +151,40 @@ class Match:
         return f"bit error rate {self.ber:.2f} over {self.items} fingerprint values, {self.items / ITEMS_PER_S:.1f} s"
 
 
+def informative(values: np.ndarray) -> np.ndarray:
+    """Which fingerprint values carry evidence of content: a bool mask, False on steady stretches.
+
+    Digital silence, DC, a steady tone or hum give one value over and over (Chromaprint's filters
+    compare chroma across time, and nothing changes); every silent stretch of every file gives
+    the same value. A value that differs from both its neighbours by at most
+    :data:`STEADY_BITS` bits is steady: it is neither indexed nor scored, so padding, pauses and
+    tones can never make two unrelated files match. Speech, music and noise change 3-15 bits a
+    step.
+    """
+    if values.size < 2:
+        return np.zeros(values.size, dtype=bool)
+    step = np.bitwise_count(values[1:] ^ values[:-1]).astype(np.int64)  # [n - 1]
+    before, after = np.r_[step[:1], step], np.r_[step, step[-1:]]
+    return np.maximum(before, after) > STEADY_BITS
+
+
 def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
-    Candidates come from an inverted index over bands of the values' bits: two prints vote for
-    a time offset each time they share a value; pairs with :data:`MIN_VOTES` at their best offset
-    are verified by the bit error rate of the aligned overlap (best of that offset and its
-    neighbours), which must cover ``min_overlap_s``.
-    Prints with fewer distinct values than half that span (a steady tone, silence) never match.
+    Only :func:`informative` values count. Candidates come from an inverted index over bands of
+    those values' bits: two prints vote for a time offset each time they share a value; pairs
+    with :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
+    overlap (best of that offset and its neighbours), taken over the positions informative in
+    both prints, which must span ``min_overlap_s``. A print with less informative audio than
+    that (silence, a tone, a short beep) never matches.
     """
-    useful = [i for i, p in enumerate(prints) if len(np.unique(p)) >= cfg.min_items // 2]
+    masks = [informative(p) for p in prints]
+    useful = [i for i, m in enumerate(masks) if m.sum() >= cfg.min_items]
     if len(useful) < 2:
         return []
-    values = np.concatenate([prints[i] for i in useful]).astype(np.uint64)
-    doc = np.concatenate([np.full(len(prints[i]), i, dtype=np.int64) for i in useful])
-    pos = np.concatenate([np.arange(len(prints[i]), dtype=np.int64) for i in useful])
+    values = np.concatenate([prints[i][masks[i]] for i in useful]).astype(np.uint64)
+    doc = np.concatenate([np.full(masks[i].sum(), i, dtype=np.int64) for i in useful])
+    pos = np.concatenate([np.flatnonzero(masks[i]).astype(np.int64) for i in useful])
     bits = key_bits(values.size)
     keys = np.concatenate([(band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits))
                            for band, r in enumerate(BAND_ROTATIONS)])
@@ -201,7 +223,8 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     matches = []
     for p, offset in zip(pair[best].tolist(), offset[best].tolist()):
         da, db = divmod(p, n)
-        ber, items, at = min(_aligned_ber(prints[da], prints[db], o) + (o,) for o in (offset - 1, offset, offset + 1))
+        ber, items, at = min(_aligned_ber(prints[da], prints[db], o, masks[da], masks[db]) + (o,)
+                             for o in (offset - 1, offset, offset + 1))
         if items >= cfg.min_items and ber <= cfg.max_ber:
             matches.append(Match(da, db, at, round(ber, 3), items))
     return matches
@@ -216,13 +239,19 @@ def key_bits(items: int) -> int:
     return int(np.clip(np.ceil(np.log2(max(items, 2))) + 2, 20, 28))
 
 
-def _aligned_ber(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
-    """Bit error rate of ``a[i]`` against ``b[i + offset]`` over their overlap, and its length."""
+def _aligned_ber(a: np.ndarray, b: np.ndarray, offset: int, mask_a: np.ndarray,
+                 mask_b: np.ndarray) -> tuple[float, int]:
+    """Bit error rate of ``a[i]`` against ``b[i + offset]`` over the aligned positions informative
+    in both, and how many there are."""
     lo, hi = max(0, -offset), min(len(a), len(b) - offset)
     if hi - lo <= 0:
         return 1.0, 0
-    flipped = np.bitwise_count(a[lo:hi] ^ b[lo + offset:hi + offset]).sum()
-    return float(flipped) / (32 * (hi - lo)), hi - lo
+    both = mask_a[lo:hi] & mask_b[lo + offset:hi + offset]
+    items = int(both.sum())
+    if not items:
+        return 1.0, 0
+    flipped = np.bitwise_count(a[lo:hi][both] ^ b[lo + offset:hi + offset][both]).sum()
+    return float(flipped) / (32 * items), items
 
 
 @dataclasses.dataclass
