@@ -76,7 +76,7 @@ def screened(tmp_path_factory):
     cfg = overlap.FingerprintConfig()
     uris = sorted(str(p) for p in inputs.iterdir())
     candidates = pd.DataFrame({"uri": uris, "sha256": [hashlib.sha256(Path(u).read_bytes()).hexdigest() for u in uris],
-                               "fingerprint": [overlap.fingerprint(u, cfg.seconds) for u in uris]})
+                               **pd.DataFrame([overlap.audio_prints(u, cfg.seconds) for u in uris]).to_dict("list")})
     result = overlap.screen(candidates, overlap.ExcludeConfig(audio=(str(bench),)), cfg)
     return {Path(uri).stem: reason for uri, reason in result.reasons.items()}, negatives
 
