@@ -209,6 +209,6 @@ def test_settings_come_from_params_yaml():
 
     cfg = section(IngestConfig, "ingest", Path(__file__).parents[1] / "params.yaml")
     assert isinstance(cfg.exclude, overlap.ExcludeConfig) and cfg.exclude.audio == ()
-    assert cfg.fingerprint.seconds == 120 and cfg.fingerprint.max_ber == 0.2
+    assert cfg.fingerprint.seconds == 120 and cfg.fingerprint.max_ber == 0.2 and cfg.fingerprint.min_votes == 18
     kfp_style = from_dict(IngestConfig, {"fingerprint": {"seconds": 30.0, "max_ber": 0.25, "min_overlap_s": 2}})
     assert kfp_style.fingerprint.min_overlap_s == 2.0 and kfp_style.fingerprint.min_items == 16

@@ -136,6 +136,7 @@ class Hit:
     variant: int
 
     def describe(self) -> str:
+        """The evidence in words, for the reject reason."""
         stretch, shift = GRID[self.variant]
         return (f"{self.votes} landmark pairs at one offset, time x{stretch:.2f}, "
                 f"pitch {shift:+.1f} semitones")

@@ -45,9 +45,10 @@ ITEMS_PER_S = 11025 / 1365
 #: Each value is indexed by three keys, its bits rotated by these amounts, then cut to
 #: :func:`key_bits`: a value that lost a bit or two to re-encoding still shares a key.
 BAND_ROTATIONS = (0, 11, 22)
-#: Up to this many postings of an index value are paired all with all; a more frequent value
-#: (silence, hum, or a clip copied many times) pairs each posting with the value's first
-#: :data:`HUB_PRINTS` fingerprints only, the earliest (those that are kept): linear, not quadratic.
+#: Up to this many postings of an index value are paired all with all; a more frequent value (a
+#: common sound, or a clip copied many times; silence and hum are never indexed) pairs each
+#: posting with the value's first :data:`HUB_PRINTS` fingerprints only, the earliest (those that
+#: are kept): linear, not quadratic.
 MAX_POSTINGS = 64
 HUB_PRINTS = 8
 #: A value that changed at most this many of its 32 bits from both neighbours is steady
