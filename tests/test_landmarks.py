@@ -1,5 +1,5 @@
 """The leakage guard against edited copies: benchmark clips re-encoded, turned down, time-stretched,
-sped up or slowed down, or mixed under pink noise at 0 dB, inside longer videos, next to the
+sped up or slowed down, pitch-shifted, or mixed under pink noise at 0 dB, inside longer videos, next to the
 twenty negatives of ``test_overlap_negatives`` (silence, DC, noise beds, tones, beeps, speech
 beside silence). Everything goes through ``overlap.screen`` as ingest runs it."""
 
@@ -25,7 +25,7 @@ OTHER = ["Welcome back to the lecture about sound in water.", "The band plays a 
          "My grandmother grows tomatoes and beans every summer."]
 #: The edits and the recall each must reach (the issue's bar).
 EDITS = {"reencode": 0.95, "gain": 0.95, "tempo0.9": 0.95, "tempo1.1": 0.95, "speed0.9": 0.8, "speed1.1": 0.8,
-         "noise0dB": 0.8}
+         "pitch0.9": 0.8, "pitch1.1": 0.8, "noise0dB": 0.8}
 
 
 def _speed(clip: np.ndarray, factor: float) -> np.ndarray:
@@ -40,6 +40,8 @@ def _edit(clip: np.ndarray, edit: str, rng: np.random.Generator) -> np.ndarray:
         return atempo(clip, RATE, float(edit[5:]))
     if edit.startswith("speed"):
         return _speed(clip, float(edit[5:]))
+    if edit.startswith("pitch"):  # the speed change's pitch, its tempo undone
+        return atempo(_speed(clip, float(edit[5:])), RATE, 1 / float(edit[5:]))
     if edit == "noise0dB":
         sound = clip[np.abs(clip) > 1e-3]
         return clip + _pink(rng, clip.size) * np.sqrt(np.mean(sound ** 2))
