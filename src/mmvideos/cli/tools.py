@@ -38,6 +38,11 @@ def cmd_docs(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.leakage:
+        from mmvideos.bench.leakage import main as leakage
+
+        leakage(output=args.output)
+        return
     if args.scale:
         from mmvideos.bench.scale import main as scale
 
@@ -98,6 +103,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", action="store_true",
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")
+    p.add_argument("--leakage", action="store_true",
+                   help="instead: the leakage guard's recall per edit and false matches per min_votes on a "
+                        "generated set of edited benchmark copies and negatives (leakage.md, leakage.json)")
     p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
                                                  "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)
