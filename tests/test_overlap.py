@@ -13,7 +13,7 @@ from media_fixtures import speech, tone, write_media
 from mmvideos.config import from_dict
 from mmvideos.data import media
 from mmvideos.data.dataroot import DataRoot
-from mmvideos.stages import overlap
+from mmvideos.stages import exclusions, overlap
 from mmvideos.stages.ingest import IngestConfig, ingest
 
 SENTENCES = {
@@ -138,17 +138,17 @@ def test_rerun_reuses_the_fingerprints(corpus, ingested):
 
 
 def test_youtube_ids_are_read_from_the_usual_file_names():
-    assert overlap.youtube_ids_in("gs://b/eval/Y--0w1YA1Hm4_30.000_40.000.wav") == {"--0w1YA1Hm4"}
-    assert overlap.youtube_ids_in("/v/---g-f_I2yQ_000001.mp4") == {"---g-f_I2yQ"}  # VGGSound
-    assert overlap.youtube_ids_in("/v/dQw4w9WgXcQ.mp4") == {"dQw4w9WgXcQ"}
-    assert overlap.youtube_ids_in("/v/--PJHxphWEs_30000_40000.flac") == {"--PJHxphWEs"}
-    assert "Yabcdefghij" in overlap.youtube_ids_in("/v/Yabcdefghij_30.mp4")  # an id that starts with Y
-    assert overlap.youtube_ids_in("/v/video_001.mp4") == set()
+    assert exclusions.youtube_ids_in("gs://b/eval/Y--0w1YA1Hm4_30.000_40.000.wav") == {"--0w1YA1Hm4"}
+    assert exclusions.youtube_ids_in("/v/---g-f_I2yQ_000001.mp4") == {"---g-f_I2yQ"}  # VGGSound
+    assert exclusions.youtube_ids_in("/v/dQw4w9WgXcQ.mp4") == {"dQw4w9WgXcQ"}
+    assert exclusions.youtube_ids_in("/v/--PJHxphWEs_30000_40000.flac") == {"--PJHxphWEs"}
+    assert "Yabcdefghij" in exclusions.youtube_ids_in("/v/Yabcdefghij_30.mp4")  # an id that starts with Y
+    assert exclusions.youtube_ids_in("/v/video_001.mp4") == set()
 
 
 def test_bad_exclusions_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="'abc' is not a valid youtube id"):
-        overlap.screen(pd.DataFrame(columns=["uri", "sha256", "fingerprint"]),
+        overlap.screen(pd.DataFrame(columns=["uri", "sha256", "fingerprint", "landmarks"]),
                        overlap.ExcludeConfig(youtube_ids=("abc",)), overlap.FingerprintConfig())
     with pytest.raises(ValueError, match="expected a list of strings"):
         from_dict(IngestConfig, {"exclude": {"files": "one.wav"}})
@@ -163,6 +163,28 @@ def test_steady_sound_never_matches():
     cfg = overlap.FingerprintConfig()
     prints = [np.full(40, 0x5A5A5A5A, dtype=np.uint32), np.full(40, 0x5A5A5A5B, dtype=np.uint32)]
     assert overlap.find_matches(prints, cfg) == []
+
+
+def _drifting(rng, n: int) -> np.ndarray:
+    """A print that changes a few bits a step, as speech gives."""
+    flips = np.bitwise_or.reduce(np.uint64(1) << rng.integers(0, 32, size=(n, 6)).astype(np.uint64), axis=1)
+    return np.bitwise_xor.accumulate(flips ^ rng.integers(0, 2**32, dtype=np.uint64)).astype(np.uint32)
+
+
+def test_shared_silence_is_no_evidence_of_a_copy():
+    """Two unrelated clips padded with digital silence (every silent stretch gives the same value,
+    as ESC-50's padding does) do not match; a copy of one does, on its sound alone."""
+    rng = np.random.default_rng(1)
+    silence = np.full(40, 0x256DF977, dtype=np.uint32)
+    a, b = np.r_[_drifting(rng, 20), silence], np.r_[_drifting(rng, 20), silence]
+    beep = np.r_[np.full(3, 0x11111111, dtype=np.uint32), _drifting(rng, 2), silence]  # a short beep, then nothing
+    copy = a ^ (rng.random((a.size, 32)) < 0.02).astype(np.uint64).dot(1 << np.arange(32, dtype=np.uint64)).astype(
+        np.uint32)
+    # the silence and the values next to it (their filters still see mostly silence) are masked
+    assert overlap.informative(a)[:16].all() and not overlap.informative(a)[18:].any()
+    matches = overlap.find_matches([a, b, beep, copy], overlap.FingerprintConfig())
+    assert [(m.a, m.b) for m in matches] == [(0, 3)]
+    assert matches[0].items <= 18  # scored over the sound, not the silence
 
 
 def test_a_clip_copied_many_times_links_every_copy_to_the_first():
@@ -187,6 +209,6 @@ def test_settings_come_from_params_yaml():
 
     cfg = section(IngestConfig, "ingest", Path(__file__).parents[1] / "params.yaml")
     assert isinstance(cfg.exclude, overlap.ExcludeConfig) and cfg.exclude.audio == ()
-    assert cfg.fingerprint.seconds == 120 and cfg.fingerprint.max_ber == 0.2
+    assert cfg.fingerprint.seconds == 120 and cfg.fingerprint.max_ber == 0.2 and cfg.fingerprint.min_votes == 18
     kfp_style = from_dict(IngestConfig, {"fingerprint": {"seconds": 30.0, "max_ber": 0.25, "min_overlap_s": 2}})
     assert kfp_style.fingerprint.min_overlap_s == 2.0 and kfp_style.fingerprint.min_items == 16

@@ -32,7 +32,13 @@ def test_an_ablation_makes_one_table_in_the_papers_order_with_reference_columns(
                _result("esc50", "vggish", 0.4), _result("tut2018", "vggish", 0.3)]
     table = results_table(results).set_index("Model")
     assert list(table.index) == ["vggish pretrained", "vggish_fc pretrained", "vggish_youtube100m",
+                                 "human listeners", "FBEs+ConvRBM-BANK", "DCASE 2018 baseline",
                                  "vggish random init", "vggish_fc random init", "log-mel stats"]
+    # the paper's reference rows carry its figures only (Tables 3 and 4)
+    assert table.loc["human listeners", "ESC-50 Top-1 (paper)"] == 81.3
+    assert table.loc["FBEs+ConvRBM-BANK", "ESC-50 Top-1 (paper)"] == 86.5
+    assert table.loc["DCASE 2018 baseline", "TUT 2018 Top-1 (paper)"] == 59.7
+    assert pd.isna(table.loc["human listeners", "ESC-50 Top-1"])
     assert table.loc["vggish_fc pretrained", "ESC-50 Top-1"] == 60.0
     assert table.loc["vggish_fc pretrained", "ESC-50 Top-1 (paper)"] == 91.4  # Table 3
     assert table.loc["vggish pretrained", "TUT 2018 mAP (paper)"] == 71.6  # Table 4
@@ -55,6 +61,10 @@ def test_report_reads_collections_of_transfer_outputs(tmp_path):
     assert summary["benchmarks"] == ["esc50", "audioset"]
     text = (tmp_path / "report" / "results.md").read_text()
     assert "| resnet50 pretrained |" in text and "AudioSet mAP (paper)" in text and "32.3" in text  # Table 2
+    table = results_table([_result("audioset", "resnet50", 0.7)]).set_index("Model")
+    reference = table.loc["Google ResNet-50 (all AudioSet training subsets)"]  # Table 2's first row
+    assert (reference["AudioSet mAP (paper)"], reference["AudioSet AUC (paper)"]) == (31.4, 95.9)
+    assert pd.isna(reference["AudioSet Top-1 (paper)"])
     assert "nan" not in text and "–" in text
     assert (tmp_path / "report" / "results.png").stat().st_size > 10_000
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from test_benchmarks import make_audioset, make_esc50, sounds
+from test_vggish_release import write_release
 
 from mmvideos.benchmarks import read_benchmark
 from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, embedding_extractor, extract, module_key, silence
-from mmvideos.evaluation.baselines import load_released_vggish
 from mmvideos.models import build_model
 from mmvideos.stages.report import report
 from mmvideos.stages.transfer import TransferConfig, transfer
@@ -50,17 +50,23 @@ def test_transfer_writes_metrics_and_confusion(esc50_run):
     _, _, out, summary = esc50_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmark"] == "esc50"
-    assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats"]
-    assert [r["pooling"] for r in metrics["rows"]] == ["concat", "concat", "mean_std"]
-    assert [r["feature_dim"] for r in metrics["rows"]] == [5 * 128, 5 * 128, 128]  # 5-s ESC-50 clips
+    assert [r["model"] for r in metrics["rows"]] == ["pretrained", "random_init", "logmel_stats",
+                                                     "pretrained_1nn", "logmel_stats_1nn"]
+    assert [r["pooling"] for r in metrics["rows"]] == ["concat", "concat", "mean_std", "concat", "mean_std"]
+    # 5-s ESC-50 clips; the 1-NN rows use the features of the linear probes beside them
+    assert [r["feature_dim"] for r in metrics["rows"]] == [5 * 128, 5 * 128, 128, 5 * 128, 128]
     for row in metrics["rows"]:
         assert set(row["fits"]) == set(row["splits"])
-        assert all(f["steps"] > 0 and isinstance(f["stopped_early"], bool) for f in row["fits"].values())
+        if row["solver"] == "1-nn":
+            assert all(f["train_clips"] == 24 for f in row["fits"].values())  # 4 of 5 folds of 30 clips
+        else:
+            assert all(f["steps"] > 0 and isinstance(f["stopped_early"], bool) for f in row["fits"].values())
         assert set(row["splits"]) == {f"fold{k}" for k in range(1, 6)}
         assert all(0.0 <= row[m] <= 1.0 for m in ("top1", "top5", "map", "auc"))
         assert row["top5"] == 1.0  # 3 classes: the true one is always in the top 5
     # tone vs noise vs speech is easy from raw log-mel statistics
     assert summary["logmel_stats.top1"] >= 0.8  # chance: 0.33
+    assert summary["logmel_stats_1nn.top1"] >= 0.8
     confusion = json.loads((out / "confusion.json").read_text())
     assert confusion["labels"] == ["tone", "noise", "speech"]
     matrix = np.array(confusion["matrix"])
@@ -131,10 +137,13 @@ def test_report_writes_the_table(esc50_run, tmp_path):
             "ESC-50 AUC | TUT 2018 Top-1 | TUT 2018 Top-1 (paper) |") in markdown
     assert "| vggish_bn pretrained |" in markdown and "| log-mel stats |" in markdown
     csv_lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 4 and csv_lines[0].startswith("Model,ESC-50 Top-1")
+    # 5 rows from ESC-50 (3 probes, 2 1-NN), the paper's 3 reference rows for ESC-50 and TUT 2018
+    assert len(csv_lines) == 1 + 5 + 3 and csv_lines[0].startswith("Model,ESC-50 Top-1")
+    assert "| human listeners | – | 81.3 |" in markdown and "| vggish_bn pretrained 1-NN |" in markdown
     flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert flat["esc50.vggish_bn.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
-    assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 24
+    assert flat["esc50.vggish_bn.pretrained_1nn.top1"] == pytest.approx(summary["pretrained_1nn.top1"])
+    assert flat["tut2018.logmel_stats.map"] == 0.6 and len(flat) == 5 * 4 + 3 * 4
     assert "| Pooling |" in markdown and "| concat |" in markdown
     assert (tmp_path / "report" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -161,61 +170,20 @@ def test_transfer_mean_max_pooling(esc50_run, checkpoint, tmp_path):
     transfer("esc50", root, checkpoint, tmp_path, TransferConfig(pooling="mean_max"), progress=False, cache_dir=cache)
     rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
     assert [(r["pooling"], r["feature_dim"]) for r in rows] == [("mean_max", 256), ("mean_max", 256),
+                                                                 ("mean_std", 128), ("mean_max", 256),
                                                                  ("mean_std", 128)]
 
 
-class TorchVGGish(torch.nn.Module):
-    """torchvggish's ``VGG`` module as released (features, embeddings, channels-last flatten)."""
-
-    def __init__(self):
-        super().__init__()
-        layers, channels = [], 1
-        for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M"]:
-            if v == "M":
-                layers.append(torch.nn.MaxPool2d(2, 2))
-            else:
-                layers += [torch.nn.Conv2d(channels, v, 3, padding=1), torch.nn.ReLU()]
-                channels = v
-        self.features = torch.nn.Sequential(*layers)
-        self.embeddings = torch.nn.Sequential(torch.nn.Linear(512 * 4 * 6, 4096), torch.nn.ReLU(),
-                                              torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
-                                              torch.nn.Linear(4096, 128), torch.nn.ReLU())
-
-    def forward(self, x):  # [B, 1, 96, 64]
-        x = self.features(x).transpose(1, 3).transpose(1, 2).contiguous()  # [B, 6, 4, 512]
-        return self.embeddings(x.view(len(x), -1))
-
-
-def test_released_vggish_maps_every_tensor_and_postprocesses(tmp_path):
-    torch.manual_seed(3)
-    reference = TorchVGGish().eval()
-    torch.save(reference.state_dict(), tmp_path / "vggish-10086976.pth")
-    rng = np.random.default_rng(0)
-    pca_matrix, pca_means = rng.standard_normal((128, 128)) / 8, rng.standard_normal(128)
-    # the released PCA file holds numpy arrays
-    torch.save({"pca_eigen_vectors": pca_matrix, "pca_means": pca_means}, tmp_path / "pca.pth")
-    model, key = load_released_vggish(str(tmp_path / "vggish-10086976.pth"), str(tmp_path / "pca.pth"))
-    assert key.startswith("released-vggish-")
-    ours = dict(model.network.named_parameters())
-    convs = [k for k in ours if k.startswith("backbone") and k.endswith("weight")]
-    assert len(convs) == 6
-    for source, target in zip(["features.0", "features.3", "features.6", "features.8", "features.11", "features.13"],
-                              [k.rsplit(".", 1)[0] for k in convs]):
-        for part in ("weight", "bias"):
-            assert torch.equal(ours[f"{target}.{part}"], reference.state_dict()[f"{source}.{part}"])
-    for source, target in zip(["embeddings.2", "embeddings.4"], ["embedding.3", "embedding.5"]):
-        assert torch.equal(ours[f"{target}.weight"], reference.state_dict()[f"{source}.weight"])
-    assert ours["embedding.1.weight"].shape == (4096, 512 * 6 * 4)  # permuted to channels-first columns
-    # the same embedding as torchvggish on VGGish's 96-frame patch (our 1-s frame, cut)
-    frames = torch.randn(2, 1, 100, 64)
-    with torch.no_grad():
-        raw = reference(frames[:, :, :96])
-        np.testing.assert_allclose(model.network.embed(frames[:, :, :96]), raw, rtol=1e-4, atol=1e-5)
-        got = model.embed(frames)
-    projected = (raw.double().numpy() - pca_means) @ pca_matrix.T
-    expected = np.round((np.clip(projected, -2, 2) + 2) * 255 / 4)
-    assert np.abs(got.numpy() - expected).max() <= 1  # rounding at a .5 boundary may differ by one step
-    assert got.min() >= 0 and got.max() <= 255
+def test_transfer_with_released_vggish(esc50_run, checkpoint, tmp_path):
+    """The released VGGish gets its own row, from 0.96-s examples of its own front end."""
+    root, cache, _, _ = esc50_run
+    weights, pca, *_ = write_release(tmp_path, np.zeros(16000, np.float32) + 0.01)
+    cfg = TransferConfig(baselines={"vggish_youtube100m": {"weights": str(weights), "pca": str(pca)}})
+    summary = transfer("esc50", root, checkpoint, tmp_path / "out", cfg, progress=False, cache_dir=cache)
+    rows = {r["model"]: r for r in json.loads((tmp_path / "out" / "metrics.json").read_text())["rows"]}
+    assert rows["vggish_youtube100m"]["feature_dim"] == 5 * 128  # five examples of each 5-s clip
+    assert 0.0 <= summary["vggish_youtube100m.top1"] <= 1.0
+    assert any(p.name.startswith("released-vggish-examples-") for p in cache.iterdir())
 
 
 def test_baselines_config_is_checked():

@@ -14,6 +14,10 @@ cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: 
     (``[seconds x 128]``: 640-d for ESC-50, 1,280-d for TUT and AudioSet);
   - ``mean_max``: the mean and the max over seconds (``[256]``), defined for any length and
     invariant to where in the clip an event falls;
+* a released model with its own front end (Google's VGGish: 0.96-s examples of the ``vggish``
+  log-mel, :func:`mmvideos.evaluation.baselines.vggish_examples`) names it as the extractor's
+  ``front_end``, which maps the clip's samples to that model's inputs; ``concat`` then asks the
+  front end for the benchmark's length instead of padding paper frames;
 * the raw log-mel baseline takes the mean and standard deviation over all 10-ms frames of each
   mel bin (``[128]``).
 
@@ -30,6 +34,7 @@ and ends in the pooling (``-concat5s``, ``-mean_max``), so the poolings never sh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 from collections.abc import Callable
@@ -51,11 +56,16 @@ POOLINGS = ("concat", "mean_max")
 
 @dataclasses.dataclass(frozen=True)
 class Extractor:
-    """A named clip featurizer: ``fn(frames [S, 100, 64]) -> float32 [D]``; ``key`` names its cache."""
+    """A named clip featurizer: ``fn(inputs) -> float32 [D]``; ``key`` names its cache.
+
+    ``inputs`` is ``front_end(samples)`` of the clip's 16 kHz samples; None = the paper's 1-s
+    frames ``[S, 100, 64]`` (:func:`clip_frames`).
+    """
 
     name: str
     key: str
     fn: Callable[[torch.Tensor], np.ndarray]
+    front_end: Callable[[np.ndarray], torch.Tensor] | None = None
 
 
 def decode_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
@@ -103,16 +113,20 @@ def fit_seconds(frames: torch.Tensor, seconds: int) -> torch.Tensor:
 
 def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], torch.Tensor],
                         device: str | torch.device = "cpu", pooling: str = "mean_max",
-                        seconds: int | None = None) -> Extractor:
+                        seconds: int | None = None,
+                        front_end: Callable[[np.ndarray, int | None], torch.Tensor] | None = None) -> Extractor:
     """An extractor pooling a network's per-second embeddings (module docstring).
 
     Args:
         name: the feature set's name (a row of the results).
         key: names the weights; the cache key appends the pooling.
-        embed: maps ``[B, 1, 100, 64]`` to ``[B, E]`` (``AudioTagger.embed``).
+        embed: maps ``[B, 1, 100, 64]`` to ``[B, E]`` (``AudioTagger.embed``), or the front
+            end's units to ``[B, E]``.
         device: where ``embed`` runs.
         pooling: ``concat`` (``[seconds x E]``) or ``mean_max`` (``[2 E]``).
         seconds: the clip length ``concat`` pads or cuts to.
+        front_end: ``front_end(samples, seconds)`` -> ``[S, T, F]`` model inputs, ``seconds``
+            of them under ``concat`` (None there otherwise); None = the paper's 1-s frames.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -122,7 +136,7 @@ def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], tor
     def fn(frames: torch.Tensor) -> np.ndarray:
         import torch
 
-        if pooling == "concat":
+        if pooling == "concat" and front_end is None:
             frames = fit_seconds(frames, seconds)
         with torch.inference_mode():
             per_second = embed(frames[:, None].to(device)).float()  # [S, E]
@@ -133,7 +147,9 @@ def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], tor
         return pooled.cpu().numpy()
 
     tag = f"concat{seconds}s" if pooling == "concat" else pooling
-    return Extractor(name, f"{key}-{tag}", fn)
+    length = seconds if pooling == "concat" else None
+    units = None if front_end is None else functools.partial(front_end, seconds=length)
+    return Extractor(name, f"{key}-{tag}", fn, units)
 
 
 def logmel_stats(frames: torch.Tensor) -> np.ndarray:
@@ -197,12 +213,16 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     todo = [(cid, uri) for cid, uri in zip(clip_ids, table["uri"])
             if any(not (folders[e.name] / f"{cid}.npy").is_file() for e in pending)]
     for clip_id, uri in progress_bar(todo, desc=f"{benchmark}: features", unit="clip", disable=not progress):
-        frames = clip_frames(load_audio(uri))  # [S, 100, 64]
+        samples = load_audio(uri)
+        inputs = {}  # front end -> its units of this clip, each computed once
         for extractor in pending:
             target = folders[extractor.name] / f"{clip_id}.npy"
             if not target.is_file():
+                front_end = extractor.front_end or clip_frames
+                if front_end not in inputs:
+                    inputs[front_end] = front_end(samples)  # paper frames: [S, 100, 64]
                 buf = io.BytesIO()
-                np.save(buf, extractor.fn(frames).astype(np.float32))
+                np.save(buf, extractor.fn(inputs[front_end]).astype(np.float32))
                 with atomic_path(target) as tmp:
                     tmp.write_bytes(buf.getvalue())
     for extractor in pending:

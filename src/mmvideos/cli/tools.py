@@ -43,6 +43,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         reduce(args.output, tuple(args.clips))
         return
+    if args.leakage:
+        from mmvideos.bench.leakage import main as leakage
+
+        leakage(output=args.output)
+        return
     if args.scale:
         from mmvideos.bench.scale import main as scale
 
@@ -109,6 +114,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "saved under 'reduce' in --output's scale.json")
     p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
                    help="with --scale --reduce: corpus sizes in clips (default: %(default)s)")
+    p.add_argument("--leakage", action="store_true",
+                   help="instead: the leakage guard's recall per edit and false matches per min_votes on a "
+                        "generated set of edited benchmark copies and negatives (leakage.md, leakage.json)")
     p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
                                                  "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)

@@ -20,14 +20,21 @@ TensorFlow's channels-last order (``h, w, c``) before ``embeddings.0``, ours in 
 order, so that layer's input columns are permuted. Our classifier layer has no counterpart and
 stays unused: the baseline only embeds.
 
-Input: VGGish takes 96 frames (0.96 s) of log(mel + 0.01) in 64 bands from 125 to 7500 Hz; the
-paper-preset 1-s frames are the same features over 100 frames, so each is cut to its first 96
-(then the four pools give VGGish's own 6x4 map). The one difference left is the window (our
-Hamming, VGGish's Hann).
+Input, as Google's ``vggish_input.waveform_to_examples``: the clip's 16 kHz samples go through
+the project's exact ``vggish`` front end (periodic Hann, 25 ms window, 10 ms hop, |FFT 512|, 64
+HTK mel bands 125-7500 Hz, ``log(mel + 0.01)``, no padding) and are cut into non-overlapping
+0.96-s examples of 96 frames (:func:`vggish_examples`); the four pools give VGGish's own 6x4
+map. The one input difference from the TensorFlow release: clips at other sample rates are
+decoded to 16 kHz by FFmpeg's resampler (PyAV), where Google's demo uses ``resampy``.
 
-Post-processing, as torchvggish's ``Postprocessor`` (and Google's ``vggish_postprocess.py``)
-does: ``PCA (x - means)``, clip to [-2, 2], quantise to 0..255. The released AudioSet
-embeddings were made that way.
+The embedding is the 128-d layer *before* its ReLU, as in Google's ``vggish_slim.py``
+(``activation_fn=None`` on ``fc2``; torchvggish keeps a ReLU there, its issue #24): the released
+PCA parameters were fitted to those pre-activation values, and a ReLU first would zero about
+half the dimensions before the projection.
+
+Post-processing, as Google's ``vggish_postprocess.py`` does: ``PCA (x - means)``, clip to
+[-2, 2], scale to 0..255 and convert to 8 bits by truncation (NumPy's ``astype(uint8)``;
+torchvggish rounds instead). The released AudioSet embeddings were made that way.
 """
 
 from __future__ import annotations
@@ -72,23 +79,59 @@ class Postprocess(nn.Module):
         """``[B, 128]`` raw embeddings -> ``[B, 128]`` quantised values in 0..255."""
         low, high = QUANTIZE_RANGE
         projected = (embeddings - self.pca_means) @ self.pca_matrix.T
-        return torch.round((projected.clamp(low, high) - low) * (255.0 / (high - low)))
+        # truncation, not rounding: the release converts the non-negative floats with astype(uint8)
+        return torch.floor((projected.clamp(low, high) - low) * (255.0 / (high - low)))
 
 
 class ReleasedVGGish(nn.Module):
-    """The released VGGish on our frames: ``embed`` maps ``[B, 1, T >= 96, 64]`` to ``[B, 128]``."""
+    """The released VGGish: ``embed`` maps examples ``[B, 1, 96, 64]`` (:func:`vggish_examples`) to ``[B, 128]``."""
 
     def __init__(self, network: AudioTagger, postprocess: Postprocess | None) -> None:
         super().__init__()
         self.network = network
         self.postprocess = postprocess
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel frames -> the (post-processed) embedding of their first 96 frames."""
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, 96, 64]`` -> the 128-d embedding before its ReLU (the release's ``embedding`` tensor)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        embeddings = self.network.embed(x[:, :, :VGGISH_FRAMES])
+        if x.shape[-2:] != (VGGISH_FRAMES, 64):
+            raise ValueError(f"VGGish takes [B, 1, {VGGISH_FRAMES}, 64] examples, got {tuple(x.shape)}")
+        head = self.network.embedding
+        if not isinstance(head[-1], nn.ReLU):
+            raise ValueError("the vggish head must end with the embedding's ReLU")
+        return head[:-1](self.network.backbone(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, 96, 64]`` examples -> post-processed embeddings (raw pre-activation ones without PCA)."""
+        embeddings = self.pre_activation(x)
         return embeddings if self.postprocess is None else self.postprocess(embeddings)
+
+
+def vggish_examples(samples: np.ndarray, seconds: int | None = None) -> torch.Tensor:
+    """16 kHz mono samples -> ``[P, 96, 64]``: VGGish's non-overlapping 0.96-s log-mel examples.
+
+    Args:
+        samples: float samples in [-1, 1).
+        seconds: bring the clip to this length first (cut, or append digital silence as ESC-50
+            pads its short clips) and keep its first ``seconds`` examples, so the concatenated
+            embeddings have the same width for every clip (5 s -> 498 frames -> 5 examples);
+            None = every whole example of the clip, which is at least one (shorter clips are
+            padded with silence to one example).
+
+    Returns:
+        float32 examples, as ``vggish_input.waveform_to_examples`` frames them.
+    """
+    from mmvideos.features.logmel import SAMPLE_RATE, log_mel
+    from mmvideos.features.presets import HOP, WINDOW
+
+    wanted = seconds * SAMPLE_RATE if seconds else max(samples.size, WINDOW + (VGGISH_FRAMES - 1) * HOP)
+    samples = np.pad(samples[:wanted], (0, max(0, wanted - samples.size))).astype(np.float32)
+    frames = log_mel(samples, SAMPLE_RATE, "vggish")  # [T, 64]
+    count = seconds or len(frames) // VGGISH_FRAMES
+    if len(frames) < count * VGGISH_FRAMES:
+        raise ValueError(f"{seconds} s give {len(frames)} frames, fewer than {count} VGGish examples")
+    return frames[:count * VGGISH_FRAMES].reshape(count, VGGISH_FRAMES, -1)
 
 
 def map_torchvggish(state: dict[str, torch.Tensor], network: AudioTagger) -> dict[str, torch.Tensor]:
@@ -165,5 +208,7 @@ def load_released_vggish(weights: str, pca: str = "") -> tuple[ReleasedVGGish, s
         digest += pca_digest
     network = build_model("vggish", num_classes=1)
     network.load_state_dict(map_torchvggish(state, network), strict=False)
-    key = f"released-vggish-{hashlib.sha256(digest.encode()).hexdigest()[:16]}"
+    # "-examples": vectors from 0.96-s examples of the vggish front end, before the final ReLU;
+    # caches written by earlier versions (1-s paper frames, after the ReLU) are never reused
+    key = f"released-vggish-examples-{hashlib.sha256(digest.encode()).hexdigest()[:16]}"
     return ReleasedVGGish(network, postprocess).eval(), key

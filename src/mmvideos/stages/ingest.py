@@ -194,7 +194,7 @@ def _probe(uri: str, generation: int | None = None, fingerprint_s: float = 0.0) 
         try:
             info = media.probe(path)
             if info.has_audio and fingerprint_s > 0:
-                record["fingerprint"] = overlap.fingerprint(path, fingerprint_s)
+                record |= overlap.audio_prints(path, fingerprint_s)
         except media.MediaError as exc:
             return {**record, "reason": str(exc)}
     return {**record, **dataclasses.asdict(info), "reason": ""}
@@ -202,7 +202,8 @@ def _probe(uri: str, generation: int | None = None, fingerprint_s: float = 0.0) 
 
 #: ``probes.parquet``: a probe record per file (stream facts, or why it is no video).
 PROBE_COLUMNS = ["uri", "generation", "sha256", "size_bytes", "has_video", "has_audio", "duration_s", "video_codec",
-                 "width", "height", "fps", "audio_codec", "sample_rate", "channels", "fingerprint", "reason"]
+                 "width", "height", "fps", "audio_codec", "sample_rate", "channels", "fingerprint", "landmarks",
+                 "reason"]
 
 
 def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfig = IngestConfig(),

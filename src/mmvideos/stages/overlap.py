@@ -1,18 +1,11 @@
-"""Benchmark overlap and near duplicates at ingest: exclusion rules and audio fingerprints.
+"""Benchmark overlap and near duplicates at ingest: audio fingerprints.
 
 The paper kept AudioSet's evaluation clips out of pretraining; ingesting AudioSet (or any web
-crawl) wholesale would not. ``ingest.exclude`` names the benchmark clips four ways:
-
-* ``youtube_ids``: matched against the file name as AudioSet and VGGSound files are named
-  (``<id>.mp4``, ``<id>_<start>.mp4``, ``<id>_<start>_<end>.mp4``, ``Y<id>_<start>_<end>.wav``);
-* ``files``: a file name (``1-100032-A-0.wav``) or its stem (matches any extension);
-* ``sha256``: the content hash of the file (a byte-identical copy, whatever its name);
-* ``audio``: folders, files or ``gs://`` prefixes of benchmark audio (e.g. ESC-50's ``audio/``);
-  their audio fingerprints are compared with every ingested video's, so a re-encoded,
-  re-muxed or renamed copy is caught too.
-
-Each of the first three may also name a ``.csv``/``.txt``/``.lst`` file (local or ``gs://``)
-whose first column lists them, such as AudioSet's ``eval_segments.csv``.
+crawl) wholesale would not. ``ingest.exclude`` names the benchmark clips four ways: YouTube ids,
+file names and content hashes (:mod:`mmvideos.stages.exclusions`), and ``audio``: folders, files
+or ``gs://`` prefixes of benchmark audio (e.g. ESC-50's ``audio/``), whose fingerprints are
+compared with every ingested video's, so a re-encoded, re-muxed, renamed or edited copy is
+caught too.
 
 Fingerprints are Chromaprint's (the AcoustID project's; ``pyacoustid`` wraps ``libchromaprint``):
 about 8 32-bit values per second of audio, each the signs of 16 filters over the chroma
@@ -22,15 +15,15 @@ them all. Comparison scales as AcoustID's does: an inverted index over the finge
 (three bands of their bits, :data:`BAND_ROTATIONS`) finds candidate pairs that share values at a
 consistent time offset; only those pairs are verified, by the bit error rate (BER) of the aligned
 overlap: about 0.4-0.5 for unrelated audio, under 0.1 for a re-encoded copy. A short clip
-contained in a longer video matches too.
+contained in a longer video matches too. Chromaprint finds near duplicates among the inputs and
+verbatim benchmark copies; edited benchmark copies (speed, tempo, pitch, loud noise) are found by
+the landmark fingerprint of :mod:`mmvideos.stages.landmarks`, computed from the same decoding.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +31,10 @@ import pandas as pd
 
 from mmvideos.data import media, storage
 from mmvideos.data.dataroot import DataRoot, manifest_rows, unit_key
-from mmvideos.data.sources import LIST_SUFFIXES, source_entries
+from mmvideos.data.sources import source_entries
 from mmvideos.progress import progress_bar
+from mmvideos.stages import landmarks
+from mmvideos.stages.exclusions import ExcludeConfig, exclusion_rules, rule_match
 
 log = logging.getLogger(__name__)
 
@@ -50,37 +45,23 @@ ITEMS_PER_S = 11025 / 1365
 #: Each value is indexed by three keys, its bits rotated by these amounts, then cut to
 #: :func:`key_bits`: a value that lost a bit or two to re-encoding still shares a key.
 BAND_ROTATIONS = (0, 11, 22)
-#: Up to this many postings of an index value are paired all with all; a more frequent value
-#: (silence, hum, or a clip copied many times) pairs each posting with the value's first
-#: :data:`HUB_PRINTS` fingerprints only, the earliest (those that are kept): linear, not quadratic.
+#: Up to this many postings of an index value are paired all with all; a more frequent value (a
+#: common sound, or a clip copied many times; silence and hum are never indexed) pairs each
+#: posting with the value's first :data:`HUB_PRINTS` fingerprints only, the earliest (those that
+#: are kept): linear, not quadratic.
 MAX_POSTINGS = 64
 HUB_PRINTS = 8
+#: A value that changed at most this many of its 32 bits from both neighbours is steady
+#: (:func:`informative`): silence, DC, a tone.
+STEADY_BITS = 2
+#: Values this close to a steady one are masked too (:func:`informative`).
+STEADY_MARGIN = 4
 #: Candidate pairs need this many values in common at one time offset before they are verified.
 MIN_VOTES = 2
 
 BENCHMARK = "benchmark overlap"
 NEAR_DUPLICATE = "near duplicate of"
-YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
-#: A file name (less extension and AudioSet's ``Y``) for a YouTube id: ``<id>[_<start>[_<end>]]``.
-_YOUTUBE_NAME = re.compile(r"([A-Za-z0-9_-]{11})(?:_\d+(?:\.\d+)?){0,2}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
-
-@dataclasses.dataclass(frozen=True)
-class ExcludeConfig:
-    """``params.yaml: ingest.exclude``: the benchmark clips that must not be ingested."""
-
-    youtube_ids: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    sha256: tuple[str, ...] = ()
-    audio: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"ingest.exclude.{field.name}: expected a list of strings, got {value!r}")
-            object.__setattr__(self, field.name, tuple(v.strip() for v in value if v.strip()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,31 +71,38 @@ class FingerprintConfig:
     seconds: float = 120.0       # audio fingerprinted from the start of each file; 0 = no fingerprints
     max_ber: float = 0.2         # aligned bit error rate at or under which two fingerprints match
     min_overlap_s: float = 1.5   # the shortest aligned overlap that counts as a match
+    min_votes: int = 18          # landmark pairs at one offset that make a benchmark match (landmarks)
 
     def __post_init__(self) -> None:
-        if self.seconds < 0 or self.min_overlap_s <= 0 or not 0 < self.max_ber < 0.5:
-            raise ValueError("ingest.fingerprint: seconds >= 0, min_overlap_s > 0 and 0 < max_ber < 0.5 "
-                             f"(unrelated audio is near 0.5), got {self}")
+        if self.seconds < 0 or self.min_overlap_s <= 0 or not 0 < self.max_ber < 0.5 or self.min_votes < 1:
+            raise ValueError("ingest.fingerprint: seconds >= 0, min_overlap_s > 0, 0 < max_ber < 0.5 "
+                             f"(unrelated audio is near 0.5) and min_votes >= 1, got {self}")
 
     @property
     def min_items(self) -> int:
         return max(4, round(self.min_overlap_s * ITEMS_PER_S))
 
 
-def fingerprint(path: str | Path, seconds: float) -> str:
-    """The Chromaprint fingerprint (compressed, base64) of the first ``seconds`` of audio of a file.
+def audio_prints(path: str | Path, seconds: float) -> dict[str, str]:
+    """The two fingerprints of the first ``seconds`` of audio of a file, from one decoding:
+    ``fingerprint`` (Chromaprint's, compressed, base64) and ``landmarks`` (peaks for
+    :mod:`mmvideos.stages.landmarks`, :func:`mmvideos.stages.landmarks.encode`).
 
     Raises :class:`media.MediaError` when the audio cannot be decoded.
     """
     fingerprinter = _chromaprint().Fingerprinter()
     fingerprinter.start(SAMPLE_RATE, 1)
     todo = int(seconds * SAMPLE_RATE)
+    chunks = []
     for chunk in media.iter_audio(path, SAMPLE_RATE, chunk_s=min(10.0, seconds)):
+        chunks.append(chunk[:todo])
         fingerprinter.feed(chunk[:todo].tobytes())
         todo -= chunk.size
         if todo <= 0:
             break
-    return fingerprinter.finish().decode("ascii")
+    samples = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
+    return {"fingerprint": fingerprinter.finish().decode("ascii"),
+            "landmarks": landmarks.encode(landmarks.peaks(samples))}
 
 
 def _chromaprint():
@@ -148,21 +136,45 @@ class Match:
         return f"bit error rate {self.ber:.2f} over {self.items} fingerprint values, {self.items / ITEMS_PER_S:.1f} s"
 
 
+def informative(values: np.ndarray) -> np.ndarray:
+    """Which fingerprint values carry evidence of content: a bool mask, False on steady stretches.
+
+    Digital silence, DC, a steady tone or hum give one value over and over (Chromaprint's filters
+    compare chroma across time, and nothing changes); every silent stretch of every file gives
+    the same value. A value that differs from both its neighbours by at most
+    :data:`STEADY_BITS` bits is steady; it and the :data:`STEADY_MARGIN` values either side are
+    neither indexed nor scored, so padding, pauses and tones can never make two unrelated files
+    match. Speech, music and noise change 3-15 bits a
+    step.
+    """
+    if values.size < 2:
+        return np.zeros(values.size, dtype=bool)
+    step = np.bitwise_count(values[1:] ^ values[:-1]).astype(np.int64)  # [n - 1]
+    before, after = np.r_[step[:1], step], np.r_[step, step[-1:]]
+    steady = np.maximum(before, after) <= STEADY_BITS
+    # a value's filters span several frames: next to a steady stretch it still mostly sees that
+    # stretch (two unrelated sentences after silence share their first values), so widen the mask
+    near = np.convolve(steady.astype(np.int64), np.ones(2 * STEADY_MARGIN + 1, dtype=np.int64), "same") > 0
+    return ~near
+
+
 def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
-    Candidates come from an inverted index over bands of the values' bits: two prints vote for
-    a time offset each time they share a value; pairs with :data:`MIN_VOTES` at their best offset
-    are verified by the bit error rate of the aligned overlap (best of that offset and its
-    neighbours), which must cover ``min_overlap_s``.
-    Prints with fewer distinct values than half that span (a steady tone, silence) never match.
+    Only :func:`informative` values count. Candidates come from an inverted index over bands of
+    those values' bits: two prints vote for a time offset each time they share a value; pairs
+    with :data:`MIN_VOTES` at their best offset are verified by the bit error rate of the aligned
+    overlap (best of that offset and its neighbours), taken over the positions informative in
+    both prints, which must span ``min_overlap_s``. A print with less informative audio than
+    that (silence, a tone, a short beep) never matches.
     """
-    useful = [i for i, p in enumerate(prints) if len(np.unique(p)) >= cfg.min_items // 2]
+    masks = [informative(p) for p in prints]
+    useful = [i for i, m in enumerate(masks) if m.sum() >= cfg.min_items]
     if len(useful) < 2:
         return []
-    values = np.concatenate([prints[i] for i in useful]).astype(np.uint64)
-    doc = np.concatenate([np.full(len(prints[i]), i, dtype=np.int64) for i in useful])
-    pos = np.concatenate([np.arange(len(prints[i]), dtype=np.int64) for i in useful])
+    values = np.concatenate([prints[i][masks[i]] for i in useful]).astype(np.uint64)
+    doc = np.concatenate([np.full(masks[i].sum(), i, dtype=np.int64) for i in useful])
+    pos = np.concatenate([np.flatnonzero(masks[i]).astype(np.int64) for i in useful])
     bits = key_bits(values.size)
     keys = np.concatenate([(band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits))
                            for band, r in enumerate(BAND_ROTATIONS)])
@@ -201,7 +213,8 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     matches = []
     for p, offset in zip(pair[best].tolist(), offset[best].tolist()):
         da, db = divmod(p, n)
-        ber, items, at = min(_aligned_ber(prints[da], prints[db], o) + (o,) for o in (offset - 1, offset, offset + 1))
+        ber, items, at = min(_aligned_ber(prints[da], prints[db], o, masks[da], masks[db]) + (o,)
+                             for o in (offset - 1, offset, offset + 1))
         if items >= cfg.min_items and ber <= cfg.max_ber:
             matches.append(Match(da, db, at, round(ber, 3), items))
     return matches
@@ -216,13 +229,19 @@ def key_bits(items: int) -> int:
     return int(np.clip(np.ceil(np.log2(max(items, 2))) + 2, 20, 28))
 
 
-def _aligned_ber(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
-    """Bit error rate of ``a[i]`` against ``b[i + offset]`` over their overlap, and its length."""
+def _aligned_ber(a: np.ndarray, b: np.ndarray, offset: int, mask_a: np.ndarray,
+                 mask_b: np.ndarray) -> tuple[float, int]:
+    """Bit error rate of ``a[i]`` against ``b[i + offset]`` over the aligned positions informative
+    in both, and how many there are."""
     lo, hi = max(0, -offset), min(len(a), len(b) - offset)
     if hi - lo <= 0:
         return 1.0, 0
-    flipped = np.bitwise_count(a[lo:hi] ^ b[lo + offset:hi + offset]).sum()
-    return float(flipped) / (32 * (hi - lo)), hi - lo
+    both = mask_a[lo:hi] & mask_b[lo + offset:hi + offset]
+    items = int(both.sum())
+    if not items:
+        return 1.0, 0
+    flipped = np.bitwise_count(a[lo:hi][both] ^ b[lo + offset:hi + offset][both]).sum()
+    return float(flipped) / (32 * items), items
 
 
 @dataclasses.dataclass
@@ -245,128 +264,78 @@ class Screen:
 def screen(candidates: pd.DataFrame, exclude: ExcludeConfig, cfg: FingerprintConfig,
            root: DataRoot | None = None, progress: bool = False) -> Screen:
     """Which of the ``candidates`` (probe rows that pass every other check: ``uri``, ``sha256``,
-    ``fingerprint``) overlap a benchmark or are near duplicates of another.
+    ``fingerprint``, ``landmarks``) overlap a benchmark or are near duplicates of another.
 
     In URI order: a candidate matching an exclusion rule, or whose audio matches benchmark audio
-    or a candidate that matches a rule, is a benchmark overlap; one whose audio matches an
-    earlier candidate that was kept is a near duplicate of that one. The reason names the rule
-    and the item that matched.
+    (its Chromaprint fingerprint, or an edited copy by its landmarks: :mod:`.landmarks`) or a
+    candidate that matches a rule, is a benchmark overlap; one whose audio matches an earlier
+    candidate that was kept is a near duplicate of that one. The reason names the rule and the
+    item that matched.
     """
-    rules = _rules(exclude)
-    bench_uris, bench_prints, manifest = benchmark_prints(exclude.audio, cfg, root, progress)
+    rules = exclusion_rules(exclude)
+    bench = benchmark_prints(exclude.audio, cfg, root, progress)
     uris = sorted(candidates["uri"])
     prints_of = dict(zip(candidates["uri"], candidates["fingerprint"]))
+    peaks_of = dict(zip(candidates["uri"], candidates["landmarks"]))
     sha_of = dict(zip(candidates["uri"], candidates["sha256"]))
-    ruled = {i: rule for i, uri in enumerate(uris) if (rule := _rule_match(uri, sha_of[uri], rules))}
-    prints = [decode(p) for p in bench_prints] + [decode(prints_of[u] or "") for u in uris]
-    first = len(bench_prints)
-    bench_hit: dict[int, tuple[str, Match]] = {}
+    ruled = {i: rule for i, uri in enumerate(uris) if (rule := rule_match(uri, sha_of[uri], rules))}
+    prints = [decode(p) for p in bench.fingerprints] + [decode(prints_of[u] or "") for u in uris]
+    first = len(bench.uris)
+    bench_hit: dict[int, tuple[str, str]] = {}  # candidate -> (what it matches, how)
     neighbours: dict[int, list[tuple[int, Match]]] = {}  # both ways, by candidate index
     for m in find_matches(prints, cfg):
         if m.a < first <= m.b:
-            bench_hit.setdefault(m.b - first, (f"{bench_uris[m.a]} (exclude.audio", m))
+            bench_hit.setdefault(m.b - first, (f"{bench.uris[m.a]} (exclude.audio", m.describe()))
         elif m.a >= first:
             neighbours.setdefault(m.b - first, []).append((m.a - first, m))
             neighbours.setdefault(m.a - first, []).append((m.b - first, m))
+    if first:
+        index = landmarks.BenchmarkIndex([landmarks.decode(p) for p in bench.landmarks])
+        for i, uri in enumerate(uris):
+            if i not in ruled and i not in bench_hit and peaks_of[uri]:
+                hit = index.best(landmarks.decode(peaks_of[uri]))
+                if hit is not None and hit.votes >= cfg.min_votes:
+                    bench_hit[i] = (f"{bench.uris[hit.clip]} (exclude.audio", hit.describe())
     for i, near in neighbours.items():
         near.sort(key=lambda pair: pair[0])
         if i not in ruled and i not in bench_hit:
             j, m = next(((j, m) for j, m in near if j in ruled), (None, None))
             if j is not None:
-                bench_hit[i] = (f"{uris[j]} (itself excluded by {ruled[j]}", m)
+                bench_hit[i] = (f"{uris[j]} (itself excluded by {ruled[j]}", m.describe())
     reasons, kept = {}, set()
     for i, uri in enumerate(uris):
         if i in ruled:
             reasons[uri] = f"{BENCHMARK}: {ruled[i]}"
         elif i in bench_hit:
-            source, m = bench_hit[i]
-            reasons[uri] = f"{BENCHMARK}: audio matches {source}; {m.describe()})"
+            source, how = bench_hit[i]
+            reasons[uri] = f"{BENCHMARK}: audio matches {source}; {how})"
         elif near := next(((j, m) for j, m in neighbours.get(i, []) if j in kept), None):
             reasons[uri] = f"{NEAR_DUPLICATE} {uris[near[0]]} (audio fingerprint, {near[1].describe()})"
         else:
             kept.add(i)
-    return Screen(reasons, manifest, len(bench_prints))
+    return Screen(reasons, bench.manifest, first)
 
 
-def youtube_ids_in(uri: str) -> set[str]:
-    """The YouTube ids a file's name may stand for (``<id>``, ``Y<id>_30.000_40.000``, ``<id>_000030``).
+@dataclasses.dataclass
+class BenchmarkPrints:
+    """The benchmark audio's fingerprints (:func:`benchmark_prints`), one entry per usable file."""
 
-    Ids are 11 characters that may include ``_`` and ``-``, so a name can parse two ways
-    (with or without AudioSet's ``Y`` prefix): both are returned.
-    """
-    stem = _strip_extension(uri.rstrip("/").rsplit("/", 1)[-1])
-    bodies = (stem, stem[1:]) if stem.startswith("Y") else (stem,)
-    return {m.group(1) for m in map(_YOUTUBE_NAME.fullmatch, bodies) if m}
-
-
-def _strip_extension(name: str) -> str:
-    """``Y--0w1YA1Hm4_30.000_40.000.wav`` -> ``Y--0w1YA1Hm4_30.000_40.000`` (start times keep their dots)."""
-    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Rules:
-    youtube_ids: frozenset[str]
-    files: frozenset[str]
-    sha256: frozenset[str]
-
-
-def _rules(exclude: ExcludeConfig) -> _Rules:
-    ids = set(_expand(exclude.youtube_ids, "youtube_ids", YOUTUBE_ID))
-    sha = set(_expand(exclude.sha256, "sha256", _SHA256, lower=True))
-    files = set(_expand(exclude.files, "files", None))
-    return _Rules(frozenset(ids), frozenset(files), frozenset(sha))
-
-
-def _rule_match(uri: str, sha256: str, rules: _Rules) -> str:
-    """Which exclusion rule ``uri`` (with this content hash) matches, in words; "" for none."""
-    if sha256 in rules.sha256:
-        return f"content SHA-256 {sha256} (exclude.sha256)"
-    name = uri.rstrip("/").rsplit("/", 1)[-1]
-    for candidate in (name, _strip_extension(name)):
-        if candidate in rules.files:
-            return f"file name {candidate} (exclude.files)"
-    hit = sorted(youtube_ids_in(uri) & rules.youtube_ids)
-    if hit:
-        return f"YouTube id {hit[0]} (exclude.youtube_ids)"
-    return ""
-
-
-def _expand(entries: Iterable[str], name: str, pattern: re.Pattern | None, lower: bool = False) -> list[str]:
-    """The items of an exclusion list: each entry, or the first column of a list file it names.
-
-    A list file's first line may be a header (it is skipped when it is not a valid item);
-    lines starting with ``#`` are comments. An invalid item is an error naming where it is.
-    """
-    items = []
-    for entry in entries:
-        if entry.lower().endswith(LIST_SUFFIXES):
-            with storage.local_copy(entry) as path:
-                lines = [line.strip() for line in Path(path).read_text().splitlines()]
-            rows = [line.split(",")[0].strip().strip('"') for line in lines if line and not line.startswith("#")]
-            rows = [r.lower() if lower else r for r in rows]
-            if rows and pattern is not None and not pattern.fullmatch(rows[0]):
-                rows = rows[1:]  # a header
-            where = f"ingest.exclude.{name}: {entry}"
-        else:
-            rows, where = [entry.lower() if lower else entry], f"ingest.exclude.{name}"
-        for row in rows:
-            if pattern is not None and not pattern.fullmatch(row):
-                raise ValueError(f"{where}: {row!r} is not a valid {name.replace('_', ' ').rstrip('s')}")
-        items += rows
-    return items
+    uris: list[str]
+    fingerprints: list[str]
+    landmarks: list[str]
+    manifest: pd.DataFrame
 
 
 def benchmark_prints(roots: tuple[str, ...], cfg: FingerprintConfig, root: DataRoot | None = None,
-                     progress: bool = False) -> tuple[list[str], list[str], pd.DataFrame]:
-    """The fingerprints of the benchmark audio under ``roots``: ``(uris, fingerprints, manifest)``.
+                     progress: bool = False) -> BenchmarkPrints:
+    """The fingerprints (Chromaprint's and landmarks) of the benchmark audio under ``roots``.
 
-    Each file's fingerprint is a probe-stage unit of the data root (keyed by its listing entry),
+    Each file's fingerprints are a probe-stage unit of the data root (keyed by its listing entry),
     so a benchmark is fingerprinted once, not on every run. Files that are not audio (a
     benchmark's metadata CSV, a README) are skipped.
     """
     if not roots:
-        return [], [], manifest_rows([])
+        return BenchmarkPrints([], [], [], manifest_rows([]))
     if cfg.seconds <= 0:
         raise ValueError("ingest.exclude.audio needs audio fingerprints: set ingest.fingerprint.seconds > 0")
     try:
@@ -378,9 +347,9 @@ def benchmark_prints(roots: tuple[str, ...], cfg: FingerprintConfig, root: DataR
     def compute(uri: str, scratch: Path) -> tuple[dict, dict]:
         with storage.local_copy(uri) as path:
             try:
-                return {"uri": uri, "fingerprint": fingerprint(path, cfg.seconds)}, {}
+                return {"uri": uri, **audio_prints(path, cfg.seconds)}, {}
             except media.MediaError as exc:
-                return {"uri": uri, "fingerprint": "", "reason": str(exc)}, {}
+                return {"uri": uri, "fingerprint": "", "landmarks": "", "reason": str(exc)}, {}
 
     items = [(unit_key("probe", uri=uri, size=size, entry_version=version, benchmark_fingerprint=cfg.seconds), uri)
              for uri, size, version in entries]
@@ -393,4 +362,5 @@ def benchmark_prints(roots: tuple[str, ...], cfg: FingerprintConfig, root: DataR
     if len(usable) < len(records):
         log.info("ingest: %d of %d files under exclude.audio hold no decodable audio; skipped",
                  len(records) - len(usable), len(records))
-    return [r["uri"] for r in usable], [r["fingerprint"] for r in usable], manifest_rows(records if root else [])
+    return BenchmarkPrints([r["uri"] for r in usable], [r["fingerprint"] for r in usable],
+                           [r.get("landmarks") or "" for r in usable], manifest_rows(records if root else []))

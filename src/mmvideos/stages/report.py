@@ -5,7 +5,9 @@ and writes to ``out_dir``:
 
 * ``results.md`` and ``results.csv``: rows = models (``<arch> pretrained`` for every
   architecture of ``pretrain.models``, any released baseline by its name, ``<arch> random
-  init``, ``log-mel stats``), columns = Top-1, Top-5, mAP and AUC per benchmark, in percent,
+  init``, ``log-mel stats``, the 1-NN controls ``<arch> pretrained 1-NN`` and ``log-mel stats
+  1-NN``, and the paper's own reference rows, e.g. human listeners on ESC-50, with only their
+  ``(paper)`` figures), columns = Top-1, Top-5, mAP and AUC per benchmark, in percent,
   each figure the paper publishes in a ``(paper)`` column beside ours
   (:mod:`mmvideos.evaluation.paper_results`), then ``Pooling``: how each row's clip vector was made
   (``concat``, ``mean_max`` or ``mean_std`` for the log-mel statistics);
@@ -29,7 +31,7 @@ from mmvideos.cluster.kfp_io import markdown_table
 from mmvideos.data import storage
 from mmvideos.data.atomic import atomic_path, write_json, write_text
 from mmvideos.evaluation.metrics import METRICS
-from mmvideos.evaluation.paper_results import PAPER_METRICS, PAPER_ORDER, paper_value
+from mmvideos.evaluation.paper_results import PAPER_METRICS, PAPER_ORDER, PAPER_REFERENCES, paper_value
 
 TITLES = {"esc50": "ESC-50", "tut2018": "TUT 2018", "audioset": "AudioSet"}
 METRIC_TITLES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "auc": "AUC"}
@@ -37,25 +39,32 @@ METRIC_TITLES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "auc": "AUC"}
 HEADLINE = {"audioset": "map"}
 #: A collection of transfer results (several benchmarks, or several models) in one folder.
 COLLECTION = "transfers.json"
+#: Table groups, top to bottom; a released baseline (any other model name) goes in group 1.
+GROUPS = {"pretrained": 0, "reference": 2, "random_init": 3, "logmel_stats": 4, "pretrained_1nn": 5,
+          "logmel_stats_1nn": 6}
+REFERENCE_ORDER = [label for rows in PAPER_REFERENCES.values() for label in rows]
+#: Rows whose features depend on the pre-trained architecture (their metrics keys name it).
+ARCH_ROWS = ("pretrained", "random_init", "pretrained_1nn")
 
 
 def _model_label(model: str, arch: str) -> str:
     return {"pretrained": f"{arch} pretrained", "random_init": f"{arch} random init",
-            "logmel_stats": "log-mel stats"}.get(model, model)
+            "logmel_stats": "log-mel stats", "pretrained_1nn": f"{arch} pretrained 1-NN",
+            "logmel_stats_1nn": "log-mel stats 1-NN"}.get(model, model)
 
 
 def _paper_row(model: str, arch: str) -> str | None:
     """The paper's row for one of ours: the architecture it pre-trained, or a released baseline."""
     if model == "pretrained":
         return arch
-    return None if model in ("random_init", "logmel_stats") else model
+    return None if model in GROUPS else model
 
 
 def _order(label: str, model: str, arch: str) -> tuple:
-    """Rows as in the paper's tables: our pre-trained models, released baselines, then controls."""
+    """Rows as in the paper's tables: our pre-trained models, released baselines, the paper's
+    reference rows, then controls."""
     rank = PAPER_ORDER.index(arch) if arch in PAPER_ORDER else len(PAPER_ORDER)
-    group = {"pretrained": 0, "random_init": 2, "logmel_stats": 3}.get(model, 1)
-    return group, rank, label
+    return GROUPS.get(model, 1), rank, label
 
 
 def load_metrics(metrics_dirs: list[str | Path]) -> list[dict]:
@@ -87,7 +96,9 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     how the row's clip vector was made (several joined by ``/`` if the benchmarks differ).
 
     Rows: every architecture pre-trained here (in the paper's order), the released baselines,
-    each architecture with random weights, the log-mel statistics. Results of several
+    the paper's reference rows for the benchmarks present (:data:`PAPER_REFERENCES`, paper
+    figures only), each architecture with random weights, the log-mel statistics, the 1-NN
+    controls. Results of several
     architectures (the ablation, ``pretrain.models``) make one table.
     """
     rows: dict[str, dict] = {}
@@ -110,6 +121,11 @@ def results_table(results: list[dict]) -> pd.DataFrame:
                         paper_value(benchmark, paper, metric) if paper else None)
             if row.get("pooling") and row["pooling"] not in entry["pooling"]:
                 entry["pooling"].append(row["pooling"])
+        for label, figures in PAPER_REFERENCES.get(benchmark, {}).items():
+            # in the paper's order: its tables list them first
+            order = (GROUPS["reference"], REFERENCE_ORDER.index(label), label)
+            entry = rows.setdefault(label, {"order": order, "cells": {}, "pooling": []})
+            entry["cells"] |= {f"{title} {METRIC_TITLES[m]} (paper)": v for m, v in figures.items()}
     ordered = sorted(rows.items(), key=lambda item: item[1]["order"])
     frame = pd.DataFrame([{"Model": label, **{c: entry["cells"].get(c) for c in columns},
                            "Pooling": "/".join(entry["pooling"])} for label, entry in ordered])
@@ -155,7 +171,7 @@ def flat_metrics(results: list[dict]) -> dict[str, float]:
     for result in results:
         for row in result["rows"]:
             arch = result.get("arch", "")
-            name = f"{arch}.{row['model']}" if row["model"] in ("pretrained", "random_init") and arch else row["model"]
+            name = f"{arch}.{row['model']}" if row["model"] in ARCH_ROWS and arch else row["model"]
             flat |= {f"{result['benchmark']}.{name}.{m}": round(row[m], 6) for m in METRICS}
     return flat
 

@@ -11,7 +11,11 @@ these feature sets go through the same protocol and the same classifier:
 * ``logmel_stats``: mean and std over time of each raw log-mel bin, which shows how much is
   learnt at all;
 * one row per entry of ``baselines``: a released model, pooled like ``pretrained``; today
-  Google's VGGish trained on YouTube-100M, the paper's main baseline (:mod:`mmvideos.evaluation.baselines`).
+  Google's VGGish trained on YouTube-100M, the paper's main baseline (:mod:`mmvideos.evaluation.baselines`);
+* ``pretrained_1nn`` and ``logmel_stats_1nn``: a 1-nearest-neighbour classifier on the
+  pre-trained embeddings and on the log-mel statistics, on the same splits
+  (:mod:`mmvideos.evaluation.nearest`): the control a linear probe needs, since on small
+  benchmarks it can lift raw features close to a pre-trained embedding.
 
 The classifier and how it is fitted (a step budget, early stopping on a validation split carved
 from the training folds, or L-BFGS for the linear case) are in :mod:`mmvideos.evaluation.fit`;
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODELS = ("pretrained", "random_init", "logmel_stats")
+#: 1-NN rows: ``<features>_1nn`` on the features of each of these linear-probe rows.
+NEAREST = ("pretrained", "logmel_stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +91,7 @@ class TransferConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         for name, entry in self.baselines.items():
-            if name in MODELS or not isinstance(entry, dict) or not entry.get("weights") or \
+            if name in MODELS or name.endswith("_1nn") or not isinstance(entry, dict) or not entry.get("weights") or \
                     set(entry) - {"weights", "pca"}:
                 raise ValueError(f"transfer.baselines.{name}: expected {{weights: URI, pca: URI}} under a name "
                                  f"other than {MODELS}, got {entry!r}")
@@ -115,9 +121,17 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> np.ndarray:
     return out
 
 
-def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig,
-                 device: torch.device) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
+def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device: torch.device,
+                 nearest: bool = False) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
     """Train and score on every split of the benchmark's protocol.
+
+    Args:
+        bench: the benchmark (clips, labels, folds, protocol).
+        features: ``[N, D]`` clip features in the table's order.
+        cfg: the linear probe's settings.
+        device: where the probe is fitted.
+        nearest: score with 1-NN (:func:`mmvideos.evaluation.nearest.nearest_neighbour_scores`)
+            instead of fitting the probe.
 
     Returns:
         (metrics averaged over splits, metrics per split, the fit per split (``steps``,
@@ -125,6 +139,7 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig,
     """
     from mmvideos.evaluation.fit import fit_classifier, predict
     from mmvideos.evaluation.metrics import evaluate
+    from mmvideos.evaluation.nearest import nearest_neighbour_scores
 
     targets = multi_hot(bench.table["labels"].tolist(), len(bench.classes))  # [N, C]
     folds = bench.table["fold"].to_numpy()
@@ -135,11 +150,15 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig,
         if not train.any() or not test.any():
             raise ValueError(f"{bench.name}: split {split.name} has {train.sum()} training and {test.sum()} "
                              f"test clips; both must be non-empty")
-        fit = fit_classifier(features[train], targets[train], bench.multi_label, cfg, device,
-                             None if groups is None else groups[train])
-        scores = predict(fit.model, features[test], bench.multi_label, device)  # [n_test, C]
+        if nearest:
+            scores = nearest_neighbour_scores(features[train], targets[train], features[test])
+            fits[split.name] = {"classifier": "1-nn", "train_clips": int(train.sum())}
+        else:
+            fit = fit_classifier(features[train], targets[train], bench.multi_label, cfg, device,
+                                 None if groups is None else groups[train])
+            scores = predict(fit.model, features[test], bench.multi_label, device)  # [n_test, C]
+            fits[split.name] = fit.record()
         per_split[split.name] = evaluate(scores, targets[test])
-        fits[split.name] = fit.record()
         if not bench.multi_label:
             np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
     mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))}
@@ -182,7 +201,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
     from mmvideos.data.atomic import write_json
     from mmvideos.data.files import cache_dir as default_cache_root
-    from mmvideos.evaluation.baselines import load_released_vggish
+    from mmvideos.evaluation.baselines import load_released_vggish, vggish_examples
     from mmvideos.models import build_model
     from mmvideos.training.checkpoint import load_model
 
@@ -199,25 +218,27 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         torch.manual_seed(cfg.seed)
         random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
         key = weights_key(local, card["arch"])
-    networks = {"pretrained": (key, pretrained),
-                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init)}
+    networks = {"pretrained": (key, pretrained, None),
+                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init, None)}
     for name, entry in cfg.baselines.items():
         released, released_key = load_released_vggish(entry["weights"], entry.get("pca", ""))
-        networks[name] = (released_key, released.to(device))
+        networks[name] = (released_key, released.to(device), vggish_examples)
     pool = {"pooling": cfg.pooling, "seconds": bench.clip_seconds}
-    extractors = [embedding_extractor(name, k, net.embed, device, **pool) for name, (k, net) in networks.items()]
+    extractors = [embedding_extractor(name, k, net.embed, device, front_end=front_end, **pool)
+                  for name, (k, net, front_end) in networks.items()]
     features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
     fit_cfg = cfg.fit_config(benchmark)
     rows, confusion = [], None
-    for name in [*MODELS, *cfg.baselines]:
-        mean, per_split, fits, matrix = run_protocol(bench, features[name], fit_cfg, device)
-        rows.append({"model": name, "pooling": cfg.pooling if name in networks else "mean_std", **mean,
-                     "splits": per_split, "fits": fits, "solver": cfg.solver,
-                     "feature_dim": int(features[name].shape[1])})
+    runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
+    for name, source, nearest in runs:
+        mean, per_split, fits, matrix = run_protocol(bench, features[source], fit_cfg, device, nearest)
+        rows.append({"model": name, "pooling": cfg.pooling if source in networks else "mean_std", **mean,
+                     "splits": per_split, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
+                     "feature_dim": int(features[source].shape[1])})
         if name == "pretrained":
             confusion = matrix
         log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items()},
-                 [f["steps"] for f in fits.values()])
+                 [f.get("steps") for f in fits.values()])
     write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows},
                out_dir / "metrics.json")
     if not bench.multi_label:
@@ -228,7 +249,8 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
         "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
         **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")},
-        **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()] for row in rows},
+        **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()]
+           for row in rows if row["solver"] != "1-nn"},
         "seconds": round(time.time() - started, 1),
     }
     write_json(summary, out_dir / "summary.json")
