@@ -194,6 +194,26 @@ def detection_table(folder: Path) -> dict:
     return {"votes": votes, "false_votes": wrong, "rows": rows}
 
 
+#: The edits as the table heads them.
+EDIT_NAMES = {"reencode": "re-encode", "gain": "gain", "tempo0.9": "tempo 0.9", "tempo1.1": "tempo 1.1",
+              "speed0.9": "speed 0.9", "speed1.1": "speed 1.1", "pitch0.9": "pitch 0.9", "pitch1.1": "pitch 1.1",
+              "noise0dB": "noise 0 dB"}
+
+
+def markdown(report: dict) -> str:
+    """Recall per edit and false matches per ``min_votes`` as a Markdown table, then the smallest
+    votes of a caught copy per edit and the largest chance votes (docs/data.md's block)."""
+    lines = ["| min_votes | " + " | ".join(EDIT_NAMES[e] for e in EDITS) + " | false matches |",
+             "|" + "---|" * (len(EDITS) + 2)]
+    lines += [f"| {r['min_votes']} | " + " | ".join(f"{r['recall'][e]:.1f}" for e in EDITS)
+              + f" | {r['false_matches']} |" for r in report["rows"]]
+    smallest = ", ".join(f"{EDIT_NAMES[e]} {min(report['votes'][f'{e}_{k}'] for k in range(len(CLIPS)))}"
+                         for e in EDITS)
+    lines += ["", f"Smallest votes of a caught copy: {smallest}; largest chance votes: "
+                  f"{max(report['false_votes'].values())}."]
+    return "\n".join(lines)
+
+
 def main(output: str | Path = "bench") -> dict:
     """Generate the set in a temporary folder, write ``leakage.{json,md}`` under ``output``."""
     with tempfile.TemporaryDirectory(prefix="mmvideos-leakage-") as tmp:
@@ -201,12 +221,7 @@ def main(output: str | Path = "bench") -> dict:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "leakage.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = ["| min_votes | " + " | ".join(EDITS) + " | false matches |", "|" + "---|" * (len(EDITS) + 2)]
-    lines += [f"| {r['min_votes']} | " + " | ".join(f"{r['recall'][e]:.1f}" for e in EDITS)
-              + f" | {r['false_matches']} |" for r in report["rows"]]
-    smallest = {e: min(report["votes"][f"{e}_{k}"] for k in range(len(CLIPS))) for e in EDITS}
-    lines += ["", f"Smallest votes of a caught copy per edit: {smallest}; largest chance votes: "
-                  f"{max(report['false_votes'].values())}."]
-    (output / "leakage.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = markdown(report)
+    (output / "leakage.md").write_text(table + "\n")
+    print(table)
     return report

@@ -30,6 +30,7 @@ BEGIN = "<!-- BEGIN GENERATED {name}: {source}; do not edit -->"
 SOURCES = {"demo-figures": "`make docs` writes this block from results/",
            "layout": "`make docs` writes this block from the package's docstrings",
            "bench-figures": "`make bench` (or `make docs`) writes this block from bench/bench.json",
+           "leakage": "`make bench` (or `make docs`) writes this block from bench/leakage.json",
            "bench-gpu": "`make bench-gpu` (or `make docs`) writes this block from bench-gpu/bench_gpu.json"}
 END = "<!-- END GENERATED {name} -->"
 _BLOCK = re.compile(r"<!-- BEGIN GENERATED (?P<name>[\w-]+):[^>]*-->\n.*?<!-- END GENERATED (?P=name) -->", re.S)
@@ -144,6 +145,13 @@ def bench_block(bench: Path) -> str:
     return markdown_body(_load(bench, "bench.json", "run `make bench` first"))  # bench.md less heading and chart
 
 
+def leakage_block(bench: Path) -> str:
+    """The leakage guard's detection table (``mmvideos bench --leakage``)."""
+    from mmvideos.bench.leakage import markdown
+
+    return markdown(_load(bench, "leakage.json", "run `mmvideos bench --leakage` first"))
+
+
 def bench_gpu_block(bench_gpu: Path) -> str:
     """The figures of ``make bench-gpu`` (``bench_gpu.json``) measured on a GPU; until then, says so."""
     from mmvideos.bench.gpu import markdown_body
@@ -173,7 +181,7 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
             raise ValueError(f"{path}: no generator for the block(s) {sorted(unknown)} (known: {sorted(SOURCES)})")
     fig = figures(results)
     makers = {"demo-figures": lambda: _summary_block(fig), "layout": where_things_live,
-              "bench-figures": lambda: bench_block(bench),
+              "bench-figures": lambda: bench_block(bench), "leakage": lambda: leakage_block(bench),
               "bench-gpu": lambda: bench_gpu_block(bench_gpu)}
     blocks: dict[str, str] = {}
     wanted = {page: results_page(fig)}
