@@ -201,12 +201,16 @@ EDIT_NAMES = {"reencode": "re-encode", "gain": "gain", "tempo0.9": "tempo 0.9", 
 
 
 def markdown(report: dict) -> str:
-    """Recall per edit and false matches per ``min_votes`` as a Markdown table, then the smallest
+    """Recall per edit, false matches, and recall and precision over every copy, per ``min_votes``, as
+    a Markdown table (a copy matched to the wrong clip is a false match and a miss), then the smallest
     votes of a caught copy per edit and the largest chance votes (docs/data.md's block)."""
-    lines = ["| min_votes | " + " | ".join(EDIT_NAMES[e] for e in EDITS) + " | false matches |",
-             "|" + "---|" * (len(EDITS) + 2)]
-    lines += [f"| {r['min_votes']} | " + " | ".join(f"{r['recall'][e]:.1f}" for e in EDITS)
-              + f" | {r['false_matches']} |" for r in report["rows"]]
+    lines = ["| min_votes | " + " | ".join(EDIT_NAMES[e] for e in EDITS) + " | false matches | recall | precision |",
+             "|" + "---|" * (len(EDITS) + 4)]
+    for r in report["rows"]:
+        caught = sum(r["recall"][e] * len(CLIPS) for e in EDITS)
+        precision = caught / (caught + r["false_matches"]) if caught + r["false_matches"] else 1.0
+        lines.append(f"| {r['min_votes']} | " + " | ".join(f"{r['recall'][e]:.1f}" for e in EDITS)
+                     + f" | {r['false_matches']} | {caught / (len(CLIPS) * len(EDITS)):.3f} | {precision:.3f} |")
     smallest = ", ".join(f"{EDIT_NAMES[e]} {min(report['votes'][f'{e}_{k}'] for k in range(len(CLIPS)))}"
                          for e in EDITS)
     lines += ["", f"Smallest votes of a caught copy: {smallest}; largest chance votes: "
