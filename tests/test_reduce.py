@@ -147,6 +147,7 @@ def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):
         assert_same(mine.reset_index(), expected.reset_index())
         seen += len(mine)
     assert seen == len(whole)
+    assert slot_labels(tmp_path / "labels", []).empty  # a slot with no video (more slots than videos)
 
 
 def test_the_sizing_plan_shows_the_reduce_side():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -138,7 +139,8 @@ def slot_labels(labels_dir: str | Path, video_ids: Iterable[str]) -> pd.DataFram
     """
     columns = ["clip_id", "fold", "split", "visual_labels", "audio_labels", "label_ids"]
     with storage.local_copy(storage.join(labels_dir, "labels.parquet")) as path:
-        table = pq.read_table(path, columns=columns, filters=pc.field("video_id").isin(sorted(set(video_ids))))
+        wanted = pa.array(sorted(set(video_ids)), type=pa.string())  # typed: a slot may have no video
+        table = pq.read_table(path, columns=columns, filters=pc.field("video_id").isin(wanted))
     return table.to_pandas().set_index("clip_id")
 
 
