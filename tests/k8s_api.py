@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+
+from loopback import LoopbackApi
 
 TRAINER = "trainer.kubeflow.org"
 
@@ -62,7 +61,7 @@ def rule_allows(rule: dict, verb: str, group: str, resource: str, name: str) -> 
             and (not rule.get("resourceNames") or name in rule["resourceNames"]))
 
 
-class KubeApi:
+class KubeApi(LoopbackApi):
     """The server; ``url`` its endpoint, ``requests`` what it saw. ``manifests`` are the rendered
     RBAC objects (Role, RoleBinding, ClusterRole, ClusterRoleBinding) for ``subject`` in
     ``namespace``; a TrainJob created here completes at once (with ``complete``, else it never
@@ -74,36 +73,7 @@ class KubeApi:
         self.trainer_version = trainer_version
         self.runtime = runtime
         self._rules = self._granted(manifests, namespace, subject)
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self, method: str) -> None:
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code, reply = api.route(method, url.path, query, body)
-                data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain" if isinstance(reply, str) else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @staticmethod
     def _granted(manifests: list[dict], namespace: str, subject: str) -> list[tuple[str, dict]]:
@@ -122,19 +92,11 @@ class KubeApi:
             granted += [(scope, rule) for rule in role["rules"]]
         return granted
 
-    def __enter__(self) -> "KubeApi":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def allowed(self, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
         return any((scope == "*" or (namespace and scope == namespace))
                    and rule_allows(rule, verb, group, resource, name) for scope, rule in self._rules)
 
-    def route(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, dict | str]:
+    def answer(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, dict | str]:
         if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":  # system:basic-user may
             return 201, self._review(json.loads(body))
         verb, group, resource, namespace, name = request_info(method, path, query)

@@ -10,19 +10,18 @@ upload of a pipeline name or version name is a 409), and filters select by displ
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from email.parser import BytesParser
 from email.policy import default
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from loopback import LoopbackApi
 
 PREFIX = "/apis/v2beta1/"
 
 
-class KfpApi:
+class KfpApi(LoopbackApi):
     """The server's state; ``url`` is its endpoint, ``calls`` the (method, path, query) it saw."""
 
     def __init__(self, multi_user: bool = False, tag_name: str = "2.17.0") -> None:
@@ -34,51 +33,13 @@ class KfpApi:
         self.recurring_runs: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
         self.headers: list[dict] = []  # per call, names lower-cased
-        api = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                api.calls.append((method, url.path, query))
-                api.headers.append({k.lower(): v for k, v in self.headers.items()})
-                body = b""
-                if int(self.headers.get("Content-Length") or 0):
-                    body = self.rfile.read(int(self.headers["Content-Length"]))
-                code, reply = api.route(method, url.path.removeprefix(PREFIX), query, body, self.headers)
-                self._reply(code, reply)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "KfpApi":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def answer(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, dict]:
+        """Record the call (and its headers), then :meth:`route` it below the API prefix."""
+        self.calls.append((method, path, query))
+        self.headers.append({k.lower(): v for k, v in headers.items()})
+        return self.route(method, path.removeprefix(PREFIX), query, body, headers)
 
     def api_calls(self) -> list[tuple[str, str]]:
         """The (method, path) of every call, without health checks."""
