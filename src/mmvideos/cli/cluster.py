@@ -176,7 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("pretrain-job", help="pretrain on several nodes as a Kubeflow Trainer TrainJob",
                        description="Build the TrainJob (trainer.kubeflow.org/v1alpha1) that runs `torchrun -m "
-                                   "mmvideos.stages.pretrain` on pretrain.num_nodes x cluster.accelerator_count GPUs through "
+                                   "mmvideos.training` on pretrain.num_nodes x cluster.accelerator_count GPUs through "
                                    "the cluster.trainer_runtime runtime, with the image of MMVIDEOS_IMAGE and the "
                                    "node size of resources.pretrain; print it (--print) or submit it, follow "
                                    "node 0's log, wait, and copy the model into --output. The checkpoint and the "

@@ -90,7 +90,7 @@ def train_args(cfg: PretrainConfig) -> list[str]:
 
 def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: str,
                    placement: dict[str, Any]) -> models.TrainerV1alpha1TrainJob:
-    """The TrainJob running ``mmvideos.stages.pretrain`` on ``cfg.num_nodes`` nodes.
+    """The TrainJob running ``torchrun -m mmvideos.training`` on ``cfg.num_nodes`` nodes.
 
     Args:
         cfg: pretraining settings; ``num_nodes`` nodes.

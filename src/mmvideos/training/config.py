@@ -1,6 +1,6 @@
 """The pre-training settings (``params.yaml: pretrain``) as a typed dataclass.
 
-Kept apart from the training loop (:mod:`mmvideos.stages.pretrain`) and free of torch, pandas and the
+Kept apart from the training loop (:mod:`mmvideos.training.loop`) and free of torch, pandas and the
 models' code, so validating ``params.yaml`` (every CLI command does) and building a TrainJob
 (:mod:`mmvideos.cluster.trainjob`) do not pay for importing them.
 """
@@ -29,7 +29,7 @@ class PretrainConfig:
         lr: Adam's initial learning rate (1e-4).
         lr_decay: factor applied to the learning rate after every epoch (0.9).
         l2_penalty: the paper's "L2 regularization penalty" (1.0), multiplying ``l2_scale``.
-        l2_scale: per-weight L2 coefficient (:mod:`mmvideos.stages.pretrain`'s docstring: the penalty is
+        l2_scale: per-weight L2 coefficient (:mod:`mmvideos.training.loop`'s docstring: the penalty is
             ``l2_penalty * l2_scale * sum(w^2) / 2``).
         shuffle_buffer: records each data reader holds for its streaming shuffle.
         val_clips: validate on the first this many validation clips (a "validation subset"),
@@ -80,7 +80,7 @@ class PretrainConfig:
 
     @property
     def weight_decay(self) -> float:
-        """Adam's coupled ``weight_decay`` equal to the L2 term (:mod:`mmvideos.stages.pretrain`'s docstring)."""
+        """Adam's coupled ``weight_decay`` equal to the L2 term (:mod:`mmvideos.training.loop`'s docstring)."""
         return self.l2_penalty * self.l2_scale
 
 
