@@ -115,21 +115,23 @@ def test_streamed_merge_labels_equals_the_in_memory_join(corpus, tmp_path, min_c
 
 @pytest.mark.parametrize("step", ["gather_visual", "merge_labels"])
 def test_peak_memory_does_not_grow_with_the_rows(tmp_path, step):
-    """The step in a child process at 40 k and 80 k clips: twice the rows, at most 30 MB more peak.
+    """The step in a child process at 40 k and 160 k clips: four times the rows, at most 100 MB more peak.
 
-    Measured on a 2-core machine: the in-memory gather grew 244 -> 301 MB and the in-memory
-    merge_labels 373 -> 484 MB between these sizes; the streamed ones by 0 to 16 MB
-    (they hold a few row groups per input; two slots, so each input is past that size).
+    Measured on a 2-core machine between 40 k and 80 k clips: the in-memory gather grew
+    244 -> 301 MB and the in-memory merge_labels 373 -> 484 MB, so about 170 and 330 MB over
+    this span; the streamed ones by 0 to 31 MB (they hold a few row groups per input and
+    arrow's allocator keeps some; two slots, so each input is past that size), and by 20 to 50 MB
+    over it. Four times the rows keeps that noise well apart from growth with the corpus.
     """
     peaks = []
-    for clips in (40_000, 80_000):
+    for clips in (40_000, 160_000):
         corpus = tmp_path / str(clips)
         parts = write_synthetic(corpus, clips, slots=2)
         if step == "merge_labels":  # its inputs, gathered here: only the step itself is measured
             for stage, folders in parts.items():
                 dataroot.gather(folders, corpus / stage, stage)
         peaks.append(measure_step(step, corpus)["peak_mb"])
-    assert peaks[1] - peaks[0] < 30, peaks
+    assert peaks[1] - peaks[0] < 100, peaks
 
 
 def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):
