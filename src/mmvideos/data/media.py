@@ -11,6 +11,7 @@ import errno
 import fractions
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import av.filter
@@ -18,7 +19,29 @@ import numpy as np
 
 
 class MediaError(Exception):
-    """A file that FFmpeg cannot open or decode; the message says why in plain words."""
+    """Content that FFmpeg refuses (not a container it knows, a stream it cannot decode); the
+    message says why in plain words. Only this is a reject: reading it again gives the same."""
+
+
+class MediaUnreadable(OSError):
+    """The bytes could not be read now (an errno from the OS or the file object: EIO from NFS,
+    a FUSE-mounted bucket or a flaky disk, a reset connection): nothing was learnt about the
+    content, so it is never a reject; the item is left for the next run. Keeps the errno."""
+
+
+def _failure(exc: BaseException, what: str) -> Exception:
+    """The exception to raise for an error met while reading a media file: an OS-level error
+    (any ``OSError``, FFmpeg's errno-carrying errors included) is :class:`MediaUnreadable`
+    (``FileNotFoundError`` stays itself: the file is gone), anything else FFmpeg reports is
+    :class:`MediaError` ``"<what> (<reason>)"``."""
+    if isinstance(exc, FileNotFoundError):
+        return FileNotFoundError(exc.errno, f"{what}: the file is gone ({_ffmpeg_reason(exc)})")
+    if isinstance(exc, OSError):
+        return MediaUnreadable(exc.errno, f"{what}: cannot be read now ({_ffmpeg_reason(exc)}); run again")
+    return MediaError(f"{what} ({_ffmpeg_reason(exc)})")
+
+
+_READ_ERRORS = (av.FFmpegError, OSError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +66,15 @@ def _stream_seconds(stream) -> float | None:
     return None
 
 
-def probe(path: str | Path) -> Probe:
-    """Read the container header of ``path`` (no decoding).
+def probe(path: str | Path | BinaryIO) -> Probe:
+    """Read the container header of ``path`` (a path or a binary file object; no decoding).
 
+    An I/O error raises :class:`MediaUnreadable`, content FFmpeg refuses :class:`MediaError`.
     The duration is the span both streams cover when both are present (the shorter one), so a
     clip cut inside it always has sound and picture.
     """
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with _open(path) as container:
             videos = list(container.streams.video)
             # a still image attached to a sound file (cover art) is no video: every frame is the cover
             video = next((v for v in videos if not _is_cover(v)), None)
@@ -80,8 +104,16 @@ def probe(path: str | Path) -> Probe:
                 sample_rate=audio.codec_context.sample_rate if audio is not None else None,
                 channels=audio.codec_context.channels if audio is not None else None,
             )
-    except av.FFmpegError as exc:
-        raise MediaError(f"not a readable media file ({_ffmpeg_reason(exc)})") from exc
+    except _READ_ERRORS as exc:
+        raise _failure(exc, "not a readable media file") from exc
+
+
+def _open(source: str | Path | BinaryIO):
+    """An FFmpeg container over a path (FFmpeg reads it) or a binary file object (PyAV reads it
+    through Python, and an ``OSError`` of its ``read`` comes out as itself)."""
+    if isinstance(source, (str, Path)):
+        return av.open(str(source), metadata_errors="ignore")
+    return av.open(source, metadata_errors="ignore")
 
 
 def _is_cover(stream) -> bool:
@@ -108,16 +140,17 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return text.split(":")[0].strip() if text else type(exc).__name__
 
 
-def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iterator[np.ndarray]:
+def iter_audio(path: str | Path | BinaryIO, sample_rate: int, chunk_s: float = 1.0) -> Iterator[np.ndarray]:
     """Decode the first audio stream as mono 16-bit PCM at ``sample_rate``, in chunks.
 
-    Yields int16 arrays of about ``chunk_s`` seconds (the last one may be shorter).
+    Yields int16 arrays of about ``chunk_s`` seconds (the last one may be shorter). Errors as
+    :func:`probe`'s.
     """
     want = max(1, int(round(chunk_s * sample_rate)))
     pending: list[np.ndarray] = []
     have = 0
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with _open(path) as container:
             if not container.streams.audio:
                 raise MediaError("no audio stream")
             for samples in _resampled(container.decode(container.streams.audio[0]), sample_rate):
@@ -127,8 +160,8 @@ def iter_audio(path: str | Path, sample_rate: int, chunk_s: float = 1.0) -> Iter
                     block = np.concatenate(pending)
                     yield block[:want]
                     pending, have = [block[want:]], block.size - want
-    except av.FFmpegError as exc:
-        raise MediaError(f"audio cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+    except _READ_ERRORS as exc:
+        raise _failure(exc, "audio cannot be decoded") from exc
     if pending:
         tail = np.concatenate(pending)
         if tail.size:
@@ -189,12 +222,12 @@ def _drain(graph: av.filter.Graph, flush: bool = False) -> Iterator[np.ndarray]:
         yield frame.to_ndarray().reshape(-1)
 
 
-def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(path: str | Path | BinaryIO, times: Sequence[float], size: int) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time, frame)`` for each requested time (sorted ascending), in one decode pass.
 
     Each frame is the first decoded frame at or after the requested time (the last frame of the
     stream for times past its end), its centred square cut out and scaled to ``size x size`` RGB
-    uint8 (:class:`SquareScaler`).
+    uint8 (:class:`SquareScaler`). Errors as :func:`probe`'s.
     """
     if not times:
         return
@@ -203,7 +236,7 @@ def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator
     last = None
     square = SquareScaler(size)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with _open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
@@ -217,8 +250,8 @@ def iter_frames(path: str | Path, times: Sequence[float], size: int) -> Iterator
             if last is None:
                 raise MediaError("video stream holds no decodable frame")
             final = square(last)
-    except av.FFmpegError as exc:
-        raise MediaError(f"video cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+    except _READ_ERRORS as exc:
+        raise _failure(exc, "video cannot be decoded") from exc
     for t in targets[i:]:
         yield t, final
 

@@ -23,6 +23,7 @@ wherever they live, and a second copy is rejected as a duplicate of the first (i
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -134,7 +135,7 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     def compute(entry, scratch: Path) -> tuple[dict, dict]:
         if str(entry.version).startswith(REFUSED):
             return {"uri": entry.uri, "reason": str(entry.version)[len(REFUSED):]}, {}
-        return _probe(entry.uri, _generation(entry.uri, str(entry.version)), audio_fingerprint_s), {}
+        return _probe(entry.uri, _generation(entry.uri, str(entry.version)), audio_fingerprint_s, int(entry.size)), {}
 
     items = [(unit_key("probe", uri=e.uri, size=int(e.size), entry_version=str(e.version),
                        fingerprint_s=audio_fingerprint_s), e)
@@ -163,13 +164,24 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     return summary
 
 
+class ShortRead(OSError):
+    """A file whose bytes read differ in number from those its listing (or probe) recorded:
+    read again, never judged."""
+
+
 def raise_unreadable(stage: str, failures: list[tuple[str, BaseException]], total: int) -> None:
-    """Fail a stage that could not read some of its inputs now (storage errors that outlived
-    their retries): what it finished is kept in the data root, and a re-run reads the rest."""
+    """Fail a stage that could not read some of its inputs now (storage or I/O errors that
+    outlived their retries): what it finished is kept in the data root, and a re-run reads the
+    rest. A full local disk (``ENOSPC``) says so instead: it is this machine, not the inputs."""
     uri, exc = failures[0]
+    full = [u for u, e in failures if getattr(e, "errno", None) == errno.ENOSPC]
+    if full:
+        raise OSError(errno.ENOSPC, f"{stage}: no space left on device while working on {full[0]} ({len(full)} of "
+                                    f"{total} files): free space in {tempfile.gettempdir()} (scratch, TMPDIR) and "
+                                    "the data root, then run again; what was finished is kept")
     raise storage.StorageUnavailable(
         f"{stage}: {len(failures)} of {total} files could not be read now (first: {uri}: {exc}); "
-        "they were not examined, the others are kept: run again once storage answers")
+        "they were not examined (an I/O or storage error, never a reject), the others are kept: run again")
 
 
 def _generation(uri: str, version: str) -> int | None:
@@ -178,16 +190,23 @@ def _generation(uri: str, version: str) -> int | None:
     return int(head) if storage.is_gcs(uri) and head.isdigit() else None
 
 
-def _probe(uri: str, generation: int | None = None, fingerprint_s: float = 0.0) -> dict:
+def _probe(uri: str, generation: int | None = None, fingerprint_s: float = 0.0,
+           listed_size: int | None = None) -> dict:
     """One file's probe record: its content hash, streams and audio fingerprint (of the first
     ``fingerprint_s`` seconds), or the reason it is no video.
 
     A GCS object is read at the ``generation`` listed, which the record keeps for the clip stage.
-    Storage errors propagate (the file is not examined, :func:`probe_listing`).
+    Storage errors, I/O errors while decoding (:class:`media.MediaUnreadable`) and a read shorter
+    or longer than the ``listed_size`` (a truncated download, a file changed since it was listed)
+    propagate: the file is not examined (:func:`probe_listing`). Only content FFmpeg refuses is
+    a reason (a reject).
     """
     record: dict = {"uri": uri, "generation": generation}
     with storage.local_copy(uri, generation) as path:
         size = path.stat().st_size
+        if listed_size is not None and size != listed_size:
+            raise ShortRead(errno.EIO, f"{uri}: read {size} bytes but the listing says {listed_size} (a truncated "
+                                       "read, or the file changed since it was listed); run again")
         if size == 0:
             return {**record, "reason": "empty file"}
         record |= {"sha256": sha256_file(path), "size_bytes": size}
