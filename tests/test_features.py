@@ -158,6 +158,26 @@ def test_a_fresh_root_gives_byte_identical_shards_and_the_same_root_reuses_them(
     assert (tmp_path / "again" / "index.parquet").read_bytes() == (out / "index.parquet").read_bytes()
 
 
+def test_a_flipped_bit_in_a_feature_shard_is_caught_and_the_unit_recomputed(features, inputs, tmp_path):
+    """Before: a reused feature unit was never checked against its commit record, so a flipped
+    bit in a shard went on into training."""
+    import shutil
+
+    from mmvideos.data import integrity
+
+    out, _ = features
+    shutil.copytree(out / "data", tmp_path / "data")
+    integrity._VERIFIED.clear()  # as in a new process
+    shard = next(p for p in sorted((tmp_path / "data" / "features").rglob("*")) if p.is_file() and p.name != "COMMIT.json")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    shard.write_bytes(bytes(data))
+    again = extract_features(*inputs, tmp_path / "again", DataRoot(tmp_path / "data"), CFG, progress=False)
+    assert (again["shards_reused"], again["shards_computed"]) == (3, 1)
+    assert list(dataroot.read_manifest(tmp_path / "again")["sha256"]) == list(dataroot.read_manifest(out)["sha256"])
+    assert len(list((tmp_path / "data" / "quarantine" / "features").iterdir())) == 1
+
+
 def test_unknown_label_is_an_error(inputs, tmp_path):
     clips_dir, labels_dir = inputs
     bad = tmp_path / "labels"

