@@ -118,3 +118,23 @@ def test_verify_walks_the_root_and_repair_quarantines(made, tmp_path, capsys):
     assert not clip_unit.exists() and not scores_unit.exists()
     assert len(list(Path(data.uri, "quarantine").glob("*/*"))) == 2
     assert main(["verify", "--data-root", data.uri]) == 0
+
+
+def test_gc_keeps_what_single_stage_runs_made(made, tmp_path, capsys):
+    """Before: clip, annotate-* and features run alone (the CLI, dvc.yaml) recorded no manifest,
+    so gc deleted every clip and annotation unit of a DVC-made root."""
+    from mmvideos.data.dataroot import collect_garbage
+
+    _, data = _copy(made, tmp_path)
+    stray = Path(data.uri, "clip", "ff", "f" * 64)
+    stray.mkdir(parents=True)
+    (stray / "audio.tar").write_bytes(b"no run names this unit")
+    found = collect_garbage(data.uri, keep_runs=1, min_age_s=0)
+    assert found.files == [str(stray / "audio.tar")] and found.units == 1
+    assert found.kept_units == sum(len(_units(data, s)) for s in ("probe", "clip", "annotate_visual"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["gc", "--data-root", data.uri, "--keep-runs", "0"])
+    assert "--keep-runs: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 1"):
+        collect_garbage(data.uri, keep_runs=-1)

@@ -157,6 +157,12 @@ class DataRoot:
         storage.put_bytes(buf.getvalue(), uri)
         return uri
 
+    def record_whole(self, stage: str, manifest: pd.DataFrame, slots: int) -> str:
+        """Record the manifest of a stage run whole in one task (``slots == 1``: the single-stage
+        CLI, ``dvc repro``, a library call) under ``manifests/<stage>/``, so gc keeps its units;
+        a task of several slots records nothing (the gather records their union, one run)."""
+        return self.save_manifest(stage, manifest) if slots == 1 else ""
+
     def map_units(self, stage: str, items: Iterable[tuple[str, Any]],
                   compute: Callable[[Any, Path], tuple[dict, dict[str, Path]]],
                   on_done: Callable[[Any, dict | None, bool], None] | None = None,

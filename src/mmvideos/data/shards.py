@@ -82,8 +82,7 @@ class ShardWriter:
 def _open_stream(uri: str | Path) -> IO[bytes]:
     uri = str(uri)
     if storage.is_gcs(uri):
-        bucket, key = storage.split_gcs(uri)
-        return storage.gcs_client().bucket(bucket).blob(key).open("rb", chunk_size=8 << 20)
+        return io.BufferedReader(storage.gcs.Reader(uri), buffer_size=1 << 20)  # ranged reads, retried
     return open(uri, "rb")
 
 

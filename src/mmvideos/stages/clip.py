@@ -145,7 +145,9 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     write_parquet(clips, out_dir / "clips.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")
-    write_parquet(dataroot.manifest_rows(records), out_dir / dataroot.MANIFEST)
+    manifest = dataroot.manifest_rows(records)
+    write_parquet(manifest, out_dir / dataroot.MANIFEST)
+    root.record_whole("clip", manifest, slots)
     summary = {**_summary(clips, rejected, videos_in=len(videos), seconds=time.monotonic() - start_time),
                **counts.as_summary()}
     write_json(summary, out_dir / "summary.json")

@@ -9,11 +9,12 @@ one policy. :mod:`mmvideos.data.storage` dispatches here for ``gs://`` URIs.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from pathlib import Path
 
-from mmvideos.data.storage.retry import retrying
+from mmvideos.data.storage.retry import attempt_timeout, retrying
 
 GCS_PREFIX = "gs://"
 
@@ -63,37 +64,101 @@ def list_blobs(bucket: str, prefix: str) -> list:
 
     def call():
         try:
-            return list(gcs_client().list_blobs(bucket, prefix=prefix, retry=no_library_retry()))
+            return list(gcs_client().list_blobs(bucket, prefix=prefix, retry=no_library_retry(),
+                                                timeout=attempt_timeout()))
         except NotFound as exc:
             raise FileNotFoundError(f"no bucket gs://{bucket} (or no access to it)") from exc
 
     return retrying(f"listing gs://{bucket}/{prefix}", call)
 
 
+class ShortRead(OSError):
+    """An object read with fewer (or more) bytes than its metadata says it holds: a truncated
+    response the server sent without hash headers. Transient: read again."""
+
+
 def download(uri: str, dest: Path, generation: int | None = None) -> None:
     """Download the object ``uri`` (at ``generation``, when given) to the local file ``dest``;
-    ``FileNotFoundError`` when there is none (or that generation is gone)."""
+    ``FileNotFoundError`` when there is none (or that generation is gone).
+
+    The object's metadata is read first and the download pinned to its generation, so a body
+    shorter than its listed size (truncated without hash headers) is a :class:`ShortRead`,
+    retried like any transient failure, never a file taken as whole.
+    """
     from google.api_core.exceptions import NotFound
 
     bucket, key = split_gcs(uri)
 
     def call() -> None:
-        blob = gcs_client().bucket(bucket).blob(key, generation=generation)
         try:
-            blob.download_to_filename(str(dest), retry=no_library_retry())
+            blob = gcs_client().bucket(bucket).get_blob(key, generation=generation, retry=no_library_retry(),
+                                                        timeout=attempt_timeout())
+            if blob is None:
+                raise NotFound(f"no object {uri}")
+            blob.download_to_filename(str(dest), retry=no_library_retry(), timeout=attempt_timeout())
         except NotFound as exc:
             dest.unlink(missing_ok=True)
             changed = f" at generation {generation} (rewritten or deleted since it was listed)" if generation else ""
             raise FileNotFoundError(f"no object {uri}{changed}") from exc
+        if dest.stat().st_size != int(blob.size or 0):
+            raise ShortRead(5, f"read {dest.stat().st_size} bytes of {uri}, which holds {blob.size}")
 
     retrying(f"reading {uri}", call)
+
+
+class Reader(io.RawIOBase):
+    """A read-only stream over one object generation, read in ranged requests of ``chunk`` bytes,
+    each under :func:`retrying` (its timeout and the process's storage deadline) and checked for
+    its length: the stream :func:`mmvideos.data.shards.iter_shard` reads shards through."""
+
+    def __init__(self, uri: str, chunk: int = 8 << 20) -> None:
+        from google.api_core.exceptions import NotFound
+
+        bucket, key = split_gcs(uri)
+        self.uri, self.chunk, self._pos, self._buf = uri, chunk, 0, b""
+
+        def head():
+            try:
+                found = gcs_client().bucket(bucket).get_blob(key, retry=no_library_retry(), timeout=attempt_timeout())
+            except NotFound:
+                found = None
+            if found is None:
+                raise FileNotFoundError(f"no object {uri}")
+            return found
+
+        self._blob = retrying(f"reading {uri}", head)
+        self.size = int(self._blob.size or 0)
+
+    def readable(self) -> bool:
+        return True
+
+    def _fetch(self) -> bytes:
+        start, end = self._pos, min(self.size, self._pos + self.chunk) - 1
+
+        def call() -> bytes:
+            data = self._blob.download_as_bytes(start=start, end=end, retry=no_library_retry(),
+                                                timeout=attempt_timeout())
+            if len(data) != end - start + 1:
+                raise ShortRead(5, f"read {len(data)} bytes of {self.uri} at {start}, expected {end - start + 1}")
+            return data
+
+        return retrying(f"reading {self.uri}", call)
+
+    def readinto(self, buffer) -> int:
+        if not self._buf and self._pos < self.size:
+            self._buf = self._fetch()
+            self._pos += len(self._buf)
+        n = min(len(buffer), len(self._buf))
+        buffer[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
 
 def exists(uri: str) -> bool:
     """True when the object ``uri`` exists."""
     bucket, key = split_gcs(uri)
     return retrying(f"looking up {uri}", lambda: gcs_client().bucket(bucket).blob(key).exists(
-        retry=no_library_retry()))
+        retry=no_library_retry(), timeout=attempt_timeout()))
 
 
 def read_bytes(uri: str) -> bytes:
@@ -104,9 +169,15 @@ def read_bytes(uri: str) -> bytes:
 
     def call() -> bytes:
         try:
-            return gcs_client().bucket(bucket).blob(key).download_as_bytes(retry=no_library_retry())
+            blob = gcs_client().bucket(bucket).get_blob(key, retry=no_library_retry(), timeout=attempt_timeout())
+            if blob is None:
+                raise NotFound(f"no object {uri}")
+            data = blob.download_as_bytes(retry=no_library_retry(), timeout=attempt_timeout())
         except NotFound as exc:
             raise FileNotFoundError(f"no object {uri}") from exc
+        if len(data) != int(blob.size or 0):
+            raise ShortRead(5, f"read {len(data)} bytes of {uri}, which holds {blob.size}")
+        return data
 
     return retrying(f"reading {uri}", call)
 
@@ -115,14 +186,14 @@ def upload_file(local: str | Path, uri: str) -> None:
     """Upload a local file to ``uri`` (visible only once complete)."""
     bucket, key = split_gcs(uri)
     retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_filename(
-        str(local), retry=no_library_retry()))
+        str(local), retry=no_library_retry(), timeout=attempt_timeout()))
 
 
 def upload_bytes(data: bytes, uri: str) -> None:
     """Upload ``data`` to ``uri`` (visible only once complete)."""
     bucket, key = split_gcs(uri)
     retrying(f"writing {uri}", lambda: gcs_client().bucket(bucket).blob(key).upload_from_string(
-        data, retry=no_library_retry()))
+        data, retry=no_library_retry(), timeout=attempt_timeout()))
 
 
 def delete(uri: str) -> None:
@@ -130,8 +201,12 @@ def delete(uri: str) -> None:
     from google.api_core.exceptions import NotFound
 
     bucket, key = split_gcs(uri)
-    with contextlib.suppress(NotFound):
-        gcs_client().bucket(bucket).blob(key).delete()
+
+    def call() -> None:
+        with contextlib.suppress(NotFound):
+            gcs_client().bucket(bucket).blob(key).delete(retry=no_library_retry(), timeout=attempt_timeout())
+
+    retrying(f"deleting {uri}", call)
 
 
 def list_files(prefix: str) -> list[tuple[str, float, int]]:
@@ -164,29 +239,35 @@ COMPLETE_MARKER = "_COMPLETE.json"
 def upload_folder(local: str | Path, uri: str) -> dict[str, int]:
     """Make the ``gs://`` folder ``uri`` hold the files of the local folder ``local`` in place of
     an earlier output's, marker last (see :func:`mmvideos.data.storage.output_folder`); returns
-    ``{relative name: generation}``."""
-    from google.api_core.exceptions import NotFound
-
+    ``{relative name: generation}``. Every request goes through :func:`retrying`."""
     bucket_name, key = split_gcs(uri)
-    bucket = gcs_client().bucket(bucket_name)
+    marker_uri = f"{GCS_PREFIX}{bucket_name}/{key}/{COMPLETE_MARKER}"
     try:  # what an earlier output wrote here (its marker lists it): the only files it may remove
-        earlier = set(json.loads(bucket.blob(f"{key}/{COMPLETE_MARKER}").download_as_bytes())["files"])
-    except NotFound:
+        earlier = set(json.loads(read_bytes(marker_uri))["files"])
+    except FileNotFoundError:
         earlier = set()
-    with contextlib.suppress(NotFound):
-        bucket.blob(f"{key}/{COMPLETE_MARKER}").delete()
+    delete(marker_uri)
     generations = {}
     for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
         name = path.relative_to(local).as_posix()
-        blob = bucket.blob(f"{key}/{name}")
-        blob.upload_from_filename(str(path))
-        generations[name] = int(blob.generation or 0)
+        generations[name] = _upload(path, f"{GCS_PREFIX}{bucket_name}/{key}/{name}")
     for name in sorted(earlier - set(generations)):  # an earlier output's files the new one lacks
-        with contextlib.suppress(NotFound):
-            bucket.blob(f"{key}/{name}").delete()
+        delete(f"{GCS_PREFIX}{bucket_name}/{key}/{name}")
     marker = json.dumps({"files": generations}, indent=2, sort_keys=True)
-    bucket.blob(f"{key}/{COMPLETE_MARKER}").upload_from_string(marker, content_type="application/json")
+    upload_bytes(marker.encode(), marker_uri)
     return generations
+
+
+def _upload(local: Path, uri: str) -> int:
+    """Upload ``local`` to ``uri`` (retried); returns the new object's generation."""
+    bucket, key = split_gcs(uri)
+
+    def call() -> int:
+        blob = gcs_client().bucket(bucket).blob(key)
+        blob.upload_from_filename(str(local), retry=no_library_retry(), timeout=attempt_timeout())
+        return int(blob.generation or 0)
+
+    return retrying(f"writing {uri}", call)
 
 
 def output_complete(uri: str) -> bool:
@@ -197,6 +278,5 @@ def output_complete(uri: str) -> bool:
     except FileNotFoundError:
         return False
     bucket_name, key = split_gcs(uri.rstrip("/"))
-    found = {b.name[len(key) + 1:]: int(b.generation or 0)
-             for b in gcs_client().list_blobs(bucket_name, prefix=f"{key}/")}
+    found = {b.name[len(key) + 1:]: int(b.generation or 0) for b in list_blobs(bucket_name, f"{key}/")}
     return all(found.get(name) == generation for name, generation in marker["files"].items())

@@ -1,14 +1,18 @@
 """One retry policy for every storage call: bounded backoff, and a process-wide deadline.
 
-A transient failure (I/O, a storage service error, a corrupt download) is retried with
+A transient failure (I/O, a storage service error, a corrupt or short download) is retried with
 exponential backoff; once storage has failed without a success for :func:`deadline_s` seconds,
-every call fails at once with :class:`StorageUnavailable`, never a reject.
+counted from the start of the first failing call, every call fails at once with
+:class:`StorageUnavailable`, never a reject. Each attempt's network timeout
+(:func:`attempt_timeout`, passed to every request) is what is left of the deadline, so a backend
+that accepts connections and never answers costs the deadline, not 60 s read timeouts per try.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,6 +27,17 @@ DEFAULT_DEADLINE_S = 120.0
 #: Tries per call while the backend is within its deadline (backoff 0.5, 1, 2, 4... s, at most 10).
 ATTEMPTS = 5
 
+#: The longest a single request may wait for the server (connect, or between two bytes read).
+READ_TIMEOUT_S = 60.0
+
+_attempt = threading.local()
+
+
+def attempt_timeout() -> float:
+    """Seconds the request being made may wait for the server: :data:`READ_TIMEOUT_S`, or less
+    when less of the storage deadline is left (inside :func:`retrying`)."""
+    return getattr(_attempt, "timeout", None) or min(READ_TIMEOUT_S, deadline_s())
+
 
 class StorageUnavailable(OSError):
     """Storage kept failing (network, 5xx, permissions, I/O) past its retries or the deadline:
@@ -34,6 +49,7 @@ class _Outage:
     """When storage started failing without a success since (process-wide)."""
 
     since: float | None = None
+    last: str = ""  # the last failure, for the message
 
 
 def deadline_s() -> float:
@@ -62,15 +78,20 @@ def retrying(what: str, call: Callable[[], T]) -> T:
     object. Other errors (a missing file, bad content) pass through untouched.
     """
     for attempt in range(ATTEMPTS):
-        if _Outage.since is not None and time.monotonic() - _Outage.since > deadline_s():
+        started = time.monotonic()
+        failing = started - _Outage.since if _Outage.since is not None else 0.0
+        if failing >= deadline_s():
             raise StorageUnavailable(f"{what}: storage has not answered for {deadline_s():.0f} s "
-                                     "(MMVIDEOS_STORAGE_DEADLINE_S); check it and run again")
+                                     f"(MMVIDEOS_STORAGE_DEADLINE_S; last error: {_Outage.last}); check it and "
+                                     "run again")
+        _attempt.timeout = max(0.5, min(READ_TIMEOUT_S, deadline_s() - failing))
         try:
             result = call()
         except Exception as exc:
             if not _is_transient(exc):
                 raise
-            _Outage.since = _Outage.since or time.monotonic()
+            _Outage.since = _Outage.since if _Outage.since is not None else started
+            _Outage.last = f"{type(exc).__name__}: {_short(exc)}"
             if attempt == ATTEMPTS - 1:
                 raise StorageUnavailable(f"{what}: {type(exc).__name__}: {_short(exc)} "
                                          f"(after {ATTEMPTS} tries); run again once storage answers") from exc
@@ -80,6 +101,8 @@ def retrying(what: str, call: Callable[[], T]) -> T:
         else:
             _Outage.since = None
             return result
+        finally:
+            _attempt.timeout = None
     raise AssertionError("unreachable")
 
 
