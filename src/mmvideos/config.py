@@ -11,11 +11,23 @@ stages.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxdict, _BRIEF.maxlist, _BRIEF.maxtuple, _BRIEF.maxset = 2, 4, 4, 4, 4
+_BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 60, 60, 40
+
+
+def brief(value: Any) -> str:
+    """A short repr of ``value`` for an error message: at most a few elements, two levels and
+    about 100 characters, however large (or alias-shared) the structure is."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
@@ -40,7 +52,7 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
         return value
     hint = next((t for t in options if t is not type(None)), hint)
     if hint is bool and not isinstance(value, bool):
-        raise ValueError(f"{owner}.{key}: expected true or false, got {value!r}")
+        raise ValueError(f"{owner}.{key}: expected true or false, got {brief(value)}")
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):  # a nested section (ingest.exclude)
         return from_dict(hint, value)
     if hint is int and isinstance(value, float):
@@ -60,7 +72,7 @@ def check_compiled(setting: str, value: Any, compiled: Any) -> None:
     """
     if value != compiled:
         raise ValueError(
-            f"{setting} is {value!r} in this run but {compiled!r} in the compiled pipeline: {setting} is fixed "
+            f"{setting} is {brief(value)} in this run but {brief(compiled)} in the compiled pipeline: {setting} is fixed "
             f"when the pipeline is compiled, recompile with the new value in params.yaml "
             f"(mmvideos --params FILE compile --output pipeline.yaml) and upload that instead of overriding it per run")
 
@@ -79,5 +91,5 @@ def model_names(section: dict[str, Any] | None) -> list[str]:
     if names is None:
         return [section.get("model") or "vggish_fc"]
     if isinstance(names, str) or not names or len(set(names)) != len(names):
-        raise ValueError(f"pretrain.models must be a non-empty list of distinct architectures, got {names!r}")
+        raise ValueError(f"pretrain.models must be a non-empty list of distinct architectures, got {brief(names)}")
     return [str(name) for name in names]

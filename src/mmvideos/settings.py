@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from mmvideos.config import from_dict, model_names
+from mmvideos.config import brief, from_dict, model_names
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 T = TypeVar("T")
@@ -115,7 +115,7 @@ def validate_params(params: dict[str, Any], where: str = "params.yaml") -> None:
 
 def _section_problems(name: str, schema: type, values: Any) -> list[str]:
     if not isinstance(values, dict):
-        return [f"{name}: expected a mapping of settings, got {values!r}"]
+        return [f"{name}: expected a mapping of settings, got {brief(values)}"]
     try:
         _model_of(schema).model_validate(values)
     except ValidationError as exc:
@@ -133,7 +133,7 @@ def _plain(error: dict) -> str:
     value, kind = error.get("input"), error["type"]
     if kind == "extra_forbidden":
         return "unknown setting"
-    text = f"{error['msg'].lower()}, got {value!r}"
+    text = f"{error['msg'].lower()}, got {brief(value)}"
     if kind == "bool_type":
         text += " (write true or false, unquoted)"
     elif kind == "float_type" and isinstance(value, str):
@@ -166,7 +166,61 @@ def _resources_fit(params: dict[str, Any]) -> list[str]:
     return sorted(set(problems))
 
 
-_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit)
+def _front_end_fits_annotator(params: dict[str, Any]) -> list[str]:
+    """YAMNet takes its own 96-frame patch: ``annotate_audio.features`` must be ``yamnet`` (or
+    empty) with it, else onnxruntime fails on the first batch (100 vs 96 frames)."""
+    section = params.get("annotate_audio") or {}
+    model, features = section.get("model", "yamnet"), section.get("features", "")
+    if model == "yamnet" and features not in ("", "yamnet"):
+        return [f"annotate_audio.features: {brief(features)} does not fit annotate_audio.model yamnet, which takes "
+                "its own 96-frame log-mel patch: set features to yamnet (or leave it empty)"]
+    return []
+
+
+_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit, _front_end_fits_annotator)
+
+#: The largest parameter file read, in bytes (the repository's is about 11 kB).
+MAX_PARAMS_BYTES = 1 << 20
+#: The most YAML nodes a parameter file may expand to, an alias counted each time it is used:
+#: a few aliases nested can otherwise stand for billions of values (an "alias bomb").
+MAX_PARAMS_NODES = 100_000
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Parse ``text`` (``where``: its file, for messages) as YAML with PyYAML's safe loader,
+    refusing more than :data:`MAX_PARAMS_BYTES` and documents whose aliases expand to more than
+    :data:`MAX_PARAMS_NODES` nodes (checked on the node graph, before anything is built)."""
+    if len(text) > MAX_PARAMS_BYTES:
+        raise ValueError(f"{where}: {len(text)} characters, more than the {MAX_PARAMS_BYTES} a parameter file may "
+                         "hold; is it the right file?")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to be a parameter file") from None
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+
+    def expanded(n: yaml.Node) -> int:
+        if id(n) not in sizes:
+            children = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else \
+                n.value if isinstance(n, yaml.SequenceNode) else []
+            total = 1
+            for child in children:
+                total += expanded(child)
+                if total > MAX_PARAMS_NODES:
+                    raise ValueError(f"{where}: its aliases expand to more than {MAX_PARAMS_NODES} values (line "
+                                     f"{n.start_mark.line + 1}); a parameter file is far smaller: remove the nested "
+                                     "aliases")
+            sizes[id(n)] = total
+        return sizes[id(n)]
+
+    expanded(node)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 #: The repository's parameter file; `mmvideos` commands take ``--params`` to point elsewhere.
@@ -185,6 +239,9 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     implicit = path is None
     path = DEFAULT_PARAMS if path is None else Path(path)
     if path.is_file():
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise ValueError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_PARAMS_BYTES} a parameter file "
+                             "may hold; is it the right file?")
         text = path.read_text()
     elif implicit:
         from importlib import resources
@@ -192,7 +249,7 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         text = resources.files("mmvideos").joinpath("params.yaml").read_text()
     else:
         raise FileNotFoundError(f"parameter file {str(path)!r} not found")
-    data = yaml.safe_load(text) or {}
+    data = read_yaml(text, str(path)) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path}: expected a mapping of stage name -> mapping of settings")
     validate_params(data, str(path))
