@@ -94,3 +94,40 @@ def test_iter_audio_is_one_resample_of_the_whole_decoded_stream(tmp_path, chunk_
     assert got.size == expected.size and abs(got.size - 7.3 * 16000) < 0.1 * 16000
     np.testing.assert_array_equal(got, expected)
     assert np.abs(got).max() > 3000  # sound, not silence
+
+
+def _mkv(path, video_s: float, audio_s: float):
+    """A Matroska file (no per-stream durations) of ``video_s`` s of video and ``audio_s`` s of audio."""
+    import fractions
+
+    from mmvideos.demo.synth_media import colour_bars, tone
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(int(video_s * 25)):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(colour_bars(i / 25, 96, 64), format="rgb24")))
+        out.mux(video.encode(None))
+        samples = tone(audio_s, rate=16000)
+        for start in range(0, samples.size, 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + 1024]), format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, start, fractions.Fraction(1, 16000)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("video_s, audio_s", [(1.0, 40.0), (40.0, 8.0), (12.0, 12.0)])
+def test_streams_without_declared_durations_are_measured(tmp_path, video_s, audio_s):
+    """Matroska declares no per-stream duration: the span both streams cover is measured from
+    their last packets. Before: 1 s of video with 40 s of audio was kept as 40 s (clips of a
+    frozen frame), and 40 s of video with 8 s of audio was rejected."""
+    from mmvideos.data.media import probe
+
+    path = _mkv(tmp_path / "a.mkv", video_s, audio_s)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].duration is None
+    assert probe(path).duration_s == pytest.approx(min(video_s, audio_s), abs=0.1)

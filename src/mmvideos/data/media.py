@@ -81,16 +81,16 @@ def probe(path: str | Path | BinaryIO) -> Probe:
             if video is None and videos:
                 raise MediaError("sound with a still cover image, not a video")
             audio = next(iter(container.streams.audio), None)
-            spans = [s for s in (_stream_seconds(video) if video else None,
-                                 _stream_seconds(audio) if audio else None) if s]
-            if spans:
-                duration = min(spans)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
+            declared = [_stream_seconds(s) for s in (video, audio) if s is not None]
+            spans = [s for s in declared if s]
+            whole = container.duration / av.time_base if container.duration is not None else max(spans, default=0.0)
+            if video is not None and audio is not None and len(spans) < 2:
+                # no per-stream durations (MKV, WebM...): measure each stream's end from its last packets
+                duration = min(_measured_ends(container, [video, audio], whole))
             else:
-                duration = 0.0
-            if audio is not None and duration > 0:
-                _check_declared_end(container, audio, duration)
+                duration = min(spans) if spans else whole
+                if audio is not None and duration > 0:
+                    _check_declared_end(container, audio, duration)
             fps = float(video.average_rate) if video is not None and video.average_rate else None
             return Probe(
                 duration_s=round(duration, 3),
@@ -118,6 +118,34 @@ def _open(source: str | Path | BinaryIO):
 
 def _is_cover(stream) -> bool:
     return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+#: Packets :func:`_measured_ends` may read looking for the streams' last packets (hours of audio).
+MAX_MEASURE_PACKETS = 4_000_000
+
+
+def _measured_ends(container, streams: list, whole: float) -> list[float]:
+    """Each stream's end in seconds (from its start), from the timestamps of its last packets:
+    for containers that declare no per-stream duration, whose ``whole`` duration is the longest
+    stream's. Reads the packets (no decoding) from ``whole - 10 s``, then from 4x as far back
+    while a stream has none there (one that stopped early), down to the start."""
+    back = 10.0
+    while True:
+        start = max(0.0, whole - back)
+        container.seek(int(start * av.time_base), backward=True)
+        ends: dict[int, float] = {}
+        for count, packet in enumerate(container.demux(*streams)):
+            if count >= MAX_MEASURE_PACKETS:
+                raise MediaError(f"the container declares no stream durations and its streams' ends were not found "
+                                 f"in {MAX_MEASURE_PACKETS} packets")
+            if packet.pts is None or packet.stream is None:
+                continue
+            stream = packet.stream
+            end = float((packet.pts - (stream.start_time or 0) + (packet.duration or 0)) * stream.time_base)
+            ends[stream.index] = max(ends.get(stream.index, 0.0), end)
+        if len(ends) == len(streams) or start == 0.0:
+            return [ends.get(s.index, 0.0) for s in streams]
+        back *= 4
 
 
 def _check_declared_end(container, audio, duration: float) -> None:
