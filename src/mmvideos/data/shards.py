@@ -136,6 +136,10 @@ def iter_tar(fh: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
             if not member.isfile():
                 continue
             name_key, _, suffix = member.name.partition(".")
+            if not name_key or not suffix or "/" in member.name or "\\" in member.name:
+                # a path (../x.wav, a/b.wav) is no member a ShardWriter writes: a tar-slip or a foreign tar
+                raise tarfile.TarError(f"member {member.name[:200]!r} is not <clip id>.<suffix>, as every member of a "
+                                       "shard is")
             if key is not None and name_key != key:
                 yield key, group
                 group = {}
