@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmvideos.cluster.reaper import tasks_end_with_this_process
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.settings import load_params
 
@@ -99,8 +100,9 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     root = DataRoot(data_root or (params.get("data") or {}).get("root") or workdir / "data-root")
     log_path = workdir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(exist_ok=True)
-    with _locked(workdir), open(log_path, "a") as log, warnings.catch_warnings(), _print_kept(), \
-            contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
+    # tasks_end_with_this_process: a kill -9 of this run ends its tasks too (mmvideos.cluster.reaper)
+    with _locked(workdir), tasks_end_with_this_process(), open(log_path, "a") as log, warnings.catch_warnings(), \
+            _print_kept(), contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
         _replace_link(workdir / "run.log", log_path)  # the newest run's log
         # display names and resource requests are for the cluster; the local runner says so per task
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
