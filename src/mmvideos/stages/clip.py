@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import errno
 import io
 import itertools
 import logging
@@ -42,7 +41,7 @@ from mmvideos.data.atomic import write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, slot_of, unit_key
 from mmvideos.data.files import sha256_file
 from mmvideos.progress import progress_bar
-from mmvideos.stages.ingest import REJECT_COLUMNS, ShortRead, raise_unreadable
+from mmvideos.stages.ingest import REJECT_COLUMNS, raise_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,8 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     Writes into the local ``out_dir`` the manifest, ``clips.parquet`` and ``rejects.parquet``
     of this slot's videos, and returns the summary. A video whose content FFmpeg refuses is a
     committed reject (decoding it again would fail again); an I/O error while decoding
-    (:class:`media.MediaUnreadable`) or a short read is not, it is read again by the next run; one gone or rewritten since ingest
+    (:class:`media.MediaUnreadable`) or a short read (retried by storage) is not, it is read again
+    by the next run; one gone or rewritten since ingest
     (its bytes no longer match the probed SHA-256) is a reject of this run only; one that cannot
     be read now (a storage error that outlived its retries) fails the task once the others are
     done, so that no cache keeps a run that missed it.
@@ -166,13 +166,9 @@ def _clip_one(video, cfg: ClipConfig, audio_path: Path, frames_path: Path) -> li
     """Decode one video into its two shards; returns the clip rows (without fold and split)."""
     plan = plan_clips(float(video.duration_s), cfg.min_s, cfg.max_s)
     ids = [f"{video.video_id}-{i:03d}" for i in range(len(plan))]
-    generation = _generation(video)
-    with storage.local_copy(video.uri, generation) as path:
-        size, listed = path.stat().st_size, getattr(video, "size_bytes", None)
-        if generation is not None and listed == listed and listed is not None and size != int(listed):
-            # the generation read is the one probed: other bytes are a short read, not a rewrite
-            raise ShortRead(errno.EIO, f"{video.uri}: read {size} bytes of generation {generation}, which holds "
-                                       f"{int(listed)}; run again")
+    # a download shorter than its object is retried by storage (ShortRead); bytes that still differ
+    # from the probed SHA-256 are another file than the one ingested
+    with storage.local_copy(video.uri, _generation(video)) as path:
         if getattr(video, "sha256", None) and sha256_file(path) != video.sha256:  # local files have no generation
             raise FileNotFoundError(f"{video.uri} was rewritten since ingest (its SHA-256 differs)")
         with shards.ShardWriter(audio_path) as audio_out:
