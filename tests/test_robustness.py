@@ -324,3 +324,29 @@ def test_a_flipped_clip_shard_is_caught_on_read(media_dir, tmp_path):
     shard.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=f"shard {shard} is corrupt"):
         list(iter_clip_audio(tmp_path / "c"))
+
+
+def test_a_flipped_byte_in_a_cached_embedding_is_recomputed(tmp_path):
+    """Before: a cached benchmark vector was read as found, so a flipped float changed the transfer result."""
+    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, extract
+    from mmvideos.data.shards import wav_bytes
+    from mmvideos.demo.synth_media import tone
+
+    for name, hz in (("a", 440.0), ("b", 880.0)):
+        (tmp_path / f"{name}.wav").write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
+    table = pd.DataFrame({"clip_id": ["a", "b"], "uri": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]})
+    calls = []
+
+    def counting(frames):
+        calls.append(1)
+        return LOGMEL_STATS.fn(frames)
+
+    stats = Extractor("logmel_stats", LOGMEL_STATS.key, counting)
+    first = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
+    cached = sorted((tmp_path / "cache").rglob("a-*.npy"))[0]
+    data = bytearray(cached.read_bytes())
+    data[-3] ^= 0x40  # the exponent of the last float
+    cached.write_bytes(bytes(data))
+    again = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
+    assert len(calls) == 3  # the changed clip only, computed again
+    np.testing.assert_array_equal(again, first)

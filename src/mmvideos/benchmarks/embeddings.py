@@ -24,9 +24,10 @@ cut into the paper's non-overlapping 1-s log-mel frames (``frames_per_second``: 
 Cache: ``<cache>/<extractor key>/<benchmark>-<digest of the data root>/<clip_id>-<version>.npy``,
 where ``version`` digests the audio file's size and mtime (GCS: size, generation and MD5), so
 audio changed at the same path is decoded again; each written atomically (its existence means it
-is complete), plus a ``.completed`` marker holding a digest of those names once every clip is
-done; a re-run with the same key, root and unchanged clips then reads the vectors without
-decoding any audio. The key of a network is derived from the SHA-256
+is complete), plus a ``.completed`` marker holding a digest of those names and each file's SHA-256
+once every clip is done; a re-run with the same key, root and unchanged clips then reads the
+vectors without decoding any audio, each checked against its recorded SHA-256 (a changed file
+is deleted and computed again, never used). The key of a network is derived from the SHA-256
 of its weights (trained or freshly initialised), so a new checkpoint never reuses stale vectors,
 and ends in the pooling (``-concat5s``, ``-mean_max``), so the poolings never share vectors.
 """
@@ -37,6 +38,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -208,8 +210,8 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
     root = str(root).rstrip("/") if storage.is_gcs(str(root)) else str(Path(root).resolve())
     place = f"{benchmark}-{hashlib.sha256(root.encode()).hexdigest()[:12]}"
     folders = {e.name: Path(cache) / e.key / place for e in extractors}
-    pending = [e for e in extractors
-               if not ((folders[e.name] / MARKER).is_file() and (folders[e.name] / MARKER).read_text() == digest)]
+    vectors = {e.name: _verified_vectors(folders[e.name], clip_ids, digest) for e in extractors}
+    pending = [e for e in extractors if vectors[e.name] is None]
     todo = [(cid, uri) for cid, uri in zip(clip_ids, table["uri"])
             if any(not (folders[e.name] / f"{cid}.npy").is_file() for e in pending)]
     for clip_id, uri in progress_bar(todo, desc=f"{benchmark}: features", unit="clip", disable=not progress):
@@ -226,5 +228,34 @@ def extract(table: pd.DataFrame, extractors: list[Extractor], cache: str | Path,
                 with atomic_path(target) as tmp:
                     tmp.write_bytes(buf.getvalue())
     for extractor in pending:
-        write_text(digest, folders[extractor.name] / MARKER)
-    return {e.name: np.stack([np.load(folders[e.name] / f"{cid}.npy") for cid in clip_ids]) for e in extractors}
+        data = {cid: (folders[extractor.name] / f"{cid}.npy").read_bytes() for cid in clip_ids}
+        record = {"clips": digest, "sha256": {cid: hashlib.sha256(b).hexdigest() for cid, b in data.items()}}
+        write_text(json.dumps(record, sort_keys=True), folders[extractor.name] / MARKER)
+        vectors[extractor.name] = [np.load(io.BytesIO(data[cid])) for cid in clip_ids]
+    return {e.name: np.stack(vectors[e.name]) for e in extractors}
+
+
+def _verified_vectors(folder: Path, clip_ids: list[str], digest: str) -> list[np.ndarray] | None:
+    """The cached vectors of ``clip_ids`` when ``folder``'s marker says all are there (``digest``)
+    and each file still has the SHA-256 the marker recorded; else ``None`` (a changed file is
+    deleted first, so it is computed again)."""
+    try:
+        record = json.loads((folder / MARKER).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("clips") != digest:
+        return None
+    vectors, whole = [], True
+    for cid in clip_ids:
+        path = folder / f"{cid}.npy"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            whole = False
+            continue
+        if hashlib.sha256(data).hexdigest() != record["sha256"].get(cid):
+            path.unlink()  # a changed byte: computed again, never used
+            whole = False
+            continue
+        vectors.append(np.load(io.BytesIO(data)))
+    return vectors if whole else None
