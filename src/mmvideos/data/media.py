@@ -86,7 +86,10 @@ def probe(path: str | Path | BinaryIO) -> Probe:
             whole = container.duration / av.time_base if container.duration is not None else max(spans, default=0.0)
             if video is not None and audio is not None and len(spans) < 2:
                 # no per-stream durations (MKV, WebM...): measure each stream's end from its last packets
-                duration = min(_measured_ends(container, [video, audio], whole))
+                ends = _measured_ends(container, [video, audio], whole)
+                if max(ends) < whole - max(2.0, 0.02 * whole):
+                    raise MediaError(f"its header declares {whole:.0f} s but its streams end near {max(ends):.1f} s")
+                duration = min(ends)
             else:
                 duration = min(spans) if spans else whole
                 if audio is not None and duration > 0:
