@@ -129,8 +129,10 @@ def test_gc_keeps_what_single_stage_runs_made(made, tmp_path, capsys):
     stray = Path(data.uri, "clip", "ff", "f" * 64)
     stray.mkdir(parents=True)
     (stray / "audio.tar").write_bytes(b"no run names this unit")
+    leftover = _units(data, "clip")[0] / ".frames.tar.abc123.tmp"  # a write killed half-way
+    leftover.write_bytes(b"half a shard")
     found = collect_garbage(data.uri, keep_runs=1, min_age_s=0)
-    assert found.files == [str(stray / "audio.tar")] and found.units == 1
+    assert sorted(found.files) == sorted([str(stray / "audio.tar"), str(leftover)]) and found.units == 1
     assert found.kept_units == sum(len(_units(data, s)) for s in ("probe", "clip", "annotate_visual"))
     capsys.readouterr()
     with pytest.raises(SystemExit):

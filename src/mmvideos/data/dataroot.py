@@ -261,7 +261,8 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
 
     A stage's kept manifests are the ``keep_runs`` it wrote or re-used most recently. Units
     younger than ``min_age_s`` are never collected: a run in flight may not have written its
-    manifest yet. Listings and manifests older than every kept one go too.
+    manifest yet. Listings and manifests older than every kept one go too, and so do temporary
+    files a killed write left inside kept units.
     """
     if keep_runs < 1:
         raise ValueError(f"gc --keep-runs must be at least 1, got {keep_runs}: the latest run's manifests are always kept")
@@ -283,13 +284,16 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
     # a unit goes whole or not at all: by its references and its newest file
     dead = {unit: files for unit, files in units.items()
             if unit not in referenced and now - max(mtime for _, mtime, _ in files) >= min_age_s}
-    garbage = [uri for files in dead.values() for uri, _, _ in files] + stale_meta
+    # leftovers of writes killed half-way (atomic_path's ".<name>.<random>.tmp") inside kept units
+    stray = [(uri, size) for unit, files in units.items() if unit not in dead for uri, mtime, size in files
+             if uri.rsplit("/", 1)[-1].startswith(".") and uri.endswith(".tmp") and now - mtime >= min_age_s]
+    garbage = [uri for files in dead.values() for uri, _, _ in files] + [uri for uri, _ in stray] + stale_meta
     if delete:
         # COMMIT.json first: a unit loses its visibility before its files go
         for uri in sorted(garbage, key=lambda u: not u.endswith(COMMIT)):
             storage.delete(uri)
-    return Garbage(files=garbage, bytes=sum(size for files in dead.values() for _, _, size in files),
-                   units=len(dead), kept_units=len(units) - len(dead))
+    return Garbage(files=garbage, bytes=sum(size for files in dead.values() for _, _, size in files)
+                   + sum(size for _, size in stray), units=len(dead), kept_units=len(units) - len(dead))
 
 
 #: Tables of a stage's output that the gather concatenates over its task slots; every other
