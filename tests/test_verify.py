@@ -140,3 +140,25 @@ def test_gc_keeps_what_single_stage_runs_made(made, tmp_path, capsys):
     assert "--keep-runs: must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 1"):
         collect_garbage(data.uri, keep_runs=-1)
+
+
+def test_a_gcs_unit_is_checked_against_one_listing(gcs_bucket, tmp_path, monkeypatch):
+    """On GCS a reused unit is checked by its objects' sizes and MD5s (no download); a replaced
+    object is caught and the unit quarantined."""
+    from mmvideos.data import storage
+
+    data = DataRoot(f"{gcs_bucket('verify')}/root")
+    (tmp_path / "scores.parquet").write_bytes(b"scores " * 100)
+    data.commit("features", "ab" * 32, {"features.tar": tmp_path / "scores.parquet"}, {"clips": 1})
+    integrity._VERIFIED.clear()
+
+    def no_download(*_):
+        raise AssertionError("a unit's shard was downloaded to verify it")
+
+    monkeypatch.setattr(storage, "local_copy", no_download)
+    assert data.find("features", "ab" * 32) is not None
+    storage.put_bytes(b"other bytes " * 60, f"{data.unit('features', 'ab' * 32)}/features.tar")
+    integrity._VERIFIED.clear()
+    assert data.find("features", "ab" * 32) is None
+    assert storage.list_files(f"{data.uri}/quarantine/features")
+    assert not storage.list_files(data.unit("features", "ab" * 32))

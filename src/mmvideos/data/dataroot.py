@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.data import integrity, storage, tables
-from mmvideos.data.files import sha256_file
+from mmvideos.data.files import sha256_and_md5, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ class DataRoot:
         for name, path in sorted(files.items()):
             uri = storage.join(folder, name)
             storage.put_file(path, uri)
-            placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
+            sha256, md5 = sha256_and_md5(path)
+            placed[name] = {"uri": uri, "bytes": Path(path).stat().st_size, "sha256": sha256, "md5": md5}
         committed = {**record, "stage": stage, "key": key, "unit": folder, "files": placed}
         storage.put_bytes(integrity.sealed(committed), storage.join(folder, COMMIT))
         return committed

@@ -23,6 +23,18 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def sha256_and_md5(path: str | Path) -> tuple[str, str]:
+    """Hex SHA-256 and base64 MD5 (as GCS lists an object's ``md5Hash``) of a file, in one read."""
+    import base64
+
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), base64.b64encode(md5.digest()).decode()
+
+
 #: Derived files this process has hashed and found matching their record.
 _CHECKED: set[tuple[str, str]] = set()
 

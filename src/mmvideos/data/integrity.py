@@ -67,8 +67,23 @@ def parse_commit(raw: bytes, uri: str) -> dict:
 
 def check_files(folder: str, record: dict) -> None:
     """Every file the commit record names, under ``folder``, has the recorded bytes and SHA-256;
-    :class:`CorruptUnit` naming the first that does not. Storage errors propagate."""
-    for name, meta in sorted(record.get("files", {}).items()):
+    :class:`CorruptUnit` naming the first that does not. Storage errors propagate.
+
+    On GCS, files whose record carries their MD5 are checked against one listing of the unit
+    (size and the ``md5Hash`` GCS keeps for every object) instead of being downloaded: a
+    replaced or truncated object shows there, and GCS checks its stored bytes itself.
+    """
+    files = sorted(record.get("files", {}).items())
+    if storage.is_gcs(folder) and files and all("md5" in meta for _, meta in files):
+        listed = storage.gcs.object_digests(folder)
+        for name, meta in files:
+            uri = storage.join(folder, name)
+            if uri not in listed:
+                raise CorruptUnit(f"{uri}: missing, though {storage.join(folder, COMMIT)} lists it")
+            if listed[uri] != (int(meta["bytes"]), meta["md5"]):
+                raise CorruptUnit(f"{uri}: corrupt (its size or MD5 is not the one recorded)")
+        return
+    for name, meta in files:
         uri = storage.join(folder, name)
         try:
             with storage.local_copy(uri) as path:

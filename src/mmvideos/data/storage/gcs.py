@@ -216,6 +216,12 @@ def list_files(prefix: str) -> list[tuple[str, float, int]]:
                   for b in list_blobs(bucket, key) if not b.name.endswith("/"))
 
 
+def object_digests(prefix: str) -> dict[str, tuple[int, str]]:
+    """``{uri: (size, base64 MD5)}`` of every object under a ``gs://`` prefix (one listing)."""
+    bucket, key = split_gcs(prefix.rstrip("/") + "/")
+    return {f"{GCS_PREFIX}{bucket}/{b.name}": (int(b.size or 0), b.md5_hash or "") for b in list_blobs(bucket, key)}
+
+
 def versions(uris: list[str]) -> dict[str, str]:
     """``{uri: "size:generation:md5"}`` of ``gs://`` objects, one listing per bucket of the URIs'
     common folder; ``missing`` when there is none."""
