@@ -143,3 +143,11 @@ def test_a_setting_or_a_new_video_reruns_only_what_it_concerns(dvc_repo, gcs_buc
     status = dvc("status", cwd=clone)
     assert "ingest:" in status and re.search(r"modified:\s+results/source\.json", status)
     assert "clip:" not in status  # clip waits for ingest's new output
+
+
+def test_gc_keeps_every_unit_dvc_made(dvc_repo):
+    """Before: dvc.yaml's clip, annotate-* and features recorded no manifest, so gc deleted their units."""
+    from mmvideos.data.dataroot import collect_garbage
+
+    found = collect_garbage(dvc_repo.parent / "root", keep_runs=1, min_age_s=0)
+    assert found.units == 0 and found.kept_units > 0, found.files[:5]
