@@ -5,9 +5,10 @@ through ``params`` and ``deps``, and the third through the files listed here. Th
 closure of ``mmvideos`` imports (at any depth, also those inside functions) from the module that
 holds the stage's function, so an edit of ``clip.py`` re-runs ``clip`` and every stage whose code
 imports it, and an edit of ``report.py`` only ``report``. Left out: the CLI (a thin adapter),
-the package's ``__init__`` (its version string) and ``mmvideos.settings`` (the validation of the
+the package's ``__init__`` (its version string), ``mmvideos.settings`` (the validation of the
 whole parameter file, which decides whether a run starts, not what a stage computes; through it
-every stage would depend on every other stage's code).
+every stage would depend on every other stage's code) and the modules of :data:`STAGE_EXCLUDES`.
+The closure itself is :mod:`mmvideos.closure`, which also keys the data root's units by their code.
 
 ``python -m mmvideos.tooling.dvc_deps --write`` rewrites the code deps of ``dvc.yaml`` in place (comments
 kept); ``--check`` exits 1 when they are stale (``make lock`` runs the first, the tests the second).
