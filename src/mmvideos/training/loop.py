@@ -212,7 +212,8 @@ def changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> dict[str, tu
 
 
 def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-             progress: bool = True, resume_from: str | None = None, force: bool = False) -> dict[str, Any]:
+             progress: bool = True, resume_from: str | None = None, force: bool = False,
+             data_root: str | None = None) -> dict[str, Any]:
     """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
 
     With ``resume_from`` (a URI in the data root, :func:`checkpoint_uri`) the checkpoint is
@@ -230,6 +231,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         progress: show a progress bar (rank 0).
         force: resume a checkpoint of ``out_dir`` even when result-affecting settings changed
             (they apply from the next epoch); without it that is an error naming them.
+        data_root: the data root the feature index names its shards in (the features stage's);
+            ``None`` only for a folder whose index names them by absolute URIs (a synthetic set).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the default process group unless one is
     already initialised; :func:`main` destroys it on exit, other callers own its lifetime.
@@ -244,9 +247,10 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
     # every shard verified against its manifest's SHA-256, the index against the shards' commits
-    shards_checked = verify_files(features_dir, FEATURES, read_index(features_dir))
+    root = DataRoot(data_root) if data_root else None
+    shards_checked = verify_files(features_dir, FEATURES, root, read_index(features_dir))
     log.info("%d feature shards verified", shards_checked)
-    stream = TrainStream(*training_shards(features_dir), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
+    stream = TrainStream(*training_shards(features_dir, data_root), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
     batch = _fit_batch(stream, cfg.global_batch, features_dir)
     per_rank = batch // proc.world_size
     if proc.device.type == "cuda":
@@ -296,7 +300,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     loader = DataLoader(stream, batch_size=per_rank, collate_fn=collate, num_workers=workers, drop_last=True,
                         pin_memory=proc.device.type == "cuda")
     # Validation reads every shard to find its clips: keep a bounded subset in memory instead.
-    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips)) if proc.main and cfg.val_clips else None
+    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips, root=data_root)) if proc.main and cfg.val_clips else None
     if proc.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocabulary, out_dir / VOCABULARY)
@@ -318,7 +322,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val = val_set if val_set is not None else iter_features(features_dir, split="val")
+            val = val_set if val_set is not None else iter_features(features_dir, split="val", root=data_root)
             record |= evaluate(model, val, len(vocabulary), per_rank, proc.device, cfg.bf16)
         history.append(record)
         rngs = [rng_state()]
@@ -377,7 +381,7 @@ def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, hi
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
            nproc: int | None = None, progress: bool = True, resume_from: str | None = None,
-           force: bool = False) -> dict[str, Any]:
+           force: bool = False, data_root: str | None = None) -> dict[str, Any]:
     """:func:`pretrain` on every GPU of this machine: one process per GPU under torchrun.
 
     ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
@@ -392,14 +396,15 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
         if nproc < gpus:
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
-        return pretrain(features_dir, out_dir, cfg, progress, resume_from, force)
+        return pretrain(features_dir, out_dir, cfg, progress, resume_from, force, data_root)
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    "-m", "mmvideos.training", "--features", str(features_dir), "--out", str(out_dir),
                    "--params", str(params), *([] if progress else ["--no-progress"]),
-                   *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else [])]
+                   *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else []),
+                   *(["--data-root", data_root] if data_root else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))
         subprocess.run(command, check=True)
     return json.loads((Path(out_dir) / "summary.json").read_text())
