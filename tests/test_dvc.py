@@ -143,3 +143,21 @@ def test_a_setting_or_a_new_video_reruns_only_what_it_concerns(dvc_repo, gcs_buc
     status = dvc("status", cwd=clone)
     assert "ingest:" in status and re.search(r"modified:\s+results/source\.json", status)
     assert "clip:" not in status  # clip waits for ingest's new output
+
+
+@pytest.mark.slow
+def test_forced_stages_that_compute_nothing_new_leave_dvc_lock_and_results_as_they_were(dvc_repo, gcs_bucket, tmp_path):
+    """What DVC tracks depends only on inputs, settings and code: forcing the data stages again
+    (their units are all in the shared data root, the finished checkpoint too) rewrites every
+    tracked output with the same bytes; timings and reuse counts go to the untracked run.json."""
+    clone = _clone(dvc_repo, tmp_path, f"{gcs_bucket('dvc-remote')}/cache")
+    dvc("pull", cwd=clone)
+    lock = (clone / "dvc.lock").read_bytes()
+    for stage in ("ingest", "clip", "annotate_visual", "annotate_audio", "merge_labels", "features", "pretrain"):
+        dvc("repro", "-f", "-s", stage, cwd=clone)
+        assert (clone / "dvc.lock").read_bytes() == lock, stage
+    assert git("status", "--porcelain", cwd=clone) == ""  # results/ (in git) byte-identical too
+    run = json.loads((clone / "data" / "clips" / "run.json").read_text())
+    assert run["shards_reused"] == 2 and run["shards_computed"] == 0
+    assert "shards_reused" not in json.loads((clone / "data" / "clips" / "summary.json").read_text())
+    assert _stages(dvc("status", cwd=clone)) == {"fingerprint_source"}

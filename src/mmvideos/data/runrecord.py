@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY, RUN = "summary.json", "run.json"
 #: Summary keys about the run, not the result (besides every ``*_per_s`` rate).
-RUN_KEYS = frozenset({"seconds", "shards_reused", "shards_computed", "clips_computed"})
+RUN_KEYS = frozenset({"seconds", "shards_reused", "shards_computed", "clips_computed", "epochs_trained"})
 
 
 def is_run_key(key: str) -> bool:

@@ -55,6 +55,8 @@ from mmvideos.data import storage
 from mmvideos.data.atomic import write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, verify_files
 from mmvideos.data.files import sha256_file
+from mmvideos.data.runrecord import read_summary, write_summary
+from mmvideos.environment import environment
 from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
@@ -306,6 +308,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         write_parquet(vocabulary, out_dir / VOCABULARY)
     epochs_bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", unit="epoch",
                               disable=not (progress and proc.main))
+    trained: list[tuple[int, float]] = []  # (samples, seconds) of the epochs this run trained
     for epoch in range(start_epoch, cfg.epochs):
         stream.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
@@ -315,10 +318,13 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             log.warning("epoch %d: a rank holds fewer training clips than its batch of %d: no step", epoch + 1, per_rank)
         loss, samples = _train_epoch(network, loader, optimizer, proc, cfg, len(vocabulary), steps, progress)
         seconds = time.perf_counter() - started
+        trained.append((samples, seconds))
+        log.info("epoch %d: %d samples in %.1f s (%.0f samples/s)", epoch + 1, samples, seconds, samples / seconds)
         step += steps
         scheduler.step()
+        # the history is a tracked output: what the epoch computed and on which kernels, not how fast
         record = {"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr, "samples": samples,
-                  "samples_per_s": samples / seconds}
+                  "hardware": _hardware(proc.device)}
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -349,14 +355,25 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "device": proc.device.type, "device_asked": cfg.device, "hardware": _hardware(proc.device),
+               "device": proc.device.type, "device_asked": cfg.device, "hardware": _trained_on(history, proc.device),
                "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
-               "val_note": (history[-1] if history else {}).get("val_note")}
+               "val_note": (history[-1] if history else {}).get("val_note"),
+               # how this run went (run.json beside the summary, not tracked): epochs it trained, time, rate
+               "epochs_trained": len(trained), "seconds": round(sum(s for _, s in trained), 2),
+               "train_samples_per_s": round(sum(n for n, _ in trained) / max(sum(s for _, s in trained), 1e-9), 1)}
     if proc.main:
-        write_json(summary, out_dir / "summary.json")
+        write_summary(summary, out_dir)
+        write_json(environment(summary["hardware"]), out_dir / "environment.json")
     return summary
+
+
+def _trained_on(history: list[dict], device: torch.device) -> str:
+    """The hardware whose kernels computed the weights: that of the epochs in the history (a resume
+    that trains no epoch keeps it), several joined by ", " when a run resumed elsewhere."""
+    kinds = list(dict.fromkeys(h["hardware"] for h in history if h.get("hardware")))
+    return ", ".join(kinds) if kinds else _hardware(device)
 
 
 def _hardware(device: torch.device) -> str:
@@ -407,4 +424,4 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
                    *(["--data-root", data_root] if data_root else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))
         subprocess.run(command, check=True)
-    return json.loads((Path(out_dir) / "summary.json").read_text())
+    return read_summary(out_dir)
