@@ -161,3 +161,7 @@ def test_forced_stages_that_compute_nothing_new_leave_dvc_lock_and_results_as_th
     assert run["shards_reused"] == 2 and run["shards_computed"] == 0
     assert "shards_reused" not in json.loads((clone / "data" / "clips" / "summary.json").read_text())
     assert _stages(dvc("status", cwd=clone)) == {"fingerprint_source"}
+    # `dvc plots show` offline: the curves are a static image, no plotting library from a CDN
+    dvc("plots", "show", "-o", str(tmp_path / "plots"), cwd=clone)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "<img" in page and "curves.png" in page and "<script" not in page

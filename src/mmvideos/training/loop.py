@@ -56,7 +56,7 @@ from mmvideos.data.atomic import write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, verify_files
 from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import read_summary, write_summary
-from mmvideos.environment import environment
+from mmvideos.training.environment import environment
 from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
