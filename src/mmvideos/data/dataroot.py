@@ -135,10 +135,11 @@ class DataRoot:
             missing = self.missing(rows)
         if missing:
             stage, key = missing[0]
+            owner = "ingest" if stage == "probe" else stage  # the stage (of dvc.yaml, of the pipeline) that makes it
             raise FileNotFoundError(
                 f"the {stage} unit {unit_path(stage, key)} named by {storage.join(folder, MANIFEST)} (and "
-                f"{len(missing) - 1} more) is not in the data root {self.uri}: it is made by the `{stage}` stage; "
-                f"run that stage again on this data root (`dvc repro -f -s {stage}`, or `mmvideos run`)")
+                f"{len(missing) - 1} more) is not in the data root {self.uri}: it is made by the `{owner}` stage; "
+                f"run that stage again on this data root (`dvc repro -f -s {owner}`, or `mmvideos run`)")
 
     def find(self, stage: str, key: str) -> dict | None:
         """The commit record of a finished unit, or ``None`` when it does not exist (yet).

@@ -12,14 +12,15 @@ shard's content and the front end (:mod:`mmvideos.data.dataroot`)::
 
 The feature folder (a KFP artifact, a DVC out) holds only tables::
 
-    index.parquet            clip_id, shard (URI of its features.tar), n_seconds, split, fold,
+    index.parquet            clip_id, shard (its features.tar, relative to the data root), n_seconds, split, fold,
                              visual, audio (int vocabulary indices, in the label table's order)
     manifest.parquet         the feature shards (mmvideos.data.dataroot.MANIFEST_COLUMNS)
     vocabulary.parquet       merge_labels' vocabulary, copied: index (0..V-1), id, name,
                              modality, count; the label indices point into it
     config.json              the front end: preset, sample_rate, window (samples and type),
                              hop, n_fft, mel_bins, fmin/fmax, log_offset, pad, frames_per_second
-    summary.json             clips, audio seconds, skipped clips, shards reused and computed
+    summary.json             clips, audio seconds, skipped clips
+    run.json                 this run's shards reused and computed, seconds (not tracked: mmvideos.data.runrecord)
 
 Labels are not in the shards, so new labels reuse every feature shard. A clip's seconds are
 transformed independently (each 1-s frame is reflect-padded on its own), so any single slice

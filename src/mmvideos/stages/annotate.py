@@ -9,13 +9,14 @@
     Frames (3 per second) are classified, the probabilities averaged over the clip's frames,
     and the top ``top_k`` (10) kept.
   * ``classes.csv``: id (``visual:<class id>``), name: the annotator's whole vocabulary.
-  * ``summary.json``: clips, frames, frames_per_s.
+  * ``summary.json``: clips, frames; ``run.json``: this run's units reused and computed, seconds
+    (:mod:`mmvideos.data.runrecord`).
 
 ``annotate_audio`` -> ``out_dir/``: ``audio.parquet`` (same columns, ids ``audio:<AudioSet mid>``),
-  ``classes.csv``, ``summary.json`` (clips, audio_seconds, audio_seconds_per_s,
-  mean_labels_per_clip). Each non-overlapping 1-s segment of a clip is tagged, the scores are
-  averaged over the segments, and the top ``top_k`` (5) that reach ``threshold`` kept. A final
-  partial second is dropped; a clip shorter than 1 s is zero-padded to one segment.
+  ``classes.csv``, ``summary.json`` (clips, audio_seconds, mean_labels_per_clip), ``run.json``.
+  Each non-overlapping 1-s segment of a clip is tagged, the scores are averaged over the
+  segments, and the top ``top_k`` (5) that reach ``threshold`` kept. A final partial second is
+  dropped; a clip shorter than 1 s is zero-padded to one segment.
 
 The ``visual:``/``audio:`` prefixes keep ids of the two vocabularies from colliding.
 ``merge_labels`` is documented on the function.
