@@ -6,18 +6,31 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORK   ?= work
 
-.PHONY: run test setup system-deps compile bench bench-gpu docs lock clean help
+.PHONY: run test setup deps-lock system-deps compile bench bench-gpu docs lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+# Every package from the lock, each checked against its hashes, then mmvideos itself without
+# resolving anything: the environment is the lock's, on any machine (tests/test_environment.py).
+$(STAMP): pyproject.toml $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install mmvideos with its pinned dependencies
+setup: $(STAMP)  ## create .venv and install exactly requirements.lock (hash-checked), then mmvideos
+
+# uv keeps the pins already in the lock unless pyproject.toml no longer allows them; add
+# --upgrade-package NAME (or --upgrade) to move one (or all) forward. Linux x86-64, Python 3.11:
+# torch 2.11.0 from PyPI there is the CUDA 13 build with its nvidia-* wheels.
+deps-lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml (every package pinned, with hashes)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple --no-annotate \
+	  --custom-compile-command "make deps-lock" -o $(LOCK)
 
 # Debian packages: libchromaprint1 (ingest's audio fingerprints, loaded by pyacoustid) and
 # espeak-ng (real speech for the tests).

@@ -35,9 +35,9 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     if cfg.num_nodes > 1:
         from mmvideos.cluster.trainjob import pretrain_on_trainjob
 
-        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement)
+        summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement, data_root=data_root)
     else:
-        summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint)
+        summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint, data_root=data_root)
     if summary.get("val_note"):  # figures of a meaningless validation set: the note, not the figures
         summary = {**summary, "best_val_map": None,
                    "final": {k: v for k, v in summary["final"].items() if not k.startswith("val_")}}

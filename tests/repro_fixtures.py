@@ -34,7 +34,7 @@ def git(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def small_params(source: Path, root: Path) -> dict:
+def small_params(source: Path, root: Path | str) -> dict:
     """params.yaml with the tiny settings the tests run at (two pretraining epochs, a narrow
     model, a short transfer fit)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -44,10 +44,12 @@ def small_params(source: Path, root: Path) -> dict:
     return params
 
 
-def make_repo(path: Path, source: Path, remote: str) -> Path:
+def make_repo(path: Path, source: Path, remote: str, root: str | None = None) -> Path:
     """A git repository at ``path`` with the project's dvc.yaml, .dvc/config, .gitignore and
     src/ (the stages' code deps), small settings over ``source``, and the default remote pointed
-    at ``remote`` in ``.dvc/config.local`` (as a reviewer would); committed."""
+    at ``remote`` in ``.dvc/config.local`` (as a reviewer would); committed. The data root is
+    ``root`` (relative: inside each clone, as the project's ``data/root``), by default one folder
+    beside the repository, which its clones share."""
     path.mkdir(parents=True)
     git("init", "-q", "-b", "main", cwd=path)
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
@@ -57,7 +59,7 @@ def make_repo(path: Path, source: Path, remote: str) -> Path:
     for name in ("config", ".gitignore"):
         shutil.copy(REPO / ".dvc" / name, path / ".dvc" / name)
     shutil.copytree(REPO / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (path / "params.yaml").write_text(yaml.safe_dump(small_params(source, path.parent / "root")))
+    (path / "params.yaml").write_text(yaml.safe_dump(small_params(source, root or path.parent / "root")))
     dvc("remote", "modify", "--local", "gcs", "url", remote, cwd=path)
     git("add", "-A", cwd=path)
     git("commit", "-q", "-m", "project", cwd=path)

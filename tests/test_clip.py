@@ -61,8 +61,8 @@ def test_clip_table_and_shards_agree(clipped):
     clips = read_clips(root / "clips")
     assert summary["clips"] == len(clips) == 3  # 7 s -> 2 x 3.5 s, 4 s -> 1 x 4 s
     assert sorted((clips["end_s"] - clips["start_s"]).round(3)) == [3.5, 3.5, 4.0]
-    audio = {cid: (x, sr) for cid, x, sr in iter_clip_audio(root / "clips")}
-    frames = dict(iter_clip_frames(root / "clips"))
+    audio = {cid: (x, sr) for cid, x, sr in iter_clip_audio(root / "clips", DataRoot(root / "data"))}
+    frames = dict(iter_clip_frames(root / "clips", DataRoot(root / "data")))
     assert set(audio) == set(frames) == set(clips["clip_id"])
     for row in clips.itertuples():
         samples, rate = audio[row.clip_id]
@@ -76,7 +76,7 @@ def test_audio_is_the_real_signal(clipped):
     root, _ = clipped
     videos = read_videos(root / "ingest")
     tone_id = videos.loc[videos["duration_s"] > 6, "video_id"].item()
-    samples = next(x for cid, x, _ in iter_clip_audio(root / "clips") if cid.startswith(tone_id))
+    samples = next(x for cid, x, _ in iter_clip_audio(root / "clips", DataRoot(root / "data")) if cid.startswith(tone_id))
     spectrum = np.abs(np.fft.rfft(samples))
     peak_hz = np.argmax(spectrum) * 16000 / samples.size
     assert abs(peak_hz - 440) < 5  # the 440 Hz tone survived decoding and resampling
@@ -84,7 +84,7 @@ def test_audio_is_the_real_signal(clipped):
 
 def test_frames_show_the_test_pattern(clipped):
     root, _ = clipped
-    _, frames = next(iter_clip_frames(root / "clips"))
+    _, frames = next(iter_clip_frames(root / "clips", DataRoot(root / "data")))
     assert frames.std() > 40  # colour bars, not a blank frame
     colours = {tuple(frames[0, 112, x] // 128) for x in range(0, 224, 4)}
     assert len(colours) >= 3  # several bars survive the centre crop
@@ -98,7 +98,7 @@ def test_a_fresh_root_gives_identical_shards(clipped, tmp_path):
     first, second = dataroot.read_manifest(root / "clips"), dataroot.read_manifest(tmp_path / "out")
     assert list(first["sha256"]) == list(second["sha256"]) and list(first["key"]) == list(second["key"])
     for uri, sha in zip(second["uri"], second["sha256"]):
-        assert hashlib.sha256(Path(uri).read_bytes()).hexdigest() == sha
+        assert hashlib.sha256(Path(DataRoot(tmp_path / "data").resolve(uri)).read_bytes()).hexdigest() == sha
 
 
 def test_a_rerun_on_the_same_root_decodes_nothing(clipped, tmp_path):
@@ -119,7 +119,7 @@ def test_slots_share_the_videos(clipped, tmp_path):
     summary = dataroot.gather(parts, tmp_path / "all", "clip")
     pd.testing.assert_frame_equal(read_clips(tmp_path / "all"), read_clips(root / "clips"))
     assert summary["clips"] == 3 and summary["videos_in"] == 2 and summary["task_slots"] == 4
-    assert len(dict(iter_clip_frames(tmp_path / "all"))) == 3
+    assert len(dict(iter_clip_frames(tmp_path / "all", DataRoot(root / "data")))) == 3
 
 
 def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
@@ -136,7 +136,7 @@ def test_a_video_that_fails_mid_decode_is_rejected_whole(clipped, tmp_path):
     clips = read_clips(tmp_path / "out")
     assert summary["videos_rejected"] == 1 and rejects["stage"].tolist() == ["clip"]
     assert clips["video_id"].nunique() == 1  # only the intact video, nothing partial of the other
-    assert set(dict(iter_clip_frames(tmp_path / "out"))) == set(clips["clip_id"])
+    assert set(dict(iter_clip_frames(tmp_path / "out", DataRoot(tmp_path / "data")))) == set(clips["clip_id"])
 
 
 def test_a_video_gone_since_ingest_is_rejected_for_this_run_only(clipped, tmp_path):

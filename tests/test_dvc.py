@@ -151,3 +151,25 @@ def test_gc_keeps_every_unit_dvc_made(dvc_repo):
 
     found = collect_garbage(dvc_repo.parent / "root", keep_runs=1, min_age_s=0)
     assert found.units == 0 and found.kept_units > 0, found.files[:5]
+
+
+@pytest.mark.slow
+def test_forced_stages_that_compute_nothing_new_leave_dvc_lock_and_results_as_they_were(dvc_repo, gcs_bucket, tmp_path):
+    """What DVC tracks depends only on inputs, settings and code: forcing the data stages again
+    (their units are all in the shared data root, the finished checkpoint too) rewrites every
+    tracked output with the same bytes; timings and reuse counts go to the untracked run.json."""
+    clone = _clone(dvc_repo, tmp_path, f"{gcs_bucket('dvc-remote')}/cache")
+    dvc("pull", cwd=clone)
+    lock = (clone / "dvc.lock").read_bytes()
+    for stage in ("ingest", "clip", "annotate_visual", "annotate_audio", "merge_labels", "features", "pretrain"):
+        dvc("repro", "-f", "-s", stage, cwd=clone)
+        assert (clone / "dvc.lock").read_bytes() == lock, stage
+    assert git("status", "--porcelain", cwd=clone) == ""  # results/ (in git) byte-identical too
+    run = json.loads((clone / "data" / "clips" / "run.json").read_text())
+    assert run["shards_reused"] == 2 and run["shards_computed"] == 0
+    assert "shards_reused" not in json.loads((clone / "data" / "clips" / "summary.json").read_text())
+    assert _stages(dvc("status", cwd=clone)) == {"fingerprint_source"}
+    # `dvc plots show` offline: the curves are a static image, no plotting library from a CDN
+    dvc("plots", "show", "-o", str(tmp_path / "plots"), cwd=clone)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "<img" in page and "curves.png" in page and "<script" not in page

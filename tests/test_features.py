@@ -12,7 +12,7 @@ import torch
 import torchaudio.functional
 
 from conftest import upload_dir
-from media_fixtures import speech, tone
+from media_fixtures import root_with, speech, tone
 from mmvideos.data import dataroot, shards
 from mmvideos.data.atomic import write_parquet
 from mmvideos.data.dataroot import DataRoot
@@ -83,7 +83,7 @@ def inputs(tmp_path_factory, clip_audio) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def features(tmp_path_factory, inputs) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("features")
-    return out, extract_features(*inputs, out, DataRoot(out / "data"), CFG, progress=False)
+    return out, extract_features(*inputs, out, root_with(inputs[0].parent / "data", out / "data"), CFG, progress=False)
 
 
 def test_summary_counts_clips_seconds_and_skips(features):
@@ -96,7 +96,7 @@ def test_summary_counts_clips_seconds_and_skips(features):
 
 def test_records_have_paper_shapes_labels_and_splits(features, clip_audio):
     out, _ = features
-    records = {r.clip_id: r for r in iter_features(out)}
+    records = {r.clip_id: r for r in iter_features(out, root=str(out / "data"))}
     assert sorted(records) == ["vidspeech-000", "vidtone-000"]
     tone_rec, speech_rec = records["vidtone-000"], records["vidspeech-000"]
     assert tone_rec.mel.shape == (3, 100, 64) and tone_rec.mel.dtype == np.float16
@@ -114,20 +114,20 @@ def test_records_have_paper_shapes_labels_and_splits(features, clip_audio):
 
 def test_tone_energy_sits_in_the_440_hz_mel_band(features):
     out, _ = features
-    mel = next(r.mel for r in iter_features(out) if r.clip_id == "vidtone-000").astype(np.float32)
+    mel = next(r.mel for r in iter_features(out, root=str(out / "data")) if r.clip_id == "vidtone-000").astype(np.float32)
     edges = np.linspace(logmel.hertz_to_mel(logmel.FMIN), logmel.hertz_to_mel(logmel.FMAX), logmel.N_MELS + 2)
     band = int(np.argmin(np.abs(edges[1:-1] - logmel.hertz_to_mel(440.0))))
     assert abs(int(mel.mean(axis=(0, 1)).argmax()) - band) <= 1
     # Speech is not stationary: its frames vary far more over time than the tone's.
-    speech_mel = next(r.mel for r in iter_features(out) if r.clip_id == "vidspeech-000").astype(np.float32)
+    speech_mel = next(r.mel for r in iter_features(out, root=str(out / "data")) if r.clip_id == "vidspeech-000").astype(np.float32)
     assert speech_mel.std(axis=1).mean() > 3 * mel.std(axis=1).mean()
 
 
 def test_split_filter_and_shard_shuffle(features):
     out, _ = features
-    assert [r.clip_id for r in iter_features(out, split="train")] == ["vidtone-000"]
-    assert [r.clip_id for r in iter_features(out, split="val")] == ["vidspeech-000"]
-    shuffled = [r.clip_id for r in iter_features(out, shuffle_shards_seed=1)]
+    assert [r.clip_id for r in iter_features(out, split="train", root=str(out / "data"))] == ["vidtone-000"]
+    assert [r.clip_id for r in iter_features(out, split="val", root=str(out / "data"))] == ["vidspeech-000"]
+    shuffled = [r.clip_id for r in iter_features(out, shuffle_shards_seed=1, root=str(out / "data"))]
     assert sorted(shuffled) == ["vidspeech-000", "vidtone-000"]
 
 
@@ -139,7 +139,7 @@ def test_index_vocabulary_and_config(features):
     assert index.to_dict("list") == {"clip_id": ["vidspeech-000", "vidtone-000"], "n_seconds": [3, 3],
                                      "split": ["val", "train"], "fold": [4000, 3], "visual": [[3], [0, 3]],
                                      "audio": [[1], [2]]}
-    assert all(u.startswith(str(out / "data" / "features")) and u.endswith("/features.tar") for u in shards_)
+    assert all(u.startswith("features/") and u.endswith("/features.tar") for u in shards_)  # relative to the root
     assert shards_.nunique() == 2
     pd.testing.assert_frame_equal(read_vocabulary(out), VOCABULARY)
     config = read_feature_config(out)
@@ -149,7 +149,7 @@ def test_index_vocabulary_and_config(features):
 
 def test_a_fresh_root_gives_byte_identical_shards_and_the_same_root_reuses_them(features, inputs, tmp_path):
     out, _ = features
-    fresh = extract_features(*inputs, tmp_path / "fresh", DataRoot(tmp_path / "data"),
+    fresh = extract_features(*inputs, tmp_path / "fresh", root_with(inputs[0].parent / "data", tmp_path / "data"),
                              FeatureConfig(preset="paper", batch_seconds=1000, device="cpu"), progress=False)
     assert fresh["shards_computed"] == 4
     assert list(dataroot.read_manifest(tmp_path / "fresh")["sha256"]) == list(dataroot.read_manifest(out)["sha256"])
@@ -187,7 +187,8 @@ def test_unknown_label_is_an_error(inputs, tmp_path):
     write_parquet(labels, bad / "labels.parquet")
     write_parquet(VOCABULARY, bad / "vocabulary.parquet")
     with pytest.raises(ValueError, match="not-in-vocab"):
-        extract_features(clips_dir, bad, tmp_path / "out", DataRoot(tmp_path / "data"), CFG, progress=False)
+        extract_features(clips_dir, bad, tmp_path / "out", root_with(clips_dir.parent / "data", tmp_path / "data"), CFG,
+                         progress=False)
 
 
 def test_labels_that_merge_labels_pruned_are_no_targets(inputs, tmp_path):
@@ -197,8 +198,9 @@ def test_labels_that_merge_labels_pruned_are_no_targets(inputs, tmp_path):
     labels.at[0, "visual_labels"] = ["n02084071", "/m/09x0r", "n-too-rare"]  # annotated, below min_count
     write_parquet(labels, pruned / "labels.parquet")
     write_parquet(VOCABULARY, pruned / "vocabulary.parquet")
-    extract_features(clips_dir, pruned, tmp_path / "out", DataRoot(tmp_path / "data"), CFG, progress=False)
-    tone = next(r for r in iter_features(tmp_path / "out") if r.clip_id == "vidtone-000")
+    extract_features(clips_dir, pruned, tmp_path / "out", root_with(clips_dir.parent / "data", tmp_path / "data"), CFG,
+                     progress=False)
+    tone = next(r for r in iter_features(tmp_path / "out", root=str(tmp_path / "data")) if r.clip_id == "vidtone-000")
     assert tone.visual.tolist() == [0, 3] and tone.audio.tolist() == [2]
 
 
@@ -228,10 +230,12 @@ def test_feature_shards_on_gcs(inputs, features, tmp_path, gcs_bucket):
     gcs_bucket("mm")
     clips_dir, labels_dir = inputs
     upload_dir(labels_dir, "gs://mm/labels")
+    upload_dir(clips_dir.parent / "data", "gs://mm/root")  # the clip units, in the root that reads them
     extract_features(clips_dir, "gs://mm/labels", tmp_path, DataRoot("gs://mm/root"), CFG, progress=False)
     out, _ = features
     assert list(dataroot.read_manifest(tmp_path)["sha256"]) == list(dataroot.read_manifest(out)["sha256"])
-    assert read_index(tmp_path)["shard"].str.startswith("gs://mm/root/features/").all()
-    remote = list(iter_features(tmp_path, split="val"))
+    assert read_index(tmp_path)["shard"].str.startswith("features/").all()  # relative to any data root
+    assert read_index(tmp_path, "gs://mm/root")["shard"].str.startswith("gs://mm/root/features/").all()
+    remote = list(iter_features(tmp_path, split="val", root="gs://mm/root"))
     assert all(isinstance(r, FeatureRecord) for r in remote)
     assert [r.clip_id for r in remote] == ["vidspeech-000"] and remote[0].mel.shape == (3, 100, 64)

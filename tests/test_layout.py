@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmvideos.tooling.dvc_deps import SRC, imported_modules, module_file, package_modules
+from mmvideos.closure import SRC, imported_modules, module_file, package_modules
 
 REPO = Path(__file__).resolve().parents[1]
 #: The most lines a module of src/mmvideos may have.

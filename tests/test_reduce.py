@@ -14,6 +14,7 @@ import pytest
 from mmvideos.bench.reduce import measure_step, write_synthetic
 from mmvideos.data import dataroot, tables
 from mmvideos.data.atomic import write_parquet
+from mmvideos.data.dataroot import DataRoot
 from mmvideos.stages.annotate import LABEL_COLUMNS, MERGED_COLUMNS, MergeConfig, merge_labels
 from mmvideos.stages.features import slot_labels
 
@@ -143,7 +144,7 @@ def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):
     whole = pd.read_parquet(tmp_path / "labels" / "labels.parquet")
     slots, seen = 3, 0
     for slot in range(slots):
-        videos = dataroot.slot_units(tmp_path / "clip", "audio.tar", slot, slots)["video_id"]
+        videos = dataroot.slot_units(tmp_path / "clip", "audio.tar", DataRoot(tmp_path / "root"), slot, slots)["video_id"]
         mine = slot_labels(tmp_path / "labels", videos)
         expected = whole[whole["video_id"].isin(set(videos))].set_index("clip_id")[list(mine.columns)]
         assert_same(mine.reset_index(), expected.reset_index())

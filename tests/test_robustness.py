@@ -316,14 +316,14 @@ def test_a_flipped_clip_shard_is_caught_on_read(media_dir, tmp_path):
     root = DataRoot(tmp_path / "root")
     ingest(media_dir, tmp_path / "i", root, progress=False)
     clip_videos(read_videos(tmp_path / "i"), tmp_path / "c", ClipConfig(), root, progress=False)
-    assert len(list(iter_clip_audio(tmp_path / "c"))) == 3
+    assert len(list(iter_clip_audio(tmp_path / "c", root))) == 3
     manifest = pd.read_parquet(tmp_path / "c" / "manifest.parquet")
-    shard = Path(manifest.loc[manifest["file"] == "audio.tar", "uri"].iloc[0])
+    shard = Path(root.resolve(manifest.loc[manifest["file"] == "audio.tar", "uri"].iloc[0]))
     data = bytearray(shard.read_bytes())
     data[2000] ^= 0x01  # inside the first WAV's samples: the tar still parses
     shard.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=f"shard {shard} is corrupt"):
-        list(iter_clip_audio(tmp_path / "c"))
+        list(iter_clip_audio(tmp_path / "c", root))
 
 
 def test_a_flipped_byte_in_a_cached_embedding_is_recomputed(tmp_path):

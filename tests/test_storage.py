@@ -49,10 +49,10 @@ def test_shards_stream_from_gcs(gcs, media_dir, tmp_path):
     videos = pd.read_parquet(tmp_path / "i" / "videos.parquet")
     clip_videos(videos, tmp_path / "local", ClipConfig(), DataRoot(tmp_path / "data"), progress=False)
     clip_videos(videos, tmp_path / "remote", ClipConfig(), DataRoot("gs://videos/shards"), progress=False)
-    local_ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "local")]
+    local_ids = [cid for cid, _, _ in iter_clip_audio(tmp_path / "local", DataRoot(tmp_path / "data"))]
     assert len(local_ids) == 3
-    assert [cid for cid, _, _ in iter_clip_audio(tmp_path / "remote")] == local_ids
-    assert [cid for cid, _ in iter_clip_frames(tmp_path / "remote")] == local_ids
+    assert [cid for cid, _, _ in iter_clip_audio(tmp_path / "remote", DataRoot("gs://videos/shards"))] == local_ids
+    assert [cid for cid, _ in iter_clip_frames(tmp_path / "remote", DataRoot("gs://videos/shards"))] == local_ids
 
 
 def test_missing_gcs_object_is_a_reject_not_a_crash(gcs, tmp_path):

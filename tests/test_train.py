@@ -8,7 +8,13 @@ runs in well under a minute on two cores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +42,7 @@ from mmvideos.training.data import (
 from mmvideos.training.evaluation import average_precision
 from mmvideos.training.synthetic import write_synthetic_features
 
+REPO = Path(__file__).resolve().parents[1]
 CHANCE_MAP = 0.25
 EPOCHS = 4
 
@@ -210,6 +217,30 @@ def test_a_task_on_a_fresh_pod_resumes_from_the_data_root(features, trained, tmp
     assert json.loads((tmp_path / "third-pod" / "metrics.json").read_text()) == history
     kept = collect_garbage(root.uri, keep_runs=1, min_age_s=0)
     assert location not in kept.files  # recorded as the pretrain manifest: gc keeps it
+
+
+def test_resuming_a_finished_run_on_other_kernels_rewrites_nothing_and_keeps_its_hardware(features, trained, tmp_path):
+    """A resume that trains no epoch, in a fresh process whose CPU kernels differ
+    (``ATEN_CPU_CAPABILITY=default``), writes the same bytes and names the kernels that trained."""
+    out, summary = trained
+    again = shutil.copytree(out, tmp_path / "again")
+    child = ("import dataclasses, json, sys; from mmvideos.training.config import PretrainConfig; "
+             "from mmvideos.training.loop import pretrain; "
+             "print(json.dumps(pretrain(sys.argv[1], sys.argv[2], PretrainConfig(**json.loads(sys.argv[3])), progress=False)))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    proc = subprocess.run([sys.executable, "-c", child, str(features), str(again),
+                           json.dumps(dataclasses.asdict(small_config()))], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert resumed["epochs_trained"] == 0 and summary["epochs_trained"] == EPOCHS
+    assert resumed["hardware"] == summary["hardware"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    for name in ("model.safetensors", "model.json", "metrics.json", "summary.json", "curves.html"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    assert "samples_per_s" not in (out / "metrics.json").read_text()  # rates go to the log and run.json
+    assert json.loads((out / "run.json").read_text())["train_samples_per_s"] > 0
+    environment = json.loads((again / "environment.json").read_text())
+    assert environment["cpu_capability"] == "DEFAULT" and environment["weights_trained_on"] == summary["hardware"]
+    assert environment["lock"]["sha256"] == sha256_file(REPO / "requirements.lock")
 
 
 def test_checkpoint_loads_without_pickled_code(trained):

@@ -85,7 +85,7 @@ def librosa_log_mel(waveform: np.ndarray, preset: str = "vggish") -> np.ndarray:
 
 def log_mel_figures(repeats: int = 7) -> list[dict]:
     """log-mel per core against librosa: one 60-s clip and a batch of 64 clips of 5 s."""
-    from mmvideos.features import log_mel
+    from mmvideos.features.logmel import log_mel
 
     rng = np.random.default_rng(0)
     shapes = {"one 60-s clip": rng.standard_normal(60 * 16000, dtype=np.float32) * 0.1,

@@ -73,8 +73,8 @@ def write_synthetic(folder: str | Path, clips: int, slots: int = 4, seed: int = 
         write_parquet(table, part / "clips.parquet")
         manifest = pd.DataFrame({"stage": "clip", "key": [f"key-{v}" for v in slot_videos], "video_id": slot_videos,
                                  "file": "audio.tar", "uri": [f"root/clip/{v}/audio.tar" for v in slot_videos],
-                                 "clips": CLIPS_PER_VIDEO, "seconds": 40.0, "bytes": 1 << 20, "sha256": "0" * 64,
-                                 "reused": False}, columns=dataroot.MANIFEST_COLUMNS)
+                                 "clips": CLIPS_PER_VIDEO, "seconds": 40.0, "bytes": 1 << 20, "sha256": "0" * 64},
+                                columns=dataroot.MANIFEST_COLUMNS)
         write_parquet(manifest, part / dataroot.MANIFEST)
         write_json({"clips": n}, part / "summary.json")
         parts["clip"].append(part)

@@ -62,11 +62,13 @@ def cmd_pretrain_job(args: argparse.Namespace) -> None:
     if args.num_nodes is not None:
         cfg = dataclasses.replace(cfg, num_nodes=args.num_nodes)
     placement = pretrain_placement(load_params(args.params), IMAGE)
-    checkpoint = checkpoint_uri(common.root(args), args.features, cfg)
+    root = common.root(args)
+    checkpoint = checkpoint_uri(root, args.features, cfg)
     if args.print:
-        print(to_yaml(build_trainjob(cfg, args.features, checkpoint, export_uri(checkpoint), placement)), end="")
+        print(to_yaml(build_trainjob(cfg, args.features, checkpoint, export_uri(checkpoint), placement, root.uri)), end="")
         return
-    common.print_summary(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace))
+    common.print_summary(pretrain_on_trainjob(args.features, args.output, cfg, checkpoint, placement, args.namespace,
+                                              root.uri))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

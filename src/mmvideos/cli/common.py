@@ -31,7 +31,7 @@ def root(args: argparse.Namespace):
 #: ``dvc.yaml`` keeps in git (results/), apart from the tables and models DVC caches.
 MERGE_LABELS_RESULTS = ("summary.json", "stats.md", "stats.html", "samples_per_category.png",
                         "labels_per_clip.png", "top_categories.png")
-PRETRAIN_RESULTS = ("summary.json", "metrics.json", "curves.png", "curves.html")
+PRETRAIN_RESULTS = ("summary.json", "metrics.json", "curves.png", "curves.html", "environment.json")
 
 
 @contextlib.contextmanager

@@ -103,8 +103,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
     with common.outputs(args, common.PRETRAIN_RESULTS) as out:
-        common.print_summary(launch(args.features, out, cfg, resume_from=checkpoint_uri(common.root(args), args.features, cfg),
-                      force=args.force))
+        root = common.root(args)
+        common.print_summary(launch(args.features, out, cfg, resume_from=checkpoint_uri(root, args.features, cfg),
+                                    force=args.force, data_root=root.uri))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from mmvideos.cluster.reaper import tasks_end_with_this_process
 from mmvideos.data.dataroot import DataRoot
+from mmvideos.data.runrecord import read_summary
 from mmvideos.settings import load_params
 
 _SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
@@ -193,8 +194,7 @@ def _point_latest(workdir: Path, outputs: dict[str, Path]) -> None:
 
 
 def _summary(folder: Path) -> dict:
-    path = folder / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_summary(folder)  # with the run's record: units reused and computed, seconds
 
 
 def summarise(outputs: dict[str, Path], seconds: float) -> str:

@@ -89,7 +89,7 @@ def train_args(cfg: PretrainConfig) -> list[str]:
 
 
 def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: str,
-                   placement: dict[str, Any]) -> models.TrainerV1alpha1TrainJob:
+                   placement: dict[str, Any], data_root: str = "") -> models.TrainerV1alpha1TrainJob:
     """The TrainJob running ``torchrun -m mmvideos.training`` on ``cfg.num_nodes`` nodes.
 
     Args:
@@ -97,6 +97,7 @@ def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: 
         features: the features folder every node reads (``gs://``).
         checkpoint: the resumable checkpoint in the data root (:func:`mmvideos.stages.pretrain.checkpoint_uri`).
         export: the data-root folder rank 0 places the exported model in.
+        data_root: the data root the feature index names its shards in (``gs://``).
         placement: ``{"image", "cluster", "resources"}`` as :func:`mmvideos.cluster.placement.configure`
             compiled them: the image, the GPU node pool, and each node's size and time limit.
     """
@@ -133,7 +134,7 @@ def build_trainjob(cfg: PretrainConfig, features: str, checkpoint: str, export: 
         image=placement["image"],
         command=["torchrun", "-m", "mmvideos.training"],
         args=["--features", features, "--out", NODE_OUT, "--resume-from", checkpoint, "--export-to", export,
-              "--no-progress", *train_args(cfg)],
+              "--no-progress", *(["--data-root", data_root] if data_root else []), *train_args(cfg)],
         num_nodes=cfg.num_nodes,
         num_proc_per_node=gpus,
         resources_per_node=models.IoK8sApiCoreV1ResourceRequirements(limits=quantities("limit"), requests=quantities("request")),
@@ -249,7 +250,7 @@ def export_uri(checkpoint: str) -> str:
 
 
 def pretrain_on_trainjob(features_uri: str, out_dir: str | Path, cfg: PretrainConfig, checkpoint: str,
-                         placement: dict[str, Any] | None, namespace: str | None = None) -> dict:
+                         placement: dict[str, Any] | None, namespace: str | None = None, data_root: str = "") -> dict:
     """The pretrain task's multi-node path: submit, follow, wait, and fetch the model into ``out_dir``."""
     if placement is None:
         raise ValueError(f"pretrain.num_nodes is {cfg.num_nodes}: multi-node pretraining runs as a Kubeflow Trainer "
@@ -262,6 +263,6 @@ def pretrain_on_trainjob(features_uri: str, out_dir: str | Path, cfg: PretrainCo
             raise ValueError("not in a pod: name the TrainJob's namespace (--namespace)")
         namespace = Path(NAMESPACE_FILE).read_text().strip()
     export = export_uri(checkpoint)
-    job = build_trainjob(cfg, features_uri, checkpoint, export, placement)
+    job = build_trainjob(cfg, features_uri, checkpoint, export, placement, data_root)
     run_trainjob(job, namespace, int(placement["resources"]["timeout_s"]))
     return fetch_export(export, out_dir)

@@ -10,14 +10,19 @@ video for ``probe`` and ``clip``, a clip shard for the annotators and ``features
     <root>/listings/<fingerprint>.parquet        source listings, by their fingerprint
     <root>/pretrain/<key>/checkpoint.pt          resumable training state of one run's settings
 
-A unit's key is the SHA-256 of its stage, the stage's code version (:data:`STAGE_VERSIONS`),
-the content hash of its input and the settings that change its result (for annotators, the
-weights' SHA-256). A unit is never rewritten: a task killed half-way leaves files without a
-``COMMIT.json``, which no reader looks at and the next attempt overwrites; a committed unit is
-found by its key and reused, by any run, compiled version or DVC stage on the same root.
+A unit's key (:mod:`mmvideos.data.keys`) covers its stage, the code that computes it, the content
+hash of its input and the settings that change its result: an edited line of that code gives new
+keys, so the units it can change are computed again and no other. A unit is never rewritten: a
+task killed half-way leaves files without a ``COMMIT.json``, which no reader looks at and the next
+attempt overwrites; a committed unit is found by its key and reused, by any run, compiled version
+or DVC stage on the same root.
 
 Stage outputs handed between tasks (KFP artifacts, DVC outs) are *manifests*: small tables
-with one row per unit file (:data:`MANIFEST_COLUMNS`), never the bulk bytes.
+with one row per unit file (:data:`MANIFEST_COLUMNS`), never the bulk bytes. They name a unit's
+files relative to the data root (``<stage>/<key[:2]>/<key>/<file>``, :func:`unit_path`), so a
+manifest pulled into another clone, machine or bucket is read against *that* reader's data root
+(:meth:`DataRoot.resolve`), never against the writer's; a unit the reader's root lacks is made
+again by the stage that owns it or is an error naming it and that stage (:meth:`DataRoot.require`).
 """
 
 from __future__ import annotations
@@ -36,31 +41,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmvideos.data import integrity, storage, tables
+from mmvideos.data import integrity, runrecord, storage, tables
 from mmvideos.data.files import sha256_and_md5, sha256_file
+from mmvideos.data.keys import STAGE_VERSIONS, UNIT_CODE, unit_code, unit_key, unit_path
 
 log = logging.getLogger(__name__)
 
-#: Bump a stage's version when its code changes what it writes: every key of the stage changes.
-STAGE_VERSIONS = {"probe": "3", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
+__all__ = ["STAGE_VERSIONS", "UNIT_CODE", "DataRoot", "unit_code", "unit_key", "unit_path"]  # keys: data.keys
 
 #: The stages whose units live under the data root (gc walks these, plus ``pretrain``).
 UNIT_STAGES = tuple(STAGE_VERSIONS)
 
 COMMIT = "COMMIT.json"
 MANIFEST = "manifest.parquet"
-#: One row per unit file: the stage, the unit key, the video it came from, the file's name,
-#: URI, clips and seconds of audio it holds, size, SHA-256, and whether this run reused it.
-MANIFEST_COLUMNS = ["stage", "key", "video_id", "file", "uri", "clips", "seconds", "bytes", "sha256", "reused"]
+#: One row per unit file: the stage, the unit key, the video it came from, the file's name, its
+#: path relative to the data root (:func:`unit_path`; an absolute URI only for files outside any
+#: root, such as a synthetic set), clips and seconds of audio it holds, size and SHA-256. Nothing
+#: about the run that wrote it (whether it was reused, how long it took): a manifest depends only
+#: on its inputs, settings and code.
+MANIFEST_COLUMNS = ["stage", "key", "video_id", "file", "uri", "clips", "seconds", "bytes", "sha256"]
 
 
-def unit_key(stage: str, **inputs: Any) -> str:
-    """The content key of a unit: SHA-256 over the stage, its code version and ``inputs``.
-
-    ``inputs`` must be JSON-serialisable (content hashes, settings as dicts).
-    """
-    payload = json.dumps({"stage": stage, "version": STAGE_VERSIONS[stage], **inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+def is_root_relative(uri: str) -> bool:
+    """Whether ``uri`` names a file relative to a data root (not ``gs://...``, not an absolute path)."""
+    return not storage.is_gcs(uri) and not uri.startswith("/")
 
 
 def slot_of(name: str, slots: int) -> int:
@@ -101,7 +105,41 @@ class DataRoot:
 
     def unit(self, stage: str, key: str) -> str:
         """The folder (or prefix) of a unit."""
-        return storage.join(self.uri, stage, key[:2], key)
+        return storage.join(self.uri, unit_path(stage, key))
+
+    def resolve(self, uri: str) -> str:
+        """The URI under this root of a file named relative to a data root (a manifest's ``uri``,
+        an index's ``shard``); an absolute URI (a file outside any root) as it is."""
+        return storage.join(self.uri, uri) if is_root_relative(uri) else uri
+
+    def resolved(self, rows: pd.DataFrame, column: str = "uri") -> pd.DataFrame:
+        """``rows`` with ``column`` resolved against this root (:meth:`resolve`)."""
+        return rows.assign(**{column: [self.resolve(u) for u in rows[column]]})
+
+    def missing(self, rows: pd.DataFrame) -> list[tuple[str, str]]:
+        """The ``(stage, key)`` of the units named by manifest ``rows`` that this root does not hold
+        (no ``COMMIT.json``: never written here, collected, or half-written)."""
+        units = rows[["stage", "key"]].drop_duplicates().itertuples(index=False)
+        return [(stage, key) for stage, key in units
+                if not storage.exists(storage.join(self.unit(stage, key), COMMIT))]
+
+    def require(self, rows: pd.DataFrame, folder: str | Path, remake: Callable[[], object] | None = None) -> None:
+        """Make sure this root holds every unit that manifest ``rows`` (of the stage folder ``folder``)
+        name: when some are missing, ``remake()`` (the owning stage, run again on this root) is
+        called once; a unit still missing is an error naming it, its stage and what to run."""
+        missing = self.missing(rows)
+        if missing and remake is not None:
+            log.warning("%d unit(s) named by %s are not in the data root %s: making them again (%s)",
+                        len(missing), folder, self.uri, missing[0][0])
+            remake()
+            missing = self.missing(rows)
+        if missing:
+            stage, key = missing[0]
+            owner = "ingest" if stage == "probe" else stage  # the stage (of dvc.yaml, of the pipeline) that makes it
+            raise FileNotFoundError(
+                f"the {stage} unit {unit_path(stage, key)} named by {storage.join(folder, MANIFEST)} (and "
+                f"{len(missing) - 1} more) is not in the data root {self.uri}: it is made by the `{owner}` stage; "
+                f"run that stage again on this data root (`dvc repro -f -s {owner}`, or `mmvideos run`)")
 
     def find(self, stage: str, key: str) -> dict | None:
         """The commit record of a finished unit, or ``None`` when it does not exist (yet).
@@ -207,13 +245,12 @@ def manifest_rows(records: Iterable[dict]) -> pd.DataFrame:
     without files, such as a probe or a rejected video, gets one row for its commit file)."""
     rows = []
     for record in records:
-        files = record.get("files") or {COMMIT: {"uri": storage.join(record["unit"], COMMIT), "bytes": 0, "sha256": ""}}
-        was_reused = record.get("reused", False)
+        files = record.get("files") or {COMMIT: {"bytes": 0, "sha256": ""}}
         for name, meta in sorted(files.items()):
             rows.append({"stage": record["stage"], "key": record["key"], "video_id": record.get("video_id", ""),
-                         "file": name, "uri": meta["uri"], "clips": int(record.get("clips", 0)),
-                         "seconds": float(record.get("seconds", 0.0)), "bytes": int(meta["bytes"]),
-                         "sha256": meta["sha256"], "reused": bool(was_reused)})
+                         "file": name, "uri": unit_path(record["stage"], record["key"], name),
+                         "clips": int(record.get("clips", 0)), "seconds": float(record.get("seconds", 0.0)),
+                         "bytes": int(meta["bytes"]), "sha256": meta["sha256"]})
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
@@ -223,12 +260,13 @@ def concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
 
 
-def slot_units(folder: str | Path, name: str, slot: int = 0, slots: int = 1) -> pd.DataFrame:
+def slot_units(folder: str | Path, name: str, root: DataRoot, slot: int = 0, slots: int = 1) -> pd.DataFrame:
     """The manifest rows of a stage folder's ``name`` files (e.g. ``audio.tar``) that fall to
-    task ``slot``: slots split the work by video, as every map stage does."""
+    task ``slot`` (slots split the work by video, as every map stage does), their ``uri`` resolved
+    against ``root``."""
     manifest = read_manifest(folder)
     rows = manifest[manifest["file"] == name]
-    return rows[np.array([slot_of(v, slots) == slot for v in rows["video_id"]], dtype=bool)]
+    return root.resolved(rows[np.array([slot_of(v, slots) == slot for v in rows["video_id"]], dtype=bool)])
 
 
 def read_manifest(folder: str | Path) -> pd.DataFrame:
@@ -239,11 +277,11 @@ def read_manifest(folder: str | Path) -> pd.DataFrame:
     return storage.read_parquet(uri)
 
 
-def file_uris(folder: str | Path, name: str) -> dict[str, str]:
-    """``{unit key: URI}`` of the unit files called ``name`` that a stage folder's manifest lists."""
+def file_uris(folder: str | Path, name: str, root: DataRoot) -> dict[str, str]:
+    """``{unit key: URI under root}`` of the unit files called ``name`` that a stage folder's manifest lists."""
     manifest = read_manifest(folder)
     rows = manifest[manifest["file"] == name]
-    return dict(zip(rows["key"], rows["uri"]))
+    return dict(zip(rows["key"], (root.resolve(u) for u in rows["uri"])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,7 +338,7 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
 #: Tables of a stage's output that the gather concatenates over its task slots; every other
 #: file (classes.csv, vocabulary.parquet, config.json) is the same in every part and copied once.
 CONCATENATED = ("manifest.parquet", "probes.parquet", "clips.parquet", "rejects.parquet", "visual.parquet",
-                "audio.parquet", "index.parquet")
+                "audio.parquet", "index.parquet", "videos.parquet")
 #: Summary counts that add up over slots; other summary values are taken from the first part.
 ADDITIVE = ("files", "gone_since_listed", "videos_in", "videos_clipped", "videos_rejected", "clips", "audio_hours",
             "frames", "seconds", "audio_seconds", "shards_reused", "shards_computed", "clips_computed",
@@ -314,21 +352,19 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
     (unit key, clip id or URI), so the output does not depend on the number of slots. With
     ``root`` the merged manifest is also recorded under ``manifests/<stage>/`` (what gc keeps).
     """
-    from mmvideos.data.atomic import write_json
-
     out_dir = Path(out_dir)
     parts = [Path(p) for p in parts]
     if not parts:
         raise ValueError(f"gather {stage}: no parts")
     for name in sorted({p.name for part in parts for p in part.iterdir() if p.is_file()}):
-        if name == "summary.json":
+        if name in (runrecord.SUMMARY, runrecord.RUN):
             continue
         if name in CONCATENATED:
             _gather_table([part / name for part in parts if (part / name).is_file()], out_dir / name)
         else:
             source = next(part / name for part in parts if (part / name).is_file())
             storage.put_file(source, out_dir / name)
-    summaries = [json.loads((part / "summary.json").read_text()) for part in parts if (part / "summary.json").is_file()]
+    summaries = [runrecord.read_summary(part) for part in parts if (part / runrecord.SUMMARY).is_file()]
     summary = dict(summaries[0]) if summaries else {}
     for key in ADDITIVE:
         if any(key in s for s in summaries):
@@ -336,7 +372,7 @@ def gather(parts: list[str | Path], out_dir: str | Path, stage: str, root: DataR
             summary[key] = round(total, 4) if isinstance(total, float) else total
     summary = {k: v for k, v in summary.items() if not k.endswith("_per_s")}  # per-slot rates do not add up
     summary["task_slots"] = len(parts)
-    write_json(summary, out_dir / "summary.json")
+    runrecord.write_summary(summary, out_dir)
     if root is not None and (out_dir / MANIFEST).is_file():
         root.save_manifest(stage, pd.read_parquet(out_dir / MANIFEST))
     return summary
@@ -357,19 +393,34 @@ def _gather_table(paths: list[Path], target: Path) -> None:
         tables.write_tables(tables.sorted_tables(paths, by, scratch), target, tables.table_schema(paths))
 
 
-def verify_files(folder: str | Path, name: str, index: pd.DataFrame | None = None) -> int:
-    """Check a stage folder's ``name`` files against its manifest before they are used.
+def resolve(root: DataRoot | None, uri: str) -> str:
+    """``root.resolve(uri)``; without a root, an absolute URI as it is and a root-relative one an error."""
+    if root is not None:
+        return root.resolve(uri)
+    if is_root_relative(uri):
+        raise ValueError(f"{uri} is named relative to a data root, and none was given: pass the data root "
+                         "(--data-root, params.yaml data.root)")
+    return uri
+
+
+def verify_files(folder: str | Path, name: str, root: DataRoot | None, index: pd.DataFrame | None = None) -> int:
+    """Check a stage folder's ``name`` files (under ``root``) against its manifest before they are used.
 
     Every file's SHA-256 must be the one its manifest row recorded (a flipped bit, a truncated or
     replaced shard is an error naming it). With ``index`` (a table with ``clip_id``, ``shard``
     (the file's URI) and ``n_seconds``), every shard it names must be in the manifest and its
     unit's commit record must hold each of its clips with that many seconds: the index and the
-    shards agree. Reads every file once; returns how many were checked.
+    shards agree. A unit ``root`` does not hold is an error naming it and its stage. Reads every
+    file once; returns how many were checked.
     """
     manifest = read_manifest(folder)
     rows = manifest[manifest["file"] == name]
+    if root is not None:
+        root.require(rows, folder)
+    rows = rows.assign(uri=[resolve(root, u) for u in rows["uri"]])
     fix = "delete that unit's folder in the data root and run the stage again to rebuild it"
     if index is not None:
+        index = index.assign(shard=[resolve(root, u) for u in index["shard"]])
         unknown = sorted(set(index["shard"]) - set(rows["uri"]))
         if unknown:
             raise ValueError(f"{storage.join(folder, 'index')}: shard {unknown[0]} (and {len(unknown) - 1} more) "

@@ -12,14 +12,15 @@ shard's content and the front end (:mod:`mmvideos.data.dataroot`)::
 
 The feature folder (a KFP artifact, a DVC out) holds only tables::
 
-    index.parquet            clip_id, shard (URI of its features.tar), n_seconds, split, fold,
+    index.parquet            clip_id, shard (its features.tar, relative to the data root), n_seconds, split, fold,
                              visual, audio (int vocabulary indices, in the label table's order)
     manifest.parquet         the feature shards (mmvideos.data.dataroot.MANIFEST_COLUMNS)
     vocabulary.parquet       merge_labels' vocabulary, copied: index (0..V-1), id, name,
                              modality, count; the label indices point into it
     config.json              the front end: preset, sample_rate, window (samples and type),
                              hop, n_fft, mel_bins, fmin/fmax, log_offset, pad, frames_per_second
-    summary.json             clips, audio seconds, skipped clips, shards reused and computed
+    summary.json             clips, audio seconds, skipped clips
+    run.json                 this run's shards reused and computed, seconds (not tracked: mmvideos.data.runrecord)
 
 Labels are not in the shards, so new labels reuse every feature shard. A clip's seconds are
 transformed independently (each 1-s frame is reflect-padded on its own), so any single slice
@@ -107,10 +108,17 @@ def clip_meta(index: pd.DataFrame) -> dict[str, ClipMeta]:
             for c, v, a, s, f in zip(index["clip_id"], index["visual"], index["audio"], index["split"], index["fold"])}
 
 
-def read_index(features_dir: str | Path) -> pd.DataFrame:
-    """The clip index (``index.parquet``) of a feature folder."""
+def read_index(features_dir: str | Path, root: str | None = None) -> pd.DataFrame:
+    """The clip index (``index.parquet``) of a feature folder. It names shards relative to a data
+    root (a synthetic set by absolute URIs): with ``root`` they are resolved against it (an error
+    for a relative one when ``root`` is ``""``), without it they are as written."""
+    from mmvideos.data.dataroot import DataRoot, resolve
+
     with storage.local_copy(storage.join(features_dir, INDEX)) as path:
-        return pd.read_parquet(path)
+        index = pd.read_parquet(path)
+    if root is None:
+        return index
+    return index.assign(shard=[resolve(DataRoot(root) if root else None, u) for u in index["shard"]])
 
 
 def read_vocabulary(features_dir: str | Path) -> pd.DataFrame:
@@ -126,7 +134,7 @@ def read_feature_config(features_dir: str | Path) -> dict:
 
 
 def iter_features(features_dir: str | Path, split: str | None = None,
-                  shuffle_shards_seed: int | None = None, limit: int = 0) -> Iterator[FeatureRecord]:
+                  shuffle_shards_seed: int | None = None, limit: int = 0, root: str | None = None) -> Iterator[FeatureRecord]:
     """Stream the clips of a feature folder (shards local or ``gs://``), one shard at a time.
 
     Args:
@@ -136,11 +144,12 @@ def iter_features(features_dir: str | Path, split: str | None = None,
         shuffle_shards_seed: visit the shards in an order permuted by this seed (clips keep
             their order within a shard); ``None`` visits them in index order.
         limit: stop after this many clips (0: no limit).
+        root: the data root the index's shards are read from (:func:`read_index`).
 
     Yields:
         :class:`FeatureRecord` objects; only the current clip is held in memory.
     """
-    index = read_index(features_dir)
+    index = read_index(features_dir, root or "")
     if split is not None:
         index = index[index["split"] == split]
     uris = list(dict.fromkeys(index["shard"]))

@@ -9,13 +9,14 @@
     Frames (3 per second) are classified, the probabilities averaged over the clip's frames,
     and the top ``top_k`` (10) kept.
   * ``classes.csv``: id (``visual:<class id>``), name: the annotator's whole vocabulary.
-  * ``summary.json``: clips, frames, frames_per_s.
+  * ``summary.json``: clips, frames; ``run.json``: this run's units reused and computed, seconds
+    (:mod:`mmvideos.data.runrecord`).
 
 ``annotate_audio`` -> ``out_dir/``: ``audio.parquet`` (same columns, ids ``audio:<AudioSet mid>``),
-  ``classes.csv``, ``summary.json`` (clips, audio_seconds, audio_seconds_per_s,
-  mean_labels_per_clip). Each non-overlapping 1-s segment of a clip is tagged, the scores are
-  averaged over the segments, and the top ``top_k`` (5) that reach ``threshold`` kept. A final
-  partial second is dropped; a clip shorter than 1 s is zero-padded to one segment.
+  ``classes.csv``, ``summary.json`` (clips, audio_seconds, mean_labels_per_clip), ``run.json``.
+  Each non-overlapping 1-s segment of a clip is tagged, the scores are averaged over the
+  segments, and the top ``top_k`` (5) that reach ``threshold`` kept. A final partial second is
+  dropped; a clip shorter than 1 s is zero-padded to one segment.
 
 The ``visual:``/``audio:`` prefixes keep ids of the two vocabularies from colliding.
 ``merge_labels`` is documented on the function.
@@ -43,12 +44,13 @@ import pyarrow.parquet as pq
 from mmvideos.annotators import load_annotator
 from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
 from mmvideos.data import dataroot, storage, tables
-from mmvideos.data.atomic import write_json, write_parquet, write_text
+from mmvideos.data.atomic import write_parquet, write_text
 from mmvideos.data.dataroot import DataRoot, unit_key
+from mmvideos.data.runrecord import write_summary
 from mmvideos.features.presets import SAMPLE_RATE
 from mmvideos.progress import progress_bar
 from mmvideos.stages import label_stats
-from mmvideos.stages.clip import iter_shard_audio, iter_shard_frames, read_clips
+from mmvideos.stages.clip import iter_shard_audio, iter_shard_frames, read_clips, require_clip_units
 
 if TYPE_CHECKING:
     from mmvideos.annotators import Annotator
@@ -191,7 +193,8 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
     ids = (f"{modality}:" + annotator.classes["id"]).to_numpy()
     kept = max(SCORES_KEPT, cfg.top_k)
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _SELECTION}
-    units = dataroot.slot_units(clips_dir, "frames.tar" if modality == "visual" else "audio.tar", slot, slots)
+    units = dataroot.slot_units(clips_dir, "frames.tar" if modality == "visual" else "audio.tar", root, slot, slots)
+    require_clip_units(clips_dir, units, root)
     clips = read_clips(clips_dir)
     work = weight(clips).groupby(clips["shard"]).sum()  # progress-bar units per clip unit
     bar = progress_bar(total=float(work.reindex(units["key"]).sum()), unit=unit, desc=stage, disable=not progress)
@@ -236,7 +239,7 @@ def _write_outputs(rows: list[dict], annotator: Annotator, ids: np.ndarray, out_
     classes = pd.DataFrame({"id": ids, "name": annotator.classes["name"]})
     write_text(classes.to_csv(index=False), out_dir / "classes.csv")
     summary = {**summary, **annotator.provenance(), "classes": len(classes)}
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary
 
 
@@ -428,5 +431,5 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
         "annotators": {m: [dict(zip(keys, record)) for record in records] for m, records in provenance.items()},
     }
     summary["stats_files"] = label_stats.write_label_stats(per_clip, vocabulary, summary, out_dir, cfg.top_categories)
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary

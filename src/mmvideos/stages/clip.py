@@ -16,7 +16,9 @@ keyed by the video's content hash, its probed duration and the clip settings::
 
 Output folder (one writer: this module): ``manifest.parquet`` (the units' shards),
 ``clips.parquet`` (clip_id, video_id, start_s, end_s, fold, split, n_frames, shard = the unit
-key), ``rejects.parquet`` (videos that failed to decode, with the reason), ``summary.json``.
+key), ``rejects.parquet`` (videos that failed to decode, with the reason), ``videos.parquet`` and
+``settings.json`` (what it clipped, with which settings: enough to cut a unit again on another data
+root), ``summary.json``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import collections
 import dataclasses
 import io
 import itertools
+import json
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -40,12 +44,15 @@ from mmvideos.data import dataroot, media, shards, storage
 from mmvideos.data.atomic import write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, slot_of, unit_key
 from mmvideos.data.files import sha256_file
+from mmvideos.data.runrecord import write_summary
 from mmvideos.progress import progress_bar
 from mmvideos.stages.ingest import REJECT_COLUMNS, raise_unreadable
 
 log = logging.getLogger(__name__)
 
 CLIP_COLUMNS = ["clip_id", "video_id", "start_s", "end_s", "fold", "split", "n_frames", "shard"]
+#: The clip folder's record of its input videos and settings, to make its units again elsewhere.
+VIDEOS, SETTINGS = "videos.parquet", "settings.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +96,8 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
 
     A video's clips are one unit, keyed by the video's content hash, its probed duration and
     the clip settings: a video clipped before (by any run on this root) is not decoded again.
-    Writes into the local ``out_dir`` the manifest, ``clips.parquet`` and ``rejects.parquet``
+    Writes into the local ``out_dir`` the manifest, ``clips.parquet``, ``rejects.parquet``, the
+    videos and settings it clipped (``videos.parquet``, ``settings.json``: :func:`require_clip_units`)
     of this slot's videos, and returns the summary. A video whose content FFmpeg refuses is a
     committed reject (decoding it again would fail again); an I/O error while decoding
     (:class:`media.MediaUnreadable`) or a short read (retried by storage) is not, it is read again
@@ -148,9 +156,12 @@ def clip_videos(videos: pd.DataFrame, out_dir: str | Path, cfg: ClipConfig, root
     manifest = dataroot.manifest_rows(records)
     write_parquet(manifest, out_dir / dataroot.MANIFEST)
     root.record_whole("clip", manifest, slots)
+    # what a reader on another data root needs to make these units again (require_clip_units)
+    write_parquet(videos.reset_index(drop=True), out_dir / VIDEOS)
+    write_json(settings, out_dir / SETTINGS)
     summary = {**_summary(clips, rejected, videos_in=len(videos), seconds=time.monotonic() - start_time),
                **counts.as_summary()}
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     if unreadable:
         raise_unreadable("clip", unreadable, len(videos))
     return summary
@@ -219,21 +230,41 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def iter_clip_audio(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
-    """Stream ``(clip_id, float32 mono samples, sample_rate)`` over every audio shard of a clip folder."""
-    for row in _shard_rows(clips_dir, "audio"):
+def iter_clip_audio(clips_dir: str | Path, root: DataRoot) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Stream ``(clip_id, float32 mono samples, sample_rate)`` over every audio shard of a clip folder (in ``root``)."""
+    for row in _shard_rows(clips_dir, "audio", root):
         yield from iter_shard_audio(row.uri, row.sha256)
 
 
-def iter_clip_frames(clips_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over every frames shard of a clip folder."""
-    for row in _shard_rows(clips_dir, "frames"):
+def iter_clip_frames(clips_dir: str | Path, root: DataRoot) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream ``(clip_id, uint8 frames [n, H, W, 3])`` over every frames shard of a clip folder (in ``root``)."""
+    for row in _shard_rows(clips_dir, "frames", root):
         yield from iter_shard_frames(row.uri, row.sha256)
 
 
-def _shard_rows(clips_dir: str | Path, kind: str):
+def require_clip_units(clips_dir: str | Path, rows: pd.DataFrame, root: DataRoot) -> None:
+    """Make sure ``root`` holds the clip units of manifest ``rows`` (of the clip folder ``clips_dir``).
+
+    A clip folder pulled into another clone names units its data root may not hold yet: they are
+    cut again, by this stage's code from the videos and settings the folder records
+    (``videos.parquet``, ``settings.json``), into this root, where their keys find them. A unit
+    that cannot be made again is an error naming it (:meth:`DataRoot.require`)."""
+    def remake() -> None:
+        with storage.local_copy(storage.join(clips_dir, VIDEOS)) as path:
+            videos = pd.read_parquet(path)
+        cfg = ClipConfig(**json.loads(storage.read_bytes(storage.join(clips_dir, SETTINGS))))
+        with tempfile.TemporaryDirectory(prefix="mmvideos-clip-") as scratch:
+            clip_videos(videos, scratch, cfg, root, progress=False)
+
+    recorded = storage.exists(storage.join(clips_dir, VIDEOS)) and storage.exists(storage.join(clips_dir, SETTINGS))
+    root.require(rows, clips_dir, remake if recorded else None)
+
+
+def _shard_rows(clips_dir: str | Path, kind: str, root: DataRoot):
     manifest = dataroot.read_manifest(clips_dir)
-    return manifest[manifest["file"] == f"{kind}.tar"].itertuples(index=False)
+    rows = manifest[manifest["file"] == f"{kind}.tar"]
+    require_clip_units(clips_dir, rows, root)
+    return root.resolved(rows).itertuples(index=False)
 
 
 def iter_shard_audio(uri: str, sha256: str = "") -> Iterator[tuple[str, np.ndarray, int]]:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from mmvideos.data import dataroot, shards, storage
 from mmvideos.data.atomic import atomic_path, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, unit_key
+from mmvideos.data.runrecord import write_summary
 from mmvideos.features import presets
 from mmvideos.features.store import CONFIG, FEATURES, INDEX, VOCABULARY, encode_mel
 from mmvideos.progress import progress_bar
@@ -169,7 +170,8 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     lookup = LabelLookup(storage.read_parquet(storage.join(labels_dir, VOCABULARY)))
-    units = dataroot.slot_units(clips_dir, "audio.tar", slot, slots)
+    units = dataroot.slot_units(clips_dir, "audio.tar", root, slot, slots)
+    clip.require_clip_units(clips_dir, units, root)
     labels = slot_labels(labels_dir, units["video_id"])
     bar = progress_bar(total=int(units["clips"].sum()), unit="clip", desc="features", disable=not progress)
     front_end = feature_config_record(cfg.preset)
@@ -206,7 +208,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     rows: list[dict] = []
     skipped = {"unlabelled": 0, "too_short": 0}
     for record in records:
-        uri = record["files"][FEATURES]["uri"]
+        uri = dataroot.unit_path("features", record["key"], FEATURES)  # relative: read against any data root
         for clip_id, n in sorted(record["n_seconds"].items()):
             if n == 0:
                 skipped["too_short"] += 1
@@ -233,7 +235,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
         "shards": len(records), **counts.as_summary(), "preset": cfg.preset, "device": str(device),
         "seconds": round(time.monotonic() - start, 2),
     }
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary
 
 

@@ -36,8 +36,9 @@ from pathlib import Path
 import pandas as pd
 
 from mmvideos.data import dataroot, media, storage
-from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.atomic import write_parquet
 from mmvideos.data.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
+from mmvideos.data.runrecord import write_summary
 from mmvideos.data.files import sha256_file
 from mmvideos.data.sources import REFUSED, entries_fingerprint, source_entries
 from mmvideos.demo.corpus import resolve_source
@@ -158,7 +159,7 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     write_parquet(manifest, out_dir / MANIFEST)
     summary = {"files": len(mine), "gone_since_listed": len(gone), **counts.as_summary(),
                "seconds": round(time.monotonic() - started, 2)}
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     if unreadable:
         raise_unreadable("ingest", [(entry.uri, exc) for entry, exc in unreadable], len(mine))
     return summary
@@ -274,7 +275,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
         **{k: sum(c.get(k, 0) for c in counts) for k in ("shards_reused", "shards_computed")},
         "seconds": round(sum(c.get("seconds", 0.0) for c in counts), 1),
     }
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary
 
 
@@ -308,7 +309,7 @@ def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestC
         probe_listing(root, fingerprint, part, progress=progress, audio_fingerprint_s=cfg.fingerprint.seconds)
         summary = gather_probes([part], out_dir, cfg, root)
     summary["source_fingerprint"] = fingerprint
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary
 
 

@@ -200,6 +200,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     from mmvideos.benchmarks import read_benchmark
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
     from mmvideos.data.atomic import write_json
+    from mmvideos.data.runrecord import write_summary
     from mmvideos.data.files import cache_dir as default_cache_root
     from mmvideos.evaluation.baselines import load_released_vggish, vggish_examples
     from mmvideos.models import build_model
@@ -253,5 +254,5 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
            for row in rows if row["solver"] != "1-nn"},
         "seconds": round(time.time() - started, 1),
     }
-    write_json(summary, out_dir / "summary.json")
+    write_summary(summary, out_dir)
     return summary

@@ -211,7 +211,7 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
 def where_things_live() -> str:
     """The package's tree, a line per folder and top-level module: the first line of its docstring
     (docs/design.md's "Where things live"), so that the map cannot drift from the code."""
-    from mmvideos.tooling.dvc_deps import REPO, SRC, TOP_LEVEL
+    from mmvideos.closure import REPO, SRC, TOP_LEVEL
 
     def first_line(path: Path) -> str:
         return (ast.get_docstring(ast.parse(path.read_text())) or "").split("\n", 1)[0].replace("``", "`")

@@ -5,9 +5,10 @@ through ``params`` and ``deps``, and the third through the files listed here. Th
 closure of ``mmvideos`` imports (at any depth, also those inside functions) from the module that
 holds the stage's function, so an edit of ``clip.py`` re-runs ``clip`` and every stage whose code
 imports it, and an edit of ``report.py`` only ``report``. Left out: the CLI (a thin adapter),
-the package's ``__init__`` (its version string) and ``mmvideos.settings`` (the validation of the
+the package's ``__init__`` (its version string), ``mmvideos.settings`` (the validation of the
 whole parameter file, which decides whether a run starts, not what a stage computes; through it
-every stage would depend on every other stage's code).
+every stage would depend on every other stage's code) and the modules of :data:`STAGE_EXCLUDES`.
+The closure itself is :mod:`mmvideos.closure`, which also keys the data root's units by their code.
 
 ``python -m mmvideos.tooling.dvc_deps --write`` rewrites the code deps of ``dvc.yaml`` in place (comments
 kept); ``--check`` exits 1 when they are stale (``make lock`` runs the first, the tests the second).
@@ -16,17 +17,13 @@ kept); ``--check`` exits 1 when they are stale (``make lock`` runs the first, th
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
-PACKAGE = "mmvideos"
-SRC = Path(__file__).resolve().parents[1]
-REPO = SRC.parents[1]
-#: Subpackages kept at the top of the repository rather than under src/mmvideos.
-TOP_LEVEL = ("components", "pipelines")
-#: Modules whose code no stage's result depends on (see the module docstring).
-NOT_STAGE_CODE = frozenset({"mmvideos.settings"})
+from mmvideos.closure import SRC, code_closure, imported_modules, module_file, package_modules
+
+__all__ = ["SRC", "STAGE_EXCLUDES", "STAGE_MODULES", "imported_modules", "main", "module_file", "package_modules",
+           "stage_code_deps", "update"]
 
 #: Per stage of dvc.yaml, the modules that hold its code (the CLI calls into these).
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
@@ -41,77 +38,20 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "report": ("mmvideos.stages.report",),
     "label_drift": ("mmvideos.stages.drift",),
 }
-
-
-def module_file(name: str) -> Path | None:
-    """The source file of module ``mmvideos.x.y`` (a package's ``__init__.py``), or None.
-
-    ``mmvideos.components`` and ``mmvideos.pipelines`` live at the top of the repository
-    (pyproject's ``package-dir``), beside ``src/``, in a checkout.
-    """
-    parts = name.split(".")
-    if parts[0] != PACKAGE:
-        return None
-    base = SRC.joinpath(*parts[1:])
-    if len(parts) > 1 and parts[1] in TOP_LEVEL and not base.exists() and not base.with_suffix(".py").exists():
-        base = REPO.joinpath(*parts[1:])
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def package_modules() -> list[str]:
-    """Every module of the package in this checkout (``src/mmvideos``, ``components/``,
-    ``pipelines/``), by dotted name, packages by their own name."""
-    names = []
-    for top, folder in ((PACKAGE, SRC), *((f"{PACKAGE}.{t}", REPO / t) for t in TOP_LEVEL)):
-        for path in sorted(folder.rglob("*.py")):
-            parts = path.relative_to(folder).with_suffix("").parts
-            names.append(".".join([top, *parts[:-1]] + ([] if parts[-1] == "__init__" else [parts[-1]])))
-    return sorted(set(names))
-
-
-def imported_modules(path: Path, module: str) -> set[str]:
-    """The ``mmvideos`` modules that the file ``path`` (module ``module``) imports anywhere (at the
-    top, in functions, under ``TYPE_CHECKING``): ``from pkg import name`` imports the module
-    ``pkg.name`` where there is one, else ``pkg``."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            for alias in node.names:
-                found.add(f"{base}.{alias.name}" if module_file(f"{base}.{alias.name}") else base)
-    return {name for name in found if name.split(".")[0] == PACKAGE and module_file(name)}
-
-
-def code_closure(modules: tuple[str, ...]) -> list[Path]:
-    """The source files of ``modules`` and of every ``mmvideos`` module they import, transitively,
-    without the package's top ``__init__.py``; sorted."""
-    seen: dict[str, Path] = {}
-    todo = list(modules)
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if name in seen or path is None or name in NOT_STAGE_CODE:
-            continue
-        seen[name] = path
-        parents = name.split(".")
-        todo += [".".join(parents[:i]) for i in range(2, len(parents))]  # a subpackage's __init__ runs too
-        todo += sorted(imported_modules(path, name) - seen.keys())
-    files = {path for path in seen.values() if path != SRC / "__init__.py"}
-    return sorted(files)
+#: Modules a stage's module imports that its stage never runs: the annotate module registers the
+#: other modality's annotator only when that modality is asked for (``annotators._import_loaders``),
+#: so the visual stage does not depend on the audio tagger and its front end (features/logmel.py).
+STAGE_EXCLUDES: dict[str, frozenset[str]] = {
+    "annotate_visual": frozenset({"mmvideos.annotators.audio"}),
+    "annotate_audio": frozenset({"mmvideos.annotators.visual"}),
+    "merge_labels": frozenset({"mmvideos.annotators.audio", "mmvideos.annotators.visual"}),
+}
 
 
 def stage_code_deps(stage: str) -> list[str]:
     """The code deps of ``stage`` as paths relative to the repository (``src/mmvideos/...``)."""
-    return [path.relative_to(SRC.parents[1]).as_posix() for path in code_closure(STAGE_MODULES[stage])]
+    return [path.relative_to(SRC.parents[1]).as_posix()
+            for path in code_closure(STAGE_MODULES[stage], STAGE_EXCLUDES.get(stage, frozenset()))]
 
 
 def _stage_body(stages: dict, name: str) -> dict:

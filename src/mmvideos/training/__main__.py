@@ -58,6 +58,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume-from", default=None,
                         help="checkpoint URI in the data root (local or gs://) kept up to date after every epoch "
                              "and resumed from when --out has none")
+    parser.add_argument("--data-root", default=None,
+                        help="the data root the feature index names its shards in (local or gs://)")
     parser.add_argument("--force", action="store_true",
                         help="resume --out's checkpoint even if settings that change the result differ from it")
     parser.add_argument("--export-to", default=None,
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     try:
         summary = pretrain(args.features, args.out, cfg, progress=args.progress, resume_from=args.resume_from,
-                           force=args.force)
+                           force=args.force, data_root=args.data_root)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -113,7 +113,9 @@ def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: f
     out_dir = Path(out_dir)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"arch": arch, "epoch": str(epoch)})
+        # one metadata entry: safetensors keeps it in a Rust HashMap, whose order (and so the
+        # file's bytes) would change from process to process with two
+        save_file(tensors, str(tmp), metadata={"mmvideos": json.dumps({"arch": arch, "epoch": epoch}, sort_keys=True)})
     write_json({"arch": arch, "num_classes": int(model.num_classes), "width_mult": width_mult,
                 "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch,
                 "sha256": sha256_file(out_dir / WEIGHTS)},

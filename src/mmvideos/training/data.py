@@ -54,10 +54,10 @@ BALANCE = 0.9
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def training_shards(features_dir: str | Path) -> tuple[list[str], list[int], dict[str, ClipMeta]]:
-    """The shards of a features folder that hold training clips, how many each holds, and the
-    training clips' labels (from ``index.parquet``)."""
-    index = read_index(features_dir)
+def training_shards(features_dir: str | Path, root: str | None = None) -> tuple[list[str], list[int], dict[str, ClipMeta]]:
+    """The shards of a features folder that hold training clips (under the data root ``root``),
+    how many each holds, and the training clips' labels (from ``index.parquet``)."""
+    index = read_index(features_dir, root or "")
     train = index.loc[index["split"] == "train"]
     counts = train.groupby("shard", sort=False).size()
     uris = sorted(counts.index)

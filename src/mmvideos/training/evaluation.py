@@ -147,7 +147,7 @@ def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: st
     """A self-contained HTML page (for the Kubeflow UI): the curves PNG inlined, then a table of
     the per-epoch metrics."""
     image = base64.b64encode(Path(png).read_bytes()).decode()
-    keys = ["epoch", "step", "loss", "lr", "samples_per_s", "val_top1", "val_map"]
+    keys = ["epoch", "step", "loss", "lr", "val_top1", "val_map", "hardware"]
     cell = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
     rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k, ''))}</td>" for k in keys) + "</tr>" for h in history)
     header = "".join(f"<th>{k}</th>" for k in keys)

@@ -55,6 +55,8 @@ from mmvideos.data import storage
 from mmvideos.data.atomic import write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, verify_files
 from mmvideos.data.files import sha256_file
+from mmvideos.data.runrecord import read_summary, write_summary
+from mmvideos.training.environment import environment
 from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
@@ -212,7 +214,8 @@ def changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> dict[str, tu
 
 
 def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-             progress: bool = True, resume_from: str | None = None, force: bool = False) -> dict[str, Any]:
+             progress: bool = True, resume_from: str | None = None, force: bool = False,
+             data_root: str | None = None) -> dict[str, Any]:
     """Pre-train ``cfg.model`` on a features folder; resumes from ``out_dir/checkpoint.pt``.
 
     With ``resume_from`` (a URI in the data root, :func:`checkpoint_uri`) the checkpoint is
@@ -230,6 +233,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         progress: show a progress bar (rank 0).
         force: resume a checkpoint of ``out_dir`` even when result-affecting settings changed
             (they apply from the next epoch); without it that is an error naming them.
+        data_root: the data root the feature index names its shards in (the features stage's);
+            ``None`` only for a folder whose index names them by absolute URIs (a synthetic set).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the default process group unless one is
     already initialised; :func:`main` destroys it on exit, other callers own its lifetime.
@@ -244,9 +249,10 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
     # every shard verified against its manifest's SHA-256, the index against the shards' commits
-    shards_checked = verify_files(features_dir, FEATURES, read_index(features_dir))
+    root = DataRoot(data_root) if data_root else None
+    shards_checked = verify_files(features_dir, FEATURES, root, read_index(features_dir))
     log.info("%d feature shards verified", shards_checked)
-    stream = TrainStream(*training_shards(features_dir), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
+    stream = TrainStream(*training_shards(features_dir, data_root), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
     batch = _fit_batch(stream, cfg.global_batch, features_dir)
     per_rank = batch // proc.world_size
     if proc.device.type == "cuda":
@@ -296,12 +302,13 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     loader = DataLoader(stream, batch_size=per_rank, collate_fn=collate, num_workers=workers, drop_last=True,
                         pin_memory=proc.device.type == "cuda")
     # Validation reads every shard to find its clips: keep a bounded subset in memory instead.
-    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips)) if proc.main and cfg.val_clips else None
+    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips, root=data_root)) if proc.main and cfg.val_clips else None
     if proc.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocabulary, out_dir / VOCABULARY)
     epochs_bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", unit="epoch",
                               disable=not (progress and proc.main))
+    trained: list[tuple[int, float]] = []  # (samples, seconds) of the epochs this run trained
     for epoch in range(start_epoch, cfg.epochs):
         stream.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
@@ -311,14 +318,17 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
             log.warning("epoch %d: a rank holds fewer training clips than its batch of %d: no step", epoch + 1, per_rank)
         loss, samples = _train_epoch(network, loader, optimizer, proc, cfg, len(vocabulary), steps, progress)
         seconds = time.perf_counter() - started
+        trained.append((samples, seconds))
+        log.info("epoch %d: %d samples in %.1f s (%.0f samples/s)", epoch + 1, samples, seconds, samples / seconds)
         step += steps
         scheduler.step()
+        # the history is a tracked output: what the epoch computed and on which kernels, not how fast
         record = {"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr, "samples": samples,
-                  "samples_per_s": samples / seconds}
+                  "hardware": _hardware(proc.device)}
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val = val_set if val_set is not None else iter_features(features_dir, split="val")
+            val = val_set if val_set is not None else iter_features(features_dir, split="val", root=data_root)
             record |= evaluate(model, val, len(vocabulary), per_rank, proc.device, cfg.bf16)
         history.append(record)
         rngs = [rng_state()]
@@ -345,14 +355,25 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "device": proc.device.type, "device_asked": cfg.device, "hardware": _hardware(proc.device),
+               "device": proc.device.type, "device_asked": cfg.device, "hardware": _trained_on(history, proc.device),
                "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
-               "val_note": (history[-1] if history else {}).get("val_note")}
+               "val_note": (history[-1] if history else {}).get("val_note"),
+               # how this run went (run.json beside the summary, not tracked): epochs it trained, time, rate
+               "epochs_trained": len(trained), "seconds": round(sum(s for _, s in trained), 2),
+               "train_samples_per_s": round(sum(n for n, _ in trained) / max(sum(s for _, s in trained), 1e-9), 1)}
     if proc.main:
-        write_json(summary, out_dir / "summary.json")
+        write_summary(summary, out_dir)
+        write_json(environment(summary["hardware"]), out_dir / "environment.json")
     return summary
+
+
+def _trained_on(history: list[dict], device: torch.device) -> str:
+    """The hardware whose kernels computed the weights: that of the epochs in the history (a resume
+    that trains no epoch keeps it), several joined by ", " when a run resumed elsewhere."""
+    kinds = list(dict.fromkeys(h["hardware"] for h in history if h.get("hardware")))
+    return ", ".join(kinds) if kinds else _hardware(device)
 
 
 def _hardware(device: torch.device) -> str:
@@ -377,7 +398,7 @@ def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, hi
 
 def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
            nproc: int | None = None, progress: bool = True, resume_from: str | None = None,
-           force: bool = False) -> dict[str, Any]:
+           force: bool = False, data_root: str | None = None) -> dict[str, Any]:
     """:func:`pretrain` on every GPU of this machine: one process per GPU under torchrun.
 
     ``nproc`` defaults to the visible CUDA devices (1 with ``device: cpu`` or without a GPU); with
@@ -392,14 +413,15 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
         if nproc < gpus:
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
-        return pretrain(features_dir, out_dir, cfg, progress, resume_from, force)
+        return pretrain(features_dir, out_dir, cfg, progress, resume_from, force, data_root)
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    "-m", "mmvideos.training", "--features", str(features_dir), "--out", str(out_dir),
                    "--params", str(params), *([] if progress else ["--no-progress"]),
-                   *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else [])]
+                   *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else []),
+                   *(["--data-root", data_root] if data_root else [])]
         log.info("pretraining on %d processes: %s", nproc, " ".join(command))
         subprocess.run(command, check=True)
-    return json.loads((Path(out_dir) / "summary.json").read_text())
+    return read_summary(out_dir)

@@ -84,7 +84,7 @@ def write_synthetic_features(out_dir: str | Path, num_clips: int = 96, val_clips
     counts = index.groupby("shard")["n_seconds"].agg(["size", "sum"])
     write_parquet(pd.DataFrame([{"stage": "features", "key": Path(uri).stem, "video_id": "", "file": FEATURES, "uri": uri,
                                  "clips": int(counts.at[uri, "size"]), "seconds": float(counts.at[uri, "sum"]),
-                                 "bytes": Path(uri).stat().st_size, "sha256": sha256_file(uri), "reused": False}
+                                 "bytes": Path(uri).stat().st_size, "sha256": sha256_file(uri)}
                                 for uri in uris], columns=MANIFEST_COLUMNS), out_dir / MANIFEST)
     write_parquet(vocabulary, out_dir / VOCABULARY)
     write_json({"preset": "synthetic", "frames_per_second": FRAMES, "mel_bins": MEL_BINS}, out_dir / CONFIG)
