@@ -42,7 +42,7 @@ from mmvideos.data.files import sha256_file
 log = logging.getLogger(__name__)
 
 #: Bump a stage's version when its code changes what it writes: every key of the stage changes.
-STAGE_VERSIONS = {"probe": "3", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
+STAGE_VERSIONS = {"probe": "3", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1", "pack": "1"}
 
 #: The stages whose units live under the data root (gc walks these, plus ``pretrain``).
 UNIT_STAGES = tuple(STAGE_VERSIONS)

@@ -208,7 +208,7 @@ class ShardFile:
         self.close()
 
 
-def _parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
+def parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
     """``.npy`` header bytes (and possibly more) -> (the header's length, the array's shape, dtype)."""
     buf = io.BytesIO(raw)
     version = np.lib.format.read_magic(buf)
@@ -219,7 +219,7 @@ def _parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
     return buf.tell(), shape, dtype
 
 
-_npy_header = functools.lru_cache(maxsize=64)(_parse_npy_header)  # the 128-byte headers repeat
+_npy_header = functools.lru_cache(maxsize=64)(parse_npy_header)  # the 128-byte headers repeat
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -262,6 +262,6 @@ def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], n
                 if raw[6] == 1 and int.from_bytes(raw[8:10], "little") + 10 == _NPY_HEADER:
                     length, shape, dtype = _npy_header(raw)
                 else:  # another header size: parse it from the payload's first bytes
-                    length, shape, dtype = _parse_npy_header(shard.read(data, min(size, 65536)))
+                    length, shape, dtype = parse_npy_header(shard.read(data, min(size, 65536)))
                 yield key, data + length, shape, dtype
         offset = data + -(-size // _BLOCK) * _BLOCK
