@@ -90,7 +90,9 @@ class _Manifest:
         rows = rows[rows["file"] == FEATURES]
         self.folder = features_dir
         self._row = {_uri_key(u): i for i, u in enumerate(rows["uri"])}
-        self._sha = np.array([bytes.fromhex(s) if s else b"" for s in rows["sha256"]], dtype="S32")
+        # [n, 32] bytes, not numpy's "S32", which drops a digest's trailing zero bytes ("" when none was recorded)
+        self._sha = np.frombuffer(b"".join(bytes.fromhex(s or "0" * 64) for s in rows["sha256"]), np.uint8).reshape(-1, 32)
+        self._has_sha = np.array([bool(s) for s in rows["sha256"]], bool)
         self._bytes = rows["bytes"].to_numpy(np.int64)
         self._used = np.zeros(len(rows), bool)
 
@@ -102,8 +104,11 @@ class _Manifest:
         if self._used[i]:
             raise ValueError(f"{storage.join(self.folder, INDEX)}: the clips of shard {uri} are not contiguous in the "
                              "index (it is sorted by clip id, a video's clips together); run the features stage again")
+        if not self._has_sha[i]:
+            raise ValueError(f"{storage.join(self.folder, dataroot.MANIFEST)}: shard {uri} has no SHA-256, which keys "
+                             "its pack and checks its bytes; run the features stage again")
         self._used[i] = True
-        return self._sha[i].hex(), int(self._bytes[i])
+        return self._sha[i].tobytes().hex(), int(self._bytes[i])
 
 
 def _units(index_path: Path, manifest: _Manifest, batch_rows: int = 65536) -> Iterator[_Unit]:
@@ -145,7 +150,7 @@ def _pack(group: list[_Unit], scratch: Path) -> tuple[dict, dict[str, Path]]:
             data = storage.read_bytes(unit.uri)
         except FileNotFoundError:
             raise FileNotFoundError(f"shard {unit.uri} listed in the features manifest is missing; {_FIX}") from None
-        if unit.sha256 and hashlib.sha256(data).hexdigest() != unit.sha256:
+        if hashlib.sha256(data).hexdigest() != unit.sha256:
             raise ValueError(f"shard {unit.uri} is corrupt: its SHA-256 is not the one the features stage recorded when "
                              f"it wrote it; {_FIX}")
         held = {clip_id: writer.add(clip_id, members["npy"]) for clip_id, members in shards.iter_tar(io.BytesIO(data))
