@@ -22,16 +22,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmvideos.data import dataroot
 from mmvideos.data.atomic import write_json, write_parquet, write_text
+from mmvideos.features.store import encode_mel
 
 #: The paper's vocabulary: ML-Images' visual classes and AudioSet's.
 VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
 CLIPS_PER_VIDEO = 10
 #: Each reduce step, in the order they run (each reads what the ones before wrote).
-STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels")
+STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "pack", "pretrain_start")
 PAPER_CLIPS = 15_000_000
+#: The synthetic feature units' frames per clip: 10, not a real 10-s clip's 1,000, so 10^6 clips
+#: take 2.5 GB of disk, not 130 GB. The pack target is scaled by the bytes a clip takes (its array
+#: and about 1 kB of tar and .npy headers), so the packs per clip are those of real features
+#: packed with the default ``pack_mb`` (512).
+FEATURE_FRAMES, MEL_BINS = 10, 64
+PACK_MB = 512 * (FEATURE_FRAMES * MEL_BINS * 2 + 1024) / (1000 * MEL_BINS * 2 + 1024)
 
 
 def _zipf_labels(rng: np.random.Generator, clips: int, per_clip: np.ndarray, classes: int, prefix: str
@@ -96,6 +104,42 @@ def write_synthetic(folder: str | Path, clips: int, slots: int = 4, seed: int = 
     return parts
 
 
+def write_synthetic_features(folder: str | Path, clips: int, seed: int = 0) -> Path:
+    """A gathered features folder of ``clips`` clips: per-video units of the stage's format
+    (:class:`mmvideos.data.shards.ShardWriter`, :func:`mmvideos.features.store.encode_mel`; one
+    ``[1, FEATURE_FRAMES, 64]`` array a clip), their manifest and the index in clip order."""
+    from mmvideos.data import shards
+    from mmvideos.data.files import sha256_file
+    from mmvideos.features.store import FEATURES, INDEX
+    from mmvideos.stages.features import INDEX_COLUMNS
+
+    folder, rng = Path(folder) / "features", np.random.default_rng(seed)
+    root = dataroot.DataRoot(Path(folder).parent / "root")
+    mel = np.zeros((1, FEATURE_FRAMES, MEL_BINS), np.float16)
+    rows, index = [], []
+    for v in range(max(1, clips // CLIPS_PER_VIDEO)):
+        video, key = f"vid{v:08d}", f"{v:064x}"
+        path = Path(root.unit("features", key)) / FEATURES
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:  # the stage's writer, without its durable rename: 10^5 files to write
+            writer = shards.ShardWriter.to_file(fh)
+            for k in range(CLIPS_PER_VIDEO):
+                mel[0, 0, 0] = v * CLIPS_PER_VIDEO + k  # clips differ
+                writer.write(f"{video}-{k:03d}", encode_mel(mel))
+            writer.close()
+        rows.append({"stage": "features", "key": key, "video_id": video, "file": FEATURES, "uri": str(path),
+                     "clips": CLIPS_PER_VIDEO, "seconds": float(CLIPS_PER_VIDEO), "bytes": path.stat().st_size,
+                     "sha256": sha256_file(path), "reused": False})
+        split = "val" if rng.random() < 0.1 else "train"
+        index += [(f"{video}-{k:03d}", str(path), 1, split, v % 5, [int(x) for x in rng.integers(0, VISUAL_CLASSES, 5)],
+                   [VISUAL_CLASSES + int(rng.integers(AUDIO_CLASSES))]) for k in range(CLIPS_PER_VIDEO)]
+    write_parquet(pd.DataFrame(rows, columns=dataroot.MANIFEST_COLUMNS), folder / dataroot.MANIFEST)
+    table = pa.Table.from_pandas(pd.DataFrame(index, columns=INDEX_COLUMNS), preserve_index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / INDEX, row_group_size=8192)  # as the gather writes it
+    return folder
+
+
 def run_step(step: str, corpus: str | Path) -> None:
     """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process does)."""
     corpus = Path(corpus)
@@ -108,6 +152,17 @@ def run_step(step: str, corpus: str | Path) -> None:
 
         merge_labels(corpus / "clip", corpus / "annotate_visual", corpus / "annotate_audio", corpus / "labels",
                      MergeConfig(), progress=False)
+    elif step == "pack":
+        from mmvideos.stages.pack import PackConfig, pack_features
+
+        pack_features(corpus / "features", corpus / "packed", dataroot.DataRoot(corpus / "root"), PackConfig(PACK_MB))
+    elif step == "pretrain_start":  # one rank's start-up and an epoch of its loader, the samples dropped
+        from mmvideos.training.data import TrainStream, training_packs
+
+        stream = TrainStream(*training_packs(corpus / "packed"), seed=0, shuffle_buffer=8192)
+        stream.set_epoch(0)
+        samples = sum(1 for _ in stream)
+        write_json({"samples": samples, "objects": len(stream.shard_uris)}, corpus / "epoch.json")
     else:
         raise ValueError(f"unknown reduce step {step!r}; known: {STEPS}")
 
@@ -156,6 +211,7 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slot
         with tempfile.TemporaryDirectory(prefix="mmvideos-reduce-") as corpus:
             started = time.perf_counter()
             write_synthetic(corpus, clips, slots)
+            write_synthetic_features(corpus, clips)
             print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
             for step in STEPS:
                 measured = measure_step(step, corpus)

@@ -27,6 +27,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import io
+import math
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 
 from mmvideos.data import storage
 from mmvideos.data.storage import gcs
-from mmvideos.features.store import ClipMeta, FeatureRecord, ShardFile, clip_meta, parse_npy_header
+from mmvideos.features.store import ClipMeta, FeatureRecord, ShardFile, clip_meta, npy_members, tar_members
 
 PACK = "pack.tar"
 PACKS = "packs.parquet"
@@ -56,41 +57,56 @@ def second_digests(array: bytes | memoryview, n_seconds: int) -> bytes:
                     for k in range(n_seconds))
 
 
-class PackWriter:
-    """Write a pack: clips' ``.npy`` members, then the member table (:mod:`module docstring <mmvideos.features.packs>`).
+class _Bytes:
+    """A unit shard's bytes, read the way :func:`npy_members` reads a :class:`ShardFile`."""
 
-    Deterministic (fixed mtime, owner and mode), like :class:`mmvideos.data.shards.ShardWriter`.
-    """
+    def __init__(self, data: bytes, uri: str) -> None:
+        self.data, self.uri = memoryview(data), uri
+
+    def read(self, offset: int, size: int) -> bytes:
+        return bytes(self.data[offset:offset + size])
+
+
+class PackWriter:
+    """Write a pack: the members of unit shards copied as they are, then the member table
+    (:mod:`module docstring <mmvideos.features.packs>`). Deterministic: the same units give the
+    same bytes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._tar = tarfile.open(self.path, "w", format=tarfile.PAX_FORMAT)
+        self._fh = open(self.path, "wb")
         self._rows: list[dict] = []
 
-    def _add(self, name: str, data: bytes) -> int:
-        """Add a member; the offset of its data in the tar."""
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        self._tar.addfile(info, io.BytesIO(data))
-        return self._tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-
-    def add(self, clip_id: str, npy: bytes) -> int:
-        """Add one clip's ``.npy`` bytes (float16 ``[n_seconds, frames, mel_bins]``); its ``n_seconds``."""
-        start = self._add(f"{clip_id}.npy", npy)
-        header, shape, dtype = parse_npy_header(npy[:65536])
-        if len(shape) != 3:
-            raise ValueError(f"clip {clip_id}: a feature array is [n_seconds, frames, mel_bins], not {shape}")
-        self._rows.append({"clip_id": clip_id, "offset": start + header, "n_seconds": shape[0], "frames": shape[1],
-                           "mel_bins": shape[2], "dtype": dtype.str, "digests": second_digests(npy[header:], shape[0])})
-        return shape[0]
+    def add_unit(self, data: bytes, uri: str) -> dict[str, int]:
+        """Append a unit shard's members (its tar without the end-of-archive blocks); ``{clip_id: n_seconds}``."""
+        base, held, shard = self._fh.tell(), {}, _Bytes(data, uri)
+        end = max((start + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE for _, start, size, _ in tar_members(shard)),
+                  default=0)  # the members' end: the end-of-archive blocks are left out
+        for clip_id, offset, shape, dtype in npy_members(shard):
+            if len(shape) != 3:
+                raise ValueError(f"shard {uri}: clip {clip_id} is not [n_seconds, frames, mel_bins] but {shape}")
+            size = math.prod(shape) * dtype.itemsize
+            self._rows.append({"clip_id": clip_id, "offset": base + offset, "n_seconds": shape[0], "frames": shape[1],
+                               "mel_bins": shape[2], "dtype": dtype.str,
+                               "digests": second_digests(memoryview(data)[offset:offset + size], shape[0])})
+            held[clip_id] = shape[0]
+        if data[end:].strip(b"\0"):
+            raise ValueError(f"shard {uri} holds members other than .npy arrays after byte {end}: not a feature unit")
+        self._fh.write(memoryview(data)[:end])
+        return held
 
     def close(self) -> dict:
-        """Write the member table and finish the tar; its place: ``{members_offset, members_bytes, members_sha256}``."""
+        """Write the member table as the last member, end the tar; its place:
+        ``{members_offset, members_bytes, members_sha256, clips}``."""
         buf = io.BytesIO()
         pd.DataFrame(self._rows, columns=MEMBER_COLUMNS).to_parquet(buf, index=False)
         data = buf.getvalue()
-        offset = self._add(f"{MEMBERS}.parquet", data)
-        self._tar.close()
+        info = tarfile.TarInfo(f"{MEMBERS}.parquet")
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        header = info.tobuf(tarfile.PAX_FORMAT)
+        offset = self._fh.tell() + len(header)
+        self._fh.write(header + data + bytes(-len(data) % tarfile.BLOCKSIZE) + bytes(2 * tarfile.BLOCKSIZE))
+        self._fh.close()
         return {"members_offset": offset, "members_bytes": len(data),
                 "members_sha256": hashlib.sha256(data).hexdigest(), "clips": len(self._rows)}
 

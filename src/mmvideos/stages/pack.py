@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import logging
 import shutil
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mmvideos.data import dataroot, shards, storage
+from mmvideos.data import dataroot, storage
 from mmvideos.data.atomic import atomic_path, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, unit_key
 from mmvideos.features.packs import PACK, PACK_COLUMNS, PACKS, PackWriter
@@ -153,8 +152,7 @@ def _pack(group: list[_Unit], scratch: Path) -> tuple[dict, dict[str, Path]]:
         if hashlib.sha256(data).hexdigest() != unit.sha256:
             raise ValueError(f"shard {unit.uri} is corrupt: its SHA-256 is not the one the features stage recorded when "
                              f"it wrote it; {_FIX}")
-        held = {clip_id: writer.add(clip_id, members["npy"]) for clip_id, members in shards.iter_tar(io.BytesIO(data))
-                if "npy" in members}
+        held = writer.add_unit(data, unit.uri)
         wrong = [c for c, n in unit.n_seconds.items() if held.get(c) != n]
         if wrong:
             raise ValueError(f"shard {unit.uri} does not hold what the index says: clip {wrong[0]} (and "
