@@ -32,7 +32,7 @@ from mmvideos.features.store import encode_mel
 VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
 CLIPS_PER_VIDEO = 10
 #: Each reduce step, in the order they run (each reads what the ones before wrote).
-STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "pack", "pretrain_start")
+STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack", "pretrain_start")
 PAPER_CLIPS = 15_000_000
 #: The synthetic feature units' frames per clip: 10, not a real 10-s clip's 1,000, so 10^6 clips
 #: take 2.5 GB of disk, not 130 GB. The pack target is scaled by the bytes a clip takes (its array
@@ -140,8 +140,9 @@ def write_synthetic_features(folder: str | Path, clips: int, seed: int = 0) -> P
     return folder
 
 
-def run_step(step: str, corpus: str | Path) -> None:
-    """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process does)."""
+def run_step(step: str, corpus: str | Path, **options) -> None:
+    """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process
+    does); ``options`` change a step's settings (``sample_clips`` of label_drift)."""
     corpus = Path(corpus)
     if step.startswith("gather_"):
         stage = {"clips": "clip", "visual": "annotate_visual", "audio": "annotate_audio"}[step.removeprefix("gather_")]
@@ -152,6 +153,10 @@ def run_step(step: str, corpus: str | Path) -> None:
 
         merge_labels(corpus / "clip", corpus / "annotate_visual", corpus / "annotate_audio", corpus / "labels",
                      MergeConfig(), progress=False)
+    elif step == "label_drift":  # train vs val of merge_labels' table, as the pipeline runs it
+        from mmvideos.stages.drift import DriftConfig, label_drift
+
+        label_drift(corpus / "labels", corpus / "drift", DriftConfig(**options), progress=False)
     elif step == "pack":
         from mmvideos.stages.pack import PackConfig, pack_features
 
@@ -179,16 +184,17 @@ def peak_rss_mb() -> float:
     raise OSError("no VmHWM in /proc/self/status: the peak memory is measured on Linux")
 
 
-def measure_step(step: str, corpus: str | Path) -> dict[str, float]:
+def measure_step(step: str, corpus: str | Path, **options) -> dict[str, float]:
     """Run ``step`` in a child process; ``{"peak_mb": its peak RSS, "seconds": its wall time}``.
 
     A child of its own, so the peak is the step's alone (Python, pandas and pyarrow included),
     not the parent's or an earlier step's.
     """
     code = ("import json, sys, time; from mmvideos.bench.reduce import peak_rss_mb, run_step; "
-            "t = time.perf_counter(); run_step(sys.argv[1], sys.argv[2]); "
+            "t = time.perf_counter(); run_step(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3])); "
             "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': peak_rss_mb()}))")
-    done = subprocess.run([sys.executable, "-c", code, step, str(corpus)], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, step, str(corpus), json.dumps(options)], check=True,
+                          capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -386,8 +386,8 @@ def _label_drift(current_path: Path, reference_path: Path | None, names: dict[st
     method = _method(reference, current, len(reference_frame), len(current_frame), cfg)
     with atomic_path(out_dir / "drift.html") as tmp:
         snapshot.save_html(str(tmp))
-        page = Path(tmp).read_text()
-        Path(tmp).write_text(page.replace("<body>", f"<body><p style='font-family:sans-serif'>{html.escape(method)}</p>", 1))
+        note = f"<body><p style='font-family:sans-serif'>{html.escape(method, quote=False)}</p>"
+        Path(tmp).write_text(Path(tmp).read_text().replace("<body>", note, 1))
     snapshot_dict = snapshot.dict()
     write_json(snapshot_dict, out_dir / "drift.json")
     per_column, dataset_drift, share = drift_verdicts(snapshot_dict)
