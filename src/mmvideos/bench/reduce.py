@@ -32,7 +32,8 @@ from mmvideos.features.store import encode_mel
 VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
 CLIPS_PER_VIDEO = 10
 #: Each reduce step, in the order they run (each reads what the ones before wrote).
-STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack", "pretrain_start")
+STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack", "pretrain_start",
+         "near_duplicates")
 PAPER_CLIPS = 15_000_000
 #: The synthetic feature units' frames per clip: 10, not a real 10-s clip's 1,000, so 10^6 clips
 #: take 2.5 GB of disk, not 130 GB. The pack target is scaled by the bytes a clip takes (its array
@@ -140,6 +141,36 @@ def write_synthetic_features(folder: str | Path, clips: int, seed: int = 0) -> P
     return folder
 
 
+def write_synthetic_prints(folder: str | Path, videos: int, seconds: float = 120.0, seed: int = 0) -> Path:
+    """Chromaprint-like fingerprints of ``videos`` videos (``ingest.fingerprint.seconds`` of audio each:
+    ~8 values a second, each differing from the last in about 8 of its 32 bits, as speech and music
+    do), 1% of them re-encoded copies of another (a tenth of their values with a flipped bit), in a
+    :class:`mmvideos.stages.print_index.PrintStore` under ``folder/prints``."""
+    from mmvideos.stages.overlap import ITEMS_PER_S
+    from mmvideos.stages.print_index import PrintStore
+
+    rng, items = np.random.default_rng(seed), int(seconds * ITEMS_PER_S)
+
+    def prints():
+        for v in range(videos):
+            if v and rng.random() < 0.01:
+                values = np.bitwise_xor.accumulate(_flips(np.random.default_rng([seed, int(rng.integers(v))]), items))
+                values[rng.random(items) < 0.1] ^= np.uint32(1 << 7)
+            else:
+                values = np.bitwise_xor.accumulate(_flips(np.random.default_rng([seed, v]), items))
+            yield values
+
+    folder = Path(folder) / "prints"
+    folder.mkdir(parents=True, exist_ok=True)
+    PrintStore(folder, prints())
+    return folder
+
+
+def _flips(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random uint32 masks of about 8 set bits (each bit set with probability 1/4)."""
+    return rng.integers(0, 2**32, n, dtype=np.uint32) & rng.integers(0, 2**32, n, dtype=np.uint32)
+
+
 def run_step(step: str, corpus: str | Path, **options) -> None:
     """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process
     does); ``options`` change a step's settings (``sample_clips`` of label_drift)."""
@@ -168,6 +199,12 @@ def run_step(step: str, corpus: str | Path, **options) -> None:
         stream.set_epoch(0)
         samples = sum(1 for _ in stream)
         write_json({"samples": samples, "objects": len(stream.shard_uris)}, corpus / "epoch.json")
+    elif step == "near_duplicates":  # ingest's index over every video's fingerprint
+        from mmvideos.stages.overlap import FingerprintConfig, find_matches
+        from mmvideos.stages.print_index import PrintStore
+
+        matches = find_matches(PrintStore(corpus / "prints"), FingerprintConfig())
+        write_json({"matches": len(matches)}, corpus / "near_duplicates.json")
     else:
         raise ValueError(f"unknown reduce step {step!r}; known: {STEPS}")
 
@@ -218,6 +255,7 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slot
             started = time.perf_counter()
             write_synthetic(corpus, clips, slots)
             write_synthetic_features(corpus, clips)
+            write_synthetic_prints(corpus, max(1, clips // CLIPS_PER_VIDEO))
             print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
             for step in STEPS:
                 measured = measure_step(step, corpus)

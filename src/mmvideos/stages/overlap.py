@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -285,11 +286,15 @@ def screen(candidates: pd.DataFrame, exclude: ExcludeConfig, cfg: FingerprintCon
     peaks_of = dict(zip(candidates["uri"], candidates["landmarks"]))
     sha_of = dict(zip(candidates["uri"], candidates["sha256"]))
     ruled = {i: rule for i, uri in enumerate(uris) if (rule := rule_match(uri, sha_of[uri], rules))}
-    prints = [decode(p) for p in bench.fingerprints] + [decode(prints_of[u] or "") for u in uris]
     first = len(bench.uris)
     bench_hit: dict[int, tuple[str, str]] = {}  # candidate -> (what it matches, how)
     neighbours: dict[int, list[tuple[int, Match]]] = {}  # both ways, by candidate index
-    for m in find_matches(prints, cfg):
+    with tempfile.TemporaryDirectory(prefix="mmvideos-prints-") as folder:  # decoded prints on disk, not in memory
+        prints = print_index.PrintStore(folder, (decode(p or "") for p in [*bench.fingerprints,
+                                                                           *(prints_of[u] for u in uris)]))
+        matches = find_matches(prints, cfg)
+        prints.close()
+    for m in matches:
         if m.a < first <= m.b:
             bench_hit.setdefault(m.b - first, (f"{bench.uris[m.a]} (exclude.audio", m.describe()))
         elif m.a >= first:

@@ -19,49 +19,66 @@ prints being verified, whatever the corpus. The prints themselves are read from 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-#: Postings per partition (16 bytes each on disk, about 40 in memory while a partition is sorted).
-PARTITION_POSTINGS = 4_000_000
-_POSTING = np.dtype([("key", "<u8"), ("doc", "<i8"), ("pos", "<i8")])
+#: Postings per partition (24 bytes each on disk, about 100 in memory while a partition is paired).
+PARTITION_POSTINGS = 2_000_000
 
 
 class PrintStore(Sequence):
     """Fingerprints (uint32 arrays) in one file on disk, read back one at a time with a ``pread``,
     so holding a corpus' prints costs an offset each."""
 
-    def __init__(self, folder: str | Path, prints: Iterable[np.ndarray]) -> None:
+    def __init__(self, folder: str | Path, prints: Iterable[np.ndarray] | None = None) -> None:
+        """Write ``prints`` to ``folder/prints.u32`` (and their lengths to ``lengths.npy``); with
+        ``None``, open the prints written there before."""
         self.path = Path(folder) / "prints.u32"
-        offsets = [0]
-        with open(self.path, "wb") as fh:
-            for values in prints:
-                fh.write(np.ascontiguousarray(values, dtype="<u4").tobytes())
-                offsets.append(offsets[-1] + len(values))
-        self._offsets = np.asarray(offsets, dtype=np.int64)
+        if prints is None:
+            lengths = np.load(Path(folder) / "lengths.npy")
+        else:
+            lengths = []
+            with open(self.path, "wb") as fh:
+                for values in prints:
+                    fh.write(np.ascontiguousarray(values, dtype="<u4").tobytes())
+                    lengths.append(len(values))
+            np.save(Path(folder) / "lengths.npy", np.asarray(lengths, dtype=np.int64))
+        self._offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        self._fd: int | None = None
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
         start, end = int(self._offsets[i]), int(self._offsets[i + 1])
-        return np.fromfile(self.path, dtype="<u4", count=end - start, offset=4 * start)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return np.frombuffer(os.pread(self._fd, 4 * (end - start), 4 * start), dtype="<u4")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _Spill:
     """Arrays appended to ``parts`` files by a partition number each, then read back a file at a time."""
 
-    def __init__(self, folder: Path, name: str, parts: int, dtype: np.dtype) -> None:
+    def __init__(self, folder: Path, name: str, parts: int, columns: int) -> None:
         self.paths = [folder / f"{name}-{k:05d}.bin" for k in range(parts)]
-        self.dtype, self.parts = dtype, parts
+        self.columns, self.parts = columns, parts
         self._files = [open(p, "wb") for p in self.paths]
 
     def add(self, records: np.ndarray, part: np.ndarray) -> None:
-        """Append ``records`` to their parts, keeping their order within a part."""
-        order = np.argsort(part, kind="stable")
+        """Append int64 ``records`` (rows) to their parts, keeping their order within a part."""
+        order = np.argsort(part.astype(np.uint16 if self.parts < 2**16 else np.int64), kind="stable")  # radix
         records, part = records[order], part[order]
         cuts = np.searchsorted(part, np.arange(self.parts + 1))
         for k in np.flatnonzero(np.diff(cuts)).tolist():
@@ -74,7 +91,7 @@ class _Spill:
     def __iter__(self) -> Iterator[np.ndarray]:
         self.close()
         for path in self.paths:
-            yield np.fromfile(path, dtype=self.dtype)
+            yield np.fromfile(path, dtype="<i8").reshape(-1, self.columns)
             path.unlink()
 
 
@@ -96,27 +113,27 @@ def best_offsets(postings: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     """
     parts = partitions(count)
     with tempfile.TemporaryDirectory(prefix="mmvideos-prints-", dir=scratch) as folder:
-        spilled = _Spill(Path(folder), "postings", parts, _POSTING)
+        spilled = _Spill(Path(folder), "postings", parts, 3)
         for key, doc, pos in _batches(postings, PARTITION_POSTINGS // 4):
-            records = np.empty(len(key), _POSTING)
-            records["key"], records["doc"], records["pos"] = key, doc, pos
-            spilled.add(records, (key % np.uint64(parts)).astype(np.int64))
-        votes = _Spill(Path(folder), "votes", parts, np.dtype("<i8"))
+            key = key.astype(np.int64)  # keys have at most 30 bits
+            spilled.add(np.stack([key, doc, pos], axis=1), key % parts)
+        votes = _Spill(Path(folder), "votes", parts, 1)
         width = 2 * span + 1
         for records in spilled:
             if not len(records):
                 continue
-            records = records[np.argsort(records["key"], kind="stable")]
-            doc, pos = records["doc"], records["pos"]
-            _, starts, counts = np.unique(records["key"], return_index=True, return_counts=True)
+            order = np.argsort(records[:, 0], kind="stable")
+            key, doc, pos = records[order, 0], records[order, 1], records[order, 2]
+            del records, order
+            _, starts, counts = np.unique(key, return_index=True, return_counts=True)
             a, b = pair_groups(starts, counts, doc)
             a, b = a[doc[a] != doc[b]], b[doc[a] != doc[b]]
             swap = doc[a] > doc[b]
             a, b = np.where(swap, b, a), np.where(swap, a, b)
             pair = doc[a] * n + doc[b]
-            votes.add(pair * width + (pos[b] - pos[a] + span), pair % parts)
+            votes.add((pair * width + (pos[b] - pos[a] + span))[:, None], pair % parts)
         for codes in votes:
-            codes, votes_at = np.unique(codes, return_counts=True)
+            codes, votes_at = np.unique(codes[:, 0], return_counts=True)
             codes, votes_at = codes[votes_at >= min_votes], votes_at[votes_at >= min_votes]
             pair, offset = np.divmod(codes, width)
             order = np.lexsort((-votes_at, pair))  # per pair, the offset with the most votes first
