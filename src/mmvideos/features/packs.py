@@ -182,6 +182,9 @@ class PackSet:
         self._index: pq.ParquetFile | None = None
         self._starts: np.ndarray | None = None
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_index": None, "_starts": None}  # each data-loader worker opens its own
+
     @classmethod
     def read(cls, folder: str | Path) -> PackSet:
         """The packs a pack step wrote to ``folder`` (``packs.parquet``, ``index.parquet``)."""
