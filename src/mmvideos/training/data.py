@@ -265,7 +265,8 @@ class TrainStream(IterableDataset):
                     for row, (clip, second) in enumerate(zip(clips, seconds)):
                         shard.read_into(flat[row * size:(row + 1) * size], clip.offset + second * size)
             for row in range(len(clips)):
-                yield mel[row], labels[row]
+                # a copy of the row: a view held in the shuffle buffer would keep its pack's whole array
+                yield (mel[row].copy() if packed else mel[row]), labels[row]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         slot, slots = self._slot()
