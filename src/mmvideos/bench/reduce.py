@@ -125,7 +125,7 @@ def write_synthetic_features(folder: str | Path, clips: int, seed: int = 0) -> P
         with open(path, "wb") as fh:  # the stage's writer, without its durable rename: 10^5 files to write
             writer = shards.ShardWriter.to_file(fh)
             for k in range(CLIPS_PER_VIDEO):
-                mel[0, 0, 0] = v * CLIPS_PER_VIDEO + k  # clips differ
+                mel[0, 0, :2] = divmod(v * CLIPS_PER_VIDEO + k, 2048)  # clips differ (float16 holds 0..2048 exactly)
                 writer.write(f"{video}-{k:03d}", encode_mel(mel))
             writer.close()
         rows.append({"stage": "features", "key": key, "video_id": video, "file": FEATURES, "uri": str(path),
