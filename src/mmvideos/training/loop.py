@@ -59,6 +59,7 @@ from mmvideos.features.packs import iter_packed
 from mmvideos.features.store import INDEX, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
+from mmvideos.stages.pack import PackConfig, pack_features
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
@@ -71,7 +72,6 @@ from mmvideos.training.checkpoint import (
     set_rng_state,
 )
 from mmvideos.training.config import PretrainConfig
-from mmvideos.stages.pack import PackConfig, pack_features
 from mmvideos.training.data import TrainStream, collate, multi_hot, training_packs
 from mmvideos.training.distributed import Process, ranks_in_sync, setup_process, sum_over_ranks
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
