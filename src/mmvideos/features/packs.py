@@ -95,6 +95,10 @@ class PackWriter:
         self._fh.write(memoryview(data)[:end])
         return held
 
+    def abort(self) -> None:
+        """Stop writing (the caller's scratch folder holds the partial pack)."""
+        self._fh.close()
+
     def close(self) -> dict:
         """Write the member table as the last member, end the tar; its place:
         ``{members_offset, members_bytes, members_sha256, clips}``."""

@@ -141,22 +141,31 @@ def _groups(units: Iterator[_Unit], target: int) -> Iterator[list[_Unit]]:
         yield group
 
 
+def _add(writer: PackWriter, unit: _Unit) -> None:
+    """Append one feature unit to a pack, checked against its manifest row and the index."""
+    try:
+        data = storage.read_bytes(unit.uri)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"shard {unit.uri} listed in the features manifest is missing; {_FIX}") from None
+    if hashlib.sha256(data).hexdigest() != unit.sha256:
+        raise ValueError(f"shard {unit.uri} is corrupt: its SHA-256 is not the one the features stage recorded when "
+                         f"it wrote it; {_FIX}")
+    held = writer.add_unit(data, unit.uri)
+    wrong = [c for c, n in unit.n_seconds.items() if held.get(c) != n]
+    if wrong:
+        raise ValueError(f"shard {unit.uri} does not hold what the index says: clip {wrong[0]} (and "
+                         f"{len(wrong) - 1} more) differs; {_FIX}")
+
+
 def _pack(group: list[_Unit], scratch: Path) -> tuple[dict, dict[str, Path]]:
     """Copy the units' clips into one pack, checking each unit on the way (module docstring)."""
     writer = PackWriter(scratch / PACK)
-    for unit in group:
-        try:
-            data = storage.read_bytes(unit.uri)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"shard {unit.uri} listed in the features manifest is missing; {_FIX}") from None
-        if hashlib.sha256(data).hexdigest() != unit.sha256:
-            raise ValueError(f"shard {unit.uri} is corrupt: its SHA-256 is not the one the features stage recorded when "
-                             f"it wrote it; {_FIX}")
-        held = writer.add_unit(data, unit.uri)
-        wrong = [c for c, n in unit.n_seconds.items() if held.get(c) != n]
-        if wrong:
-            raise ValueError(f"shard {unit.uri} does not hold what the index says: clip {wrong[0]} (and "
-                             f"{len(wrong) - 1} more) differs; {_FIX}")
+    try:
+        for unit in group:
+            _add(writer, unit)
+    except BaseException:
+        writer.abort()
+        raise
     return writer.close(), {PACK: scratch / PACK}
 
 
