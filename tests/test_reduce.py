@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmvideos.bench.reduce import measure_step, write_synthetic
+from mmvideos.bench.reduce import measure_step, write_synthetic, write_synthetic_features
 from mmvideos.data import dataroot, tables
 from mmvideos.data.atomic import write_parquet
 from mmvideos.data.dataroot import DataRoot
@@ -114,7 +114,7 @@ def test_streamed_merge_labels_equals_the_in_memory_join(corpus, tmp_path, min_c
         "vocabulary_used"]
 
 
-@pytest.mark.parametrize("step", ["gather_visual", "merge_labels"])
+@pytest.mark.parametrize("step", ["gather_visual", "merge_labels", "label_drift"])
 def test_peak_memory_does_not_grow_with_the_rows(tmp_path, step):
     """The step in a child process at 40 k and 160 k clips: four times the rows, at most 100 MB more peak.
 
@@ -128,11 +128,66 @@ def test_peak_memory_does_not_grow_with_the_rows(tmp_path, step):
     for clips in (40_000, 160_000):
         corpus = tmp_path / str(clips)
         parts = write_synthetic(corpus, clips, slots=2)
-        if step == "merge_labels":  # its inputs, gathered here: only the step itself is measured
+        if step != "gather_visual":  # its inputs, made here: only the step itself is measured
             for stage, folders in parts.items():
                 dataroot.gather(folders, corpus / stage, stage)
-        peaks.append(measure_step(step, corpus)["peak_mb"])
+        if step == "label_drift":
+            merge_labels(*(corpus / s for s in ("clip", "annotate_visual", "annotate_audio")), corpus / "labels",
+                         MergeConfig(), progress=False)
+        options = {"sample_clips": 10_000} if step == "label_drift" else {}  # the sample, not the table, is held
+        peaks.append(measure_step(step, corpus, **options)["peak_mb"])
     assert peaks[1] - peaks[0] < 100, peaks
+
+
+def test_pack_and_pretrain_start_up_memory_does_not_grow_with_the_clips(tmp_path):
+    """The pack step and one rank's start-up plus an epoch of its loader, at 20 k and 80 k clips."""
+    peaks = {"pack": [], "pretrain_start": []}
+    for clips in (20_000, 80_000):
+        write_synthetic_features(tmp_path / str(clips), clips)
+        for step in peaks:
+            peaks[step].append(measure_step(step, tmp_path / str(clips))["peak_mb"])
+        epoch = json.loads((tmp_path / str(clips) / "epoch.json").read_text())
+        assert epoch["samples"] == len(pd.read_parquet(tmp_path / str(clips) / "features" / "index.parquet",
+                                                       filters=[("split", "==", "train")]))
+    assert all(b - a < 100 for a, b in peaks.values()), peaks
+
+
+def test_streamed_label_drift_equals_the_whole_table_report(corpus, tmp_path):
+    from mmvideos.stages.drift import DriftConfig, Side, column_names, label_drift, label_frame, read_names
+
+    _, parts = corpus
+    for stage in parts:
+        dataroot.gather(parts[stage], tmp_path / stage, stage)
+    folders = [tmp_path / s for s in ("clip", "annotate_visual", "annotate_audio")]
+    merge_labels(*folders, tmp_path / "labels", MergeConfig(), progress=False)
+    whole = pd.read_parquet(tmp_path / "labels" / "labels.parquet")
+    summary = label_drift(tmp_path / "labels", tmp_path / "drift", DriftConfig(), progress=False)
+    # as it was computed: the whole table in memory, shares from every row, evidently on every row
+    sides = {"reference": whole[whole["split"] == "train"], "current": whole[whole["split"] == "val"]}
+    shares = {}
+    for side, table in sides.items():
+        counts = Counter()
+        for visual, audio in zip(table["visual_labels"], table["audio_labels"]):
+            counts.update(set(visual) | set(audio))
+        shares[side] = {label: n / len(table) for label, n in counts.items()}
+    either = {i: max(shares["reference"].get(i, 0.0), shares["current"].get(i, 0.0))
+              for i in set(shares["reference"]) | set(shares["current"])}
+    chosen = sorted(sorted(either), key=lambda i: -either[i])[:20]
+    readable = column_names(chosen, read_names(tmp_path / "labels"))
+    assert summary["label_shares"] == {readable[i]: {side: round(shares[side].get(i, 0.0), 4) for side in sides}
+                                       for i in chosen}
+    frames = {side: label_frame(table, chosen) for side, table in sides.items()}
+    streamed = Side(tmp_path / "labels" / "labels.parquet", "train", batch_rows=500).counts()
+    pd.testing.assert_frame_equal(streamed.frame(chosen, {}, 10**6), frames["reference"])
+    assert summary["sampled_clips"] == {side: len(table) for side, table in sides.items()}
+    assert "every clip" in summary["method"] and summary["method"] in (tmp_path / "drift" / "drift.html").read_text()
+    # a sample: the same clips on every run, about the size asked, shares still over every clip
+    sampled = label_drift(tmp_path / "labels", tmp_path / "sampled", DriftConfig(sample_clips=500), progress=False)
+    assert 350 < sampled["sampled_clips"]["reference"] < 650 and sampled["label_shares"] == summary["label_shares"]
+    assert "hash sample" in sampled["method"]
+    assert label_drift(tmp_path / "labels", tmp_path / "again", DriftConfig(sample_clips=500),
+                       progress=False)["per_column"] == sampled["per_column"]
+    assert summary["reference_clips"] == len(sides["reference"])
 
 
 def test_a_features_slot_reads_only_its_own_label_rows(corpus, tmp_path):

@@ -22,16 +22,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmvideos.data import dataroot
 from mmvideos.data.atomic import write_json, write_parquet, write_text
+from mmvideos.features.store import encode_mel
 
 #: The paper's vocabulary: ML-Images' visual classes and AudioSet's.
 VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
 CLIPS_PER_VIDEO = 10
 #: Each reduce step, in the order they run (each reads what the ones before wrote).
-STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels")
+STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack", "pretrain_start",
+         "near_duplicates")
 PAPER_CLIPS = 15_000_000
+#: The synthetic feature units' frames per clip: 10, not a real 10-s clip's 1,000, so 10^6 clips
+#: take 2.5 GB of disk, not 130 GB. The pack target is scaled by the bytes a clip takes (its array
+#: and about 1 kB of tar and .npy headers), so the packs per clip are those of real features
+#: packed with the default ``pack_mb`` (512).
+FEATURE_FRAMES, MEL_BINS = 10, 64
+PACK_MB = 512 * (FEATURE_FRAMES * MEL_BINS * 2 + 1024) / (1000 * MEL_BINS * 2 + 1024)
 
 
 def _zipf_labels(rng: np.random.Generator, clips: int, per_clip: np.ndarray, classes: int, prefix: str
@@ -96,8 +105,75 @@ def write_synthetic(folder: str | Path, clips: int, slots: int = 4, seed: int = 
     return parts
 
 
-def run_step(step: str, corpus: str | Path) -> None:
-    """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process does)."""
+def write_synthetic_features(folder: str | Path, clips: int, seed: int = 0) -> Path:
+    """A gathered features folder of ``clips`` clips: per-video units of the stage's format
+    (:class:`mmvideos.data.shards.ShardWriter`, :func:`mmvideos.features.store.encode_mel`; one
+    ``[1, FEATURE_FRAMES, 64]`` array a clip), their manifest and the index in clip order."""
+    from mmvideos.data import shards
+    from mmvideos.data.files import sha256_file
+    from mmvideos.features.store import FEATURES, INDEX
+    from mmvideos.stages.features import INDEX_COLUMNS
+
+    folder, rng = Path(folder) / "features", np.random.default_rng(seed)
+    root = dataroot.DataRoot(Path(folder).parent / "root")
+    mel = np.zeros((1, FEATURE_FRAMES, MEL_BINS), np.float16)
+    rows, index = [], []
+    for v in range(max(1, clips // CLIPS_PER_VIDEO)):
+        video, key = f"vid{v:08d}", f"{v:064x}"
+        path = Path(root.unit("features", key)) / FEATURES
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:  # the stage's writer, without its durable rename: 10^5 files to write
+            writer = shards.ShardWriter.to_file(fh)
+            for k in range(CLIPS_PER_VIDEO):
+                mel[0, 0, :2] = divmod(v * CLIPS_PER_VIDEO + k, 2048)  # clips differ (float16 holds 0..2048 exactly)
+                writer.write(f"{video}-{k:03d}", encode_mel(mel))
+            writer.close()
+        rows.append({"stage": "features", "key": key, "video_id": video, "file": FEATURES, "uri": str(path),
+                     "clips": CLIPS_PER_VIDEO, "seconds": float(CLIPS_PER_VIDEO), "bytes": path.stat().st_size,
+                     "sha256": sha256_file(path), "reused": False})
+        split = "val" if rng.random() < 0.1 else "train"
+        index += [(f"{video}-{k:03d}", str(path), 1, split, v % 5, [int(x) for x in rng.integers(0, VISUAL_CLASSES, 5)],
+                   [VISUAL_CLASSES + int(rng.integers(AUDIO_CLASSES))]) for k in range(CLIPS_PER_VIDEO)]
+    write_parquet(pd.DataFrame(rows, columns=dataroot.MANIFEST_COLUMNS), folder / dataroot.MANIFEST)
+    table = pa.Table.from_pandas(pd.DataFrame(index, columns=INDEX_COLUMNS), preserve_index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / INDEX, row_group_size=8192)  # as the gather writes it
+    return folder
+
+
+def write_synthetic_prints(folder: str | Path, videos: int, seconds: float = 120.0, seed: int = 0) -> Path:
+    """Chromaprint-like fingerprints of ``videos`` videos (``ingest.fingerprint.seconds`` of audio each:
+    ~8 values a second, each differing from the last in about 8 of its 32 bits, as speech and music
+    do), 1% of them re-encoded copies of another (a tenth of their values with a flipped bit), in a
+    :class:`mmvideos.stages.print_index.PrintStore` under ``folder/prints``."""
+    from mmvideos.stages.overlap import ITEMS_PER_S
+    from mmvideos.stages.print_index import PrintStore
+
+    rng, items = np.random.default_rng(seed), int(seconds * ITEMS_PER_S)
+
+    def prints():
+        for v in range(videos):
+            if v and rng.random() < 0.01:
+                values = np.bitwise_xor.accumulate(_flips(np.random.default_rng([seed, int(rng.integers(v))]), items))
+                values[rng.random(items) < 0.1] ^= np.uint32(1 << 7)
+            else:
+                values = np.bitwise_xor.accumulate(_flips(np.random.default_rng([seed, v]), items))
+            yield values
+
+    folder = Path(folder) / "prints"
+    folder.mkdir(parents=True, exist_ok=True)
+    PrintStore(folder, prints())
+    return folder
+
+
+def _flips(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random uint32 masks of about 8 set bits (each bit set with probability 1/4)."""
+    return rng.integers(0, 2**32, n, dtype=np.uint32) & rng.integers(0, 2**32, n, dtype=np.uint32)
+
+
+def run_step(step: str, corpus: str | Path, **options) -> None:
+    """Run one reduce step on a corpus folder of :func:`write_synthetic` (what the child process
+    does); ``options`` change a step's settings (``sample_clips`` of label_drift)."""
     corpus = Path(corpus)
     if step.startswith("gather_"):
         stage = {"clips": "clip", "visual": "annotate_visual", "audio": "annotate_audio"}[step.removeprefix("gather_")]
@@ -108,6 +184,27 @@ def run_step(step: str, corpus: str | Path) -> None:
 
         merge_labels(corpus / "clip", corpus / "annotate_visual", corpus / "annotate_audio", corpus / "labels",
                      MergeConfig(), progress=False)
+    elif step == "label_drift":  # train vs val of merge_labels' table, as the pipeline runs it
+        from mmvideos.stages.drift import DriftConfig, label_drift
+
+        label_drift(corpus / "labels", corpus / "drift", DriftConfig(**options), progress=False)
+    elif step == "pack":
+        from mmvideos.stages.pack import PackConfig, pack_features
+
+        pack_features(corpus / "features", corpus / "packed", dataroot.DataRoot(corpus / "root"), PackConfig(PACK_MB))
+    elif step == "pretrain_start":  # one rank's start-up and an epoch of its loader, the samples dropped
+        from mmvideos.training.data import TrainStream, training_packs
+
+        stream = TrainStream(*training_packs(corpus / "packed"), seed=0, shuffle_buffer=8192)
+        stream.set_epoch(0)
+        samples = sum(1 for _ in stream)
+        write_json({"samples": samples, "objects": len(stream.shard_uris)}, corpus / "epoch.json")
+    elif step == "near_duplicates":  # ingest's index over every video's fingerprint
+        from mmvideos.stages.overlap import FingerprintConfig, find_matches
+        from mmvideos.stages.print_index import PrintStore
+
+        matches = find_matches(PrintStore(corpus / "prints"), FingerprintConfig())
+        write_json({"matches": len(matches)}, corpus / "near_duplicates.json")
     else:
         raise ValueError(f"unknown reduce step {step!r}; known: {STEPS}")
 
@@ -124,16 +221,17 @@ def peak_rss_mb() -> float:
     raise OSError("no VmHWM in /proc/self/status: the peak memory is measured on Linux")
 
 
-def measure_step(step: str, corpus: str | Path) -> dict[str, float]:
+def measure_step(step: str, corpus: str | Path, **options) -> dict[str, float]:
     """Run ``step`` in a child process; ``{"peak_mb": its peak RSS, "seconds": its wall time}``.
 
     A child of its own, so the peak is the step's alone (Python, pandas and pyarrow included),
     not the parent's or an earlier step's.
     """
     code = ("import json, sys, time; from mmvideos.bench.reduce import peak_rss_mb, run_step; "
-            "t = time.perf_counter(); run_step(sys.argv[1], sys.argv[2]); "
+            "t = time.perf_counter(); run_step(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3])); "
             "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': peak_rss_mb()}))")
-    done = subprocess.run([sys.executable, "-c", code, step, str(corpus)], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, step, str(corpus), json.dumps(options)], check=True,
+                          capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -156,6 +254,8 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slot
         with tempfile.TemporaryDirectory(prefix="mmvideos-reduce-") as corpus:
             started = time.perf_counter()
             write_synthetic(corpus, clips, slots)
+            write_synthetic_features(corpus, clips)
+            write_synthetic_prints(corpus, max(1, clips // CLIPS_PER_VIDEO))
             print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
             for step in STEPS:
                 measured = measure_step(step, corpus)

@@ -209,9 +209,15 @@ libraries included) and wall seconds on this machine (a shared 2-core one: times
 bounds). At 15 M clips: memory on a line fitted through the sizes (a fixed part plus a per-clip
 part; the streamed steps hold a few row groups per input, yet their peak still creeps up by tens
 of MB a decade of clips, and the line carries that creep on as if it never levelled off: an upper
-bound), time scaled from the largest size by the fitted growth exponent, taken as at least linear. Not measured
-here: the features slots' label reads (streamed: each scans for its own videos' rows), and the
-steps not streamed yet: ingest's near-duplicate index, label drift and pretraining start-up.
+bound), time scaled from the largest size by the fitted growth exponent, taken as at least linear.
+`label_drift` is train vs val of merge_labels' table (label shares counted over every clip,
+evidently on a hash sample of at most `label_drift.sample_clips` a side); `pack` packs the
+features' per-video units into training packs (synthetic units of 10 frames a clip, the pack
+target scaled to match: the packs per clip of real features) and `pretrain_start` is one rank's
+start-up and an epoch of its loader over them, one object opened per pack; `near_duplicates` is
+ingest's fingerprint index over a video's two minutes of Chromaprint-like prints for each tenth
+of the clips (a video's ten clips), 1% of them copies. Not measured here: the features slots'
+label reads (streamed: each scans for its own videos' rows).
 
 {head}
 {chr(10).join(rows)}

@@ -148,7 +148,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="instead: run the map stages on 1x, 4x and 16x a generated corpus (seconds per video "
                         "should stay flat), then again with 5%% new videos (what is reused)")
     p.add_argument("--reduce", action="store_true",
-                   help="with --scale: the reduce side instead: gathers and merge_labels on synthetic tables of "
+                   help="with --scale: the reduce side instead: gathers, merge_labels, label_drift, packing, one rank's "
+                        "pretraining start-up and epoch, and ingest's near-duplicate index on synthetic data of "
                         "--clips clips, each in a child process (peak RSS, seconds, extrapolated to 15 M clips), "
                         "saved under 'reduce' in --output's scale.json")
     p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],

@@ -17,7 +17,7 @@ from mmvideos.closure import code_digest
 
 #: A stage's units are keyed by the code that computes them (:data:`UNIT_CODE`); bump a version
 #: only to re-key every unit of a stage on purpose (e.g. what a unit depends on outside the package).
-STAGE_VERSIONS = {"probe": "3", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1"}
+STAGE_VERSIONS = {"probe": "3", "clip": "3", "annotate_visual": "1", "annotate_audio": "1", "features": "1", "pack": "1"}
 
 #: Per unit stage, the modules that compute its units and those left out of their import closure
 #: (the annotate module imports each modality's annotator only when that modality runs: a visual
@@ -32,6 +32,7 @@ UNIT_CODE: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "annotate_audio": (("mmvideos.stages.annotate", "mmvideos.annotators.audio"),
                        frozenset({"mmvideos.annotators.visual"})),
     "features": (("mmvideos.stages.features",), frozenset()),
+    "pack": (("mmvideos.stages.pack",), frozenset()),
 }
 
 

@@ -217,7 +217,7 @@ class ShardFile:
         self.close()
 
 
-def _parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
+def parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
     """``.npy`` header bytes (and possibly more) -> (the header's length, the array's shape, dtype)."""
     buf = io.BytesIO(raw)
     version = np.lib.format.read_magic(buf)
@@ -228,7 +228,7 @@ def _parse_npy_header(raw: bytes) -> tuple[int, tuple[int, ...], np.dtype]:
     return buf.tell(), shape, dtype
 
 
-_npy_header = functools.lru_cache(maxsize=64)(_parse_npy_header)  # the 128-byte headers repeat
+_npy_header = functools.lru_cache(maxsize=64)(parse_npy_header)  # the 128-byte headers repeat
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -240,13 +240,13 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
-def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], np.dtype]]:
-    """Each ``<key>.npy`` member of a shard: ``(key, offset of its array data, shape, dtype)``.
+def tar_members(shard: ShardFile) -> Iterator[tuple[str, int, int, bytes]]:
+    """Each file member of a shard: ``(name, offset of its data, its size, the data's first 128 bytes)``.
 
     A minimal tar reader: it reads the 512-byte header of each member (with the first bytes of
-    its payload, the ``.npy`` header) and skips the payload, so a shard of ``n`` clips costs ``n``
-    small reads. Only the ustar and PAX forms that :class:`mmvideos.data.shards.ShardWriter` writes
-    are understood; anything else raises ``ValueError``.
+    its payload) and skips the payload, so a shard of ``n`` members costs ``n`` small reads. Only
+    the ustar and PAX forms that :class:`mmvideos.data.shards.ShardWriter` writes are understood;
+    anything else raises ``ValueError``.
     """
     offset, long_name = 0, None
     while True:
@@ -261,16 +261,23 @@ def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], n
         if kind in (b"x", b"g"):
             long_name = _pax_path(shard.read(data, size)) if kind == b"x" else long_name
         elif kind in (b"0", b"\0"):
-            name = long_name or head[:100].rstrip(b"\0").decode()
+            yield long_name or head[:100].rstrip(b"\0").decode(), data, size, head[_BLOCK:]
             long_name = None
-            key, _, suffix = name.partition(".")
-            if suffix == "npy":
-                raw = head[_BLOCK:]
-                if raw[:6] != b"\x93NUMPY":
-                    raise ValueError(f"{shard.uri}: member {name} is not a .npy array")
-                if raw[6] == 1 and int.from_bytes(raw[8:10], "little") + 10 == _NPY_HEADER:
-                    length, shape, dtype = _npy_header(raw)
-                else:  # another header size: parse it from the payload's first bytes
-                    length, shape, dtype = _parse_npy_header(shard.read(data, min(size, 65536)))
-                yield key, data + length, shape, dtype
         offset = data + -(-size // _BLOCK) * _BLOCK
+
+
+def npy_members(shard: ShardFile) -> Iterator[tuple[str, int, tuple[int, ...], np.dtype]]:
+    """Each ``<key>.npy`` member of a shard: ``(key, offset of its array data, shape, dtype)``,
+    from its tar and ``.npy`` headers alone (:func:`tar_members`), so a shard of ``n`` clips costs
+    ``n`` small reads."""
+    for name, data, size, raw in tar_members(shard):
+        key, _, suffix = name.partition(".")
+        if suffix != "npy":
+            continue
+        if raw[:6] != b"\x93NUMPY":
+            raise ValueError(f"{shard.uri}: member {name} is not a .npy array")
+        if raw[6] == 1 and int.from_bytes(raw[8:10], "little") + 10 == _NPY_HEADER:
+            length, shape, dtype = _npy_header(raw)
+        else:  # another header size: parse it from the payload's first bytes
+            length, shape, dtype = parse_npy_header(shard.read(data, min(size, 65536)))
+        yield key, data + length, shape, dtype

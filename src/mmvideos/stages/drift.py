@@ -8,6 +8,13 @@ label as a category (rare ones pooled), and one 0/1 column per frequent label. e
 K-S / chi-square / Z-test below 1000 reference rows, Wasserstein / Jensen-Shannon above) and calls
 the whole dataset drifted when at least ``drift_share`` of the columns drifted.
 
+Bounded memory. The label tables are read in row batches (:class:`Side`), twice: a first pass
+counts each label's clips per side (the label shares and the choice of label columns, exact over
+every clip; memory bounded by the vocabulary), a second builds the flat rows of a hash sample of
+at most about ``sample_clips`` clips a side (every clip of a smaller table, so a small table's
+report is what whole-table rows give), which evidently tests. The method is stated at the top of
+``drift.html`` and in the summary's ``method``.
+
 ``label_drift`` -> ``out_dir/``:
   * ``drift.html``: evidently's interactive report (self-contained, its JavaScript inlined), or a
     short page explaining why there was nothing to compare.
@@ -22,7 +29,9 @@ the whole dataset drifted when at least ``drift_share`` of the columns drifted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import html
 import json
 from collections import Counter
@@ -31,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mmvideos.data import storage
 from mmvideos.data.atomic import atomic_path, write_json, write_text
@@ -60,10 +70,13 @@ class DriftConfig:
     follow: str = ""
     top_labels: int = 20  # the most frequent labels that get their own 0/1 column
     drift_share: float = 0.5  # the dataset drifted when at least this share of columns drifted
+    sample_clips: int = 200_000  # clips of each side evidently tests (a hash sample); label shares count all
 
     def __post_init__(self) -> None:
         if self.top_labels < 0:
             raise ValueError(f"top_labels must be at least 0, got {self.top_labels}")
+        if self.sample_clips < 1:
+            raise ValueError(f"sample_clips must be at least 1, got {self.sample_clips}")
         if not 0.0 < self.drift_share <= 1.0:
             raise ValueError(f"drift_share must lie in (0, 1], got {self.drift_share}")
 
@@ -125,15 +138,6 @@ def label_frame(labels: pd.DataFrame, columns: list[str], names: Mapping[str, st
     return frame
 
 
-def label_shares(labels: pd.DataFrame) -> pd.Series:
-    """Share of clips carrying each label id (visual and audio, as annotated), most frequent first."""
-    counts: Counter[str] = Counter()
-    for visual, audio in zip(labels["visual_labels"], labels["audio_labels"]):
-        counts.update(set(visual) | set(audio))
-    shares = pd.Series(counts, dtype=np.float64) / max(len(labels), 1)
-    return shares.sort_index().sort_values(ascending=False, kind="stable")
-
-
 def _table_uris(location: str) -> tuple[str, str]:
     """A labels folder or ``labels.parquet`` path/URI -> (labels URI, vocabulary URI next to it)."""
     location = str(location).rstrip("/")
@@ -142,21 +146,64 @@ def _table_uris(location: str) -> tuple[str, str]:
     return labels, f"{folder}/vocabulary.parquet"
 
 
-def read_labels(location: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read a ``merge_labels`` output (folder or ``labels.parquet``; local or gs://).
-
-    Returns the label table and ``{label id: name}`` from ``vocabulary.parquet`` beside it;
-    without a vocabulary the names are empty and the ids stand in for them.
-    """
-    labels_uri, vocabulary_uri = _table_uris(str(location))
-    with storage.local_copy(labels_uri) as path:
-        labels = pd.read_parquet(path)
+def read_names(location: str | Path) -> dict[str, str]:
+    """``{label id: name}`` from the ``vocabulary.parquet`` beside a ``merge_labels`` output (empty without one)."""
     try:
-        with storage.local_copy(vocabulary_uri) as path:
+        with storage.local_copy(_table_uris(str(location))[1]) as path:
             vocabulary = pd.read_parquet(path, columns=["id", "name"])
     except FileNotFoundError:
-        return labels, {}
-    return labels, dict(zip(vocabulary["id"], vocabulary["name"]))
+        return {}
+    return dict(zip(vocabulary["id"], vocabulary["name"]))
+
+
+#: The label table's columns the report reads.
+COLUMNS = ["clip_id", "split", "visual_labels", "visual_scores", "audio_labels", "audio_scores"]
+
+
+class Side:
+    """One side of the comparison, read in row batches: a label table, or one split of it.
+
+    Memory does not grow with the table: :meth:`counts` keeps a count per label (bounded by the
+    vocabulary) and :meth:`frame` the rows of a hash sample of at most about ``sample`` clips.
+    """
+
+    def __init__(self, path: Path, split: str | None = None, batch_rows: int = 65536) -> None:
+        self.path, self.split, self.batch_rows = path, split, batch_rows
+        self.clips, self.label_counts = 0, Counter()
+
+    def batches(self) -> Iterable[pd.DataFrame]:
+        for batch in pq.ParquetFile(self.path).iter_batches(self.batch_rows, columns=COLUMNS):
+            frame = batch.to_pandas()
+            yield frame if self.split is None else frame[frame["split"] == self.split]
+
+    def counts(self) -> Side:
+        """Count the clips and, per label id, the clips carrying it (one pass)."""
+        for batch in self.batches():
+            self.clips += len(batch)
+            for visual, audio in zip(batch["visual_labels"], batch["audio_labels"]):
+                self.label_counts.update(set(visual) | set(audio))
+        return self
+
+    def shares(self) -> pd.Series:
+        """Share of clips carrying each label id (visual and audio, as annotated), most frequent first."""
+        shares = pd.Series(self.label_counts, dtype=np.float64) / max(self.clips, 1)
+        return shares.sort_index().sort_values(ascending=False, kind="stable")
+
+    def frame(self, columns: list[str], names: Mapping[str, str], sample: int) -> pd.DataFrame:
+        """:func:`label_frame` of the clips whose hash falls in the first ``sample / clips`` of the
+        range (every clip when there are at most ``sample``), in table order; after :meth:`counts`."""
+        fraction = min(1.0, sample / max(self.clips, 1))
+        parts = []
+        for batch in self.batches():
+            if fraction < 1.0:
+                batch = batch[[in_sample(c, fraction) for c in batch["clip_id"]]]
+            parts.append(label_frame(batch, columns, names))
+        return pd.concat(parts, ignore_index=True) if parts else label_frame(pd.DataFrame(columns=COLUMNS), columns)
+
+
+def in_sample(clip_id: str, fraction: float) -> bool:
+    """Whether a clip is in a hash sample of ``fraction`` of the clips (the same on every run)."""
+    return int.from_bytes(hashlib.blake2b(clip_id.encode(), digest_size=8).digest(), "little") < fraction * 2 ** 64
 
 
 def pool_rare_categories(reference: pd.Series, current: pd.Series,
@@ -235,6 +282,17 @@ def _explain(out_dir: Path, summary: dict, reason: str) -> dict:
     return summary
 
 
+def _method(reference: Side, current: Side, reference_rows: int, current_rows: int, cfg: DriftConfig) -> str:
+    """How the report was computed, in a sentence for the page and the summary."""
+    sampled = reference_rows < reference.clips or current_rows < current.clips
+    return (f"Method: label shares counted over every clip ({reference.clips:,} reference, {current.clips:,} current, "
+            "read in row batches); evidently's DataDriftPreset on "
+            + (f"a hash sample of {reference_rows:,} reference and {current_rows:,} current clips (about "
+               f"label_drift.sample_clips = {cfg.sample_clips:,} a side, the same clips on every run)" if sampled
+               else "every clip") + f"; the {len(NUMERIC_COLUMNS)} per-clip numbers, the top audio label and the "
+            f"top {cfg.top_labels} labels' 0/1 columns.")
+
+
 #: Where the data root keeps, per series (``DriftConfig.follow``), the last label table it published.
 POINTERS = "pointers/label_drift"
 
@@ -286,39 +344,50 @@ def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = 
         summary = label_drift(labels_dir, out_dir, dataclasses.replace(cfg, follow=""), progress)
         publish_labels(root, cfg.follow, published or str(labels_dir))
         return summary | {"follow": cfg.follow}
+    with contextlib.ExitStack() as stack:
+        current_path = stack.enter_context(storage.local_copy(_table_uris(str(labels_dir))[0]))
+        reference_path = stack.enter_context(storage.local_copy(_table_uris(cfg.reference)[0])) if cfg.reference else None
+        return _label_drift(current_path, reference_path, read_names(labels_dir), out_dir, cfg, progress)
+
+
+def _label_drift(current_path: Path, reference_path: Path | None, names: dict[str, str], out_dir: Path,
+                 cfg: DriftConfig, progress: bool) -> dict:
     steps = progress_bar(total=3, desc="label_drift", unit="step", disable=not progress)
-    current, names = read_labels(labels_dir)
-    if cfg.reference:
+    if reference_path is not None:
         mode = PREVIOUS_RUN
-        reference, reference_names = read_labels(cfg.reference)
-        names = {**reference_names, **names}
+        reference, current = Side(reference_path).counts(), Side(current_path).counts()
+        names = {**read_names(cfg.reference), **names}
     else:
         mode = TRAIN_VS_VAL
-        reference, current = current[current["split"] == "train"], current[current["split"] == "val"]
+        reference, current = Side(current_path, "train").counts(), Side(current_path, "val").counts()
     steps.update()
-    summary = {"mode": mode, "reference": cfg.reference, "reference_clips": len(reference),
-               "current_clips": len(current), "drift_share": cfg.drift_share}
-    if reference.empty or current.empty:
+    summary = {"mode": mode, "reference": cfg.reference, "reference_clips": reference.clips,
+               "current_clips": current.clips, "drift_share": cfg.drift_share}
+    if not reference.clips or not current.clips:
         steps.close()
-        empty = "reference" if reference.empty else "current"
+        empty = "reference" if not reference.clips else "current"
         what = {TRAIN_VS_VAL: {"reference": "no train clips", "current": "no val clips"},
                 PREVIOUS_RUN: {"reference": "the reference run has no clips", "current": "this run has no clips"}}
         return _explain(out_dir, summary, f"Nothing to compare: {what[mode][empty]}.")
 
-    reference_shares, current_shares = label_shares(reference), label_shares(current)
+    reference_shares, current_shares = reference.shares(), current.shares()
     # Ranked by the larger of the two shares, so a label that only became common in the
     # current data still gets a column; ties broken by id for a stable choice.
     either = pd.concat([reference_shares, current_shares], axis=1).fillna(0.0).max(axis=1)
     chosen = either.sort_index().sort_values(ascending=False, kind="stable").index[: cfg.top_labels].tolist()
     readable = column_names(chosen, names)
-    reference_frame, current_frame = label_frame(reference, chosen, names), label_frame(current, chosen, names)
+    reference_frame = reference.frame(chosen, names, cfg.sample_clips)
+    current_frame = current.frame(chosen, names, cfg.sample_clips)
     reference_frame["top_audio"], current_frame["top_audio"] = pool_rare_categories(reference_frame["top_audio"],
                                                                                     current_frame["top_audio"])
     snapshot = _evidently_drift(reference_frame, current_frame, list(readable.values()), cfg.drift_share)
     steps.update()
 
+    method = _method(reference, current, len(reference_frame), len(current_frame), cfg)
     with atomic_path(out_dir / "drift.html") as tmp:
         snapshot.save_html(str(tmp))
+        note = f"<body><p style='font-family:sans-serif'>{html.escape(method, quote=False)}</p>"
+        Path(tmp).write_text(Path(tmp).read_text().replace("<body>", note, 1))
     snapshot_dict = snapshot.dict()
     write_json(snapshot_dict, out_dir / "drift.json")
     per_column, dataset_drift, share = drift_verdicts(snapshot_dict)
@@ -328,7 +397,8 @@ def label_drift(labels_dir: str | Path, out_dir: str | Path, cfg: DriftConfig = 
         "dataset_drift": dataset_drift, "drifted": drifted, "per_column": per_column,
         "label_shares": {readable[i]: {"reference": round(float(reference_shares.get(i, 0.0)), 4),
                                        "current": round(float(current_shares.get(i, 0.0)), 4)} for i in chosen},
-        "small_sample": min(len(reference), len(current)) < SMALL_SAMPLE,
+        "small_sample": min(reference.clips, current.clips) < SMALL_SAMPLE,
+        "sampled_clips": {"reference": len(reference_frame), "current": len(current_frame)}, "method": method,
     })
     _write_summary(summary, out_dir)
     steps.update()

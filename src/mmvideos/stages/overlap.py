@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ from mmvideos.data import media, storage
 from mmvideos.data.dataroot import DataRoot, manifest_rows, unit_key
 from mmvideos.data.sources import source_entries
 from mmvideos.progress import progress_bar
-from mmvideos.stages import landmarks
+from mmvideos.stages import landmarks, print_index
 from mmvideos.stages.exclusions import ExcludeConfig, exclusion_rules, rule_match
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ def informative(values: np.ndarray) -> np.ndarray:
     return ~near
 
 
-def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
+def find_matches(prints: Sequence[np.ndarray], cfg: FingerprintConfig) -> list[Match]:
     """Every pair of fingerprints that match (:class:`Match`, ``a < b``), without comparing all pairs.
 
     Only :func:`informative` values count. Candidates come from an inverted index over bands of
@@ -167,22 +169,48 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
     overlap (best of that offset and its neighbours), taken over the positions informative in
     both prints, which must span ``min_overlap_s``. A print with less informative audio than
     that (silence, a tone, a short beep) never matches.
+
+    The index and its votes are built on disk a partition at a time
+    (:mod:`mmvideos.stages.print_index`), so memory does not grow with the corpus; ``prints`` may
+    be a :class:`~mmvideos.stages.print_index.PrintStore` (prints on disk) or a list.
     """
-    masks = [informative(p) for p in prints]
-    useful = [i for i, m in enumerate(masks) if m.sum() >= cfg.min_items]
+    useful, items, span = [], 0, 0
+    for i in range(len(prints)):
+        mask = informative(prints[i])
+        if mask.sum() >= cfg.min_items:
+            useful.append(i)
+            items += int(mask.sum())
+            span = max(span, int(np.flatnonzero(mask)[-1]) + 1)
     if len(useful) < 2:
         return []
-    values = np.concatenate([prints[i][masks[i]] for i in useful]).astype(np.uint64)
-    doc = np.concatenate([np.full(masks[i].sum(), i, dtype=np.int64) for i in useful])
-    pos = np.concatenate([np.flatnonzero(masks[i]).astype(np.int64) for i in useful])
-    bits = key_bits(values.size)
-    keys = np.concatenate([(band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits))
-                           for band, r in enumerate(BAND_ROTATIONS)])
-    doc, pos = np.tile(doc, len(BAND_ROTATIONS)), np.tile(pos, len(BAND_ROTATIONS))
-    order = np.argsort(keys, kind="stable")
-    keys, doc, pos = keys[order], doc[order], pos[order]
-    _, starts, counts = np.unique(keys, return_index=True, return_counts=True)
-    pairs_a, pairs_b = [], []
+    bits = key_bits(items)
+
+    def postings() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for i in useful:  # a key's postings in print, then position order, as one sorted index has them
+            mask = informative(prints[i])
+            values, pos = prints[i][mask].astype(np.uint64), np.flatnonzero(mask).astype(np.int64)
+            for band, r in enumerate(BAND_ROTATIONS):
+                yield ((band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits)),
+                       np.full(len(values), i, dtype=np.int64), pos)
+
+    matches, n = [], len(prints)
+    for pairs, offsets in print_index.best_offsets(postings(), items * len(BAND_ROTATIONS), n, span, _pair_groups,
+                                                   MIN_VOTES):
+        for p, offset in zip(pairs.tolist(), offsets.tolist()):
+            da, db = divmod(p, n)
+            a, b = prints[da], prints[db]
+            mask_a, mask_b = informative(a), informative(b)
+            ber, count, at = min(_aligned_ber(a, b, o, mask_a, mask_b) + (o,) for o in (offset - 1, offset, offset + 1))
+            if count >= cfg.min_items and ber <= cfg.max_ber:
+                matches.append(Match(da, db, at, round(ber, 3), count))
+    return sorted(matches, key=lambda m: (m.a, m.b))
+
+
+def _pair_groups(starts: np.ndarray, counts: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The posting pairs of a key-sorted index's groups (``starts``, ``counts``): every pair of a
+    group of up to :data:`MAX_POSTINGS`, the first posting of each of the first :data:`HUB_PRINTS`
+    prints with every posting in a larger one."""
+    pairs_a, pairs_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for size in range(2, MAX_POSTINGS + 1):  # every pair of postings of a value, one group size at a time
         group = starts[counts == size]
         if group.size:
@@ -196,28 +224,7 @@ def find_matches(prints: list[np.ndarray], cfg: FingerprintConfig) -> list[Match
         hubs = members[firsts[:HUB_PRINTS]]
         pairs_a.append(np.repeat(hubs, size))
         pairs_b.append(np.tile(members, hubs.size))
-    if not pairs_a:
-        return []
-    a, b = np.concatenate(pairs_a), np.concatenate(pairs_b)
-    a, b = a[doc[a] != doc[b]], b[doc[a] != doc[b]]
-    swap = doc[a] > doc[b]
-    a, b = np.where(swap, b, a), np.where(swap, a, b)
-    # one vote per shared value for (print a, print b, offset of b against a), as one int64 code
-    span, n = int(pos.max()) + 1, len(prints)
-    codes, votes = np.unique((doc[a] * n + doc[b]) * (2 * span + 1) + (pos[b] - pos[a] + span), return_counts=True)
-    codes, votes = codes[votes >= MIN_VOTES], votes[votes >= MIN_VOTES]
-    pair, offset = np.divmod(codes, 2 * span + 1)
-    order = np.lexsort((-votes, pair))  # per pair, the offset with the most votes first
-    pair, offset = pair[order], offset[order] - span
-    best = np.r_[True, pair[1:] != pair[:-1]] if pair.size else np.zeros(0, dtype=bool)
-    matches = []
-    for p, offset in zip(pair[best].tolist(), offset[best].tolist()):
-        da, db = divmod(p, n)
-        ber, items, at = min(_aligned_ber(prints[da], prints[db], o, masks[da], masks[db]) + (o,)
-                             for o in (offset - 1, offset, offset + 1))
-        if items >= cfg.min_items and ber <= cfg.max_ber:
-            matches.append(Match(da, db, at, round(ber, 3), items))
-    return matches
+    return np.concatenate(pairs_a), np.concatenate(pairs_b)
 
 
 def key_bits(items: int) -> int:
@@ -279,11 +286,15 @@ def screen(candidates: pd.DataFrame, exclude: ExcludeConfig, cfg: FingerprintCon
     peaks_of = dict(zip(candidates["uri"], candidates["landmarks"]))
     sha_of = dict(zip(candidates["uri"], candidates["sha256"]))
     ruled = {i: rule for i, uri in enumerate(uris) if (rule := rule_match(uri, sha_of[uri], rules))}
-    prints = [decode(p) for p in bench.fingerprints] + [decode(prints_of[u] or "") for u in uris]
     first = len(bench.uris)
     bench_hit: dict[int, tuple[str, str]] = {}  # candidate -> (what it matches, how)
     neighbours: dict[int, list[tuple[int, Match]]] = {}  # both ways, by candidate index
-    for m in find_matches(prints, cfg):
+    with tempfile.TemporaryDirectory(prefix="mmvideos-prints-") as folder:  # decoded prints on disk, not in memory
+        prints = print_index.PrintStore(folder, (decode(p or "") for p in [*bench.fingerprints,
+                                                                           *(prints_of[u] for u in uris)]))
+        matches = find_matches(prints, cfg)
+        prints.close()
+    for m in matches:
         if m.a < first <= m.b:
             bench_hit.setdefault(m.b - first, (f"{bench.uris[m.a]} (exclude.audio", m.describe()))
         elif m.a >= first:

@@ -32,6 +32,8 @@ class PretrainConfig:
         l2_scale: per-weight L2 coefficient (:mod:`mmvideos.training.loop`'s docstring: the penalty is
             ``l2_penalty * l2_scale * sum(w^2) / 2``).
         shuffle_buffer: records each data reader holds for its streaming shuffle.
+        pack_mb: target size in MB of the training packs the per-video feature units are packed
+            into at start-up (:mod:`mmvideos.stages.pack`): hundreds of MB suit object storage.
         val_clips: validate on the first this many validation clips (a "validation subset"),
             read once and kept in memory on rank 0; 0 for all, streamed at every validation.
         val_every: validate every this many epochs (and after the last).
@@ -53,6 +55,7 @@ class PretrainConfig:
     l2_penalty: float = 1.0
     l2_scale: float = 1e-8
     shuffle_buffer: int = 8192
+    pack_mb: float = 512.0
     val_clips: int = 10000
     val_every: int = 1
     seed: int = 0

@@ -17,10 +17,15 @@ not depend on which process reads the clip, nor on the order: single-process and
 runs give a clip the same segment and labels, and a whole shard's draws are a few vectorised
 NumPy operations rather than a generator per clip.
 
-Reading. A reader walks each shard's tar headers (:func:`mmvideos.features.store.npy_members`)
-and reads only the drawn second of each clip (12,800 bytes of float16 with one ``pread`` from a
-local shard; a ``gs://`` shard is read whole in one request and sliced), as a view of the bytes
-read (``np.frombuffer``), with no ``.npy`` decoding. The order is a function of
+Reading. Pre-training reads packs (:mod:`mmvideos.features.packs`, hundreds of MB each, written
+by :mod:`mmvideos.stages.pack`): a reader fetches a pack's member table (offsets, shapes and
+per-second digests; one ranged read, checked against the pack table's SHA-256) and the pack's
+label rows of the index, then reads only the drawn second of each clip (12,800 bytes of float16,
+a ``pread`` of a local pack or a ranged request to a ``gs://`` one) and checks it against its
+digest: verification as the bytes are read, nothing fetched or hashed before epoch 1. A process
+holds the pack table (O(packs)) and one pack's labels, not the corpus'. Unpacked unit shards
+(a synthetic set, with the labels as a dict) are read by walking their tar headers
+(:func:`mmvideos.features.store.npy_members`). No ``.npy`` decoding either way. The order is a function of
 ``(seed, epoch)`` too: the shard list is permuted per epoch, split among the readers, and each
 reader passes its records through a seeded shuffle buffer. Nothing reads the global RNGs, so a
 run resumed at an epoch boundary sees exactly the batches an uninterrupted run sees.
@@ -47,6 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmvideos.features.packs import PackedClip, PackSet, RangeReader
 from mmvideos.features.store import ClipMeta, FeatureRecord, ShardFile, clip_meta, npy_members, read_index
 
 #: Whole shards are dealt to readers only if each then holds at least this share of an even split.
@@ -62,6 +68,13 @@ def training_shards(features_dir: str | Path, root: str | None = None) -> tuple[
     counts = train.groupby("shard", sort=False).size()
     uris = sorted(counts.index)
     return uris, [int(counts[uri]) for uri in uris], clip_meta(train)
+
+
+def training_packs(folder: str | Path) -> tuple[list[str], list[int], PackSet]:
+    """The packs a pack step wrote to ``folder`` (:mod:`mmvideos.stages.pack`), their training
+    clips, and the pack set that reads each pack's labels when the pack is read."""
+    packs = PackSet.read(folder)
+    return packs.uris, packs.train_counts, packs
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -137,13 +150,14 @@ class TrainStream(IterableDataset):
     Args:
         shard_uris: the shards that hold training clips (:func:`training_shards`).
         train_counts: training clips in each of them, as ``index.parquet`` says.
-        meta: the training clips' labels, split and fold (the index).
+        meta: the training clips' labels, split and fold (the index), or the :class:`PackSet` of
+            packed shards (:func:`training_packs`), which reads a pack's labels with the pack.
         seed: base seed of the order and of the per-clip draws.
         shuffle_buffer: records each reader holds for shuffling; 1 keeps the stream order.
         rank, world_size: this process's place in the distributed job.
     """
 
-    def __init__(self, shard_uris: list[str], train_counts: list[int], meta: dict[str, ClipMeta], seed: int,
+    def __init__(self, shard_uris: list[str], train_counts: list[int], meta: dict[str, ClipMeta] | PackSet, seed: int,
                  shuffle_buffer: int, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         if shuffle_buffer < 1:
@@ -201,42 +215,58 @@ class TrainStream(IterableDataset):
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         return self.rank * workers + worker, self.world_size * workers
 
-    def _shards(self, slot: int, slots: int) -> tuple[list[str], int]:
-        """This slot's shards in reading order, and the stride over training clips (1: all)."""
+    def _shards(self, slot: int, slots: int) -> tuple[list[int], int]:
+        """This slot's shards (indices) in reading order, and the stride over training clips (1: all)."""
         dealt = self.deal(slots)
         if dealt is not None:
-            return [self.shard_uris[i] for i in dealt[slot]], 1
-        return [self.shard_uris[i] for i in self._order()], slots
+            return dealt[slot], 1
+        return self._order(), slots
+
+    def _clips(self, i: int, shard: ShardFile | RangeReader) -> Iterator[PackedClip]:
+        """The training clips of shard ``i``: a pack's from its member table, a unit shard's from its tar headers."""
+        if isinstance(self.meta, PackSet):
+            yield from self.meta.clips(i, shard)
+            return
+        for clip_id, offset, shape, dtype in npy_members(shard):
+            entry = self.meta.get(clip_id)
+            if entry is not None and entry.split == "train":
+                yield PackedClip(clip_id, offset, shape, dtype, b"", entry)
 
     def _samples(self, slot: int, slots: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The slot's samples in stream order: per shard, the clips' draws at once, then one read
-        of each drawn second into a shared array (a sample is a view of its row)."""
-        uris, stride = self._shards(slot, slots)
-        count = 0
-        for uri in uris:
-            with ShardFile(uri) as shard:
+        of each drawn second into a shared array (a sample is a view of its row); a pack's seconds
+        are checked against its digests as they are read."""
+        indices, stride = self._shards(slot, slots)
+        packed, count = isinstance(self.meta, PackSet), 0
+        for i in indices:
+            uri = self.shard_uris[i]
+            with RangeReader(uri) if packed else ShardFile(uri) as shard:
                 clips = []
-                for clip_id, offset, shape, dtype in npy_members(shard):
-                    entry = self.meta.get(clip_id)
-                    if entry is None or entry.split != "train":
-                        continue
+                for clip in self._clips(i, shard):
                     if count % stride == slot % stride:
-                        clips.append((clip_id, offset, shape, dtype, entry))
+                        clips.append(clip)
                     count += 1
                 if not clips:
                     continue
-                second_shape, dtype = clips[0][2][1:], clips[0][3]
-                if any(c[2][1:] != second_shape or c[3] != dtype for c in clips):
+                second_shape, dtype = clips[0].shape[1:], clips[0].dtype
+                if any(c.shape[1:] != second_shape or c.dtype != dtype for c in clips):
                     raise ValueError(f"{uri}: clips of different frame shapes or types")
-                keys = clip_keys(self.seed, self.epoch, [c[0] for c in clips])
-                seconds = draw_seconds(keys, [c[2][0] for c in clips])
-                labels = draw_labels(keys, [c[4].visual for c in clips], [c[4].audio for c in clips])
+                keys = clip_keys(self.seed, self.epoch, [c.clip_id for c in clips])
+                seconds = draw_seconds(keys, [c.shape[0] for c in clips]).tolist()
+                labels = draw_labels(keys, [c.meta.visual for c in clips], [c.meta.audio for c in clips])
                 mel = np.empty((len(clips), 1, *second_shape), dtype=dtype)  # [n, 1, 100, 64]
                 flat, size = memoryview(mel.reshape(-1).view(np.uint8)), mel[0].nbytes
-                for row, (clip, second) in enumerate(zip(clips, seconds.tolist())):
-                    shard.read_into(flat[row * size:(row + 1) * size], clip[1] + second * size)
+                if packed:
+                    reads = shard.read_many([(c.offset + s * size, size) for c, s in zip(clips, seconds)])
+                    for row, (clip, second, data) in enumerate(zip(clips, seconds, reads)):
+                        clip.check(uri, second, data)
+                        flat[row * size:(row + 1) * size] = data
+                else:
+                    for row, (clip, second) in enumerate(zip(clips, seconds)):
+                        shard.read_into(flat[row * size:(row + 1) * size], clip.offset + second * size)
             for row in range(len(clips)):
-                yield mel[row], labels[row]
+                # a copy of the row: a view held in the shuffle buffer would keep its pack's whole array
+                yield (mel[row].copy() if packed else mel[row]), labels[row]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         slot, slots = self._slot()

@@ -53,13 +53,15 @@ from torch.utils.data import DataLoader
 
 from mmvideos.data import storage
 from mmvideos.data.atomic import write_json, write_parquet
-from mmvideos.data.dataroot import DataRoot, verify_files
+from mmvideos.data.dataroot import DataRoot
 from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import read_summary, write_summary
+from mmvideos.features.packs import iter_packed
+from mmvideos.features.store import INDEX, read_vocabulary
 from mmvideos.training.environment import environment
-from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
+from mmvideos.stages.pack import PackConfig, pack_features
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
@@ -72,7 +74,7 @@ from mmvideos.training.checkpoint import (
     set_rng_state,
 )
 from mmvideos.training.config import PretrainConfig
-from mmvideos.training.data import TrainStream, collate, multi_hot, training_shards
+from mmvideos.training.data import TrainStream, collate, multi_hot, training_packs
 from mmvideos.training.distributed import Process, ranks_in_sync, setup_process, sum_over_ranks
 from mmvideos.training.evaluation import evaluate, plot_curves, write_curves_page
 
@@ -207,6 +209,31 @@ def _publish(local: Path, uri: str) -> None:
     storage.put_bytes("\n".join(digest).encode(), checksum_path(uri))
 
 
+#: The pack table and index every rank reads, under ``out_dir`` (removed after training).
+PACKED = "packs"
+
+
+def pack_root(resume_from: str | None, out_dir: Path) -> DataRoot:
+    """Where the training packs are units: the data root of the checkpoint (``<root>/pretrain/<k[:2]>/<k>/
+    checkpoint.pt``, :func:`checkpoint_uri`), so they are written once per feature set; without one,
+    a root of this run's own under ``out_dir``."""
+    parts = str(resume_from or "").rsplit("/", 4)
+    if len(parts) == 5 and parts[1] == "pretrain" and parts[3].startswith(parts[2]) and parts[4] == CHECKPOINT:
+        return DataRoot(parts[0])
+    return DataRoot(out_dir / PACKED / "root")
+
+
+def _pack(features_dir: str, out_dir: Path, cfg: PretrainConfig, proc: Process, resume_from: str | None) -> Path:
+    """Start-up: rank 0 packs the feature units (reusing the packs of earlier runs), every rank
+    then reads the pack table: O(packs) rows, no shard fetched or hashed here."""
+    packed = out_dir / PACKED
+    if proc.main:
+        pack_features(features_dir, packed, pack_root(resume_from, out_dir), PackConfig(cfg.pack_mb))
+    if proc.world_size > 1:
+        dist.barrier()
+    return packed
+
+
 def changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> dict[str, tuple[Any, Any]]:
     """``{setting: (saved, now)}`` of the result-affecting settings that differ from a checkpoint's."""
     now = dataclasses.asdict(cfg)
@@ -248,11 +275,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if cfg.global_batch % proc.world_size:
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
-    # every shard verified against its manifest's SHA-256, the index against the shards' commits
-    root = DataRoot(data_root) if data_root else None
-    shards_checked = verify_files(features_dir, FEATURES, root, read_index(features_dir))
-    log.info("%d feature shards verified", shards_checked)
-    stream = TrainStream(*training_shards(features_dir, data_root), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
+    packed = _pack(features_dir, out_dir, cfg, proc, resume_from)  # checked as read, not before (stages.pack)
+    stream = TrainStream(*training_packs(packed), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
     batch = _fit_batch(stream, cfg.global_batch, features_dir)
     per_rank = batch // proc.world_size
     if proc.device.type == "cuda":
@@ -302,7 +326,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     loader = DataLoader(stream, batch_size=per_rank, collate_fn=collate, num_workers=workers, drop_last=True,
                         pin_memory=proc.device.type == "cuda")
     # Validation reads every shard to find its clips: keep a bounded subset in memory instead.
-    val_set = list(iter_features(features_dir, split="val", limit=cfg.val_clips, root=data_root)) if proc.main and cfg.val_clips else None
+    val_set = list(iter_packed(stream.meta, split="val", limit=cfg.val_clips)) if proc.main and cfg.val_clips else None
     if proc.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocabulary, out_dir / VOCABULARY)
@@ -328,7 +352,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val = val_set if val_set is not None else iter_features(features_dir, split="val", root=data_root)
+            val = val_set if val_set is not None else iter_packed(stream.meta, split="val")
             record |= evaluate(model, val, len(vocabulary), per_rank, proc.device, cfg.bf16)
         history.append(record)
         rngs = [rng_state()]
@@ -353,6 +377,8 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if resume_from and proc.main:  # the resumable state lives in the data root, not beside the model
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
         Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
+    if proc.main:  # the pack table is start-up state, not an output
+        shutil.rmtree(packed, ignore_errors=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
                "device": proc.device.type, "device_asked": cfg.device, "hardware": _trained_on(history, proc.device),
