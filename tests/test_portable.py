@@ -10,11 +10,12 @@ import pytest
 
 from mmvideos.data import dataroot
 from mmvideos.data.dataroot import DataRoot
-from mmvideos.features.store import FEATURES, read_index
+from mmvideos.features.store import read_index
 from mmvideos.stages.annotate import AudioConfig, MergeConfig, VisualConfig, annotate_audio, annotate_visual, merge_labels
 from mmvideos.stages.clip import ClipConfig, clip_videos
 from mmvideos.stages.features import FeatureConfig, extract_features
 from mmvideos.stages.ingest import ingest, read_videos
+from mmvideos.stages.pack import PackConfig, pack_features
 
 
 def test_outputs_moved_to_another_root_are_read_there_and_missing_units_made_again(media_dir, tmp_path):
@@ -45,13 +46,14 @@ def test_outputs_moved_to_another_root_are_read_there_and_missing_units_made_aga
     assert features["shards_computed"] == 2
     assert read_index(second / "features")["shard"].str.startswith("features/").all()
 
-    # a reader that cannot make a unit (training reads feature shards) names it and its stage
-    empty = DataRoot(tmp_path / "third")
+    # a reader that cannot make a unit (training packs the feature units) names it and its stage
     with pytest.raises(FileNotFoundError, match=r"the features unit features/.* is not in the data root .*third.*"
                                                 r"`features` stage"):
-        dataroot.verify_files(second / "features", FEATURES, empty, read_index(second / "features"))
-    assert dataroot.verify_files(second / "features", FEATURES, other, read_index(second / "features")) == 2
-
+        pack_features(second / "features", tmp_path / "packed-3", DataRoot(tmp_path / "packs"), PackConfig(),
+                      str(tmp_path / "third"))
+    packed = pack_features(second / "features", tmp_path / "packed", DataRoot(tmp_path / "packs"), PackConfig(),
+                           str(second / "root"))
+    assert packed["clips"] == len(read_index(second / "features"))
 
 def test_a_clip_folder_without_its_recipe_names_the_missing_unit_and_its_stage(media_dir, tmp_path):
     root = DataRoot(tmp_path / "root")

@@ -26,6 +26,7 @@ pack table (O(packs)) and one pack's units' bytes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import shutil
@@ -141,12 +142,13 @@ def _groups(units: Iterator[_Unit], target: int) -> Iterator[list[_Unit]]:
         yield group
 
 
-def _add(writer: PackWriter, unit: _Unit) -> None:
+def _add(writer: PackWriter, unit: _Unit, units_root: DataRoot | None) -> None:
     """Append one feature unit to a pack, checked against its manifest row and the index."""
     try:
-        data = storage.read_bytes(unit.uri)
+        data = storage.read_bytes(dataroot.resolve(units_root, unit.uri))
     except FileNotFoundError:
-        raise FileNotFoundError(f"shard {unit.uri} listed in the features manifest is missing; {_FIX}") from None
+        where = f" is not in the data root {units_root.uri}: it is made by the `features` stage" if units_root else " is missing"
+        raise FileNotFoundError(f"the features unit {unit.uri} listed in the features manifest{where}; {_FIX}") from None
     if hashlib.sha256(data).hexdigest() != unit.sha256:
         raise ValueError(f"shard {unit.uri} is corrupt: its SHA-256 is not the one the features stage recorded when "
                          f"it wrote it; {_FIX}")
@@ -157,12 +159,12 @@ def _add(writer: PackWriter, unit: _Unit) -> None:
                          f"{len(wrong) - 1} more) differs; {_FIX}")
 
 
-def _pack(group: list[_Unit], scratch: Path) -> tuple[dict, dict[str, Path]]:
+def _pack(group: list[_Unit], scratch: Path, units_root: DataRoot | None) -> tuple[dict, dict[str, Path]]:
     """Copy the units' clips into one pack, checking each unit on the way (module docstring)."""
     writer = PackWriter(scratch / PACK)
     try:
         for unit in group:
-            _add(writer, unit)
+            _add(writer, unit, units_root)
     except BaseException:
         writer.abort()
         raise
@@ -170,8 +172,11 @@ def _pack(group: list[_Unit], scratch: Path) -> tuple[dict, dict[str, Path]]:
 
 
 def pack_features(features_dir: str | Path, out_dir: str | Path, root: DataRoot,
-                  cfg: PackConfig = PackConfig()) -> dict:
+                  cfg: PackConfig = PackConfig(), units_root: str | None = None) -> dict:
     """Pack a features folder's units into training packs in ``root``; the pack table into ``out_dir``.
+
+    ``units_root`` is the data root the features manifest names its units in (relative to it;
+    ``None`` only for a folder that names them by absolute URIs, a synthetic set).
 
     ``out_dir`` gets ``packs.parquet`` (:data:`mmvideos.features.packs.PACK_COLUMNS`), a copy of
     ``index.parquet`` (the packs' labels, by row range) and ``summary.json``; returns the summary.
@@ -188,7 +193,8 @@ def pack_features(features_dir: str | Path, out_dir: str | Path, root: DataRoot,
                            "train": sum(u.train for u in group)})
             yield unit_key("pack", units=[u.sha256 for u in group]), group
 
-    records, counts, _ = root.map_units("pack", keyed(), _pack)
+    source = DataRoot(units_root) if units_root else None
+    records, counts, _ = root.map_units("pack", keyed(), functools.partial(_pack, units_root=source))
     table = pd.DataFrame([{"key": r["key"], "uri": r["files"][PACK]["uri"], "bytes": r["files"][PACK]["bytes"],
                            "sha256": r["files"][PACK]["sha256"], "members_offset": r["members_offset"],
                            "members_bytes": r["members_bytes"], "members_sha256": r["members_sha256"],

@@ -223,12 +223,13 @@ def pack_root(resume_from: str | None, out_dir: Path) -> DataRoot:
     return DataRoot(out_dir / PACKED / "root")
 
 
-def _pack(features_dir: str, out_dir: Path, cfg: PretrainConfig, proc: Process, resume_from: str | None) -> Path:
+def _pack(features_dir: str, out_dir: Path, cfg: PretrainConfig, proc: Process, resume_from: str | None,
+          data_root: str | None) -> Path:
     """Start-up: rank 0 packs the feature units (reusing the packs of earlier runs), every rank
     then reads the pack table: O(packs) rows, no shard fetched or hashed here."""
     packed = out_dir / PACKED
     if proc.main:
-        pack_features(features_dir, packed, pack_root(resume_from, out_dir), PackConfig(cfg.pack_mb))
+        pack_features(features_dir, packed, pack_root(resume_from, out_dir), PackConfig(cfg.pack_mb), data_root)
     if proc.world_size > 1:
         dist.barrier()
     return packed
@@ -275,7 +276,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     if cfg.global_batch % proc.world_size:
         raise ValueError(f"batch_size {cfg.global_batch} is not divisible by {proc.world_size} ranks")
     vocabulary = read_vocabulary(features_dir)
-    packed = _pack(features_dir, out_dir, cfg, proc, resume_from)  # checked as read, not before (stages.pack)
+    packed = _pack(features_dir, out_dir, cfg, proc, resume_from, data_root)  # checked as read, not before (stages.pack)
     stream = TrainStream(*training_packs(packed), cfg.seed, cfg.shuffle_buffer, proc.rank, proc.world_size)
     batch = _fit_batch(stream, cfg.global_batch, features_dir)
     per_rank = batch // proc.world_size
