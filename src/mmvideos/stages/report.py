@@ -287,9 +287,10 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
     noise = ("\n## Within noise or not\n\nA difference between two rows is within noise when the 95% interval of "
              "their paired bootstrap difference (the same resampled clips for both) covers 0.\n\n"
              + "\n".join(words) + "\n") if words else ""
+    papers = any(c.endswith("(paper)") for c in table.columns)
     write_text(intro + markdown_table(_display(table))
-               + "\n(paper): the paper's Tables 2-4, without intervals (it gives none); – where it gives no figure.\n"
-               + noise + _spread_section(results), out_dir / "results.md")
+               + ("\n(paper): the paper's Tables 2-4, without intervals (it gives none); – where it gives no figure.\n"
+                  if papers else "\n– where a row has no figure.\n") + noise + _spread_section(results), out_dir / "results.md")
     write_json(flat_metrics(results), out_dir / "metrics.json")
     _plot(table, benchmarks, out_dir / "results.png")
     image = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
