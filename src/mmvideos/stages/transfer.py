@@ -265,7 +265,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     Args:
         benchmark: ``esc50``, ``tut2018`` or ``audioset``.
         data_dir: the benchmark's root in its published layout (local folder or ``gs://``).
-        checkpoint_dir: a pretrain output folder (``model.safetensors`` + ``model.json``).
+        checkpoint_dir: a pretrain output folder (``model.safetensors`` + ``model.json``), or one of several
+            seeds' models (``pretrain.seeds``): each is transferred into ``out_dir/seed-<seed>/`` and the results
+            gathered in ``out_dir/transfers.json``, which the report reads.
         out_dir: where ``metrics.json``, ``confusion.json`` and ``summary.json`` go.
         cfg: pooling, classifier settings and released baselines.
         progress: show progress bars.
@@ -284,10 +286,19 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     from mmvideos.demo.benchmark import is_demo_benchmark
     from mmvideos.evaluation.baselines import load_released_vggish, vggish_examples
     from mmvideos.models import build_model
+    from mmvideos.stages.pretrain import seed_folders
     from mmvideos.training.checkpoint import load_model
 
     started = time.time()
     out_dir = Path(out_dir)
+    models = seed_folders(str(checkpoint_dir))
+    if len(models) > 1:  # pretrain.seeds: one transfer per pre-trained model, gathered in a collection
+        per_seed = {str(seed): transfer(benchmark, data_dir, folder, out_dir / f"seed-{seed}", cfg, progress, cache_dir)
+                    for seed, folder in models.items()}
+        write_json([json.loads((out_dir / f"seed-{seed}" / "metrics.json").read_text()) for seed in per_seed],
+                   out_dir / "transfers.json")
+        write_json({"benchmark": benchmark, "seeds": list(per_seed), "per_seed": per_seed}, out_dir / "summary.json")
+        return per_seed
     device = cfg.torch_device()
     bench = read_benchmark(benchmark, data_dir)
     if bench.table.empty:

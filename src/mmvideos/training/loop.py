@@ -371,7 +371,7 @@ def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, hi
     resumes from (matplotlib costs about a second a figure, the weights a write and a hash)."""
     write_json(history, out_dir / "metrics.json")
     if model_files:
-        export_model(out_dir, model, cfg.model, cfg.width_mult, epoch)
+        export_model(out_dir, model, cfg.model, cfg.width_mult, epoch, cfg.seed)
         write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
 
 
