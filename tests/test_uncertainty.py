@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import bootstrap
 
 from mmvideos.evaluation.metrics import evaluate
-from mmvideos.evaluation.uncertainty import (SplitScores, bootstrap_distribution, compare, interval,
+from mmvideos.evaluation.uncertainty import (SplitScores, bootstrap_distribution, compare, decode, encode, interval,
                                              resample_weights, weighted_auc, weighted_map, weighted_top_n)
 
 
@@ -62,7 +62,7 @@ def test_the_interval_of_an_accuracy_matches_scipys_stratified_bootstrap():
 def test_recordings_are_resampled_whole_within_their_stratum():
     strata = np.array([0, 0, 0, 0, 1, 1])
     recordings = np.array(["a", "a", "b", "b", "c", "d"])
-    weights = resample_weights(strata, recordings, 500, np.random.default_rng(0))
+    weights = resample_weights(strata, recordings, 500, np.random.default_rng(0), min_units=1)
     assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 2] == weights[:, 3]).all()
     assert (weights[:, :4].sum(axis=1) == 4).all() and (weights[:, 4:].sum(axis=1) == 2).all()
     assert set(np.unique(weights[:, 0])) == {0, 1, 2}  # a recording drawn 0, 1 or 2 times
@@ -84,3 +84,20 @@ def test_paired_differences_tell_a_real_gap_from_noise():
     assert verdict["good", "noise_a", "top1"]["ci"][0] > 0
     assert verdict["noise_a", "noise_b", "top1"]["within_noise"]
     assert verdict["noise_a", "noise_b", "map"]["within_noise"]
+
+
+def test_strata_too_small_to_vary_are_pooled():
+    """A stratum of one unit never varies when resampled alone (and one of n units keeps (n - 1) / n of its
+    variance): 40 (fold, class) strata of one clip each would give an interval of width 0."""
+    strata, hits = np.arange(40), np.tile([1.0, 0.0], 20)
+    alone = resample_weights(strata, np.arange(40), 4000, np.random.default_rng(0), min_units=1)
+    pooled = resample_weights(strata, np.arange(40), 4000, np.random.default_rng(0))
+    assert np.std(alone @ hits / 40) == 0
+    assert (pooled.sum(axis=1) == 40).all()
+    assert np.std(pooled @ hits / 40) == pytest.approx(np.sqrt(0.25 / 40), rel=0.1)  # the binomial sd at 50%
+
+
+def test_resampled_figures_survive_their_encoding():
+    values = np.array([0.5, np.nan, 0.123456])
+    back = decode(encode(values))
+    assert np.isnan(back[1]) and back[[0, 2]] == pytest.approx(values[[0, 2]], abs=1e-7)

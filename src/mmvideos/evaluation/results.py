@@ -21,15 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from mmvideos.benchmarks.naming import REAL
-from mmvideos.evaluation.uncertainty import compare, interval, mean_sd, spread
+from mmvideos.evaluation.uncertainty import compare, decode, encode, interval, mean_sd, spread
 
 #: Rows whose features come from the pre-trained network (they vary with the pre-training seed).
 PRETRAINED_ROWS = ("pretrained", "pretrained_1nn")
 
 
 def _resampled(row: dict) -> dict[str, np.ndarray]:
-    return {m: np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            for m, values in row.get("resampled", {}).items()}
+    return {m: decode(text) for m, text in row.get("resampled", {}).items()}
 
 
 def merge_pretrain_seeds(results: list[dict]) -> list[dict]:
@@ -65,7 +64,7 @@ def _merge_rows(rows: list[dict], pretrain_seeds: list) -> dict:
             "fold_sd": spread(splits) if splits else rows[0].get("fold_sd", {}), "splits": splits,
             "ci": {m: interval(v) for m, v in pooled.items()} or rows[0].get("ci", {}),
             "n": {**rows[0].get("n", {}), "seeds": len(seeds)},
-            "resampled": {m: [None if np.isnan(x) else round(float(x), 5) for x in v] for m, v in pooled.items()}}
+            "resampled": {m: encode(v) for m, v in pooled.items()}}
 
 
 def comparisons(result: dict, label) -> list[dict]:

@@ -52,7 +52,7 @@ import numpy as np
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.evaluation.fit import FitConfig
-from mmvideos.evaluation.uncertainty import SplitScores
+from mmvideos.evaluation.uncertainty import MIN_STRATUM, SplitScores
 
 if TYPE_CHECKING:
     import torch
@@ -178,7 +178,8 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
 def bootstrap_weights(bench: Benchmark, resamples: int, seed: int) -> list[np.ndarray]:
     """Per split of the protocol, ``[resamples, n_test]`` bootstrap counts of its test clips: resampled within
     each class (single-label) or the whole test set (multi-label), by source recording where the table has
-    ``src_file`` (ESC-50), else by clip (:func:`mmvideos.evaluation.uncertainty.resample_weights`)."""
+    ``src_file`` (ESC-50), else by clip; classes with fewer than 5 units in a split are resampled together
+    (:func:`mmvideos.evaluation.uncertainty.resample_weights`)."""
     from mmvideos.evaluation.uncertainty import resample_weights
 
     table, rng = bench.table, np.random.default_rng(seed)
@@ -203,10 +204,11 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
     Returns:
         (rows: each metric the mean over seeds, ``seeds`` (per-seed figures), ``seed_sd``, ``fold_sd`` (the
         spread over the protocol's splits), ``ci`` (95% bootstrap interval of the figure), ``n`` (test clips,
-        classes, splits, seeds) and ``resampled`` (the bootstrap figures, paired across rows); the
+        classes, splits, seeds) and ``resampled`` (the bootstrap figures, paired across rows, encoded by
+        :func:`mmvideos.evaluation.uncertainty.encode`); the
         bootstrap's description; the pre-trained row's confusion matrix of its first seed)
     """
-    from mmvideos.evaluation.uncertainty import bootstrap_distribution, interval, mean_sd, spread
+    from mmvideos.evaluation.uncertainty import bootstrap_distribution, encode, interval, mean_sd, spread
 
     weights = bootstrap_weights(bench, cfg.bootstrap, cfg.seed)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
@@ -236,11 +238,11 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
                            "splits": len(bench.protocol), "seeds": len(figures)},
                      "splits": splits, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
                      "feature_dim": int(features[source][0].shape[1]),
-                     "resampled": {m: [None if np.isnan(v) else round(float(v), 5) for v in pooled[m]]
-                                   for m in metrics}})
+                     "resampled": {m: encode(pooled[m]) for m in metrics}})
     unit = "source recording (src_file)" if "src_file" in bench.table else "clip"
     described = {"resamples": cfg.bootstrap, "level": 0.95, "unit": unit, "seed": cfg.seed,
-                 "strata": "split" if bench.multi_label else "split and class"}
+                 "strata": "split" if bench.multi_label else
+                 f"split and class (classes of fewer than {MIN_STRATUM} units in a split pooled)"}
     return rows, described, confusion
 
 
