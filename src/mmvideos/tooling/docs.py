@@ -63,6 +63,12 @@ def _report_body(markdown: str) -> str:
     return re.sub(r"^## ", "### ", body.strip(), flags=re.M)
 
 
+def _benchmark_lines(markdown: str) -> list[str]:
+    """The report's lines naming each benchmark with its size (before its table)."""
+    head = markdown.split("\n|", 1)[0]
+    return [line for line in head.splitlines() if line.startswith("- ")] or ["- the benchmarks of the table below"]
+
+
 def _verdicts(markdown: str) -> list[str]:
     """The report's sentences on which row differences are within noise (its "Within noise or not" list)."""
     section = markdown.split("## Within noise or not", 1)[1] if "## Within noise or not" in markdown else ""
@@ -95,7 +101,7 @@ def _summary_block(fig: dict) -> str:
         + (f"validation not meaningful ({final['val_note']})." if final.get("val_note") else
            f"val Top-1 {_pct(final.get('val_top1'))}, val mAP {_pct(final.get('val_map'))} "
            f"(best {_pct(pretrain.get('best_val_map'))})."),
-        "- Transfer (%):",
+        "- Transfer (%), on " + "; ".join(line[2:].split(":")[0] for line in _benchmark_lines(fig["report"])) + ":",
         "",
         *("  " + line for line in fig["table"].splitlines()),
     ]
