@@ -24,7 +24,7 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     from mmvideos.cluster.placement import compiled_placement
     from mmvideos.config import check_compiled, model_names
     from mmvideos.data.dataroot import DataRoot
-    from mmvideos.stages.pretrain import checkpoint_uri, launch, pretrain_config
+    from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config, pretrain_seeds
 
     check_compiled("pretrain.models", model_names(params), list(compiled_models))
     cfg = pretrain_config(params, arch)
@@ -39,7 +39,7 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
 
         summary = pretrain_on_trainjob(features.uri, model.path, cfg, checkpoint, placement)
     else:
-        summary = launch(features.path, model.path, cfg, progress=True, resume_from=checkpoint)
+        summary = pretrain_seeds(features.path, model.path, cfg, progress=True, resume_from=lambda _: checkpoint)
     if summary.get("val_note"):  # figures of a meaningless validation set: the note, not the figures
         summary = {**summary, "best_val_map": None,
                    "final": {k: v for k, v in summary["final"].items() if not k.startswith("val_")}}

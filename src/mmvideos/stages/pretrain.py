@@ -67,7 +67,8 @@ def export_files(out_dir: str | Path, target: str) -> list[str]:
 def pretrain_seeds(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig,
                    resume_from: Callable[[PretrainConfig], str | None] = lambda cfg: None, **kwargs: Any) -> dict:
     """Pre-train one model per seed of ``cfg.seed_list`` (``launch``'s ``kwargs``); ``resume_from(cfg)`` is each
-    seed's checkpoint URI in the data root.
+    seed's checkpoint URI in the data root. With ``cfg.deterministic`` each trains in a fresh process with its
+    kernels pinned (:func:`mmvideos.training.determinism.run_pinned`).
 
     One seed: that model in ``out_dir``, its summary returned, as :func:`launch`. Several: each in
     ``out_dir/seed-<seed>/``, ``out_dir/summary.json`` (``{"model", "seeds", "per_seed": {seed: summary}}``) and
@@ -76,8 +77,11 @@ def pretrain_seeds(features_dir: str | Path, out_dir: str | Path, cfg: PretrainC
     import dataclasses
 
     from mmvideos.data.atomic import write_json
+    from mmvideos.training.determinism import run_pinned
     from mmvideos.training.loop import launch
 
+    if cfg.deterministic and cfg.num_nodes == 1:  # kernels pinned before torch loads: a fresh process
+        launch = run_pinned
     if cfg.seeds == 1:
         return launch(features_dir, out_dir, cfg, resume_from=resume_from(cfg), **kwargs)
     per_seed = {}

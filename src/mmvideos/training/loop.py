@@ -58,6 +58,7 @@ from mmvideos.data.files import sha256_file
 from mmvideos.features.store import FEATURES, INDEX, iter_features, read_index, read_vocabulary
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
+from mmvideos.training.determinism import pin as pin_determinism
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
@@ -251,6 +252,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     per_rank = batch // proc.world_size
     if proc.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    pin_determinism(cfg, proc.device)  # pretrain.deterministic (mmvideos.training.determinism)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
