@@ -26,12 +26,21 @@ Only the settings (:class:`TransferConfig`) are needed to import this module; to
 networks and the classifier's solvers are imported by the functions that run them, so that
 loading ``params.yaml`` stays quick for every command.
 
-Output folder: ``metrics.json`` (``{"benchmark", "rows": [{"model", "pooling", "top1", "top5",
-"map", "auc", "splits", "fits", ...}]}``, each metric the mean over the protocol's splits;
-``fits`` says per split how many steps the fit took and whether it stopped early),
-``confusion.json`` for single-label benchmarks (pre-trained model, summed over splits,
-``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants) and
-``summary.json``.
+Every row runs for ``seeds`` seeds (``seed``, ``seed + 1``, ...: the classifier's, and the random
+weights' of ``random_init``; 1-NN rows have none) and reports their mean, each seed's figures and
+their sd; every figure carries the sd over the protocol's splits and a 95% bootstrap interval over
+the test clips (:mod:`mmvideos.evaluation.uncertainty`: by source recording where the benchmark has
+them, within split and class), whose resampled figures are kept so the report can compare rows
+paired. The benchmark is named by what it is (:mod:`mmvideos.benchmarks.naming`).
+
+Output folder: ``metrics.json`` (``{"benchmark", "name", "title", "paper", "clips", "classes",
+"bootstrap", "rows": [{"model", "pooling", "top1", "top5", "map", "auc", "seeds", "seed_sd",
+"fold_sd", "ci", "n", "resampled", "splits", "fits", ...}]}``, each metric the mean over the
+protocol's splits and seeds; ``fits`` says per split how many steps the first seed's fit took and
+whether it stopped early), ``confusion.json`` for single-label benchmarks (pre-trained model, summed
+over splits, ``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants)
+and ``summary.json``. A checkpoint folder of several pre-training seeds (``pretrain.seeds``) gives
+one such folder per seed, ``seed-<seed>/``, gathered in ``transfers.json``.
 """
 
 from __future__ import annotations
