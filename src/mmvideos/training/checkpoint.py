@@ -113,7 +113,9 @@ def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: f
     out_dir = Path(out_dir)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"arch": arch, "epoch": str(epoch)})
+        # one metadata key: safetensors writes several in a per-process random order, so the same weights
+        # made files (and SHA-256s) that differed from one training process to the next
+        save_file(tensors, str(tmp), metadata={"mmvideos": json.dumps({"arch": arch, "epoch": epoch})})
     write_json({"arch": arch, "num_classes": int(model.num_classes), "width_mult": width_mult,
                 "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch,
                 "sha256": sha256_file(out_dir / WEIGHTS)} | ({} if seed is None else {"seed": seed}),
