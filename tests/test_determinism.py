@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mmvideos.stages.pretrain import PretrainConfig, pretrain_seeds
-from mmvideos.training.determinism import environment
+from mmvideos.training.determinism import environment, run_pinned
 from mmvideos.training.synthetic import write_synthetic_features
 
 
@@ -20,6 +20,16 @@ def test_the_environment_pins_every_library_to_one_instruction_set():
     assert environment({"ATEN_CPU_CAPABILITY": "default"})["MKL_CBWR"] == "COMPATIBLE"  # the caller's choice kept
     with pytest.raises(ValueError, match="ATEN_CPU_CAPABILITY='sse9'"):
         environment({"ATEN_CPU_CAPABILITY": "sse9"})
+
+
+def test_a_capability_this_cpu_lacks_is_refused(tmp_path, monkeypatch):
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
+        pytest.skip("needs a CPU whose widest kernels are AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    with pytest.raises(ValueError, match="this CPU's widest is avx2"):
+        run_pinned(tmp_path / "features", tmp_path / "out", PretrainConfig(deterministic=True))
 
 
 def test_a_fresh_process_loads_torch_with_the_pinned_kernels():

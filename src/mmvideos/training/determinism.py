@@ -91,6 +91,18 @@ def run_pinned(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfi
                    "--params", str(params), *([] if progress else ["--no-progress"]),
                    *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else [])]
         pinned = environment()
+        _check_supported(pinned["ATEN_CPU_CAPABILITY"])
         log.info("pretraining pinned (%s): %s", " ".join(f"{k}={v}" for k, v in pinned.items()), " ".join(command))
         subprocess.run(command, check=True, env={**os.environ, **pinned}, stdout=subprocess.DEVNULL)
     return json.loads((Path(out_dir) / "summary.json").read_text())
+
+
+def _check_supported(capability: str) -> None:
+    """A capability wider than this CPU's is refused (MKL and oneDNN stop with SIGILL on such a pin)."""
+    import torch
+
+    order = list(ISAS)[::-1]  # default, avx2, avx512
+    here = torch.backends.cpu.get_cpu_capability().lower()
+    if here in order and order.index(capability) > order.index(here):
+        raise ValueError(f"ATEN_CPU_CAPABILITY={capability}: this CPU's widest is {here}; pin {here} or narrower "
+                         f"({', '.join(order[:order.index(here) + 1])}) for pretrain.deterministic")
