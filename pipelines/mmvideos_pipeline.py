@@ -7,7 +7,7 @@
        -> annotate_audio (N slots) -> gather   }
        -> merge_labels -> label_drift
        -> features (N slots) -> gather
-    -> pretrain (one task per model of pretrain.models, GPU node pool)
+    -> pretrain (one task per model of pretrain.models and seed of pretrain.seeds, GPU node pool)
        -> transfer (one task per benchmark) -> collect
     -> report (one table: every model on every benchmark, the paper's figures beside ours)
 
@@ -20,7 +20,7 @@ annotator costs only the new work, across runs, compiled versions and DVC.
 ``build_pipeline(params)`` returns the ``@dsl.pipeline`` function with every stage's section of
 ``params.yaml`` as a dict parameter whose default is that section, so the Kubeflow UI shows and
 overrides them per run. Fixed when the pipeline is compiled: the number of task slots of every
-map (``data.slots``), the model fan-out (``pretrain.models``), the benchmark fan-out (the names
+map (``data.slots``), the model and seed fan-out (``pretrain.models``, ``pretrain.seeds``), the benchmark fan-out (the names
 in ``benchmarks``) and the ``cluster`` and ``resources`` sections (every task's pod size,
 retries, time limit and node pool: :mod:`mmvideos.cluster.placement`); the pretrain and transfer tasks
 refuse a run whose models or benchmark names disagree with the compiled ones.
@@ -42,6 +42,7 @@ from mmvideos.components.ingest import gather_ingest, list_source, probe
 from mmvideos.components.pretrain import pretrain
 from mmvideos.components.transfer import collect, report, transfer
 from mmvideos.config import model_names
+from mmvideos.training.config import pretrain_config
 
 PIPELINE_NAME = "mmvideos"
 
@@ -76,6 +77,8 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
     slot_items = list(range(slots))
     benchmark_names = list(params["benchmarks"])
     models = model_names(params["pretrain"])
+    seeds = pretrain_config(params["pretrain"], models[0]).seed_list  # pretrain.seeds: a task per seed too
+    runs = [{"arch": arch, "seed": seed} for arch in models for seed in seeds]
     default = {name: parameter_default(section) for name, section in params.items()}
     # a benchmark's root left empty (null) is its default data, not a benchmark left out
     default["benchmarks"] = {name: root or "" for name, root in params["benchmarks"].items()}
@@ -130,9 +133,10 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
                                                 data_root=data_root, slot=slot, slots=slots), "features", "features")
         features = placed(gather(parts=dsl.Collected(extracted.outputs["features"]), stage="features", title="Features",
                                  data_root=data_root), "gather", "gather features").outputs["merged"]
-        with dsl.ParallelFor(items=models) as arch:
-            trained = placed(pretrain(features=features, params=pretrain_params, data_root=data_root, arch=arch,
-                                      compiled_models=models), "pretrain", "pretrain")
+        with dsl.ParallelFor(items=runs) as run:  # one task per architecture and seed
+            trained = placed(pretrain(features=features, params=pretrain_params, data_root=data_root, arch=run.arch,
+                                      compiled_models=models, seed=run.seed, compiled_seeds=seeds),
+                             "pretrain", "pretrain")
             with dsl.ParallelFor(items=benchmark_names) as benchmark:
                 evaluated = placed(transfer(benchmark=benchmark, data_roots=benchmarks,
                                             compiled_benchmarks=benchmark_names, model=trained.outputs["model"],

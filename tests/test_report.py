@@ -18,7 +18,7 @@ def _result(benchmark: str, arch: str, top1: float, baseline: str | None = None)
     names = ["pretrained", "random_init", "logmel_stats"] + ([baseline] if baseline else [])
     rows = [{"model": name, "pooling": "mean_std" if name == "logmel_stats" else "concat",
              "top1": top1 - 0.1 * i, "top5": 0.9, "map": 0.5, "auc": 0.8} for i, name in enumerate(names)]
-    return {"benchmark": benchmark, "arch": arch, "rows": rows}
+    return {"benchmark": benchmark, "arch": arch, "rows": rows, "paper": True}  # the real benchmark's size
 
 
 def _write(folder, result):
@@ -88,6 +88,9 @@ def test_pretrain_models_fan_out_into_one_config_each():
 def test_a_meaningless_validation_set_says_so():
     one_label = torch.ones(12, 5, dtype=torch.bool) & (torch.arange(5) == 0)  # every clip carries label 0
     assert "label(s) that tell clips apart" in validation_note(one_label, videos=3)
-    assert "1 video" in validation_note(torch.eye(12, dtype=torch.bool), videos=1)
-    assert "3 clips" in validation_note(torch.eye(3, dtype=torch.bool), videos=3)
-    assert validation_note(torch.eye(12, dtype=torch.bool), videos=4) is None
+    assert "1 video (fewer than 5)" in validation_note(torch.eye(40, dtype=torch.bool), videos=1)
+    # the demo's validation set: 12 clips of 2 videos
+    assert validation_note(torch.eye(12, dtype=torch.bool), videos=2) == \
+        "validation set of 12 clips (fewer than 30), 2 videos (fewer than 5)"
+    assert "3 clips" in validation_note(torch.eye(3, dtype=torch.bool), videos=6)
+    assert validation_note(torch.eye(40, dtype=torch.bool), videos=6) is None

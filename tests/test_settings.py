@@ -52,7 +52,7 @@ def test_checking_the_settings_loads_no_heavy_library():
     ({"clip": {"fsp": 3}}, "clip.fsp: unknown setting"),
     ({"pretrain": {"bf16": "no"}}, "pretrain.bf16: input should be a valid boolean, got 'no'"),
     ({"pretrain": {"lr": "1e-4"}}, "YAML reads 1e-4 as text"),
-    ({"pretrain": {"epochs": 0}}, "epochs, val_every, num_nodes and batch_size must be positive"),
+    ({"pretrain": {"epochs": 0}}, "epochs, val_every, num_nodes, seeds and batch_size must be positive"),
     ({"clip": {"fps": "3"}}, "clip.fps: input should be a valid integer"),
     ({"data": {"slots": 0}}, "data.slots: input should be greater than or equal to 1"),
     ({"ingest": {"min_duration_s": 2.0}}, "ingest.min_duration_s (2) is below clip.min_s (3)"),

@@ -255,7 +255,7 @@ def test_load_model_rebuilds_the_exported_network(trained):
     out, _ = trained
     card = json.loads((out / "model.json").read_text())
     assert card == {"arch": "vggish_fc", "num_classes": 12, "width_mult": 0.0625, "epoch": EPOCHS,
-                    "feature_preset": "paper", "vocabulary": "vocabulary.parquet",
+                    "feature_preset": "paper", "vocabulary": "vocabulary.parquet", "seed": 0,
                     "sha256": sha256_file(out / "model.safetensors")}
     assert (out / card["vocabulary"]).exists()
     model = load_model(out)

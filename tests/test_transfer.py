@@ -129,17 +129,29 @@ def test_report_writes_the_table(esc50_run, tmp_path):
     tut.mkdir()
     rows = [{"model": m, "top1": 0.5, "top5": 0.9, "map": 0.6, "auc": 0.8}
             for m in ("pretrained", "random_init", "logmel_stats")]
-    (tut / "metrics.json").write_text(json.dumps({"benchmark": "tut2018", "arch": "vggish_bn", "rows": rows}))
+    (tut / "metrics.json").write_text(json.dumps({"benchmark": "tut2018", "arch": "vggish_bn", "rows": rows,
+                                                  "paper": True}))
     result = report([out, tut], tmp_path / "report")
     assert result["benchmarks"] == ["esc50", "tut2018"]
     markdown = (tmp_path / "report" / "results.md").read_text()
-    assert ("| Model | ESC-50 Top-1 | ESC-50 Top-1 (paper) | ESC-50 Top-5 | ESC-50 mAP | ESC-50 mAP (paper) | "
-            "ESC-50 AUC | TUT 2018 Top-1 | TUT 2018 Top-1 (paper) |") in markdown
+    # a 30-clip folder in ESC-50's layout is named by its folder and size, with no paper column beside it
+    root = esc50_run[0]
+    assert f"- {root.name} (3 classes, 30 clips): 5 split(s)" in markdown
+    assert (f"| Model | {root.name} Top-1 | {root.name} Top-5 | {root.name} mAP | {root.name} AUC | "
+            "TUT 2018 Top-1 | TUT 2018 Top-1 (paper) |") in markdown
     assert "| vggish_bn pretrained |" in markdown and "| log-mel stats |" in markdown
     csv_lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
-    # 5 rows from ESC-50 (3 probes, 2 1-NN), the paper's 3 reference rows for ESC-50 and TUT 2018
-    assert len(csv_lines) == 1 + 5 + 3 and csv_lines[0].startswith("Model,ESC-50 Top-1")
-    assert "| human listeners | – | 81.3 |" in markdown and "| vggish_bn pretrained 1-NN |" in markdown
+    # 5 rows from the ESC-50-layout folder (3 probes, 2 1-NN), the paper's reference row for TUT 2018 only
+    assert len(csv_lines) == 1 + 5 + 1 and csv_lines[0].startswith(f"Model,{root.name} Top-1")
+    assert "human listeners" not in markdown and "| DCASE 2018 baseline |" in markdown
+    assert "| vggish_bn pretrained 1-NN |" in markdown
+    # our figures carry their interval; the rows are compared in words
+    top1, (low, high) = summary["pretrained.top1"], summary["pretrained.top1_ci"]
+    assert low <= top1 <= high and f"| vggish_bn pretrained | {100 * top1:.1f} [{100 * low:.1f}, {100 * high:.1f}] |" \
+        in markdown
+    assert f"- {root.name} Top-1: vggish_bn pretrained minus vggish_bn random init = " in markdown
+    structured = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert {b["name"]: b["paper"] for b in structured["benchmarks"]} == {root.name: False, "TUT 2018": True}
     flat = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert flat["esc50.vggish_bn.pretrained.top1"] == pytest.approx(summary["pretrained.top1"])
     assert flat["esc50.vggish_bn.pretrained_1nn.top1"] == pytest.approx(summary["pretrained_1nn.top1"])

@@ -110,7 +110,7 @@ def test_demo_benchmark_rows_reach_sklearn(demo, row):
         train, test = np.isin(folds, split.train), np.isin(folds, split.test)
         cv = list(LeaveOneGroupOut().split(x[train], labels[train], folds[train]))  # the training folds
         reference.append(sklearn_top1(x[train], labels[train], x[test], labels[test], cv))
-    mean, _, fits, _ = run_protocol(bench, x, FitConfig(dropout=0.3), CPU)
+    mean, _, fits, _, _ = run_protocol(bench, x, FitConfig(dropout=0.3), CPU)
     assert mean["top1"] >= np.mean(reference) - 0.02, (row, mean["top1"], np.mean(reference))
     assert set(fits) == {s.name for s in bench.protocol}
     assert all(f["steps"] > 0 and f["stopped_early"] and "l2" in f for f in fits.values())

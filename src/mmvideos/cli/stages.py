@@ -99,13 +99,13 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from mmvideos.stages.pretrain import checkpoint_uri, launch, pretrain_config
+    from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config, pretrain_seeds
 
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
-    with common.outputs(args, common.PRETRAIN_RESULTS) as out:
+    with common.outputs(args, common.PRETRAIN_RESULTS) as out:  # pretrain.seeds > 1: one model per seed-<seed>/
         root = common.root(args)
-        common.print_summary(launch(args.features, out, cfg, resume_from=checkpoint_uri(root, args.features, cfg),
-                                    force=args.force, data_root=root.uri))
+        common.print_summary(pretrain_seeds(args.features, out, cfg, force=args.force, data_root=root.uri,
+                                            resume_from=lambda c: checkpoint_uri(root, args.features, c)))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:

@@ -136,6 +136,12 @@ def build_demo_benchmark(dest: str | Path) -> Path:
 
 
 
+def is_demo_benchmark(root: str | Path) -> bool:
+    """Whether ``root`` is the demo benchmark (its completion marker names the FoxDot package)."""
+    marker = Path(str(root)) / MARKER
+    return not str(root).startswith("gs://") and marker.is_file() and marker.read_text().startswith(PACKAGE)
+
+
 def resolve_benchmark(benchmark: str, data: str | Path | None) -> str:
     """The data root to evaluate ``benchmark`` on: ``data``, or for ``esc50`` with no data the
     demo benchmark in ESC-50's layout (built in the cache on first use)."""

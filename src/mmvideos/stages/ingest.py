@@ -17,7 +17,9 @@ file's content (``uuid5`` of its SHA-256), so re-ingesting the same bytes gives 
 wherever they live, and a second copy is rejected as a duplicate of the first (in URI order).
 ``fold = hash(UUID) mod num_folds`` and the split follows the fold: of every
 ``val_every_n_folds`` consecutive fold residues, the one equal to ``val_part`` is validation
-(paper: 14 M train, 1 M val, 4,096 folds).
+(paper: 14 M train, 1 M val, 4,096 folds). A corpus of a few videos may get a validation set of
+one video or none that way: ``val_fraction`` puts at least that share of the videos in validation
+(:func:`widen_validation`), with a warning that this departs from the paper's split.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class IngestConfig:
     num_folds: int = 4096
     val_every_n_folds: int = 15
     val_part: int = 14
+    val_fraction: float = 0.0    # > 0: at least this share of the videos in validation (small corpora)
     exclude: overlap.ExcludeConfig = dataclasses.field(default_factory=overlap.ExcludeConfig)
     fingerprint: overlap.FingerprintConfig = dataclasses.field(default_factory=overlap.FingerprintConfig)
 
@@ -73,6 +76,8 @@ class IngestConfig:
                              f"{self.max_duration_s}")
         if self.num_folds <= 0 or self.val_every_n_folds <= 0:
             raise ValueError("num_folds and val_every_n_folds must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if not 0 <= self.val_part < self.val_every_n_folds:
             raise ValueError(f"val_part must lie in [0, {self.val_every_n_folds}), got {self.val_part}")
 
@@ -91,6 +96,26 @@ def fold_of(video_id: str, num_folds: int = 4096) -> int:
 def split_of(fold: int, val_every_n_folds: int = 15, val_part: int = 14) -> str:
     """``val`` when ``fold % val_every_n_folds == val_part`` (one part in 15), else ``train``."""
     return "val" if fold % val_every_n_folds == val_part else "train"
+
+
+def widen_validation(videos: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """With ``fraction`` > 0, at least ``ceil(fraction * videos)`` videos (and one left for training) in
+    validation: the fold rule's validation videos, then the others in order of their content hash, so the
+    choice is stable. Warns that this departs from the paper's split (one part in 15)."""
+    import math
+
+    if fraction <= 0 or len(videos) < 2:
+        return videos
+    wanted = min(max(math.ceil(fraction * len(videos)), 1), len(videos) - 1)
+    already = int((videos["split"] == "val").sum())
+    if already >= wanted:
+        return videos
+    order = videos.assign(_rank=[hashlib.sha256(v.encode()).hexdigest() for v in videos["video_id"]])
+    order = order.sort_values(["split", "_rank"], ascending=[False, True])  # "val" first, then by hash
+    chosen = order.index[:wanted]
+    log.warning("ingest.val_fraction %g: %d of %d videos in validation (the fold rule chose %d), departing from "
+                "the paper's 14/1 split; set it to 0 for the paper's", fraction, wanted, len(videos), already)
+    return videos.assign(split=["val" if i in chosen else s for i, s in zip(videos.index, videos["split"])])
 
 
 def list_source(source: str | Path, root: DataRoot) -> str:
@@ -254,7 +279,8 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     screened = overlap.screen(candidates, cfg.exclude, cfg.fingerprint, root)
     rejects += [{"uri": uri, "video_id": None, "reason": r, "stage": "ingest"} for uri, r in screened.reasons.items()]
     kept = [k for k in kept if k["uri"] not in screened.reasons]
-    videos = pd.DataFrame(kept, columns=VIDEO_COLUMNS).sort_values("video_id", ignore_index=True)
+    videos = widen_validation(pd.DataFrame(kept, columns=VIDEO_COLUMNS), cfg.val_fraction)
+    videos = videos.sort_values("video_id", ignore_index=True)
     rejected = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("uri", ignore_index=True)
     write_parquet(videos, out_dir / "videos.parquet")
     write_parquet(rejected, out_dir / "rejects.parquet")

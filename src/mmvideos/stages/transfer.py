@@ -26,12 +26,21 @@ Only the settings (:class:`TransferConfig`) are needed to import this module; to
 networks and the classifier's solvers are imported by the functions that run them, so that
 loading ``params.yaml`` stays quick for every command.
 
-Output folder: ``metrics.json`` (``{"benchmark", "rows": [{"model", "pooling", "top1", "top5",
-"map", "auc", "splits", "fits", ...}]}``, each metric the mean over the protocol's splits;
-``fits`` says per split how many steps the fit took and whether it stopped early),
-``confusion.json`` for single-label benchmarks (pre-trained model, summed over splits,
-``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants) and
-``summary.json``.
+Every row runs for ``seeds`` seeds (``seed``, ``seed + 1``, ...: the classifier's, and the random
+weights' of ``random_init``; 1-NN rows have none) and reports their mean, each seed's figures and
+their sd; every figure carries the sd over the protocol's splits and a 95% bootstrap interval over
+the test clips (:mod:`mmvideos.evaluation.uncertainty`: by source recording where the benchmark has
+them, within split and class), whose resampled figures are kept so the report can compare rows
+paired. The benchmark is named by what it is (:mod:`mmvideos.benchmarks.naming`).
+
+Output folder: ``metrics.json`` (``{"benchmark", "name", "title", "paper", "clips", "classes",
+"bootstrap", "rows": [{"model", "pooling", "top1", "top5", "map", "auc", "seeds", "seed_sd",
+"fold_sd", "ci", "n", "resampled", "splits", "fits", ...}]}``, each metric the mean over the
+protocol's splits and seeds; ``fits`` says per split how many steps the first seed's fit took and
+whether it stopped early), ``confusion.json`` for single-label benchmarks (pre-trained model, summed
+over splits, ``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants)
+and ``summary.json``. A checkpoint folder of several pre-training seeds (``pretrain.seeds``) gives
+one such folder per seed, ``seed-<seed>/``, gathered in ``transfers.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ import numpy as np
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.evaluation.fit import FitConfig
+from mmvideos.evaluation.uncertainty import MIN_STRATUM, SplitScores
 
 if TYPE_CHECKING:
     import torch
@@ -85,9 +95,14 @@ class TransferConfig:
     pooling: str = "concat"      # "concat" (the paper's) or "mean_max"
     baselines: dict = dataclasses.field(default_factory=dict)  # name -> {weights, pca}: released VGGish
     seed: int = 0
+    seeds: int = 1               # seeds seed, seed+1, ...: the classifier's and the random-init weights'
+    bootstrap: int = 1000        # resamples of the test clips behind every interval
     device: str = "auto"         # "auto": CUDA when available
 
     def __post_init__(self) -> None:
+        if self.seeds < 1 or self.bootstrap < 100:
+            raise ValueError(f"transfer.seeds must be >= 1 and transfer.bootstrap >= 100 (resamples behind a 95% "
+                             f"interval), got {self.seeds} and {self.bootstrap}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         for name, entry in self.baselines.items():
@@ -122,7 +137,8 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> np.ndarray:
 
 
 def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device: torch.device,
-                 nearest: bool = False) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
+                 nearest: bool = False) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray,
+                                                 list[SplitScores]]:
     """Train and score on every split of the benchmark's protocol.
 
     Args:
@@ -135,7 +151,8 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
 
     Returns:
         (metrics averaged over splits, metrics per split, the fit per split (``steps``,
-        ``stopped_early``...), confusion matrix ``[C, C]`` summed over splits with rows = true class)
+        ``stopped_early``...), confusion matrix ``[C, C]`` summed over splits with rows = true class,
+        each split's test scores and targets for the bootstrap)
     """
     from mmvideos.evaluation.fit import fit_classifier, predict
     from mmvideos.evaluation.metrics import evaluate
@@ -145,6 +162,7 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
     folds = bench.table["fold"].to_numpy()
     groups = bench.table["src_file"].to_numpy() if "src_file" in bench.table else None
     per_split, fits, confusion = {}, {}, np.zeros((len(bench.classes),) * 2, dtype=np.int64)
+    tested = []
     for split in bench.protocol:
         train, test = np.isin(folds, split.train), np.isin(folds, split.test)
         if not train.any() or not test.any():
@@ -159,10 +177,82 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
             scores = predict(fit.model, features[test], bench.multi_label, device)  # [n_test, C]
             fits[split.name] = fit.record()
         per_split[split.name] = evaluate(scores, targets[test])
+        tested.append(SplitScores(scores, targets[test]))
         if not bench.multi_label:
             np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
     mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))}
-    return mean, per_split, fits, confusion
+    return mean, per_split, fits, confusion, tested
+
+
+def bootstrap_weights(bench: Benchmark, resamples: int, seed: int) -> list[np.ndarray]:
+    """Per split of the protocol, ``[resamples, n_test]`` bootstrap counts of its test clips: resampled within
+    each class (single-label) or the whole test set (multi-label), by source recording where the table has
+    ``src_file`` (ESC-50), else by clip; classes with fewer than 5 units in a split are resampled together
+    (:func:`mmvideos.evaluation.uncertainty.resample_weights`)."""
+    from mmvideos.evaluation.uncertainty import resample_weights
+
+    table, rng = bench.table, np.random.default_rng(seed)
+    units = (table["src_file"] if "src_file" in table else table["clip_id"]).astype(str).to_numpy()
+    strata = np.zeros(len(table), dtype=np.int64) if bench.multi_label else np.array([c[0] for c in table["labels"]])
+    folds = table["fold"].to_numpy()
+    return [resample_weights(strata[mask], units[mask], resamples, rng)
+            for mask in (np.isin(folds, split.test) for split in bench.protocol)]
+
+
+def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: list[tuple[str, str, bool]],
+               cfg: TransferConfig, device: torch.device) -> tuple[list[dict], dict, np.ndarray | None]:
+    """Every row of the table over ``cfg.seeds`` seeds, each figure with its uncertainty.
+
+    Args:
+        bench: the benchmark.
+        features: ``{source: [features of seed 0, seed 1, ...]}``, ``[N, D]`` each; one entry serves every seed.
+        runs: ``(row name, features source, 1-NN)`` per row; 1-NN rows run once (they have no seed).
+        cfg: the transfer settings (classifier, ``seed``, ``seeds``, ``bootstrap``).
+        device: where the classifiers are fitted.
+
+    Returns:
+        (rows: each metric the mean over seeds, ``seeds`` (per-seed figures), ``seed_sd``, ``fold_sd`` (the
+        spread over the protocol's splits), ``ci`` (95% bootstrap interval of the figure), ``n`` (test clips,
+        classes, splits, seeds) and ``resampled`` (the bootstrap figures, paired across rows, encoded by
+        :func:`mmvideos.evaluation.uncertainty.encode`); the
+        bootstrap's description; the pre-trained row's confusion matrix of its first seed)
+    """
+    from mmvideos.evaluation.uncertainty import bootstrap_distribution, encode, interval, mean_sd, spread
+
+    weights = bootstrap_weights(bench, cfg.bootstrap, cfg.seed)
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    rows, confusion = [], None
+    for name, source, nearest in runs:
+        figures, per_splits, resampled, fits = [], [], [], None
+        for i, seed in enumerate(seeds[:1] if nearest else seeds):
+            x = features[source][i % len(features[source])]
+            fit_cfg = dataclasses.replace(cfg.fit_config(bench.name), seed=seed)
+            mean, per_split, seed_fits, matrix, tested = run_protocol(bench, x, fit_cfg, device, nearest)
+            figures.append({"seed": seed, **mean})
+            per_splits.append(per_split)
+            resampled.append(bootstrap_distribution(tested, weights))
+            fits = fits or seed_fits
+            if name == "pretrained" and confusion is None:
+                confusion = matrix
+            log.info("%s %s seed %d: %s; steps %s", bench.name, name, seed, {k: round(v, 4) for k, v in mean.items()},
+                     [f.get("steps") for f in seed_fits.values()])
+        metrics = [m for m in figures[0] if m != "seed"]
+        splits = {s: {m: float(np.mean([p[s][m] for p in per_splits])) for m in metrics} for s in per_splits[0]}
+        pooled = {m: np.mean([r[m] for r in resampled], axis=0) for m in metrics}
+        stats = {m: mean_sd([f[m] for f in figures]) for m in metrics}
+        rows.append({"model": name, **{m: stats[m][0] for m in metrics}, "seeds": figures,
+                     "seed_sd": {m: stats[m][1] for m in metrics}, "fold_sd": spread(splits),
+                     "ci": {m: interval(pooled[m]) for m in metrics},
+                     "n": {"clips": int(sum(w.shape[1] for w in weights)), "classes": len(bench.classes),
+                           "splits": len(bench.protocol), "seeds": len(figures)},
+                     "splits": splits, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
+                     "feature_dim": int(features[source][0].shape[1]),
+                     "resampled": {m: encode(pooled[m]) for m in metrics}})
+    unit = "source recording (src_file)" if "src_file" in bench.table else "clip"
+    described = {"resamples": cfg.bootstrap, "level": 0.95, "unit": unit, "seed": cfg.seed,
+                 "strata": "split" if bench.multi_label else
+                 f"split and class (classes of fewer than {MIN_STRATUM} units in a split pooled)"}
+    return rows, described, confusion
 
 
 @contextlib.contextmanager
@@ -186,7 +276,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     Args:
         benchmark: ``esc50``, ``tut2018`` or ``audioset``.
         data_dir: the benchmark's root in its published layout (local folder or ``gs://``).
-        checkpoint_dir: a pretrain output folder (``model.safetensors`` + ``model.json``).
+        checkpoint_dir: a pretrain output folder (``model.safetensors`` + ``model.json``), or one of several
+            seeds' models (``pretrain.seeds``): each is transferred into ``out_dir/seed-<seed>/`` and the results
+            gathered in ``out_dir/transfers.json``, which the report reads.
         out_dir: where ``metrics.json``, ``confusion.json`` and ``summary.json`` go.
         cfg: pooling, classifier settings and released baselines.
         progress: show progress bars.
@@ -199,15 +291,26 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
 
     from mmvideos.benchmarks import read_benchmark
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
+    from mmvideos.benchmarks.naming import benchmark_name
     from mmvideos.data.atomic import write_json
     from mmvideos.data.runrecord import write_summary
     from mmvideos.data.files import cache_dir as default_cache_root
+    from mmvideos.demo.benchmark import is_demo_benchmark
     from mmvideos.evaluation.baselines import load_released_vggish, vggish_examples
     from mmvideos.models import build_model
+    from mmvideos.stages.pretrain import seed_folders
     from mmvideos.training.checkpoint import load_model
 
     started = time.time()
     out_dir = Path(out_dir)
+    models = seed_folders(str(checkpoint_dir))
+    if len(models) > 1:  # pretrain.seeds: one transfer per pre-trained model, gathered in a collection
+        per_seed = {str(seed): transfer(benchmark, data_dir, folder, out_dir / f"seed-{seed}", cfg, progress, cache_dir)
+                    for seed, folder in models.items()}
+        write_json([json.loads((out_dir / f"seed-{seed}" / "metrics.json").read_text()) for seed in per_seed],
+                   out_dir / "transfers.json")
+        write_json({"benchmark": benchmark, "seeds": list(per_seed), "per_seed": per_seed}, out_dir / "summary.json")
+        return per_seed
     device = cfg.torch_device()
     bench = read_benchmark(benchmark, data_dir)
     if bench.table.empty:
@@ -216,40 +319,40 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     with _local_checkpoint(str(checkpoint_dir)) as local:
         card = json.loads((local / "model.json").read_text())
         pretrained = load_model(local, device=device)
-        torch.manual_seed(cfg.seed)
-        random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
         key = weights_key(local, card["arch"])
-    networks = {"pretrained": (key, pretrained, None),
-                "random_init": (module_key(random_init, f"{card['arch']}-random"), random_init, None)}
+    networks = {"pretrained": (key, pretrained, None)}
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):  # one random-init network per seed, the row their mean
+        torch.manual_seed(seed)
+        random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
+        networks[f"random_init@{seed}"] = (module_key(random_init, f"{card['arch']}-random"), random_init, None)
     for name, entry in cfg.baselines.items():
         released, released_key = load_released_vggish(entry["weights"], entry.get("pca", ""))
         networks[name] = (released_key, released.to(device), vggish_examples)
     pool = {"pooling": cfg.pooling, "seconds": bench.clip_seconds}
     extractors = [embedding_extractor(name, k, net.embed, device, front_end=front_end, **pool)
                   for name, (k, net, front_end) in networks.items()]
-    features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
-    fit_cfg = cfg.fit_config(benchmark)
-    rows, confusion = [], None
+    extracted = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
+    features = {name: [x] for name, x in extracted.items() if "@" not in name}
+    features["random_init"] = [x for name, x in extracted.items() if name.startswith("random_init@")]
     runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
-    for name, source, nearest in runs:
-        mean, per_split, fits, matrix = run_protocol(bench, features[source], fit_cfg, device, nearest)
-        rows.append({"model": name, "pooling": cfg.pooling if source in networks else "mean_std", **mean,
-                     "splits": per_split, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
-                     "feature_dim": int(features[source].shape[1])})
-        if name == "pretrained":
-            confusion = matrix
-        log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items()},
-                 [f.get("steps") for f in fits.values()])
-    write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows},
-               out_dir / "metrics.json")
+    rows, bootstrap, confusion = score_rows(bench, features, runs, cfg, device)
+    for row, (_, source, _) in zip(rows, runs):
+        row["pooling"] = "mean_std" if source == "logmel_stats" else cfg.pooling
+    named = benchmark_name(benchmark, str(data_dir), len(bench.classes), len(bench.table),
+                           len(bench.table) + bench.missing, demo=is_demo_benchmark(data_dir))
+    write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "pretrain_seed": card.get("seed"),
+                "name": named.short, "title": named.title, "paper": named.real,
+                "clips": len(bench.table), "classes": len(bench.classes),
+                "bootstrap": bootstrap, "rows": rows}, out_dir / "metrics.json")
     if not bench.multi_label:
         write_json({"labels": list(bench.classes), "matrix": confusion.tolist()}, out_dir / "confusion.json")
     summary = {
-        "benchmark": benchmark, "arch": card["arch"], "checkpoint": key,
+        "benchmark": benchmark, "title": named.title, "arch": card["arch"], "checkpoint": key,
         "clips": len(bench.table), "classes": len(bench.classes), "missing_clips": bench.missing,
         "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
         "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
         **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")},
+        **{f"{row['model']}.top1_ci": [round(v, 4) for v in row["ci"]["top1"] or []] for row in rows},
         **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()]
            for row in rows if row["solver"] != "1-nn"},
         "seconds": round(time.time() - started, 1),

@@ -50,8 +50,30 @@ def _pct(value: float | None) -> str:
 
 
 def _table_lines(markdown: str) -> str:
-    """The table of a Markdown file (its lines starting with ``|``)."""
-    return "\n".join(line for line in markdown.splitlines() if line.startswith("|"))
+    """The first table of a Markdown file (its first run of lines starting with ``|``)."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def _report_body(markdown: str) -> str:
+    """The report's ``results.md`` less its title, its sections one level down (a page's subsections)."""
+    body = markdown.split("\n", 1)[1] if markdown.startswith("# ") else markdown
+    return re.sub(r"^## ", "### ", body.strip(), flags=re.M)
+
+
+def _benchmark_lines(markdown: str) -> list[str]:
+    """The report's lines naming each benchmark with its size (before its table)."""
+    head = markdown.split("\n|", 1)[0]
+    return [line for line in head.splitlines() if line.startswith("- ")] or ["- the benchmarks of the table below"]
+
+
+def _verdicts(markdown: str) -> list[str]:
+    """The report's sentences on which row differences are within noise (its "Within noise or not" list)."""
+    section = markdown.split("## Within noise or not", 1)[1] if "## Within noise or not" in markdown else ""
+    section = section.split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("- ")]
 
 
 def figures(results: Path) -> dict:
@@ -59,9 +81,10 @@ def figures(results: Path) -> dict:
     labels = _load(results, "labels/summary.json")
     pretrain = _load(results, "pretrain/summary.json")
     drift = _load(results, "drift/metrics.json")
-    transfer = _load(results, "report/metrics.json")
-    return {"labels": labels, "pretrain": pretrain, "drift": drift, "transfer": transfer,
+    _load(results, "report/metrics.json")  # present: the report ran
+    return {"labels": labels, "pretrain": pretrain, "drift": drift,
             "table": _table_lines((results / "report" / "results.md").read_text()),
+            "report": (results / "report" / "results.md").read_text(),
             "source": _load(results, "source.json")}
 
 
@@ -78,29 +101,15 @@ def _summary_block(fig: dict) -> str:
         + (f"validation not meaningful ({final['val_note']})." if final.get("val_note") else
            f"val Top-1 {_pct(final.get('val_top1'))}, val mAP {_pct(final.get('val_map'))} "
            f"(best {_pct(pretrain.get('best_val_map'))})."),
-        "- Transfer (%):",
+        "- Transfer (%), on " + "; ".join(line[2:].split(":")[0] for line in _benchmark_lines(fig["report"])) + ":",
         "",
         *("  " + line for line in fig["table"].splitlines()),
     ]
-    deltas = _pretrained_vs_random(fig["transfer"])
-    if deltas:
-        lines += ["", "  Pretrained minus random weights, in points: " + "; ".join(deltas) + "."]
+    verdicts = _verdicts(fig["report"])
+    if verdicts:  # the paired bootstrap's verdicts: which differences between rows are beyond noise
+        lines += ["", "  Brackets: 95% bootstrap intervals. Differences (paired bootstrap):", "",
+                  *("  " + line for line in verdicts)]
     return "\n".join(lines)
-
-
-def _pretrained_vs_random(flat: dict) -> list[str]:
-    """Per benchmark, architecture and metric: pretrained minus random weights (the report's flat
-    keys ``<benchmark>.<arch>.pretrained.<metric>`` and ``<benchmark>.<arch>.random_init.<metric>``)."""
-    out = []
-    for key, value in sorted(flat.items()):
-        parts = key.split(".")
-        if len(parts) != 4 or parts[2] != "pretrained":
-            continue
-        bench, arch, _, metric = parts
-        other = flat.get(f"{bench}.{arch}.random_init.{metric}")
-        if other is not None:
-            out.append(f"{bench} {arch} {metric} {100 * (value - other):+.1f}")
-    return out
 
 
 def results_page(fig: dict) -> str:
@@ -127,7 +136,7 @@ def results_page(fig: dict) -> str:
         "## Pretraining\n",
         f"![training curves]({link('pretrain/curves.png')})\n",
         "## Transfer\n",
-        fig["table"] + "\n",
+        _report_body(fig["report"]) + "\n",
         f"![transfer results]({link('report/results.png')})\n",
         "## Label drift\n",
         "| " + " | ".join(drift) + " |\n|" + "---|" * len(drift) + "\n| "

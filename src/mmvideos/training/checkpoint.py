@@ -107,9 +107,9 @@ def verify(path: str | Path, *sha256: str) -> None:
 
 
 def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: float,
-                 epoch: int) -> Path:
+                 epoch: int, seed: int | None = None) -> Path:
     """Write ``model.safetensors`` and ``model.json`` for ``model`` (``vocabulary.parquet`` must
-    already be in ``out_dir``); returns the weights' path."""
+    already be in ``out_dir``; ``seed``: the pre-training seed, recorded when given); returns the weights' path."""
     out_dir = Path(out_dir)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     with atomic_path(out_dir / WEIGHTS) as tmp:
@@ -118,7 +118,7 @@ def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: f
         save_file(tensors, str(tmp), metadata={"mmvideos": json.dumps({"arch": arch, "epoch": epoch}, sort_keys=True)})
     write_json({"arch": arch, "num_classes": int(model.num_classes), "width_mult": width_mult,
                 "vocabulary": VOCABULARY, "feature_preset": "paper", "epoch": epoch,
-                "sha256": sha256_file(out_dir / WEIGHTS)},
+                "sha256": sha256_file(out_dir / WEIGHTS)} | ({} if seed is None else {"seed": seed}),
                out_dir / MODEL_CARD)
     return out_dir / WEIGHTS
 

@@ -38,6 +38,10 @@ class PretrainConfig:
             read once and kept in memory on rank 0; 0 for all, streamed at every validation.
         val_every: validate every this many epochs (and after the last).
         seed: seeds initialisation, sampling order and per-clip draws.
+        seeds: how many models to pre-train, with seeds ``seed``, ``seed + 1``, ...: each is transferred, and
+            the report gives mean ± sd over them (the paper's protocol: 3; the demo: 1).
+        deterministic: pin what can be pinned for results that do not depend on the machine's kernels
+            (:mod:`mmvideos.training.determinism`); slower.
         num_workers: data-loader worker processes per rank.
         device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
         bf16: bfloat16 autocast on CUDA (ignored on CPU).
@@ -59,6 +63,8 @@ class PretrainConfig:
     val_clips: int = 10000
     val_every: int = 1
     seed: int = 0
+    seeds: int = 1
+    deterministic: bool = False
     num_workers: int = 4
     device: str = "auto"
     bf16: bool = True
@@ -70,9 +76,14 @@ class PretrainConfig:
             raise ValueError(f"unknown model {self.model!r}; known: {', '.join(MODEL_NAMES)}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"device must be auto, cuda or cpu, got {self.device!r}")
-        if self.epochs < 1 or self.val_every < 1 or self.num_nodes < 1 or (
+        if self.epochs < 1 or self.val_every < 1 or self.num_nodes < 1 or self.seeds < 1 or (
                 self.batch_size is not None and self.batch_size < 1):
-            raise ValueError("epochs, val_every, num_nodes and batch_size must be positive")
+            raise ValueError("epochs, val_every, num_nodes, seeds and batch_size must be positive")
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds of the models to pre-train: ``seed``, ``seed + 1``, ... (``seeds`` of them)."""
+        return [self.seed + k for k in range(self.seeds)]
 
     @property
     def global_batch(self) -> int:

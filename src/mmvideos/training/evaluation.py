@@ -103,7 +103,9 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 #: Fewer validation clips than this, and the figures are noise.
-MIN_VAL_CLIPS = 10
+MIN_VAL_CLIPS = 30
+#: Clips of one video are near copies: a figure over fewer videos measures those few videos.
+MIN_VAL_VIDEOS = 5
 
 
 def validation_note(targets: torch.Tensor, videos: int) -> str | None:
@@ -118,8 +120,8 @@ def validation_note(targets: torch.Tensor, videos: int) -> str | None:
     reasons = []
     if len(targets) < MIN_VAL_CLIPS:
         reasons.append(f"{len(targets)} clips (fewer than {MIN_VAL_CLIPS})")
-    if videos < 2:
-        reasons.append(f"{videos} video")
+    if videos < MIN_VAL_VIDEOS:
+        reasons.append(f"{videos} video{'s' if videos != 1 else ''} (fewer than {MIN_VAL_VIDEOS})")
     if informative < 2:
         reasons.append(f"{informative} label(s) that tell clips apart")
     return ("validation set of " + ", ".join(reasons)) if reasons else None
@@ -130,9 +132,13 @@ def plot_curves(history: list[dict[str, Any]], target: str | Path) -> Path:
     fig = Figure(figsize=(10, 7), layout="constrained")
     panels = [("loss", "training loss"), ("val_top1", "validation Top-1"),
               ("val_map", "validation mAP"), ("lr", "learning rate")]
+    note = next((h["val_note"] for h in reversed(history) if h.get("val_note")), None)
     for ax, (key, title) in zip(fig.subplots(2, 2).flat, panels):
         points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
-        if points:
+        if note and key.startswith("val_"):  # a set too small or uniform to measure: said, not drawn
+            ax.text(0.5, 0.5, "not meaningful:\n" + note.replace(", ", "\n"), ha="center", va="center",
+                    transform=ax.transAxes, wrap=True)
+        elif points:
             ax.plot(*zip(*points), marker="o")
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -147,10 +153,14 @@ def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: st
     """A self-contained HTML page (for the Kubeflow UI): the curves PNG inlined, then a table of
     the per-epoch metrics."""
     image = base64.b64encode(Path(png).read_bytes()).decode()
-    keys = ["epoch", "step", "loss", "lr", "val_top1", "val_map", "hardware"]
+    note = next((h["val_note"] for h in reversed(history) if h.get("val_note")), None)
+    keys = ["epoch", "step", "loss", "lr"] + ([] if note else ["val_top1", "val_map"]) + ["hardware"]
     cell = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
     rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k, ''))}</td>" for k in keys) + "</tr>" for h in history)
     header = "".join(f"<th>{k}</th>" for k in keys)
     return write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>pre-training curves</title></head>"
-                      f"<body><h1>Pre-training</h1><img alt='training curves' src='data:image/png;base64,{image}'>"
+                      f"<body><h1>Pre-training</h1>"
+                      + (f"<p><b>No validation figures</b>: {html.escape(note)}, too little to measure "
+                         "anything (ingest.val_fraction widens the split).</p>" if note else "")
+                      + f"<img alt='training curves' src='data:image/png;base64,{image}'>"
                       f"<table border='1'><tr>{header}</tr>{rows}</table></body></html>\n", target)

@@ -62,6 +62,7 @@ from mmvideos.training.environment import environment
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
 from mmvideos.stages.pack import PackConfig, pack_features
+from mmvideos.training.determinism import pin as pin_determinism
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
@@ -282,6 +283,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     per_rank = batch // proc.world_size
     if proc.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    pin_determinism(cfg, proc.device)  # pretrain.deterministic (mmvideos.training.determinism)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.model, len(vocabulary), cfg.width_mult).to(proc.device)
@@ -419,7 +421,7 @@ def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, hi
     resumes from (matplotlib costs about a second a figure, the weights a write and a hash)."""
     write_json(history, out_dir / "metrics.json")
     if model_files:
-        export_model(out_dir, model, cfg.model, cfg.width_mult, epoch)
+        export_model(out_dir, model, cfg.model, cfg.width_mult, epoch, cfg.seed)
         write_curves_page(history, plot_curves(history, out_dir / "curves.png"), out_dir / "curves.html")
 
 
