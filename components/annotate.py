@@ -71,6 +71,10 @@ def label_drift(labels: Input[Dataset], params: dict, data_root: str, drift: Out
         summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True, root=data_root,
                       published=labels.uri)
         copy_page(f"{out}/drift.html", drift.path)
-    log_metrics(metrics, {"columns": summary.get("columns", 0), "drifted_columns": summary.get("drifted_columns", 0),
-                          "drifted_share": summary.get("drifted_share", 0.0),
-                          "dataset_drift": float(bool(summary.get("dataset_drift")))})
+    if summary.get("explanation"):  # not computed (too few clips...): no verdict to show, only that
+        log_metrics(metrics, {"computed": 0, "current_clips": summary.get("current_clips", 0)})
+    else:
+        log_metrics(metrics, {"computed": 1, "columns": summary.get("columns", 0),
+                              "drifted_columns": summary.get("drifted_columns", 0),
+                              "drifted_share": summary.get("drifted_share", 0.0),
+                              "dataset_drift": float(bool(summary.get("dataset_drift")))})

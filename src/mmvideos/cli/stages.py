@@ -36,10 +36,11 @@ def cmd_fingerprint_source(args: argparse.Namespace) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     from mmvideos.demo.corpus import resolve_source
-    from mmvideos.stages.ingest import IngestConfig, ingest
+    from mmvideos.stages.ingest import IngestConfig, ingest, require_usable
 
     with storage.output_folder(args.output) as out:
         common.print_summary(ingest(resolve_source(args.source), out, common.root(args), common.params(args, "ingest", IngestConfig)))
+    require_usable(args.output)
 
 
 def cmd_clip(args: argparse.Namespace) -> None:

@@ -34,6 +34,8 @@ from mmvideos.settings import load_params
 _SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
 _PROGRESS = re.compile(r"^\s*(\S.*?: +\d+%\|.*)$")  # mmvideos.progress lines from inside a task
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: Failures that are a verdict on the user's inputs, shown without the task's name.
+_PLAIN = re.compile(r"^(?:[\w.]+\.)?NoUsableVideoError: (.*)")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -114,6 +116,8 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
             excerpt = _failure(log_path)
             logging.getLogger(__name__).info("the failed task's traceback:\n%s", excerpt)
             cause = next((line for line in reversed(excerpt.splitlines()) if _EXCEPTION.match(line)), "")
+            if _PLAIN.match(cause):  # a verdict on the inputs, not a crash: its words alone
+                raise RuntimeError(f"{_PLAIN.match(cause).group(1)} (full log: {log_path})") from None
             first = _ANSI.sub("", str(exc)).strip().splitlines()[0] if str(exc).strip() else "a task failed"
             raise RuntimeError(f"{first.rstrip('.')}: {cause or 'see the log'} (full log: {log_path})") from None
         outputs = {}
@@ -195,8 +199,12 @@ def _summary(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def summarise(outputs: dict[str, Path], seconds: float) -> str:
-    """The one-screen summary printed at the end of ``mmvideos run``."""
+def summarise(outputs: dict[str, Path], seconds: float, run: Path | None = None) -> str:
+    """The one-screen summary printed at the end of ``mmvideos run``.
+
+    ``run`` is this run's folder under ``<workdir>/outputs``: an output outside it came from
+    kfp.local's cache (an earlier run computed it), and is said so rather than counted again.
+    """
     ingest, clips = _summary(outputs["videos"]), _summary(outputs["clips"])
     rejected = ingest.get("videos_rejected", 0) + clips.get("videos_rejected", 0)
     hours = clips.get("audio_hours", 0)
@@ -204,45 +212,93 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         "mmvideos run finished",
         f"  videos   {ingest.get('inputs', 0)} found, {clips.get('videos_clipped', 0)} kept, {rejected} rejected"
         f" ({ingest.get('benchmark_overlaps', 0)} benchmark overlaps, {ingest.get('near_duplicates', 0)} near"
-        f" duplicates; reasons: {outputs['videos'] / 'rejects.parquet'})",
-        f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
-        f" {clips.get('frames', 0)} frames",
+        f" duplicates)",
     ]
-    lines += _reuse_lines(outputs)
+    lines += _reject_lines(outputs)
+    lines.append(f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
+                 f" {clips.get('frames', 0)} frames")
+    cached = _cached(outputs, run)
+    lines += _reuse_lines(outputs, cached)
     if "labels" in outputs:
         lines += _label_lines(outputs["labels"])
     if "drift" in outputs and outputs["drift"].is_file():
-        drift = json.loads(outputs["drift"].read_text())
-        lines.append(f"  drift    {drift['drifted_columns']:.0f} of {drift['columns']:.0f} label columns drifted"
-                     f" ({'dataset drift' if drift['dataset_drift'] else 'no dataset drift'}; report: "
-                     f"{outputs['drift'].parent / 'drift'})")
+        lines.append(_drift_line(outputs["drift"]))
     if "features" in outputs:
         features = _summary(outputs["features"])
         lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
                      f" as 100x64 log-mel frames ({features.get('shards', 0)} shards)")
     for name in sorted(n for n in outputs if n.startswith("models-")):
-        model = _summary(outputs[name])
-        final = model.get("final") or {}
-        if final.get("val_top1") is None:
-            val = final.get("val_note") or "no validation clips"
-        elif final.get("val_note"):  # figures from a set too small or too uniform to mean anything
-            val = f"validation not meaningful: {final['val_note']}"
-        else:
-            val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
-        lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
-                     f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
-        if model.get("device"):
-            lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
-        if model.get("device_asked") == "auto" and model.get("device") == "cpu":
-            lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
-                         "task asks for one and refuses to run without it")
+        lines += _model_lines(_summary(outputs[name]))
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
-    lines += [
-        f"  time     {seconds:.0f} s",
-        f"  outputs  {Path(outputs['clips']).parents[1]}  (also {Path(outputs['clips']).parents[3] / 'latest'})",
-    ]
+    lines.append(f"  time     {seconds:.0f} s")
+    lines += _output_lines(outputs, run, cached)
     return "\n".join(lines)
+
+
+def _reject_lines(outputs: dict[str, Path], few: int = 5) -> list[str]:
+    """The rejected inputs with their reasons: inline when few, else the tables that list them."""
+    from mmvideos.stages.ingest import reasons_inline
+
+    tables = [outputs[name] / "rejects.parquet" for name in ("videos", "clips")
+              if (outputs[name] / "rejects.parquet").exists()]
+    rejects = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    if rejects.empty:
+        return []
+    if len(rejects) <= few:
+        return [f"  rejected {reasons_inline(rejects, few)}"]
+    return [f"  rejected {reasons_inline(rejects, 3)} (every reason: {', '.join(map(str, tables))})"]
+
+
+def _cached(outputs: dict[str, Path], run: Path | None) -> set[str]:
+    """The outputs that kfp.local's cache handed over from an earlier run."""
+    if run is None:
+        return set()
+    return {name for name, path in outputs.items() if run not in Path(path).parents}
+
+
+def _drift_line(metrics: Path) -> str:
+    """The label drift verdict, or why it was not computed (the reason its page gives)."""
+    import html
+
+    drift = json.loads(metrics.read_text())
+    page = metrics.parent / "drift"
+    if not drift.get("computed", 1):
+        found = re.search(r"not computed</h1><p>(.*?)</p>", page.read_text()) if page.is_file() else None
+        return f"  drift    not computed: {html.unescape(found.group(1)) if found else 'see its report'} ({page})"
+    return (f"  drift    {drift['drifted_columns']:.0f} of {drift['columns']:.0f} label columns drifted"
+            f" ({'dataset drift' if drift['dataset_drift'] else 'no dataset drift'}; report: {page})")
+
+
+def _model_lines(model: dict) -> list[str]:
+    final = model.get("final") or {}
+    if final.get("val_top1") is None:
+        val = final.get("val_note") or "no validation clips"
+    elif final.get("val_note"):  # figures from a set too small or too uniform to mean anything
+        val = f"validation not meaningful: {final['val_note']}"
+    else:
+        val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
+    lines = [f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
+             f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: "
+             f"loss {final.get('loss', float('nan')):.4f}, {val}"]
+    if model.get("device"):
+        lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
+    if model.get("device_asked") == "auto" and model.get("device") == "cpu":
+        lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
+                     "task asks for one and refuses to run without it")
+    return lines
+
+
+def _output_lines(outputs: dict[str, Path], run: Path | None, cached: set[str]) -> list[str]:
+    """Where this run's outputs are; those taken from the cache stay in the earlier runs' folders."""
+    first = Path(outputs["clips"]).parents[1]
+    workdir = first.parents[1]
+    if run is None or not cached:
+        return [f"  outputs  {run or first}  (also {workdir / 'latest'}; pages: {workdir / 'latest' / 'index.html'})"]
+    earlier = sorted({p.name for name in cached for p in Path(outputs[name]).parents if p.parent == run.parent})
+    return [f"  outputs  {workdir / 'latest'} (pages: {workdir / 'latest' / 'index.html'}): {len(cached)} of "
+            f"{len(outputs)} outputs came from the cache, computed by run {', '.join(earlier)}; this run's "
+            f"own tasks wrote into {run}"]
 
 
 #: The map stages whose work the summary counts, by output name.
@@ -250,16 +306,19 @@ _MAPS = {"videos": "probe", "clips": "clip", "visual": "annotate visual", "audio
          "features": "features"}
 
 
-def _reuse_lines(outputs: dict[str, Path]) -> list[str]:
-    """Per map stage: shards reused from the data root, shards and clips computed."""
-    cells = []
+def _reuse_lines(outputs: dict[str, Path], cached: set[str] = frozenset()) -> list[str]:
+    """Per map stage: shards reused from the data root, shards and clips computed; a stage whose
+    output came from kfp.local's cache did no work in this run."""
+    cells, from_cache = [], [stage for name, stage in _MAPS.items() if name in cached]
     for name, stage in _MAPS.items():
-        summary = _summary(outputs[name]) if name in outputs else {}
+        summary = _summary(outputs[name]) if name in outputs and name not in cached else {}
         if "shards_reused" in summary:
             computed = f"{summary['shards_computed']} computed"
             if name != "videos":
                 computed += f" ({summary.get('clips_computed', 0)} clips)"
             cells.append(f"{stage} {summary['shards_reused']} reused, {computed}")
+    if from_cache:
+        cells.append(f"{', '.join(from_cache)}: nothing run, outputs from the cache")
     return [f"  reuse    {'; '.join(cells)}"] if cells else []
 
 
@@ -282,5 +341,8 @@ def timed_run(source: str | None, workdir: str | Path, params_path: str | Path |
               data_root: str | Path | None = None) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
+    runs = Path(workdir).resolve() / "outputs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
     outputs = run_local(source, workdir, params_path, caching, data_root=data_root)
-    return summarise(outputs, time.monotonic() - started)
+    new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
+    return summarise(outputs, time.monotonic() - started, new[-1] if new else None)
