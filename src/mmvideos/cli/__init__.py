@@ -2,9 +2,10 @@
 
 Each stage subcommand takes input and output folders and the same ``params.yaml`` section the
 Kubeflow pipeline uses, and calls the same plain function its component calls; ``dvc.yaml``
-chains these subcommands. The commands come in three groups, a module each: ``cluster`` (the
-whole pipeline, locally or on Kubeflow), ``stages`` (one command per stage) and ``tools`` (gc,
-models, docs, bench); ``common`` holds what they share.
+chains these subcommands. The commands come in four groups, a module each: ``cluster`` (the
+whole pipeline, locally or on Kubeflow), ``use`` (embed one's audio with the model, open a run's
+pages), ``stages`` (one command per stage) and ``tools`` (gc, models, docs, bench); ``common``
+holds what they share.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from mmvideos import __version__
-from mmvideos.cli import cluster, stages, tools
+from mmvideos.cli import cluster, stages, tools, use
 from mmvideos.settings import load_params
 
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="let URI lists name local files outside the list's folder (absolute or '..' paths; "
                              "refused by default, each with a reject row)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (cluster, stages, tools):
+    for group in (cluster, use, stages, tools):
         group.add_commands(sub)
     return parser
 
@@ -104,7 +105,7 @@ _USAGE = (ValueError, FileNotFoundError, NotADirectoryError)
 
 
 #: Commands that do not read the parameter file (the rest validate it whole before starting).
-_NO_PARAMS = {"demo-corpus", "models", "demo-benchmark", "bench"}
+_NO_PARAMS = {"demo-corpus", "models", "demo-benchmark", "bench", "embed", "open"}
 
 
 def _one_line(exc: BaseException) -> str:

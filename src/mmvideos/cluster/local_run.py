@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmvideos.cluster.pages import write_pages
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.settings import load_params
 
@@ -293,12 +294,16 @@ def _output_lines(outputs: dict[str, Path], run: Path | None, cached: set[str]) 
     """Where this run's outputs are; those taken from the cache stay in the earlier runs' folders."""
     first = Path(outputs["clips"]).parents[1]
     workdir = first.parents[1]
+    pages = f"pages: {workdir / 'latest' / 'index.html'} (mmvideos open)"
     if run is None or not cached:
-        return [f"  outputs  {run or first}  (also {workdir / 'latest'}; pages: {workdir / 'latest' / 'index.html'})"]
-    earlier = sorted({p.name for name in cached for p in Path(outputs[name]).parents if p.parent == run.parent})
-    return [f"  outputs  {workdir / 'latest'} (pages: {workdir / 'latest' / 'index.html'}): {len(cached)} of "
-            f"{len(outputs)} outputs came from the cache, computed by run {', '.join(earlier)}; this run's "
-            f"own tasks wrote into {run}"]
+        return [f"  outputs  {run or first}  (also {workdir / 'latest'}; {pages})"]
+    earlier = ", ".join(sorted({p.name for name in cached for p in Path(outputs[name]).parents
+                                if p.parent == run.parent}))
+    if len(cached) == len(outputs):
+        return [f"  outputs  {workdir / 'latest'} -> run {earlier}: nothing changed, every output came from the "
+                f"cache ({pages})"]
+    return [f"  outputs  {workdir / 'latest'} ({pages}): {len(cached)} of {len(outputs)} outputs came from the "
+            f"cache, computed by run {earlier}; the rest is in {run}"]
 
 
 #: The map stages whose work the summary counts, by output name.
@@ -345,4 +350,7 @@ def timed_run(source: str | None, workdir: str | Path, params_path: str | Path |
     before = set(runs.iterdir()) if runs.is_dir() else set()
     outputs = run_local(source, workdir, params_path, caching, data_root=data_root)
     new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
-    return summarise(outputs, time.monotonic() - started, new[-1] if new else None)
+    run = new[-1] if new else None
+    text = summarise(outputs, time.monotonic() - started, run)
+    write_pages(Path(workdir).resolve(), outputs, run, text)
+    return text
