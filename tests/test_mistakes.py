@@ -26,8 +26,8 @@ def _params(tmp_path: Path, section: str, **values) -> Path:
 
 
 def _error_line(capsys) -> str:
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    return line
+    """The last line on stderr (a stage's progress lines come before it)."""
+    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_bare_mmvideos_prints_the_commands(capsys):
