@@ -36,14 +36,13 @@ def checkpoint(tmp_path_factory):
 def transferred(tmp_path_factory, checkpoint):
     """The transfer step on an ESC-50-layout benchmark: its root and the embedding cache it filled."""
     root = make_esc50(tmp_path_factory.mktemp("esc50"), sounds(tmp_path_factory.mktemp("voices")))
-    cache = tmp_path_factory.mktemp("cache")
-    transfer("esc50", root, checkpoint, tmp_path_factory.mktemp("out"),
-             TransferConfig(val_rounds=1, max_steps=50), progress=False, cache_dir=cache)
-    return root, cache
+    cache, out = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("out")
+    transfer("esc50", root, checkpoint, out, TransferConfig(val_rounds=1, max_steps=50), progress=False, cache_dir=cache)
+    return root, cache, out
 
 
 def test_embed_gives_the_transfer_steps_embeddings(transferred, checkpoint, tmp_path, capsys):
-    root, cache = transferred
+    root, cache, _ = transferred
     wav = sorted((root / "audio").glob("*.wav"))[0]
     (cached,) = (cache / f"{weights_key(checkpoint, 'vggish_bn')}-concat5s").glob(f"*/{wav.stem}-*.npy")
     assert main(["embed", str(wav), "--model", str(checkpoint), "--output", str(tmp_path / "e.npy"),
@@ -112,3 +111,36 @@ def test_hearvalidator_passes_the_exported_model(checkpoint):
                            str(checkpoint), "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("Looks good!")
+
+
+def test_the_model_card_says_what_the_model_was_trained_on_and_how_it_transfers(transferred, checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from mmvideos.model_card import model_card, write_model_card
+
+    model = tmp_path / "model"
+    shutil.copytree(checkpoint, model)
+    pd.DataFrame({"index": range(3), "id": ["visual:n1", "visual:n2", "audio:/m/1"], "name": ["dog", "cat", "Bark"],
+                  "modality": ["visual", "visual", "audio"], "count": [7, 3, 5]}).to_parquet(model / "vocabulary.parquet")
+    (model / "summary.json").write_text(json.dumps({"train_clips": 12, "model": "vggish_bn", "epochs": 2,
+                                                    "hardware": "cpu AVX2", "device": "cpu", "gpus": 0,
+                                                    "final": {"loss": 0.5}, "val_note": "2 validation clips"}))
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "labels.json").write_text(json.dumps({"clips": 14, "annotators": {"visual": [
+        {"annotator": "efficientnet-lite0", "annotator_version": "v1", "weights_sha256": "ab" * 32}]}}))
+    write_model_card(model, features)
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "# Model card: vggish_bn x0.125" in card and "12 training clips (14 labelled clips in all)" in card
+    assert "vocabulary: 3 labels (1 audio, 2 visual)" in card and "dog (7), Bark (5), cat (3)" in card
+    assert f"visual: efficientnet-lite0 (v1), weights SHA-256 `{'ab' * 32}`" in card
+    assert "| hardware | cpu AVX2 (cpu, 0 GPUs) |" in card and "validation not meaningful: 2 validation clips" in card
+    assert "not evaluated in this card's step" in card
+    # the collect step's rewrite: the same card from the model folder alone, with the transfer results
+    _, _, out = transferred
+    metrics = json.loads((out / "metrics.json").read_text())
+    full = model_card(model, transfers=[out])
+    pretrained = next(r for r in metrics["rows"] if r["model"] == "pretrained")
+    assert f"| esc50 | pretrained | 30 | 5 | {100 * pretrained['top1']:.1f} ± " in full
+    assert f"weights SHA-256 `{'ab' * 32}`" in full  # labels.json was kept beside the model

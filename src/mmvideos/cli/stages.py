@@ -102,10 +102,13 @@ def cmd_gather(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from mmvideos.stages.pretrain import checkpoint_uri, launch, pretrain_config
 
+    from mmvideos.model_card import write_model_card
+
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
     with common.outputs(args, common.PRETRAIN_RESULTS) as out:
         common.print_summary(launch(args.features, out, cfg, resume_from=checkpoint_uri(common.root(args), args.features, cfg),
                       force=args.force))
+        write_model_card(out, args.features)
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
