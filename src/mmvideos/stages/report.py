@@ -115,7 +115,8 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             entry = rows.setdefault(label, {"order": _order(label, row["model"], arch), "cells": {}, "pooling": []})
             paper = _paper_row(row["model"], arch)
             for metric in METRICS:
-                entry["cells"][f"{title} {METRIC_TITLES[metric]}"] = round(100 * row[metric], 1)
+                entry["cells"][f"{title} {METRIC_TITLES[metric]}"] = (
+                    None if row.get(metric) is None else round(100 * row[metric], 1))  # None: not meaningful here
                 if metric in PAPER_METRICS.get(benchmark, ()):
                     entry["cells"][f"{title} {METRIC_TITLES[metric]} (paper)"] = (
                         paper_value(benchmark, paper, metric) if paper else None)
@@ -172,8 +173,15 @@ def flat_metrics(results: list[dict]) -> dict[str, float]:
         for row in result["rows"]:
             arch = result.get("arch", "")
             name = f"{arch}.{row['model']}" if row["model"] in ARCH_ROWS and arch else row["model"]
-            flat |= {f"{result['benchmark']}.{name}.{m}": round(row[m], 6) for m in METRICS}
+            flat |= {f"{result['benchmark']}.{name}.{m}": round(row[m], 6) for m in METRICS if row.get(m) is not None}
     return flat
+
+
+def _caveats(results: list[dict]) -> str:
+    """The transfer steps' warnings and notes (what they adapted) as a Markdown list, each once."""
+    lines = dict.fromkeys(f"- {kind}: {text}" for result in results for kind in ("warning", "note")
+                          for text in result.get(f"{kind}s", []))
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
@@ -195,7 +203,8 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
     benchmarks = list(dict.fromkeys(r["benchmark"] for r in results))
     write_text(table.to_csv(index=False), out_dir / "results.csv")
     write_text("# Transfer results (%, frozen features + shallow classifier)\n\n" + markdown_table(_display(table))
-               + "\n(paper): the paper's Tables 2-4; – where it gives no figure.\n", out_dir / "results.md")
+               + "\n(paper): the paper's Tables 2-4; – where it gives no figure (or where it means nothing, as Top-5 "
+               "over 5 classes or fewer).\n" + _caveats(results), out_dir / "results.md")
     write_json(flat_metrics(results), out_dir / "metrics.json")
     _plot(table, benchmarks, out_dir / "results.png")
     image = base64.b64encode((out_dir / "results.png").read_bytes()).decode()

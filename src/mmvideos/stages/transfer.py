@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmvideos.benchmarks.common import TOP5_MIN_CLASSES
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.evaluation.fit import FitConfig
@@ -161,8 +162,38 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
         per_split[split.name] = evaluate(scores, targets[test])
         if not bench.multi_label:
             np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
-    mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))}
+    if len(bench.classes) < TOP5_MIN_CLASSES:  # the true class is among 5 of at most 5: not reported
+        per_split = {name: {**m, "top5": None} for name, m in per_split.items()}
+    mean = {k: None if per_split[next(iter(per_split))][k] is None else float(np.mean([m[k] for m in per_split.values()]))
+            for k in next(iter(per_split.values()))}
     return mean, per_split, fits, confusion
+
+
+#: Fewer pretraining clips than this and a pretrained row says little about the method (the paper: ~15 M).
+TINY_PRETRAINING = 1000
+
+
+def caveats(rows: list[dict], bench: Benchmark, model_summary: dict) -> list[str]:
+    """Warnings where a result cannot mean much: a tiny pretraining set, a pretrained row scoring
+    below the raw log-mel statistics."""
+    warnings = []
+    clips = model_summary.get("train_clips")
+    if clips is not None and clips < TINY_PRETRAINING:
+        warnings.append(f"the model was pretrained on {clips} clips (fewer than {TINY_PRETRAINING}; the paper: about "
+                        "15 M): its rows show that the pipeline runs, not what the method learns")
+    by_name = {row["model"]: row for row in rows}
+    metric = "map" if bench.multi_label else "top1"
+    pretrained, logmel = by_name.get("pretrained"), by_name.get("logmel_stats")
+    if pretrained and logmel and pretrained[metric] < logmel[metric]:
+        warnings.append(f"the pretrained embeddings score below the raw log-mel statistics on {bench.name} "
+                        f"({metric} {100 * pretrained[metric]:.1f} vs {100 * logmel[metric]:.1f}): the pretraining "
+                        "did not help here")
+    return warnings
+
+
+def _json_at(folder: str | Path, name: str) -> dict:
+    path = storage.join(str(folder), name)
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
 
 
 @contextlib.contextmanager
@@ -198,6 +229,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     import torch
 
     from mmvideos.benchmarks import read_benchmark
+    from mmvideos.benchmarks.common import validation_folds_for
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
     from mmvideos.data.atomic import write_json
     from mmvideos.data.files import cache_dir as default_cache_root
@@ -211,6 +243,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     bench = read_benchmark(benchmark, data_dir)
     if bench.table.empty:
         raise ValueError(f"{benchmark}: no clips found under {data_dir} ({bench.missing} listed but missing)")
+    fit_cfg = cfg.fit_config(benchmark)  # validation parts the benchmark's size allows, before any decoding
+    val_folds, fold_note = validation_folds_for(bench.table, bench.protocol, bench.multi_label, fit_cfg.val_folds)
+    fit_cfg = dataclasses.replace(fit_cfg, val_folds=val_folds, val_rounds=min(fit_cfg.val_rounds, val_folds))
     cache = Path(cache_dir) if cache_dir else default_cache_root() / "embeddings"
     with _local_checkpoint(str(checkpoint_dir)) as local:
         card = json.loads((local / "model.json").read_text())
@@ -227,7 +262,6 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     extractors = [embedding_extractor(name, k, net.embed, device, front_end=front_end, **pool)
                   for name, (k, net, front_end) in networks.items()]
     features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
-    fit_cfg = cfg.fit_config(benchmark)
     rows, confusion = [], None
     runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
     for name, source, nearest in runs:
@@ -237,10 +271,12 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
                      "feature_dim": int(features[source].shape[1])})
         if name == "pretrained":
             confusion = matrix
-        log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items()},
+        log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items() if v is not None},
                  [f.get("steps") for f in fits.values()])
-    write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows},
-               out_dir / "metrics.json")
+    notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, _json_at(checkpoint_dir, "summary.json"))
+    write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows,
+                "classes": len(bench.classes), "clips": len(bench.table), "val_folds": val_folds, "notes": notes,
+                "warnings": warnings}, out_dir / "metrics.json")
     if not bench.multi_label:
         write_json({"labels": list(bench.classes), "matrix": confusion.tolist()}, out_dir / "confusion.json")
     summary = {
@@ -248,7 +284,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         "clips": len(bench.table), "classes": len(bench.classes), "missing_clips": bench.missing,
         "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
         "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
-        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")},
+        "val_folds": val_folds, "notes": notes, "warnings": warnings,
+        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")
+           if row[m] is not None},
         **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()]
            for row in rows if row["solver"] != "1-nn"},
         "seconds": round(time.time() - started, 1),
