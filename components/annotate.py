@@ -40,17 +40,21 @@ def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: in
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict,
-                 labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown]):
-    """One multi-modal vocabulary and label table, with Fig. 2-style statistics."""
+                 labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown], audit: Output[HTML]):
+    """One multi-modal vocabulary and label table, with Fig. 2-style statistics and the label
+    audit page (frames and sound of the clips behind the top labels)."""
     from mmvideos.cluster.kfp_io import attach, copy_page
     from mmvideos.config import from_dict
     from mmvideos.stages.annotate import MergeConfig
     from mmvideos.stages.annotate import merge_labels as run
+    from mmvideos.stages.label_audit import label_audit
 
-    summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=True)
+    cfg = from_dict(MergeConfig, params)
+    summary = run(clips.path, visual.path, audio.path, labels.path, cfg, progress=True)
     attach(labels, summary)
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
+    label_audit(clips.path, labels.path, audit.path, top=min(12, cfg.top_categories))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

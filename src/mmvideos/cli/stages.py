@@ -69,9 +69,12 @@ def cmd_annotate_audio(args: argparse.Namespace) -> None:
 
 def cmd_merge_labels(args: argparse.Namespace) -> None:
     from mmvideos.stages.annotate import MergeConfig, merge_labels
+    from mmvideos.stages.label_audit import label_audit
 
+    cfg = common.params(args, "merge_labels", MergeConfig)
     with common.outputs(args, common.MERGE_LABELS_RESULTS) as out:
-        common.print_summary(merge_labels(args.clips, args.visual, args.audio, out, common.params(args, "merge_labels", MergeConfig)))
+        common.print_summary(merge_labels(args.clips, args.visual, args.audio, out, cfg))
+        label_audit(args.clips, out, out / "audit.html", top=min(12, cfg.top_categories))
 
 
 def cmd_label_drift(args: argparse.Namespace) -> None:

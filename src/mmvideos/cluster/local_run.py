@@ -7,7 +7,8 @@ outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local 
 task's compiled caching option, as a cluster does: the first step, which lists the source, runs
 every time, and ingest re-runs only when that listing changed. Each run's full log goes to
 ``<workdir>/logs/<time>-<pid>.log`` (``<workdir>/run.log`` links to the newest); the terminal
-shows one line per task, the tasks' periodic progress lines and the final summary. A run holds
+shows one line per task as it starts ("task 7 of 17: annotate audio", the pipeline's display
+names), the tasks' progress lines (at least every 15 s through a long step) and the final summary. A run holds
 ``<workdir>/.lock``: a second run on the same workdir is refused, and the ``latest`` links are
 replaced atomically.
 """
@@ -29,10 +30,12 @@ from pathlib import Path
 import pandas as pd
 
 from mmvideos.cluster.pages import write_pages
+from mmvideos.config import model_names
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.settings import load_params
 
-_SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _PROGRESS = re.compile(r"^\s*(\S.*?: +\d+%\|.*)$")  # mmvideos.progress lines from inside a task
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 #: Failures that are a verdict on the user's inputs, shown without the task's name.
@@ -48,9 +51,11 @@ class _TaskLines(io.TextIOBase):
     the log), so one lock serialises the writes.
     """
 
-    def __init__(self, log: io.TextIOBase, echo: io.TextIOBase) -> None:
+    def __init__(self, log: io.TextIOBase, echo: io.TextIOBase, names: dict[str, str] | None = None,
+                 total: int | None = None) -> None:
         self._log, self._echo, self._pending = log, echo, ""
         self._lock = threading.Lock()
+        self._names, self._total, self._started = names or {}, total, 0
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -63,10 +68,24 @@ class _TaskLines(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             line = _ANSI.sub("", line)
-            progress = _PROGRESS.match(line)
-            if _SHOWN.search(line) or progress:
-                self._echo.write(f"    {progress.group(1)}\n" if progress else line.strip() + "\n")
+            shown = self._shown(line)
+            if shown:
+                self._echo.write(shown + "\n")
                 self._echo.flush()
+
+    def _shown(self, line: str) -> str:
+        """What the terminal shows of a log line: a task starting ("task 7 of 17: annotate audio")
+        or failing, named as the pipeline's display names say, and the tasks' progress lines."""
+        progress, started, finished = _PROGRESS.match(line), _STARTED.search(line), _FINISHED.search(line)
+        if progress:
+            return f"    {progress.group(1)}"
+        if started:
+            self._started += 1
+            of = f" of {self._total}" if self._total else ""
+            return f"task {self._started}{of}: {self._names.get(started.group(1), started.group(1))}"
+        if finished and finished.group(2) != "SUCCESS":
+            return f"    {self._names.get(finished.group(1), finished.group(1))}: {finished.group(2)}"
+        return ""
 
     def flush(self) -> None:
         with self._lock:
@@ -103,7 +122,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     log_path = workdir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(exist_ok=True)
     with _locked(workdir), open(log_path, "a") as log, warnings.catch_warnings(), _print_kept(), \
-            contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
+            contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout, *_task_names(pipeline, params))):
         _replace_link(workdir / "run.log", log_path)  # the newest run's log
         # display names and resource requests are for the cluster; the local runner says so per task
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
@@ -130,6 +149,20 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
                 outputs[name] = Path(artifact.path)
         _point_latest(workdir, outputs)
     return outputs
+
+
+def _task_names(pipeline, params: dict) -> tuple[dict[str, str], int]:
+    """``({KFP task name: display name}, tasks a run executes)``: the names the terminal shows
+    (``gather-4`` is "gather features") and how many tasks there are, each loop's body counted
+    once per item (task slots, models, models x benchmarks)."""
+    spec = pipeline.pipeline_spec
+    names = {key: task.task_info.name for dag in [spec.root.dag, *(c.dag for c in spec.components.values())]
+             for key, task in dag.tasks.items() if not key.startswith("for-loop-")}
+    slots, models = int(params["data"].get("slots") or 1), len(model_names(params["pretrain"]))
+    per_item = {"probe": slots, "clip-slot": slots, "annotate-visual": slots, "annotate-audio": slots,
+                "extract-features": slots, "pretrain": models, "collect": models,
+                "transfer": models * len(params.get("benchmarks") or {})}
+    return names, sum(per_item.get(key, 1) for key in names)
 
 
 @contextlib.contextmanager

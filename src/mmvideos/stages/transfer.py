@@ -43,7 +43,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,7 @@ from mmvideos.benchmarks.common import TOP5_MIN_CLASSES
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.evaluation.fit import FitConfig
+from mmvideos.progress import keep_alive, progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +124,8 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> np.ndarray:
 
 
 def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device: torch.device,
-                 nearest: bool = False) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
+                 nearest: bool = False, on_split: Callable[[str], None] | None = None,
+                 ) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray]:
     """Train and score on every split of the benchmark's protocol.
 
     Args:
@@ -133,6 +135,7 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
         device: where the probe is fitted.
         nearest: score with 1-NN (:func:`mmvideos.evaluation.nearest.nearest_neighbour_scores`)
             instead of fitting the probe.
+        on_split: called with each split's name once it is scored (progress).
 
     Returns:
         (metrics averaged over splits, metrics per split, the fit per split (``steps``,
@@ -160,6 +163,8 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
             scores = predict(fit.model, features[test], bench.multi_label, device)  # [n_test, C]
             fits[split.name] = fit.record()
         per_split[split.name] = evaluate(scores, targets[test])
+        if on_split:
+            on_split(split.name)
         if not bench.multi_label:
             np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
     if len(bench.classes) < TOP5_MIN_CLASSES:  # the true class is among 5 of at most 5: not reported
@@ -167,6 +172,18 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
     mean = {k: None if per_split[next(iter(per_split))][k] is None else float(np.mean([m[k] for m in per_split.values()]))
             for k in next(iter(per_split.values()))}
     return mean, per_split, fits, confusion
+
+
+def _row(name: str, source: str, nearest: bool, bench: Benchmark, features: dict, fit_cfg: FitConfig,
+         device: torch.device, cfg: TransferConfig, networks: dict, on_split: Callable[[str], None]) -> dict:
+    """One row of the results: the protocol run on the features of ``source`` (its confusion matrix
+    under ``confusion``, for the caller to keep or drop)."""
+    mean, per_split, fits, matrix = run_protocol(bench, features[source], fit_cfg, device, nearest, on_split)
+    log.info("%s %s: %s; steps %s", bench.name, name, {k: round(v, 4) for k, v in mean.items() if v is not None},
+             [f.get("steps") for f in fits.values()])
+    return {"model": name, "pooling": cfg.pooling if source in networks else "mean_std", **mean,
+            "splits": per_split, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
+            "feature_dim": int(features[source].shape[1]), "confusion": matrix}
 
 
 #: Fewer pretraining clips than this and a pretrained row says little about the method (the paper: ~15 M).
@@ -264,15 +281,16 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     features = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
     rows, confusion = [], None
     runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
-    for name, source, nearest in runs:
-        mean, per_split, fits, matrix = run_protocol(bench, features[source], fit_cfg, device, nearest)
-        rows.append({"model": name, "pooling": cfg.pooling if source in networks else "mean_std", **mean,
-                     "splits": per_split, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
-                     "feature_dim": int(features[source].shape[1])})
-        if name == "pretrained":
-            confusion = matrix
-        log.info("%s %s: %s; steps %s", benchmark, name, {k: round(v, 4) for k, v in mean.items() if v is not None},
-                 [f.get("steps") for f in fits.values()])
+    bar = progress_bar(total=len(runs) * len(bench.protocol), desc=f"{benchmark}: fits", unit="fit",
+                       disable=not progress)
+    with keep_alive(bar):  # a line at least every 15 s, however long one fit takes
+        for name, source, nearest in runs:
+            bar.set_postfix_str(name, refresh=False)
+            row = _row(name, source, nearest, bench, features, fit_cfg, device, cfg, networks, lambda _: bar.update())
+            matrix = row.pop("confusion")
+            confusion = matrix if name == "pretrained" else confusion
+            rows.append(row)
+    bar.close()
     notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, _json_at(checkpoint_dir, "summary.json"))
     write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "rows": rows,
                 "classes": len(bench.classes), "clips": len(bench.table), "val_folds": val_folds, "notes": notes,
