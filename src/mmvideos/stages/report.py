@@ -143,7 +143,7 @@ def _plot(table: pd.DataFrame, benchmarks: list[str], target: Path) -> None:
     # the object API needs no display backend (pipeline nodes have none); imported where drawn
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(2.4 + 2.6 * len(benchmarks), 3.8))
+    fig = Figure(figsize=(max(7.5, 2.4 + 2.6 * len(benchmarks)), 4.2))  # wide enough for its title
     ax = fig.subplots()
     width = 0.8 / len(table)
     for i, (_, row) in enumerate(table.iterrows()):
