@@ -70,7 +70,8 @@ def test_every_page_is_self_contained_and_renders_framed_offline(first_day, tmp_
     shots.mkdir(parents=True, exist_ok=True)
     index = work / "latest" / "index.html"
     assert outside_references(index) == ([], [])  # every link leads to a page of the run
-    pages = sorted(index.resolve().parent.glob("*.html"))
+    folder = sorted((work / "pages").iterdir())[-1]  # the second run's pages (its outputs: the first run's)
+    pages = sorted(folder.glob("*.html"))
     titles = {re.search(r"<title>(.*?)</title>", p.read_text()).group(1) for p in pages}
     assert {"Label audit", "pre-training curves", "Label statistics", "Label drift", "Ingest",
             "mmvideos transfer results"} <= titles, titles
@@ -79,17 +80,19 @@ def test_every_page_is_self_contained_and_renders_framed_offline(first_day, tmp_
         assert outside_references(page) == ([], []), page.name
         blocked = screenshot(page, shots / f"{page.stem}.png")
         assert blocked == [], f"{page.name} loads from outside itself: {blocked}"
-    audit = (index.resolve().parent / "label-audit.html").read_text()
+    audit = (folder / "label-audit.html").read_text()
     assert audit.count("data:audio/ogg;base64,") >= 2 and audit.count("data:image/jpeg;base64,") >= 6
-    assert "<th>val_loss</th>" in (index.resolve().parent / "pre-training-curves.html").read_text()
+    assert "<th>val_loss</th>" in (folder / "pre-training-curves.html").read_text()
 
 
 @pytest.mark.slow
 def test_mmvideos_open_finds_the_latest_runs_pages_and_the_model_card_is_there(first_day):
     work, _, _ = first_day
     done = subprocess.run([*MMVIDEOS, "open", "--workdir", str(work), "--print"], capture_output=True, text=True)
-    assert done.returncode == 0 and Path(done.stdout.strip()).name == "index.html"
-    assert Path(done.stdout.strip()).parent.parent == work / "pages"
+    assert done.returncode == 0 and Path(done.stdout.strip()) == (work / "latest" / "index.html").resolve()
+    first = sorted((work / "pages").iterdir())[0].name
+    done = subprocess.run([*MMVIDEOS, "open", first, "--workdir", str(work), "--print"], capture_output=True, text=True)
+    assert done.returncode == 0 and Path(done.stdout.strip()) == work / "pages" / first / "index.html"
     missing = subprocess.run([*MMVIDEOS, "open", "no-such-run", "--workdir", str(work)], capture_output=True, text=True)
     assert missing.returncode == 2 and "runs with pages: mmvideos-" in missing.stderr
     card = (work / "latest" / "models-vggish_fc" / "MODEL_CARD.md").read_text()
