@@ -5,6 +5,7 @@ size limit. Screenshots go to $MMVIDEOS_SCREENSHOTS (default: the test's tempora
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -95,6 +96,8 @@ def test_mmvideos_open_finds_the_latest_runs_pages_and_the_model_card_is_there(f
     assert done.returncode == 0 and Path(done.stdout.strip()) == work / "pages" / first / "index.html"
     missing = subprocess.run([*MMVIDEOS, "open", "no-such-run", "--workdir", str(work)], capture_output=True, text=True)
     assert missing.returncode == 2 and "runs with pages: mmvideos-" in missing.stderr
+    drift = json.loads((work / "latest" / "drift").read_text())  # what the UI's metrics show: no verdict
+    assert drift["computed"] == 0 and "dataset_drift" not in drift
     card = (work / "latest" / "models-vggish_fc" / "MODEL_CARD.md").read_text()
     assert re.search(r"^- \d+ training clips \(\d+ labelled clips in all\)$", card, re.M)
     assert "weights SHA-256" in card and "efficientnet-lite0" in card
