@@ -46,7 +46,7 @@ def test_a_global_option_after_the_command_says_where_it_goes(tmp_path, capsys):
 @pytest.mark.parametrize(("section", "values", "named"), [
     ("annotate_audio", {"device": "gpu"}, "annotate_audio: device must be cpu, cuda or cuda:N"),
     ("annotate_visual", {"device": "cuda:x"}, "annotate_visual: device must be cpu, cuda or cuda:N"),
-    ("annotate_visual", {"model": "resnet"}, "model 'resnet' is not a known visual annotator: use one of "
+    ("annotate_visual", {"model": "resnet"}, "model 'resnet': unknown visual annotator; use one of "
                                              "efficientnet-lite0, torchscript"),
     ("annotate_audio", {"runtime": "tensorrt"}, "annotate_audio: runtime must be auto, torch or onnx"),
     ("benchmarks", {"esc-50": "/data/ESC-50"}, "unknown benchmark 'esc-50': the benchmarks are esc50, tut2018, "

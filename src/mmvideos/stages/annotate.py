@@ -127,7 +127,7 @@ class MergeConfig:
 
 def _check_common(modality: str, model: str, device: str, activation: str, top_k: int, batch_size: int) -> None:
     if model not in known_models(modality):
-        raise ValueError(f"model {model!r} is not a known {modality} annotator: use one of "
+        raise ValueError(f"model {model!r}: unknown {modality} annotator; use one of "
                          f"{', '.join(known_models(modality))}")
     if not is_device(device):
         raise ValueError(f"device must be cpu, cuda or cuda:N (N: the GPU's index), got {device!r}")
