@@ -60,6 +60,7 @@ def test_a_two_class_five_clip_benchmark_end_to_end(two_classes, tiny_model, tmp
     page = (tmp_path / "report" / "results.md").read_text()
     assert "- warning: the model was pretrained on 4 clips" in page
     assert "- note: transfer.val_folds 5 lowered to 4" in page
+    assert "<p>warning: the model was pretrained on 4 clips" in (tmp_path / "report" / "results.html").read_text()
     assert not any(key.endswith(".top5") for key in json.loads((tmp_path / "report" / "metrics.json").read_text()))
 
 

@@ -22,6 +22,7 @@ and writes to ``out_dir``:
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 
@@ -210,7 +211,9 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
     image = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
     write_text("<!doctype html><html><head><meta charset='utf-8'><title>mmvideos transfer results</title></head>"
                "<body><h1>Transfer results (%, frozen features + shallow classifier)</h1>"
-               f"{_display(table).to_html(index=False)}<img alt='results' src='data:image/png;base64,{image}'></body></html>\n",
+               f"{_display(table).to_html(index=False)}"
+               + "".join(f"<p>{html.escape(line[2:])}</p>" for line in _caveats(results).split("\n") if line)
+               + f"<img alt='results' src='data:image/png;base64,{image}'></body></html>\n",
                out_dir / "results.html")
     summary = {"benchmarks": benchmarks, "models": table["Model"].tolist(),
                "files": ["results.md", "results.csv", "results.html", "metrics.json", "results.png"]}
