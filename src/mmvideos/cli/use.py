@@ -10,6 +10,8 @@ from pathlib import Path
 def cmd_embed(args: argparse.Namespace) -> int:
     from mmvideos.encoder import audio_files, embed_files, load_encoder, write_embeddings
 
+    if Path(args.output).suffix not in (".parquet", ".npy"):
+        raise ValueError(f"--output {args.output}: name a .parquet or a .npy file")
     if args.pooling == "concat" and not args.seconds:
         raise ValueError("--pooling concat needs --seconds (the clip length it pads or cuts to, e.g. 5 for ESC-50)")
     encoder = load_encoder(args.model, args.device)
