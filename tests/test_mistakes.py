@@ -52,6 +52,8 @@ def test_a_global_option_after_the_command_says_where_it_goes(tmp_path, capsys):
     ("benchmarks", {"esc-50": "/data/ESC-50"}, "unknown benchmark 'esc-50': the benchmarks are esc50, tut2018, "
                                                "audioset"),
     ("pretrain", {"device": "gpu"}, "device must be auto, cuda or cpu, got 'gpu'"),
+    ("transfer", {"device": "gpu"}, "transfer.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("features", {"device": "gpu"}, "features: device must be 'auto', 'cpu' or 'cuda[:N]', got 'gpu'"),
 ])
 def test_an_enumerated_setting_lists_its_values_before_any_work(tmp_path, capsys, section, values, named):
     params = _params(tmp_path, section, **values)

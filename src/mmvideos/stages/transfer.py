@@ -92,6 +92,9 @@ class TransferConfig:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        kind, _, index = self.device.partition(":")
+        if not (self.device in ("auto", "cpu") or kind == "cuda" and (not _ or index.isdigit())):
+            raise ValueError(f"transfer.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name, entry in self.baselines.items():
             if name in MODELS or name.endswith("_1nn") or not isinstance(entry, dict) or not entry.get("weights") or \
                     set(entry) - {"weights", "pca"}:
