@@ -34,10 +34,10 @@ deps-lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml (every 
 
 # Debian packages: libchromaprint1 (ingest's audio fingerprints, loaded by pyacoustid) and
 # espeak-ng (real speech for the tests).
-system-deps:  ## install the Debian packages mmvideos needs (libchromaprint1, espeak-ng)
-	@{ command -v espeak-ng >/dev/null && /sbin/ldconfig -p | grep -q libchromaprint.so.1; } || { \
+system-deps:  ## install the Debian packages mmvideos needs (libchromaprint1, espeak-ng; chromium for the page tests)
+	@{ command -v espeak-ng >/dev/null && command -v chromium >/dev/null && /sbin/ldconfig -p | grep -q libchromaprint.so.1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng libchromaprint1 >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng libchromaprint1 chromium >/dev/null; }
 
 run: $(STAMP) system-deps  ## run the whole pipeline on the demo corpus with kfp.local
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos run --workdir $(WORK)

@@ -40,17 +40,21 @@ def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: in
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict,
-                 labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown]):
-    """One multi-modal vocabulary and label table, with Fig. 2-style statistics."""
+                 labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown], audit: Output[HTML]):
+    """One multi-modal vocabulary and label table, with Fig. 2-style statistics and the label
+    audit page (frames and sound of the clips behind the top labels)."""
     from mmvideos.cluster.kfp_io import attach, copy_page
     from mmvideos.config import from_dict
     from mmvideos.stages.annotate import MergeConfig
     from mmvideos.stages.annotate import merge_labels as run
+    from mmvideos.stages.label_audit import label_audit
 
-    summary = run(clips.path, visual.path, audio.path, labels.path, from_dict(MergeConfig, params), progress=True)
+    cfg = from_dict(MergeConfig, params)
+    summary = run(clips.path, visual.path, audio.path, labels.path, cfg, progress=True)
     attach(labels, summary)
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
+    label_audit(clips.path, labels.path, audit.path, top=min(12, cfg.top_categories))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -71,6 +75,10 @@ def label_drift(labels: Input[Dataset], params: dict, data_root: str, drift: Out
         summary = run(labels.path, out, from_dict(DriftConfig, params), progress=True, root=data_root,
                       published=labels.uri)
         copy_page(f"{out}/drift.html", drift.path)
-    log_metrics(metrics, {"columns": summary.get("columns", 0), "drifted_columns": summary.get("drifted_columns", 0),
-                          "drifted_share": summary.get("drifted_share", 0.0),
-                          "dataset_drift": float(bool(summary.get("dataset_drift")))})
+    if summary.get("explanation"):  # not computed (too few clips...): no verdict to show, only that
+        log_metrics(metrics, {"computed": 0, "current_clips": summary.get("current_clips", 0)})
+    else:
+        log_metrics(metrics, {"computed": 1, "columns": summary.get("columns", 0),
+                              "drifted_columns": summary.get("drifted_columns", 0),
+                              "drifted_share": summary.get("drifted_share", 0.0),
+                              "dataset_drift": float(bool(summary.get("dataset_drift")))})

@@ -49,7 +49,8 @@ def gather_ingest(parts: Input[List[Dataset]], data_root: str, params: dict, vid
     from mmvideos.cluster.kfp_io import finish
     from mmvideos.config import from_dict
     from mmvideos.data.dataroot import DataRoot
-    from mmvideos.stages.ingest import IngestConfig, gather_probes
+    from mmvideos.stages.ingest import IngestConfig, gather_probes, require_usable
 
     summary = gather_probes([p.path for p in parts], videos.path, from_dict(IngestConfig, params), DataRoot(data_root))
     finish(videos, report, "Ingest", summary, tables={"Rejected inputs": f"{videos.path}/rejects.parquet"})
+    require_usable(videos.path)  # nothing kept: the run ends here, with the reasons

@@ -24,6 +24,7 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     from mmvideos.cluster.placement import compiled_placement
     from mmvideos.config import check_compiled, model_names
     from mmvideos.data.dataroot import DataRoot
+    from mmvideos.model_card import write_model_card
     from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config, pretrain_seeds
 
     check_compiled("pretrain.models", model_names(params), list(compiled_models))
@@ -44,6 +45,7 @@ def pretrain(features: Input[Dataset], params: dict, data_root: str, arch: str, 
     if summary.get("val_note"):  # figures of a meaningless validation set: the note, not the figures
         summary = {**summary, "best_val_map": None,
                    "final": {k: v for k, v in summary["final"].items() if not k.startswith("val_")}}
+    write_model_card(model.path, features.path)
     log_metrics(metrics, summary)
     attach(model, summary)
     copy_page(f"{model.path}/curves.html", curves.path)

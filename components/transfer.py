@@ -29,11 +29,14 @@ def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model:
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def collect(results: Input[List[Dataset]], collected: Output[Dataset]):
-    """One model's transfer results over every benchmark, in one folder for the report."""
+def collect(results: Input[List[Dataset]], model: Input[Model], collected: Output[Dataset]):
+    """One model's transfer results over every benchmark, in one folder for the report, with the
+    model's card completed by them (``MODEL_CARD.md``)."""
+    from mmvideos.model_card import CARD, write_model_card
     from mmvideos.stages.report import collect as run
 
     collected.metadata["results"] = run([r.path for r in results], collected.path)
+    write_model_card(model.path, transfers=[r.path for r in results], target=f"{collected.path}/{CARD}")
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

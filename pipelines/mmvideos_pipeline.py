@@ -141,7 +141,8 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
                 evaluated = placed(transfer(benchmark=benchmark, data_roots=benchmarks,
                                             compiled_benchmarks=benchmark_names, model=trained.outputs["model"],
                                             params=transfer_params), "transfer", "transfer")
-            per_model = placed(collect(results=dsl.Collected(evaluated.outputs["results"])), "report",
+            per_model = placed(collect(results=dsl.Collected(evaluated.outputs["results"]), model=trained.outputs["model"]),
+                               "report",
                                "collect results")
         results = placed(report(results=dsl.Collected(per_model.outputs["collected"])), "report", "report")
         return Outputs(videos=videos, clips=clips, labels=labels.outputs["labels"], visual=visual, audio=audio,

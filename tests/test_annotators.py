@@ -124,6 +124,10 @@ def clip_folder(tmp_path_factory, speech) -> Path:
 def test_registry_lists_the_builtin_models():
     assert {"efficientnet-lite0", "torchscript"} <= set(registered("visual"))
     assert {"yamnet", "onnx", "torchscript"} <= set(registered("audio"))
+    from mmvideos.annotators import BUILT_IN  # what params.yaml is checked against before torch is imported
+
+    assert {modality: set(names) for modality, names in BUILT_IN.items()} == {
+        "visual": set(registered("visual")), "audio": set(registered("audio"))}
     with pytest.raises(ValueError, match="unknown visual annotator"):
         load_annotator("visual", VisualConfig(model="resnet-9000"))
     with pytest.raises(ValueError, match="needs `weights`"):

@@ -26,3 +26,21 @@ def test_off_a_terminal_a_short_transient_bar_stays_out_of_the_log():
     for _ in progress_bar(range(50), desc="steps", leave=False, file=log):
         pass
     assert log.getvalue().strip() == ""
+
+
+def test_a_long_step_still_writes_a_line_at_the_log_interval():
+    """One fit of minutes between two updates: keep_alive redraws the bar (in a log: a line) every
+    interval, here 0.05 s for 15 s, with what is running named."""
+    import time
+
+    from mmvideos.progress import keep_alive
+
+    log = io.StringIO()
+    bar = progress_bar(total=2, desc="esc50: fits", unit="fit", file=log)
+    with keep_alive(bar, every=0.05):
+        bar.set_postfix_str("pretrained", refresh=False)
+        time.sleep(0.5)  # the long fit: no update meanwhile
+        bar.update()
+    bar.close()
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("esc50: fits:")]
+    assert sum("0/2" in line and "pretrained" in line for line in lines) >= 5

@@ -113,7 +113,7 @@ def test_a_second_run_on_a_locked_workdir_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert done.returncode == 2
+    assert done.returncode == 1  # a runtime condition, not a wrong command line
     assert f"another mmvideos run is using {work} (pid 4242)" in done.stderr
     assert not (work / "latest").exists()
 

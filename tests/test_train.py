@@ -172,6 +172,7 @@ def test_pretraining_learns_the_synthetic_task_well_above_chance(trained):
     assert history[-1]["val_clips"] == 32
     assert history[-1]["val_map"] > CHANCE_MAP + 0.4
     assert history[-1]["val_top1"] > 0.75
+    assert history[-1]["val_loss"] < history[0]["val_loss"]  # the validation loss falls with the training loss
     # The learning rate decays x0.9 after every epoch.
     assert [h["lr"] for h in history] == pytest.approx([3e-3 * 0.9**e for e in range(EPOCHS)])
     assert summary["global_step"] == EPOCHS * (128 // 16)
@@ -179,6 +180,7 @@ def test_pretraining_learns_the_synthetic_task_well_above_chance(trained):
         max(h["val_map"] for h in history))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "data:image/png;base64," in (out / "curves.html").read_text()
+    assert "<th>val_loss</th>" in (out / "curves.html").read_text()
 
 
 def test_resuming_from_a_checkpoint_gives_exactly_the_uninterrupted_run(features, trained, tmp_path):

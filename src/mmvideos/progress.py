@@ -7,8 +7,11 @@ line every ``LOG_INTERVAL_S`` seconds instead — and ``mmvideos run`` echoes th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+import threading
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -46,3 +49,22 @@ def progress_bar(iterable=None, **kwargs) -> tqdm:
         kwargs.setdefault("delay", LOG_INTERVAL_S)
     return tqdm(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S,
                 ascii=True, **kwargs)
+
+
+@contextlib.contextmanager
+def keep_alive(bar: tqdm, every: float = LOG_INTERVAL_S) -> Iterator[tqdm]:
+    """Redraw ``bar`` every ``every`` seconds while the block runs, so that a step with few, long
+    updates (a classifier fit of minutes) still writes a line to the log at that pace."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=beat, name="progress-keep-alive", daemon=True)
+    thread.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        thread.join()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from mmvideos.config import brief, from_dict, model_names
 
@@ -42,6 +42,16 @@ class BenchmarksSection(BaseModel):
     esc50: str | None = None
     tut2018: str | None = None
     audioset: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, values: Any) -> Any:
+        """An unknown benchmark name lists the known ones (a typo like ``esc-50`` is the usual cause)."""
+        unknown = sorted(set(values) - set(cls.model_fields)) if isinstance(values, dict) else []
+        if unknown:
+            raise ValueError(f"unknown benchmark {', '.join(map(repr, unknown))}: the benchmarks are "
+                             f"{', '.join(cls.model_fields)} (give each its data folder in its published layout)")
+        return values
 
 
 def section_schemas() -> dict[str, type]:

@@ -11,7 +11,22 @@ from __future__ import annotations
 
 from mmvideos.annotators.base import LOADERS, Annotator, AnnotatorSettings, register
 
-__all__ = ["Annotator", "load_annotator", "register", "registered"]
+__all__ = ["Annotator", "is_device", "known_models", "load_annotator", "register", "registered"]
+
+#: The models that ship with mmvideos, per modality (what :func:`registered` lists once their modules are imported).
+BUILT_IN = {"visual": ("efficientnet-lite0", "torchscript"), "audio": ("onnx", "torchscript", "yamnet")}
+
+
+def known_models(modality: str) -> list[str]:
+    """The model names a setting may give for ``modality`` without importing torch: the built-in
+    ones and any registered so far (``@register`` in code imported before the settings are read)."""
+    return sorted({*BUILT_IN[modality], *(model for mod, model in LOADERS if mod == modality)})
+
+
+def is_device(device: str) -> bool:
+    """Whether ``device`` names a torch device an annotator runs on: cpu, cuda or cuda:N."""
+    kind, _, index = device.partition(":")
+    return kind == "cpu" and not index or kind == "cuda" and (not _ or index.isdigit())
 
 
 def _import_loaders(modality: str) -> None:

@@ -7,7 +7,10 @@
 
 ``target`` is the class index and ``category`` its name; ``fold`` is 1..5, and the published
 folds keep the clips cut from one ``src_file`` together. Any number of classes and folds is
-accepted (the demo benchmark uses the same layout with fewer of both).
+read (the demo benchmark uses the same layout with fewer of both); the transfer step then cuts its
+validation parts to what the smallest class allows, or refuses a set too small to validate on,
+naming ``transfer.val_folds`` (:func:`mmvideos.benchmarks.common.validation_folds_for`), and leaves
+Top-5 out with 5 classes or fewer.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def root(args: argparse.Namespace):
 #: The small results of a stage that ``--results`` moves out of its output folder: what
 #: ``dvc.yaml`` keeps in git (results/), apart from the tables and models DVC caches.
 MERGE_LABELS_RESULTS = ("summary.json", "stats.md", "stats.html", "samples_per_category.png",
-                        "labels_per_clip.png", "top_categories.png")
+                        "labels_per_clip.png", "top_categories.png", "audit.html")
 PRETRAIN_RESULTS = ("summary.json", "metrics.json", "curves.png", "curves.html", "environment.json")
 
 

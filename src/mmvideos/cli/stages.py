@@ -36,10 +36,11 @@ def cmd_fingerprint_source(args: argparse.Namespace) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     from mmvideos.demo.corpus import resolve_source
-    from mmvideos.stages.ingest import IngestConfig, ingest
+    from mmvideos.stages.ingest import IngestConfig, ingest, require_usable
 
     with storage.output_folder(args.output) as out:
         common.print_summary(ingest(resolve_source(args.source), out, common.root(args), common.params(args, "ingest", IngestConfig)))
+    require_usable(args.output)
 
 
 def cmd_clip(args: argparse.Namespace) -> None:
@@ -68,9 +69,12 @@ def cmd_annotate_audio(args: argparse.Namespace) -> None:
 
 def cmd_merge_labels(args: argparse.Namespace) -> None:
     from mmvideos.stages.annotate import MergeConfig, merge_labels
+    from mmvideos.stages.label_audit import label_audit
 
+    cfg = common.params(args, "merge_labels", MergeConfig)
     with common.outputs(args, common.MERGE_LABELS_RESULTS) as out:
-        common.print_summary(merge_labels(args.clips, args.visual, args.audio, out, common.params(args, "merge_labels", MergeConfig)))
+        common.print_summary(merge_labels(args.clips, args.visual, args.audio, out, cfg))
+        label_audit(args.clips, out, out / "audit.html", top=min(12, cfg.top_categories))
 
 
 def cmd_label_drift(args: argparse.Namespace) -> None:
@@ -99,13 +103,17 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config, pretrain_seeds
+    from mmvideos.stages.pretrain import checkpoint_uri, pretrain_config, pretrain_seeds, seed_folders
+
+    from mmvideos.model_card import write_model_card
 
     cfg = pretrain_config(load_params(args.params).get("pretrain"), args.model)
     with common.outputs(args, common.PRETRAIN_RESULTS) as out:  # pretrain.seeds > 1: one model per seed-<seed>/
         root = common.root(args)
         common.print_summary(pretrain_seeds(args.features, out, cfg, force=args.force, data_root=root.uri,
                                             resume_from=lambda c: checkpoint_uri(root, args.features, c)))
+        for folder in seed_folders(str(out)).values():
+            write_model_card(folder, args.features)
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:

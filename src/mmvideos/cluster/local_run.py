@@ -7,7 +7,8 @@ outputs land under ``<workdir>/outputs/<run>/<task>/<artifact>``, and the local 
 task's compiled caching option, as a cluster does: the first step, which lists the source, runs
 every time, and ingest re-runs only when that listing changed. Each run's full log goes to
 ``<workdir>/logs/<time>-<pid>.log`` (``<workdir>/run.log`` links to the newest); the terminal
-shows one line per task, the tasks' periodic progress lines and the final summary. A run holds
+shows one line per task as it starts ("task 7 of 17: annotate audio", the pipeline's display
+names), the tasks' progress lines (at least every 15 s through a long step) and the final summary. A run holds
 ``<workdir>/.lock``: a second run on the same workdir is refused, and the ``latest`` links are
 replaced atomically.
 """
@@ -29,13 +30,18 @@ from pathlib import Path
 import pandas as pd
 
 from mmvideos.cluster.reaper import tasks_end_with_this_process
+from mmvideos.cluster.pages import write_pages
+from mmvideos.config import model_names
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.data.runrecord import read_summary
 from mmvideos.settings import load_params
 
-_SHOWN = re.compile(r"Task .* (finished with status|started)|Pipeline .* finished|Executing task")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _PROGRESS = re.compile(r"^\s*(\S.*?: +\d+%\|.*)$")  # mmvideos.progress lines from inside a task
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: Failures that are a verdict on the user's inputs, shown without the task's name.
+_PLAIN = re.compile(r"^(?:[\w.]+\.)?NoUsableVideoError: (.*)")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -47,9 +53,11 @@ class _TaskLines(io.TextIOBase):
     the log), so one lock serialises the writes.
     """
 
-    def __init__(self, log: io.TextIOBase, echo: io.TextIOBase) -> None:
+    def __init__(self, log: io.TextIOBase, echo: io.TextIOBase, names: dict[str, str] | None = None,
+                 total: int | None = None) -> None:
         self._log, self._echo, self._pending = log, echo, ""
         self._lock = threading.Lock()
+        self._names, self._total, self._started = names or {}, total, 0
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -62,10 +70,24 @@ class _TaskLines(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             line = _ANSI.sub("", line)
-            progress = _PROGRESS.match(line)
-            if _SHOWN.search(line) or progress:
-                self._echo.write(f"    {progress.group(1)}\n" if progress else line.strip() + "\n")
+            shown = self._shown(line)
+            if shown:
+                self._echo.write(shown + "\n")
                 self._echo.flush()
+
+    def _shown(self, line: str) -> str:
+        """What the terminal shows of a log line: a task starting ("task 7 of 17: annotate audio")
+        or failing, named as the pipeline's display names say, and the tasks' progress lines."""
+        progress, started, finished = _PROGRESS.match(line), _STARTED.search(line), _FINISHED.search(line)
+        if progress:
+            return f"    {progress.group(1)}"
+        if started:
+            self._started += 1
+            of = f" of {self._total}" if self._total else ""
+            return f"task {self._started}{of}: {self._names.get(started.group(1), started.group(1))}"
+        if finished and finished.group(2) != "SUCCESS":
+            return f"    {self._names.get(finished.group(1), finished.group(1))}: {finished.group(2)}"
+        return ""
 
     def flush(self) -> None:
         with self._lock:
@@ -103,7 +125,7 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     log_path.parent.mkdir(exist_ok=True)
     # tasks_end_with_this_process: a kill -9 of this run ends its tasks too (mmvideos.cluster.reaper)
     with _locked(workdir), tasks_end_with_this_process(), open(log_path, "a") as log, warnings.catch_warnings(), \
-            _print_kept(), contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout)):
+            _print_kept(), contextlib.redirect_stdout(_TaskLines(log, echo or sys.stdout, *_task_names(pipeline, params))):
         _replace_link(workdir / "run.log", log_path)  # the newest run's log
         # display names and resource requests are for the cluster; the local runner says so per task
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
@@ -117,6 +139,8 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
             excerpt = _failure(log_path)
             logging.getLogger(__name__).info("the failed task's traceback:\n%s", excerpt)
             cause = next((line for line in reversed(excerpt.splitlines()) if _EXCEPTION.match(line)), "")
+            if _PLAIN.match(cause):  # a verdict on the inputs, not a crash: its words alone
+                raise RuntimeError(f"{_PLAIN.match(cause).group(1)} (full log: {log_path})") from None
             first = _ANSI.sub("", str(exc)).strip().splitlines()[0] if str(exc).strip() else "a task failed"
             raise RuntimeError(f"{first.rstrip('.')}: {cause or 'see the log'} (full log: {log_path})") from None
         outputs = {}
@@ -128,6 +152,20 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
                 outputs[name] = Path(artifact.path)
         _point_latest(workdir, outputs)
     return outputs
+
+
+def _task_names(pipeline, params: dict) -> tuple[dict[str, str], int]:
+    """``({KFP task name: display name}, tasks a run executes)``: the names the terminal shows
+    (``gather-4`` is "gather features") and how many tasks there are, each loop's body counted
+    once per item (task slots, models, models x benchmarks)."""
+    spec = pipeline.pipeline_spec
+    names = {key: task.task_info.name for dag in [spec.root.dag, *(c.dag for c in spec.components.values())]
+             for key, task in dag.tasks.items() if not key.startswith("for-loop-")}
+    slots, models = int(params["data"].get("slots") or 1), len(model_names(params["pretrain"]))
+    per_item = {"probe": slots, "clip-slot": slots, "annotate-visual": slots, "annotate-audio": slots,
+                "extract-features": slots, "pretrain": models, "collect": models,
+                "transfer": models * len(params.get("benchmarks") or {})}
+    return names, sum(per_item.get(key, 1) for key in names)
 
 
 @contextlib.contextmanager
@@ -197,8 +235,12 @@ def _summary(folder: Path) -> dict:
     return read_summary(folder)  # with the run's record: units reused and computed, seconds
 
 
-def summarise(outputs: dict[str, Path], seconds: float) -> str:
-    """The one-screen summary printed at the end of ``mmvideos run``."""
+def summarise(outputs: dict[str, Path], seconds: float, run: Path | None = None) -> str:
+    """The one-screen summary printed at the end of ``mmvideos run``.
+
+    ``run`` is this run's folder under ``<workdir>/outputs``: an output outside it came from
+    kfp.local's cache (an earlier run computed it), and is said so rather than counted again.
+    """
     ingest, clips = _summary(outputs["videos"]), _summary(outputs["clips"])
     rejected = ingest.get("videos_rejected", 0) + clips.get("videos_rejected", 0)
     hours = clips.get("audio_hours", 0)
@@ -206,45 +248,97 @@ def summarise(outputs: dict[str, Path], seconds: float) -> str:
         "mmvideos run finished",
         f"  videos   {ingest.get('inputs', 0)} found, {clips.get('videos_clipped', 0)} kept, {rejected} rejected"
         f" ({ingest.get('benchmark_overlaps', 0)} benchmark overlaps, {ingest.get('near_duplicates', 0)} near"
-        f" duplicates; reasons: {outputs['videos'] / 'rejects.parquet'})",
-        f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
-        f" {clips.get('frames', 0)} frames",
+        f" duplicates)",
     ]
-    lines += _reuse_lines(outputs)
+    lines += _reject_lines(outputs)
+    lines.append(f"  clips    {clips.get('clips', 0)} clips, {hours * 3600:.0f} s of audio ({hours:.3f} h),"
+                 f" {clips.get('frames', 0)} frames")
+    cached = _cached(outputs, run)
+    lines += _reuse_lines(outputs, cached)
     if "labels" in outputs:
         lines += _label_lines(outputs["labels"])
     if "drift" in outputs and outputs["drift"].is_file():
-        drift = json.loads(outputs["drift"].read_text())
-        lines.append(f"  drift    {drift['drifted_columns']:.0f} of {drift['columns']:.0f} label columns drifted"
-                     f" ({'dataset drift' if drift['dataset_drift'] else 'no dataset drift'}; report: "
-                     f"{outputs['drift'].parent / 'drift'})")
+        lines.append(_drift_line(outputs["drift"]))
     if "features" in outputs:
         features = _summary(outputs["features"])
         lines.append(f"  features {features.get('clips', 0)} clips, {features.get('audio_seconds', 0):.0f} s"
                      f" as 100x64 log-mel frames ({features.get('shards', 0)} shards)")
     for name in sorted(n for n in outputs if n.startswith("models-")):
-        model = _summary(outputs[name])
-        final = model.get("final") or {}
-        if final.get("val_top1") is None:
-            val = final.get("val_note") or "no validation clips"
-        elif final.get("val_note"):  # figures from a set too small or too uniform to mean anything
-            val = f"validation not meaningful: {final['val_note']}"
-        else:
-            val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
-        lines.append(f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
-                     f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: loss {final.get('loss', float('nan')):.4f}, {val}")
-        if model.get("device"):
-            lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
-        if model.get("device_asked") == "auto" and model.get("device") == "cpu":
-            lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
-                         "task asks for one and refuses to run without it")
+        lines += _model_lines(_summary(outputs[name]))
     if "results" in outputs and (outputs["results"] / "results.md").exists():
         lines += ["", *("  " + line for line in (outputs["results"] / "results.md").read_text().strip().splitlines()), ""]
-    lines += [
-        f"  time     {seconds:.0f} s",
-        f"  outputs  {Path(outputs['clips']).parents[1]}  (also {Path(outputs['clips']).parents[3] / 'latest'})",
-    ]
+    lines.append(f"  time     {seconds:.0f} s")
+    lines += _output_lines(outputs, run, cached)
     return "\n".join(lines)
+
+
+def _reject_lines(outputs: dict[str, Path], few: int = 5) -> list[str]:
+    """The rejected inputs with their reasons: inline when few, else the tables that list them."""
+    from mmvideos.stages.ingest import reasons_inline
+
+    tables = [outputs[name] / "rejects.parquet" for name in ("videos", "clips")
+              if (outputs[name] / "rejects.parquet").exists()]
+    rejects = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    if rejects.empty:
+        return []
+    if len(rejects) <= few:
+        return [f"  rejected {reasons_inline(rejects, few)}"]
+    return [f"  rejected {reasons_inline(rejects, 3)} (every reason: {', '.join(map(str, tables))})"]
+
+
+def _cached(outputs: dict[str, Path], run: Path | None) -> set[str]:
+    """The outputs that kfp.local's cache handed over from an earlier run."""
+    if run is None:
+        return set()
+    return {name for name, path in outputs.items() if run not in Path(path).parents}
+
+
+def _drift_line(metrics: Path) -> str:
+    """The label drift verdict, or why it was not computed (the reason its page gives)."""
+    import html
+
+    drift = json.loads(metrics.read_text())
+    page = metrics.parent / "drift"
+    if not drift.get("computed", 1):
+        found = re.search(r"not computed</h1><p>(.*?)</p>", page.read_text()) if page.is_file() else None
+        return f"  drift    not computed: {html.unescape(found.group(1)) if found else 'see its report'} ({page})"
+    return (f"  drift    {drift['drifted_columns']:.0f} of {drift['columns']:.0f} label columns drifted"
+            f" ({'dataset drift' if drift['dataset_drift'] else 'no dataset drift'}; report: {page})")
+
+
+def _model_lines(model: dict) -> list[str]:
+    final = model.get("final") or {}
+    if final.get("val_top1") is None:
+        val = final.get("val_note") or "no validation clips"
+    elif final.get("val_note"):  # figures from a set too small or too uniform to mean anything
+        val = f"validation not meaningful: {final['val_note']}"
+    else:
+        val = f"val top-1 {final['val_top1']:.1%}, val mAP {final['val_map']:.1%}"
+    lines = [f"  pretrain {model.get('model')} x{model.get('width_mult')} on {model.get('train_clips', 0)} clips,"
+             f" batch {model.get('batch_size')}, {model.get('epochs')} epochs, {model.get('num_classes')} labels: "
+             f"loss {final.get('loss', float('nan')):.4f}, {val}"]
+    if model.get("device"):
+        lines.append(f"           trained on {model['device']} ({model.get('gpus', 0)} GPUs, device: {model.get('device_asked')})")
+    if model.get("device_asked") == "auto" and model.get("device") == "cpu":
+        lines.append("  note     pretrain found no GPU (device: auto) and trained on the CPU; on a cluster the "
+                     "task asks for one and refuses to run without it")
+    return lines
+
+
+def _output_lines(outputs: dict[str, Path], run: Path | None, cached: set[str]) -> list[str]:
+    """Where this run's outputs are; those taken from the cache stay in the earlier runs' folders."""
+    first = Path(outputs["clips"]).parents[1]
+    workdir = first.parents[1]
+    pages = f"pages: {workdir / 'latest' / 'index.html'} (mmvideos open)"
+    if run is None or not cached:
+        return [f"  outputs  {run or first}  (also {workdir / 'latest'}; {pages})"]
+    earlier = ", ".join(sorted({p.name for name in cached for p in Path(outputs[name]).parents
+                                if p.parent == run.parent}))
+    if len(cached) == len(outputs):
+        return [f"  outputs  {workdir / 'latest'} -> run {earlier}: nothing changed, every output came from the "
+                f"cache ({pages})"]
+    return [f"  outputs  {workdir / 'latest'} ({pages}): {len(cached)} of {len(outputs)} outputs came from the "
+            f"cache, computed by run {earlier}; the rest is in {run}"]
 
 
 #: The map stages whose work the summary counts, by output name.
@@ -252,16 +346,19 @@ _MAPS = {"videos": "probe", "clips": "clip", "visual": "annotate visual", "audio
          "features": "features"}
 
 
-def _reuse_lines(outputs: dict[str, Path]) -> list[str]:
-    """Per map stage: shards reused from the data root, shards and clips computed."""
-    cells = []
+def _reuse_lines(outputs: dict[str, Path], cached: set[str] = frozenset()) -> list[str]:
+    """Per map stage: shards reused from the data root, shards and clips computed; a stage whose
+    output came from kfp.local's cache did no work in this run."""
+    cells, from_cache = [], [stage for name, stage in _MAPS.items() if name in cached]
     for name, stage in _MAPS.items():
-        summary = _summary(outputs[name]) if name in outputs else {}
+        summary = _summary(outputs[name]) if name in outputs and name not in cached else {}
         if "shards_reused" in summary:
             computed = f"{summary['shards_computed']} computed"
             if name != "videos":
                 computed += f" ({summary.get('clips_computed', 0)} clips)"
             cells.append(f"{stage} {summary['shards_reused']} reused, {computed}")
+    if from_cache:
+        cells.append(f"{', '.join(from_cache)}: nothing run, outputs from the cache")
     return [f"  reuse    {'; '.join(cells)}"] if cells else []
 
 
@@ -284,5 +381,11 @@ def timed_run(source: str | None, workdir: str | Path, params_path: str | Path |
               data_root: str | Path | None = None) -> str:
     """``run_local`` then ``summarise``: what ``mmvideos run`` prints."""
     started = time.monotonic()
+    runs = Path(workdir).resolve() / "outputs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
     outputs = run_local(source, workdir, params_path, caching, data_root=data_root)
-    return summarise(outputs, time.monotonic() - started)
+    new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
+    run = new[-1] if new else None
+    text = summarise(outputs, time.monotonic() - started, run)
+    write_pages(Path(workdir).resolve(), outputs, run, text)
+    return text

@@ -21,7 +21,7 @@ introduced (``podTemplateOverrides`` before; a 2.0 or 2.1 API server drops the f
 
 The TrainJob is built with the ``kubeflow-trainer-api`` models; the ``kubeflow`` SDK's
 ``TrainerClient`` follows the logs and waits. Scaling from the paper's 4 GPUs to 8 or 32 is
-``num_nodes`` x ``accelerator_count`` (README: "Multi-node pretraining").
+``num_nodes`` x ``accelerator_count`` (docs/kubeflow.md: "Multi-node pretraining").
 """
 
 from __future__ import annotations

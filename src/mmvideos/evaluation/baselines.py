@@ -50,7 +50,7 @@ from mmvideos.data.files import sha256_file
 from mmvideos.models import build_model
 from mmvideos.models.tagger import EMBEDDING_DIM, AudioTagger
 
-#: Where users get the two files (see the README); never fetched at run time.
+#: Where users get the two files (see docs/transfer.md); never fetched at run time.
 TORCHVGGISH_RELEASE = {
     "weights": "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
     "pca": "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth",

@@ -3,7 +3,7 @@
 Percent, as printed in the paper. Rows are keyed by our names: an architecture of
 ``mmvideos.models`` pre-trained on MM-Videos (the paper's cumulative VGGish lines: ``vggish``,
 then ``vggish_bn`` with batch normalisation, then ``vggish_fc`` fully convolutional), and
-``vggish_youtube100m``, Google's released VGGish (the name the README gives that baseline in
+``vggish_youtube100m``, Google's released VGGish (the name docs/transfer.md gives that baseline in
 ``transfer.baselines``). The paper reports Top-1, Top-5, mAP and AUC on AudioSet, and Top-1 and
 mAP on ESC-50 and TUT 2018.
 """

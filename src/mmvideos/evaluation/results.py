@@ -89,8 +89,8 @@ def structured(results: list[dict], label, metrics: tuple[str, ...]) -> dict:
         for row in result["rows"]:
             entry = rows.setdefault(label(row["model"], result.get("arch", "")), {"model": row["model"], "cells": {}})
             entry["cells"][name] = {
-                m: {"value": row[m], "ci": row.get("ci", {}).get(m), "fold_sd": row.get("fold_sd", {}).get(m),
-                    "seed_sd": row.get("seed_sd", {}).get(m), "seeds": [s[m] for s in row.get("seeds", [])]}
+                m: {"value": row.get(m), "ci": row.get("ci", {}).get(m), "fold_sd": row.get("fold_sd", {}).get(m),
+                    "seed_sd": row.get("seed_sd", {}).get(m), "seeds": [s[m] for s in row.get("seeds", []) if m in s]}
                 for m in metrics} | {"n": row.get("n")}
         compared += [{"benchmark": name, **c}
                      for c in comparisons(result, lambda model, arch=result.get("arch", ""): label(model, arch))]

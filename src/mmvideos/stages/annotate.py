@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmvideos.annotators import load_annotator
+from mmvideos.annotators import is_device, known_models, load_annotator
 from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
 from mmvideos.data import dataroot, storage, tables
 from mmvideos.data.atomic import write_parquet, write_text
@@ -86,7 +86,7 @@ class VisualConfig:
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) not in (0, 3) or len(self.std) not in (0, 3):
             raise ValueError("mean and std take three values (R, G, B) or none")
-        _check_common(self.activation, self.top_k, self.batch_size)
+        _check_common("visual", self.model, self.device, self.activation, self.top_k, self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ class AudioConfig:
             raise ValueError(f"features must be one of {FRONT_ENDS} or empty, got {self.features!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
-        _check_common(self.activation, self.top_k, self.batch_size)
+        _check_common("audio", self.model, self.device, self.activation, self.top_k, self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,12 @@ class MergeConfig:
             raise ValueError("min_count and top_categories must be at least 1")
 
 
-def _check_common(activation: str, top_k: int, batch_size: int) -> None:
+def _check_common(modality: str, model: str, device: str, activation: str, top_k: int, batch_size: int) -> None:
+    if model not in known_models(modality):
+        raise ValueError(f"model {model!r}: unknown {modality} annotator; use one of "
+                         f"{', '.join(known_models(modality))}")
+    if not is_device(device):
+        raise ValueError(f"device must be cpu, cuda or cuda:N (N: the GPU's index), got {device!r}")
     if activation and activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS} or empty, got {activation!r}")
     if top_k < 1 or batch_size < 1:

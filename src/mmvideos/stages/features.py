@@ -10,6 +10,7 @@ Reads the clip units' audio shards (by URI, from the clip manifest) and the labe
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -154,7 +155,8 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
         clips_dir: the clip stage's folder (manifest, ``clips.parquet``); local or gs://.
         labels_dir: merge_labels' folder (``labels.parquet``, ``vocabulary.parquet``); local or gs://.
         out_dir: local output folder: the manifest, ``index.parquet`` (this slot's labelled
-            clips), ``vocabulary.parquet``, ``config.json`` (layout in :mod:`mmvideos.features.store`).
+            clips), ``vocabulary.parquet``, ``config.json`` (layout in :mod:`mmvideos.features.store`),
+            ``labels.json`` (the labels' summary, for the model card).
         root: the data root the feature shards are written to and found in.
         cfg: front end, batch size and device.
         slot, slots: this task's share of the clip units.
@@ -229,6 +231,9 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
     with storage.local_copy(storage.join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
         shutil.copyfile(path, tmp)
     write_json(front_end, out_dir / CONFIG)
+    labels_summary = storage.join(labels_dir, "summary.json")  # for the model card: annotators, label statistics
+    if storage.exists(labels_summary):
+        write_json(json.loads(storage.read_bytes(labels_summary)), out_dir / "labels.json")
     summary = {
         "clips": len(index), "audio_seconds": int(index["n_seconds"].sum()),
         "clips_unlabelled": skipped["unlabelled"], "clips_too_short": skipped["too_short"],

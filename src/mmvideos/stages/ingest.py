@@ -339,6 +339,31 @@ def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestC
     return summary
 
 
+class NoUsableVideoError(RuntimeError):
+    """No input of the source passed ingest: nothing to clip, annotate or train on."""
+
+
+def reasons_inline(rejects: pd.DataFrame, limit: int = 5) -> str:
+    """Rejected inputs as ``"name: reason; ..."``, the first ``limit`` of them, then how many more."""
+    shown = [f"{str(uri).rstrip('/').rsplit('/', 1)[-1]}: {reason}"
+             for uri, reason in zip(rejects["uri"].head(limit), rejects["reason"].head(limit))]
+    more = len(rejects) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def require_usable(ingest_dir: str | Path) -> None:
+    """Raise :class:`NoUsableVideoError` with the accounting when an ingest folder kept no video."""
+    summary = json.loads(storage.read_bytes(storage.join(ingest_dir, "summary.json")))
+    if summary["videos_kept"]:
+        return
+    rejects = storage.read_parquet(storage.join(ingest_dir, "rejects.parquet"))
+    raise NoUsableVideoError(
+        f"0 of {summary['inputs']} videos kept" + (f": {reasons_inline(rejects)}" if len(rejects) else
+                                                   " (the source lists no file)") +
+        ". Each video needs a sound track, a picture and at least ingest.min_duration_s seconds: point --source "
+        f"(or data.source) at such videos (every reason: {storage.join(ingest_dir, 'rejects.parquet')})")
+
+
 def read_videos(ingest_dir: str | Path) -> pd.DataFrame:
     """The kept-video table of an ingest folder (local or ``gs://``)."""
     return storage.read_parquet(storage.join(ingest_dir, "videos.parquet"))

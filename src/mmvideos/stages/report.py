@@ -136,7 +136,9 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             entry = rows.setdefault(label, {"order": _order(label, row["model"], arch), "cells": {}, "pooling": []})
             paper = _paper_row(row["model"], arch)
             for metric in METRICS:
-                entry["cells"][f"{title} {METRIC_TITLES[metric]}"] = round(100 * row[metric], 1)
+                value = row.get(metric)
+                entry["cells"][f"{title} {METRIC_TITLES[metric]}"] = (
+                    None if value is None else round(100 * value, 1))  # None: not meaningful here (Top-5 of <= 5 classes)
                 details[label, f"{title} {METRIC_TITLES[metric]}"] = {"metric": metric, **row}
                 if metric in paper_metrics:
                     entry["cells"][f"{title} {METRIC_TITLES[metric]} (paper)"] = (
@@ -184,7 +186,7 @@ def _plot(table: pd.DataFrame, benchmarks: list[tuple[str, str]], target: Path) 
     from matplotlib.figure import Figure
 
     details = table.attrs.get("details", {})
-    fig = Figure(figsize=(2.4 + 2.6 * len(benchmarks), 3.8))
+    fig = Figure(figsize=(max(7.5, 2.4 + 2.6 * len(benchmarks)), 4.2))  # wide enough for its title
     ax = fig.subplots()
     width = 0.8 / len(table)
     columns = [f"{short} {METRIC_TITLES[HEADLINE.get(b, 'top1')]}" for short, b in benchmarks]
@@ -257,8 +259,15 @@ def flat_metrics(results: list[dict]) -> dict[str, float]:
         for row in result["rows"]:
             arch = result.get("arch", "")
             name = f"{arch}.{row['model']}" if row["model"] in ARCH_ROWS and arch else row["model"]
-            flat |= {f"{result['benchmark']}.{name}.{m}": round(row[m], 6) for m in METRICS}
+            flat |= {f"{result['benchmark']}.{name}.{m}": round(row[m], 6) for m in METRICS if row.get(m) is not None}
     return flat
+
+
+def _caveats(results: list[dict]) -> str:
+    """The transfer steps' warnings and notes (what they adapted) as a Markdown list, each once."""
+    lines = dict.fromkeys(f"- {kind}: {text}" for result in results for kind in ("warning", "note")
+                          for text in result.get(f"{kind}s", []))
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
@@ -289,8 +298,10 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
              + "\n".join(words) + "\n") if words else ""
     papers = any(c.endswith("(paper)") for c in table.columns)
     write_text(intro + markdown_table(_display(table))
-               + ("\n(paper): the paper's Tables 2-4, without intervals (it gives none); – where it gives no figure.\n"
-                  if papers else "\n– where a row has no figure.\n") + noise + _spread_section(results), out_dir / "results.md")
+               + ("\n(paper): the paper's Tables 2-4, without intervals (it gives none); – where it gives no figure (or "
+                  "where it means nothing, as Top-5 over 5 classes or fewer).\n"
+                  if papers else "\n– where a row has no figure (or where it means nothing, as Top-5 over 5 classes or "
+                  "fewer).\n") + _caveats(results) + noise + _spread_section(results), out_dir / "results.md")
     write_json(flat_metrics(results), out_dir / "metrics.json")
     _plot(table, benchmarks, out_dir / "results.png")
     image = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
@@ -300,6 +311,7 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
                f"<body><h1>Transfer results (%, frozen features + shallow classifier)</h1><ul>{listed}</ul>"
                f"{_display(table).to_html(index=False)}<p>Brackets: 95% bootstrap intervals.</p>"
                + (f"<h2>Within noise or not</h2><ul>{said}</ul>" if said else "")
+               + "".join(f"<p>{html.escape(line[2:])}</p>" for line in _caveats(results).split("\n") if line)
                + f"<img alt='results' src='data:image/png;base64,{image}'></body></html>\n",
                out_dir / "results.html")
     summary = {"benchmarks": [b for _, b in benchmarks], "names": [r.get("title") or _short(r) for r in results],

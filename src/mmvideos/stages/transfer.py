@@ -52,16 +52,18 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmvideos.benchmarks.common import TOP5_MIN_CLASSES
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.evaluation.fit import FitConfig
 from mmvideos.evaluation.uncertainty import MIN_STRATUM, SplitScores
+from mmvideos.progress import keep_alive, progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -105,6 +107,9 @@ class TransferConfig:
                              f"interval), got {self.seeds} and {self.bootstrap}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        kind, _, index = self.device.partition(":")
+        if not (self.device in ("auto", "cpu") or kind == "cuda" and (not _ or index.isdigit())):
+            raise ValueError(f"transfer.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name, entry in self.baselines.items():
             if name in MODELS or name.endswith("_1nn") or not isinstance(entry, dict) or not entry.get("weights") or \
                     set(entry) - {"weights", "pca"}:
@@ -137,8 +142,8 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> np.ndarray:
 
 
 def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device: torch.device,
-                 nearest: bool = False) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray,
-                                                 list[SplitScores]]:
+                 nearest: bool = False, on_split: Callable[[str], None] | None = None,
+                 ) -> tuple[dict[str, float], dict[str, dict], dict[str, dict], np.ndarray, list[SplitScores]]:
     """Train and score on every split of the benchmark's protocol.
 
     Args:
@@ -148,6 +153,7 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
         device: where the probe is fitted.
         nearest: score with 1-NN (:func:`mmvideos.evaluation.nearest.nearest_neighbour_scores`)
             instead of fitting the probe.
+        on_split: called with each split's name once it is scored (progress).
 
     Returns:
         (metrics averaged over splits, metrics per split, the fit per split (``steps``,
@@ -178,6 +184,8 @@ def run_protocol(bench: Benchmark, features: np.ndarray, cfg: FitConfig, device:
             fits[split.name] = fit.record()
         per_split[split.name] = evaluate(scores, targets[test])
         tested.append(SplitScores(scores, targets[test]))
+        if on_split:
+            on_split(split.name)
         if not bench.multi_label:
             np.add.at(confusion, (targets[test].argmax(1), scores.argmax(1)), 1)
     mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))}
@@ -200,15 +208,18 @@ def bootstrap_weights(bench: Benchmark, resamples: int, seed: int) -> list[np.nd
 
 
 def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: list[tuple[str, str, bool]],
-               cfg: TransferConfig, device: torch.device) -> tuple[list[dict], dict, np.ndarray | None]:
+               cfg: TransferConfig, fit_cfg: FitConfig, device: torch.device,
+               on_split: Callable[[str], None] | None = None) -> tuple[list[dict], dict, np.ndarray | None]:
     """Every row of the table over ``cfg.seeds`` seeds, each figure with its uncertainty.
 
     Args:
         bench: the benchmark.
         features: ``{source: [features of seed 0, seed 1, ...]}``, ``[N, D]`` each; one entry serves every seed.
         runs: ``(row name, features source, 1-NN)`` per row; 1-NN rows run once (they have no seed).
-        cfg: the transfer settings (classifier, ``seed``, ``seeds``, ``bootstrap``).
+        cfg: the transfer settings (``seed``, ``seeds``, ``bootstrap``).
+        fit_cfg: the classifier's settings (validation folds adapted to the benchmark's size).
         device: where the classifiers are fitted.
+        on_split: called after each split of each fit (progress).
 
     Returns:
         (rows: each metric the mean over seeds, ``seeds`` (per-seed figures), ``seed_sd``, ``fold_sd`` (the
@@ -226,8 +237,8 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
         figures, per_splits, resampled, fits = [], [], [], None
         for i, seed in enumerate(seeds[:1] if nearest else seeds):
             x = features[source][i % len(features[source])]
-            fit_cfg = dataclasses.replace(cfg.fit_config(bench.name), seed=seed)
-            mean, per_split, seed_fits, matrix, tested = run_protocol(bench, x, fit_cfg, device, nearest)
+            mean, per_split, seed_fits, matrix, tested = run_protocol(
+                bench, x, dataclasses.replace(fit_cfg, seed=seed), device, nearest, on_split)
             figures.append({"seed": seed, **mean})
             per_splits.append(per_split)
             resampled.append(bootstrap_distribution(tested, weights))
@@ -236,6 +247,9 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
                 confusion = matrix
             log.info("%s %s seed %d: %s; steps %s", bench.name, name, seed, {k: round(v, 4) for k, v in mean.items()},
                      [f.get("steps") for f in seed_fits.values()])
+        # Top-5 over 5 classes or fewer holds the true class by construction: not reported (None)
+        dropped = {"top5"} if len(bench.classes) < TOP5_MIN_CLASSES else set()
+        figures = [{k: v for k, v in f.items() if k not in dropped} for f in figures]
         metrics = [m for m in figures[0] if m != "seed"]
         splits = {s: {m: float(np.mean([p[s][m] for p in per_splits])) for m in metrics} for s in per_splits[0]}
         pooled = {m: np.mean([r[m] for r in resampled], axis=0) for m in metrics}
@@ -247,12 +261,39 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
                            "splits": len(bench.protocol), "seeds": len(figures)},
                      "splits": splits, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
                      "feature_dim": int(features[source][0].shape[1]),
-                     "resampled": {m: encode(pooled[m]) for m in metrics}})
+                     "resampled": {m: encode(pooled[m]) for m in metrics}, **dict.fromkeys(dropped)})
     unit = "source recording (src_file)" if "src_file" in bench.table else "clip"
     described = {"resamples": cfg.bootstrap, "level": 0.95, "unit": unit, "seed": cfg.seed,
                  "strata": "split" if bench.multi_label else
                  f"split and class (classes of fewer than {MIN_STRATUM} units in a split pooled)"}
     return rows, described, confusion
+
+
+#: Fewer pretraining clips than this and a pretrained row says little about the method (the paper: ~15 M).
+TINY_PRETRAINING = 1000
+
+
+def caveats(rows: list[dict], bench: Benchmark, model_summary: dict) -> list[str]:
+    """Warnings where a result cannot mean much: a tiny pretraining set, a pretrained row scoring
+    below the raw log-mel statistics."""
+    warnings = []
+    clips = model_summary.get("train_clips")
+    if clips is not None and clips < TINY_PRETRAINING:
+        warnings.append(f"the model was pretrained on {clips} clips (fewer than {TINY_PRETRAINING}; the paper: about "
+                        "15 M): its rows show that the pipeline runs, not what the method learns")
+    by_name = {row["model"]: row for row in rows}
+    metric = "map" if bench.multi_label else "top1"
+    pretrained, logmel = by_name.get("pretrained"), by_name.get("logmel_stats")
+    if pretrained and logmel and pretrained[metric] < logmel[metric]:
+        warnings.append(f"the pretrained embeddings score below the raw log-mel statistics on {bench.name} "
+                        f"({metric} {100 * pretrained[metric]:.1f} vs {100 * logmel[metric]:.1f}): the pretraining "
+                        "did not help here")
+    return warnings
+
+
+def _json_at(folder: str | Path, name: str) -> dict:
+    path = storage.join(str(folder), name)
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
 
 
 @contextlib.contextmanager
@@ -290,6 +331,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     import torch
 
     from mmvideos.benchmarks import read_benchmark
+    from mmvideos.benchmarks.common import validation_folds_for
     from mmvideos.benchmarks.embeddings import LOGMEL_STATS, embedding_extractor, extract, module_key, weights_key
     from mmvideos.benchmarks.naming import benchmark_name
     from mmvideos.data.atomic import write_json
@@ -315,6 +357,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     bench = read_benchmark(benchmark, data_dir)
     if bench.table.empty:
         raise ValueError(f"{benchmark}: no clips found under {data_dir} ({bench.missing} listed but missing)")
+    fit_cfg = cfg.fit_config(benchmark)  # validation parts the benchmark's size allows, before any decoding
+    val_folds, fold_note = validation_folds_for(bench.table, bench.protocol, bench.multi_label, fit_cfg.val_folds)
+    fit_cfg = dataclasses.replace(fit_cfg, val_folds=val_folds, val_rounds=min(fit_cfg.val_rounds, val_folds))
     cache = Path(cache_dir) if cache_dir else default_cache_root() / "embeddings"
     with _local_checkpoint(str(checkpoint_dir)) as local:
         card = json.loads((local / "model.json").read_text())
@@ -335,15 +380,21 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     features = {name: [x] for name, x in extracted.items() if "@" not in name}
     features["random_init"] = [x for name, x in extracted.items() if name.startswith("random_init@")]
     runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
-    rows, bootstrap, confusion = score_rows(bench, features, runs, cfg, device)
+    bar = progress_bar(total=sum(1 if nearest else cfg.seeds for *_, nearest in runs) * len(bench.protocol),
+                       desc=f"{benchmark}: fits", unit="fit", disable=not progress)
+    with keep_alive(bar):  # a line at least every 15 s, however long one fit takes
+        rows, bootstrap, confusion = score_rows(bench, features, runs, cfg, fit_cfg, device, lambda _: bar.update())
+    bar.close()
     for row, (_, source, _) in zip(rows, runs):
         row["pooling"] = "mean_std" if source == "logmel_stats" else cfg.pooling
+    notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, _json_at(checkpoint_dir, "summary.json"))
     named = benchmark_name(benchmark, str(data_dir), len(bench.classes), len(bench.table),
                            len(bench.table) + bench.missing, demo=is_demo_benchmark(data_dir))
     write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "pretrain_seed": card.get("seed"),
                 "name": named.short, "title": named.title, "paper": named.real,
                 "clips": len(bench.table), "classes": len(bench.classes),
-                "bootstrap": bootstrap, "rows": rows}, out_dir / "metrics.json")
+                "bootstrap": bootstrap, "rows": rows, "val_folds": val_folds, "notes": notes, "warnings": warnings},
+               out_dir / "metrics.json")
     if not bench.multi_label:
         write_json({"labels": list(bench.classes), "matrix": confusion.tolist()}, out_dir / "confusion.json")
     summary = {
@@ -351,7 +402,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         "clips": len(bench.table), "classes": len(bench.classes), "missing_clips": bench.missing,
         "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
         "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
-        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")},
+        "val_folds": val_folds, "notes": notes, "warnings": warnings,
+        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")
+           if row[m] is not None},
         **{f"{row['model']}.top1_ci": [round(v, 4) for v in row["ci"]["top1"] or []] for row in rows},
         **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()]
            for row in rows if row["solver"] != "1-nn"},

@@ -38,7 +38,8 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
         bf16: bfloat16 autocast (CUDA).
 
     Returns:
-        ``{"val_clips", "val_videos", "val_top1", "val_map"}``, or ``{"val_clips": 0, "val_note":
+        ``{"val_clips", "val_videos", "val_loss", "val_top1", "val_map"}`` (``val_loss``: the
+        training loss, sigmoid cross-entropy per 1-s frame and label, on the validation clips), or ``{"val_clips": 0, "val_note":
         ...}`` when there is no validation clip. When the set is too small or too uniform for
         the figures to mean anything (:func:`validation_note`), ``val_note`` says why: the
         figures stay in the history for the curves, and summaries print the note instead.
@@ -47,17 +48,20 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
     was_training = model.training
     model.eval()
     scores, truth, pending, videos = [], [], [], set()
+    loss = [0.0, 0]  # the training loss's sum over 1-s frames and classes, and its count
 
     def flush() -> None:
         mel = torch.from_numpy(np.concatenate([c.mel for c in pending])).unsqueeze(1)  # [S, 1, 100, 64]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-            probs = torch.sigmoid(model(mel.to(device).float()).float()).cpu()  # [S, V]
-        for part in probs.split([len(c.mel) for c in pending]):
-            scores.append(part.mean(0))
-        for clip in pending:
+            logits = model(mel.to(device).float()).float().cpu()  # [S, V]
+        for part, clip in zip(logits.split([len(c.mel) for c in pending]), pending):
+            scores.append(torch.sigmoid(part).mean(0))
             row = torch.zeros(num_classes, dtype=torch.bool)
             row[torch.from_numpy(np.concatenate([clip.visual, clip.audio]))] = True
             truth.append(row)
+            loss[0] += nn.functional.binary_cross_entropy_with_logits(part, row.float().expand_as(part),
+                                                                      reduction="sum").item()
+            loss[1] += part.numel()
         pending.clear()
 
     for clip in clips:
@@ -75,7 +79,8 @@ def evaluate(model: nn.Module, clips: Iterable[FeatureRecord], num_classes: int,
     top1 = targets[torch.arange(len(probs)), probs.argmax(1)][labelled].float().mean().item()
     classes = torch.nonzero(targets.any(0)).flatten()
     ap = torch.cat([average_precision(probs[:, chunk], targets[:, chunk]) for chunk in classes.split(1024)])
-    result = {"val_clips": len(probs), "val_videos": len(videos), "val_top1": top1, "val_map": ap.mean().item()}
+    result = {"val_clips": len(probs), "val_videos": len(videos), "val_loss": loss[0] / loss[1], "val_top1": top1,
+              "val_map": ap.mean().item()}
     note = validation_note(targets, len(videos))
     return result | ({"val_note": note} if note else {})
 
@@ -128,18 +133,22 @@ def validation_note(targets: torch.Tensor, videos: int) -> str | None:
 
 
 def plot_curves(history: list[dict[str, Any]], target: str | Path) -> Path:
-    """Training loss, validation Top-1 / mAP and learning rate per epoch, as a PNG."""
+    """Training and validation loss, validation Top-1 / mAP and learning rate per epoch, as a PNG."""
     fig = Figure(figsize=(10, 7), layout="constrained")
-    panels = [("loss", "training loss"), ("val_top1", "validation Top-1"),
-              ("val_map", "validation mAP"), ("lr", "learning rate")]
+    panels = [(("loss", "val_loss"), "loss (sigmoid cross-entropy)"), (("val_top1",), "validation Top-1"),
+              (("val_map",), "validation mAP"), (("lr",), "learning rate")]
     note = next((h["val_note"] for h in reversed(history) if h.get("val_note")), None)
-    for ax, (key, title) in zip(fig.subplots(2, 2).flat, panels):
-        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
-        if note and key.startswith("val_"):  # a set too small or uniform to measure: said, not drawn
+    for ax, (keys, title) in zip(fig.subplots(2, 2).flat, panels):
+        measured = [k for k in keys if not (note and k.startswith("val_"))]
+        if not measured:  # a set too small or uniform to measure: said, not drawn
             ax.text(0.5, 0.5, "not meaningful:\n" + note.replace(", ", "\n"), ha="center", va="center",
                     transform=ax.transAxes, wrap=True)
-        elif points:
-            ax.plot(*zip(*points), marker="o")
+        for key in measured:
+            points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label={"loss": "training", "val_loss": "validation"}.get(key))
+        if len(ax.lines) > 1:
+            ax.legend()
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -154,7 +163,8 @@ def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: st
     the per-epoch metrics."""
     image = base64.b64encode(Path(png).read_bytes()).decode()
     note = next((h["val_note"] for h in reversed(history) if h.get("val_note")), None)
-    keys = ["epoch", "step", "loss", "lr"] + ([] if note else ["val_top1", "val_map"]) + ["hardware"]
+    keys = ["epoch", "step", "loss"] + ([] if note else ["val_loss"]) + ["lr"] + ([] if note else ["val_top1", "val_map"]) \
+        + ["hardware"]
     cell = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
     rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k, ''))}</td>" for k in keys) + "</tr>" for h in history)
     header = "".join(f"<th>{k}</th>" for k in keys)
@@ -164,3 +174,4 @@ def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: st
                          "anything (ingest.val_fraction widens the split).</p>" if note else "")
                       + f"<img alt='training curves' src='data:image/png;base64,{image}'>"
                       f"<table border='1'><tr>{header}</tr>{rows}</table></body></html>\n", target)
+

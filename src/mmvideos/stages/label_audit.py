@@ -1,0 +1,131 @@
+"""The label audit page: what is behind "Chihuahua (38)".
+
+For each of the most frequent labels, the clips that carry it with the highest scores: three
+thumbnails of their frames (first, middle, last) and a player of their sound, so that a person can
+judge at a glance whether the annotators' labels describe the clips. One self-contained HTML file
+(JPEG thumbnails and Opus audio inlined as ``data:`` URIs, no script), sized to fit what the
+Kubeflow UI shows (:data:`mmvideos.cluster.pages.PAGE_LIMIT_BYTES`): a label's clips are left out,
+last label first, until it does.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmvideos.data import storage
+from mmvideos.data.atomic import write_text
+from mmvideos.stages.clip import read_clips
+
+#: Pages over this are cut down (the Kubeflow UI's budget, mmvideos.cluster.pages.PAGE_LIMIT_BYTES).
+LIMIT_BYTES = 4 * 1024 * 1024
+THUMBNAIL_PX = 112
+#: Opus bit rate of the inlined sound: about 3 KB per second of clip.
+AUDIO_BITRATE = 24000
+
+
+def _thumbnail(jpeg: bytes) -> str:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=70)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _opus(samples: np.ndarray, rate: int) -> str:
+    """Mono float samples -> base64 of an Ogg Opus file (what every browser's <audio> plays)."""
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=48000)
+        stream.bit_rate = AUDIO_BITRATE
+        stream.layout = "mono"
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _media(clips_dir: str | Path, wanted: set[str]) -> dict[str, dict]:
+    """``{clip_id: {"thumbs": [base64 JPEG], "audio": base64 Opus}}`` of the ``wanted`` clips,
+    each of their shards read once."""
+    from mmvideos.data import shards
+
+    manifest = storage.read_parquet(storage.join(clips_dir, "manifest.parquet"))
+    clips = read_clips(clips_dir)
+    videos = set(clips.loc[clips["clip_id"].isin(wanted), "video_id"])
+    media: dict[str, dict] = defaultdict(dict)
+    for row in manifest[manifest["video_id"].isin(videos)].itertuples(index=False):
+        for clip_id, group in shards.iter_shard(row.uri, row.sha256):
+            if clip_id not in wanted:
+                continue
+            if row.file == "frames.tar":
+                names = sorted(group)
+                picks = sorted({names[0], names[len(names) // 2], names[-1]})
+                media[clip_id]["thumbs"] = [_thumbnail(group[name]) for name in picks]
+            elif row.file == "audio.tar":
+                media[clip_id]["audio"] = _opus(*shards.read_wav(group["wav"]))
+    return media
+
+
+def _section(name: str, count: int, modality: str, picks: list[tuple[str, float]], media: dict, clips: pd.DataFrame
+             ) -> str:
+    spans = clips.set_index("clip_id")
+    cards = []
+    for clip_id, score in picks:
+        item, span = media.get(clip_id, {}), spans.loc[clip_id]
+        thumbs = "".join(f"<img alt='frame' src='data:image/jpeg;base64,{t}'>" for t in item.get("thumbs", []))
+        sound = (f"<audio controls preload='metadata' src='data:audio/ogg;base64,{item['audio']}'></audio>"
+                 if "audio" in item else "")
+        cards.append(f"<figure>{thumbs}<br>{sound}<figcaption>{html.escape(clip_id)} "
+                     f"({span['start_s']:.1f}-{span['end_s']:.1f} s), score {score:.3f}</figcaption></figure>")
+    return (f"<section><h2>{html.escape(name)} <small>({count} clips, {modality})</small></h2>"
+            + "".join(cards) + "</section>")
+
+
+def label_audit(clips_dir: str | Path, labels_dir: str | Path, target: str | Path, top: int = 12,
+                per_label: int = 2) -> dict:
+    """Write the audit page of the ``top`` most frequent labels to ``target``; returns what it shows."""
+    labels = storage.read_parquet(storage.join(labels_dir, "labels.parquet"))
+    vocabulary = storage.read_parquet(storage.join(labels_dir, "vocabulary.parquet"))
+    chosen = vocabulary.sort_values("count", ascending=False, kind="stable").head(top)
+    picks: dict[str, list[tuple[str, float]]] = {}
+    for label in chosen.itertuples(index=False):
+        modality = str(label.modality)
+        scored = [(clip, dict(zip(ids, scores)).get(label.id)) for clip, ids, scores in
+                  zip(labels["clip_id"], labels[f"{modality}_labels"], labels[f"{modality}_scores"])]
+        best = sorted(((c, float(s)) for c, s in scored if s is not None), key=lambda cs: -cs[1])[:per_label]
+        picks[label.id] = best
+    clips = read_clips(clips_dir)
+    media = _media(clips_dir, {c for best in picks.values() for c, _ in best})
+    sections = [_section(str(label.name), int(label.count), str(label.modality), picks[label.id], media, clips)
+                for label in chosen.itertuples(index=False)]
+    head = ("<!doctype html><html><head><meta charset='utf-8'><title>Label audit</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:1.5em}section{margin-bottom:1.2em}"
+            "figure{display:inline-block;margin:0 1.2em .6em 0;vertical-align:top}img{margin-right:2px}"
+            "audio{width:340px;height:32px}figcaption{font-size:.8em;color:#555}</style></head><body>"
+            f"<h1>Label audit: the {len(sections)} most frequent labels</h1><p>For each label, the {per_label} clips "
+            "the annotators gave it with the highest scores: their first, middle and last frame and their sound. "
+            "Do the labels describe the clips?</p>")
+    shown = len(sections)
+    while shown and len((page := head + "".join(sections[:shown]) + "</body></html>\n").encode()) > LIMIT_BYTES:
+        shown -= 1
+    if shown < len(sections):
+        page = page.replace("</body>", f"<p>{len(sections) - shown} more labels left out to stay under "
+                                       f"{LIMIT_BYTES >> 20} MiB.</p></body>")
+    write_text(page if sections else head + "<p>No labels.</p></body></html>\n", target)
+    return {"labels_shown": shown, "clips_shown": sum(len(picks[label.id]) for label in chosen.head(shown).itertuples()),
+            "bytes": Path(target).stat().st_size}
