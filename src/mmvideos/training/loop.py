@@ -58,7 +58,7 @@ from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import read_summary, write_summary
 from mmvideos.features.packs import iter_packed
 from mmvideos.features.store import INDEX, read_vocabulary
-from mmvideos.training.environment import environment
+from mmvideos.training.environment import environment, hardware, trained_on
 from mmvideos.models import build_model
 from mmvideos.progress import progress_bar
 from mmvideos.stages.pack import PackConfig, pack_features
@@ -351,7 +351,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         scheduler.step()
         # the history is a tracked output: what the epoch computed and on which kernels, not how fast
         record = {"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr, "samples": samples,
-                  "hardware": _hardware(proc.device)}
+                  "hardware": hardware(proc.device)}
         if proc.world_size > 1:  # DDP keeps replicas identical; a cheap check that it did
             record["ranks_in_sync"] = ranks_in_sync(model, proc)
         if proc.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -384,7 +384,7 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         shutil.rmtree(packed, ignore_errors=True)
 
     summary = {"model": cfg.model, "width_mult": cfg.width_mult, "epochs": cfg.epochs, "global_step": step,
-               "device": proc.device.type, "device_asked": cfg.device, "hardware": _trained_on(history, proc.device),
+               "device": proc.device.type, "device_asked": cfg.device, "hardware": trained_on(history, proc.device),
                "gpus": proc.world_size if proc.device.type == "cuda" else 0, "world_size": proc.world_size, "batch_size": batch, "num_classes": len(vocabulary),
                "train_clips": sum(stream.train_counts), "num_workers": workers, "final": history[-1] if history else {},
                "best_val_map": max((h["val_map"] for h in history if "val_map" in h), default=None),
@@ -396,22 +396,6 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         write_summary(summary, out_dir)
         write_json(environment(summary["hardware"]), out_dir / "environment.json")
     return summary
-
-
-def _trained_on(history: list[dict], device: torch.device) -> str:
-    """The hardware whose kernels computed the weights: that of the epochs in the history (a resume
-    that trains no epoch keeps it), several joined by ", " when a run resumed elsewhere."""
-    kinds = list(dict.fromkeys(h["hardware"] for h in history if h.get("hardware")))
-    return ", ".join(kinds) if kinds else _hardware(device)
-
-
-def _hardware(device: torch.device) -> str:
-    """What computed the weights, to the level that changes their rounding: the GPU's name, or the
-    CPU kernels torch chose (``AVX512``, ``AVX2``, ...). The same seed and data give the same
-    weights on the same hardware; across kinds, float rounding differs and training drifts apart."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _export(out_dir: Path, model: nn.Module, cfg: PretrainConfig, epoch: int, history: list[dict],
