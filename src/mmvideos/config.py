@@ -72,7 +72,8 @@ def check_compiled(setting: str, value: Any, compiled: Any) -> None:
     """
     if value != compiled:
         raise ValueError(
-            f"{setting} is {brief(value)} in this run but {brief(compiled)} in the compiled pipeline: {setting} is fixed "
+            f"{setting} is {brief(value)} in this run but {brief(compiled)} in the compiled "
+            f"pipeline: {setting} is fixed "
             f"when the pipeline is compiled, recompile with the new value in params.yaml "
             f"(mmvideos --params FILE compile --output pipeline.yaml) and upload that instead of overriding it per run")
 

@@ -44,7 +44,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _at_least_one(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (the latest run's manifests are always kept), got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the latest run's manifests are always kept), "
+                                         f"got {value}")
     return value
 
 

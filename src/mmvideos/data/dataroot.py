@@ -304,7 +304,8 @@ def collect_garbage(root: str | Path, keep_runs: int = 3, min_age_s: float = 24 
     files a killed write left inside kept units.
     """
     if keep_runs < 1:
-        raise ValueError(f"gc --keep-runs must be at least 1, got {keep_runs}: the latest run's manifests are always kept")
+        raise ValueError(f"gc --keep-runs must be at least 1, got {keep_runs}: the latest run's manifests are "
+                         "always kept")
     data, now = DataRoot(root), time.time()
     referenced: set[tuple[str, str]] = set()
     stale_meta: list[str] = []

@@ -125,11 +125,9 @@ def quarantine(root: str, stage: str, key: str, folder: str) -> str:
     files = sorted((uri for uri, _, _ in storage.list_files(folder)), key=lambda u: not u.endswith(COMMIT))
     for uri in files:
         try:
-            data = storage.read_bytes(uri)
+            storage.gcs.move(uri, storage.join(target, uri[len(folder) + 1:]))
         except FileNotFoundError:
             continue
-        storage.put_bytes(data, storage.join(target, uri[len(folder) + 1:]))
-        storage.delete(uri)
     return target
 
 

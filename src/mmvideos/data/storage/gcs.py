@@ -216,6 +216,26 @@ def list_files(prefix: str) -> list[tuple[str, float, int]]:
                   for b in list_blobs(bucket, key) if not b.name.endswith("/"))
 
 
+def move(uri: str, dest: str) -> None:
+    """Move the object ``uri`` to ``dest`` in the same bucket (a server-side copy, then a delete);
+    ``FileNotFoundError`` when there is none."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+    dest_bucket, dest_key = split_gcs(dest)
+
+    def call() -> None:
+        client = gcs_client()
+        try:
+            client.bucket(bucket).copy_blob(client.bucket(bucket).blob(key), client.bucket(dest_bucket), dest_key,
+                                            retry=no_library_retry(), timeout=attempt_timeout())
+        except NotFound as exc:
+            raise FileNotFoundError(f"no object {uri}") from exc
+
+    retrying(f"moving {uri}", call)
+    delete(uri)
+
+
 def object_digests(prefix: str) -> dict[str, tuple[int, str]]:
     """``{uri: (size, base64 MD5)}`` of every object under a ``gs://`` prefix (one listing)."""
     bucket, key = split_gcs(prefix.rstrip("/") + "/")
