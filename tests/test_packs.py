@@ -4,6 +4,7 @@ the same samples as the per-unit reader, checks every second it reads, and opens
 from __future__ import annotations
 
 import shutil
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -139,3 +140,31 @@ def test_packs_go_to_the_data_root_of_the_checkpoint(tmp_path):
     assert pack_root(f"gs://b/root/pretrain/ab/{key}/checkpoint.pt", tmp_path).uri == "gs://b/root"
     assert Path(pack_root(None, tmp_path).uri) == tmp_path / "packs" / "root"
     assert Path(pack_root("elsewhere/checkpoint.pt", tmp_path).uri) == tmp_path / "packs" / "root"
+
+
+def test_a_resumed_pretraining_reads_no_feature_unit_again(tmp_path):
+    """Start-up from the recorded hashes: on resume the packs are found by key, no unit is fetched or
+    hashed (a unit damaged since goes unread), and training reads the packs, checked as it goes."""
+    from mmvideos.data.dataroot import DataRoot
+    from mmvideos.training.config import PretrainConfig
+    from mmvideos.training.loop import checkpoint_uri, pretrain
+
+    features = write_synthetic_features(tmp_path / "features", num_clips=64, val_clips=16, num_shards=4)
+    cfg = PretrainConfig(model="vggish_fc", width_mult=0.0625, epochs=1, batch_size=16, shuffle_buffer=32,
+                         num_workers=0, device="cpu", val_clips=0, pack_mb=0.1)
+    root = DataRoot(tmp_path / "root")
+    resume = checkpoint_uri(root, features, cfg)
+    first = pretrain(features, tmp_path / "out", cfg, progress=False, resume_from=resume)
+    written = sorted((tmp_path / "root" / "pack").rglob(packs.PACK))
+    assert first["train_clips"] == 48 and len(written) >= 2 and not (tmp_path / "out" / "packs").exists()
+    for unit in pd.read_parquet(features / MANIFEST)["uri"]:
+        _flip(Path(unit), 2000)  # every feature unit damaged after packing
+    second = pretrain(features, tmp_path / "out", PretrainConfig(**{**cfg.__dict__, "epochs": 2}), progress=False,
+                      resume_from=checkpoint_uri(root, features, cfg))
+    assert second["final"]["epoch"] == 2
+    with tarfile.open(written[0]) as tar:  # a pack is a plain tar: its member table is its last member
+        table = tar.getmember(f"{packs.MEMBERS}.parquet")
+    _flip(written[0], table.offset_data + table.size // 2)  # a damaged pack is found as it is read
+    with pytest.raises(ValueError, match="is corrupt"):
+        pretrain(features, tmp_path / "out", PretrainConfig(**{**cfg.__dict__, "epochs": 3}), progress=False,
+                 resume_from=checkpoint_uri(root, features, cfg))
