@@ -80,11 +80,14 @@ def test_the_generated_numbers_are_the_run_s(tmp_path):
     labels = json.loads((RESULTS / "labels" / "summary.json").read_text())
     final = json.loads((RESULTS / "pretrain" / "summary.json").read_text())["final"]
     assert f"{labels['vocabulary_used']:,} of {labels['vocabulary_total']:,} classes" in page
-    assert f"val Top-1 {100 * final['val_top1']:.1f}%" in page
+    design = (REPO / "docs" / "design.md").read_text()
+    if final.get("val_note"):  # a validation set too small or uniform to measure: said instead of figures
+        assert f"validation not meaningful ({final['val_note']})" in page and final["val_note"] in design
+    else:
+        assert f"val Top-1 {100 * final['val_top1']:.1f}%" in page
+        assert f"val mAP {100 * final['val_map']:.1f}%" in design
     table = [line for line in (RESULTS / "report" / "results.md").read_text().splitlines() if line.startswith("|")]
     assert all(line in page for line in table)
-    design = (REPO / "docs" / "design.md").read_text()
-    assert f"val mAP {100 * final['val_map']:.1f}%" in design
 
 
 def test_a_hand_edited_figure_is_found_and_rewritten(tmp_path, capsys):
@@ -92,7 +95,7 @@ def test_a_hand_edited_figure_is_found_and_rewritten(tmp_path, capsys):
     design = docs / "design.md"
     original = design.read_text()
     block = original[original.index("<!-- BEGIN GENERATED demo-figures"):original.index("<!-- END GENERATED demo-figures")]
-    edited = re.sub(r"val Top-1 [\d.]+%", "val Top-1 99.9%", block)
+    edited = re.sub(r"Labels: \d+ clips", "Labels: 9999 clips", block)  # a figure every run has
     assert edited != block
     design.write_text(original.replace(block, edited))
     (docs / "results.md").unlink()

@@ -94,11 +94,13 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, float]:
 
 
 def log_transfer(results_dir: str | Path, metrics, confusion) -> None:
-    """Put a transfer folder's numbers on KFP artifacts: every row's Top-1/Top-5/mAP/AUC on
-    ``metrics`` and, for single-label benchmarks, the confusion matrix on ``confusion``."""
+    """Put a transfer folder's numbers on KFP artifacts: every row's Top-1/Top-5/mAP/AUC and their 95%
+    bootstrap interval (``top1_low``, ``top1_high``, ...) on ``metrics`` and, for single-label benchmarks, the confusion matrix on ``confusion``."""
     results_dir = Path(results_dir)
     result = json.loads((results_dir / "metrics.json").read_text())
-    log_metrics(metrics, {row["model"]: {k: row[k] for k in ("top1", "top5", "map", "auc")} for row in result["rows"]})
+    log_metrics(metrics, {row["model"]: {k: row[k] for k in ("top1", "top5", "map", "auc")}
+                          | {f"{k}_{side}": bound for k, ci in (row.get("ci") or {}).items() if ci  # 95% interval
+                             for side, bound in zip(("low", "high"), ci)} for row in result["rows"]})
     matrix = results_dir / "confusion.json"
     data = json.loads(matrix.read_text()) if matrix.exists() else None
     if data is not None:
