@@ -39,12 +39,13 @@ def annotate_audio(clips: Input[Dataset], params: dict, data_root: str, slot: in
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict,
+def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dataset], params: dict, data_root: str,
                  labels: Output[Dataset], statistics: Output[HTML], report: Output[Markdown], audit: Output[HTML]):
     """One multi-modal vocabulary and label table, with Fig. 2-style statistics and the label
     audit page (frames and sound of the clips behind the top labels)."""
     from mmvideos.cluster.kfp_io import attach, copy_page
     from mmvideos.config import from_dict
+    from mmvideos.data.dataroot import DataRoot
     from mmvideos.stages.annotate import MergeConfig
     from mmvideos.stages.annotate import merge_labels as run
     from mmvideos.stages.label_audit import label_audit
@@ -54,7 +55,7 @@ def merge_labels(clips: Input[Dataset], visual: Input[Dataset], audio: Input[Dat
     attach(labels, summary)
     copy_page(f"{labels.path}/stats.html", statistics.path)
     copy_page(f"{labels.path}/stats.md", report.path)
-    label_audit(clips.path, labels.path, audit.path, top=min(12, cfg.top_categories))
+    label_audit(clips.path, labels.path, audit.path, top=min(12, cfg.top_categories), root=DataRoot(data_root))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -124,7 +124,8 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
         audio = placed(gather(parts=dsl.Collected(heard.outputs["labels"]), stage="annotate_audio",
                               title="Audio annotation", data_root=data_root),
                        "gather", "gather audio labels").outputs["merged"]
-        labels = placed(merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params), "merge_labels",
+        labels = placed(merge_labels(clips=clips, visual=visual, audio=audio, params=merge_params,
+                                     data_root=data_root), "merge_labels",
                         "merge labels")
         drift = placed(label_drift(labels=labels.outputs["labels"], params=drift_params, data_root=data_root),
                        "label_drift", "label drift")

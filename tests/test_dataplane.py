@@ -21,6 +21,7 @@ import pytest
 from media_fixtures import write_corpus
 from mmvideos.data import dataroot, storage
 from mmvideos.data.dataroot import DataRoot, collect_garbage, gather
+from mmvideos.data.runrecord import read_summary
 from mmvideos.features.store import iter_features, read_index
 from mmvideos.stages.annotate import (
     AudioConfig,
@@ -67,9 +68,8 @@ def run_plane(source: str | Path, root: str, out: Path, slots: int, audio: Audio
 
 
 def summary(folder: Path) -> dict:
-    import json
-
-    return json.loads((folder / "summary.json").read_text())
+    """A stage folder's summary with its run record (reuse counts, seconds)."""
+    return read_summary(folder)
 
 
 def labels_table(folder: Path) -> pd.DataFrame:
@@ -215,14 +215,14 @@ def test_gc_lists_then_deletes_what_no_kept_manifest_names(corpus, tmp_path):
     time.sleep(1.1)  # manifests are ordered by time
     new = run_plane(corpus / "videos", data.uri, tmp_path / "new", slots=1)
     listed = collect_garbage(data.uri, keep_runs=1, min_age_s=0)
-    old_clips = set(dataroot.read_manifest(old["clip"])["uri"])
+    old_clips = {data.resolve(u) for u in dataroot.read_manifest(old["clip"])["uri"]}  # named relative to the root
     assert old_clips <= set(listed.files)  # the old clip shards and everything derived from them
-    assert not set(dataroot.read_manifest(new["clip"])["uri"]) & set(listed.files)
+    assert not {data.resolve(u) for u in dataroot.read_manifest(new["clip"])["uri"]} & set(listed.files)
     assert all(storage.exists(u) for u in old_clips)  # listing deletes nothing
     assert collect_garbage(data.uri, keep_runs=1, min_age_s=3600).files == []  # too young to collect
     collect_garbage(data.uri, keep_runs=1, min_age_s=0, delete=True)
     assert not any(storage.exists(u) for u in old_clips)
-    assert all(storage.exists(u) for u in dataroot.read_manifest(new["features"])["uri"])
+    assert all(storage.exists(data.resolve(u)) for u in dataroot.read_manifest(new["features"])["uri"])
     again = extract_features(new["clip"], new["labels"], tmp_path / "again", data, progress=False)
     assert again["shards_computed"] == 0
 

@@ -33,7 +33,8 @@ def test_the_report_marks_an_informative_representation_apart_and_two_noises_wit
     noise = {name: [rng.normal(size=(150, 8)).astype(np.float32)] for name in ("noise_a", "noise_b")}
     runs = [("pretrained", "informative", False), ("random_init", "noise_a", False), ("logmel_stats", "noise_b", False)]
     cfg = TransferConfig(bootstrap=500)
-    rows, bootstrap, _ = score_rows(bench, {"informative": [informative], **noise}, runs, cfg, torch.device("cpu"))
+    rows, bootstrap, _ = score_rows(bench, {"informative": [informative], **noise}, runs, cfg, cfg.fit_config("esc50"),
+                                    torch.device("cpu"))
     assert bootstrap["unit"] == "clip" and bootstrap["strata"].startswith("split and class")
     for row in rows:
         assert row["n"] == {"clips": 150, "classes": 3, "splits": 5, "seeds": 1}

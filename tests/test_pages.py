@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import outside_references, screenshot
+from test_benchmarks import make_esc50, sounds
 
 from media_fixtures import tone, write_media
 from mmvideos.cluster.pages import PAGE_LIMIT_BYTES
@@ -25,7 +26,8 @@ MMVIDEOS = [sys.executable, "-m", "mmvideos.cli"]
 
 @pytest.fixture(scope="module")
 def first_day(tmp_path_factory):
-    """Two runs of the same small corpus and settings: computed, then all from the cache."""
+    """Two runs of the same small corpus and settings: computed, then all from the cache. The
+    benchmark is one's own too: 2 classes x 5 clips in ESC-50's layout."""
     base = tmp_path_factory.mktemp("first-day")
     source = base / "my-videos"
     source.mkdir()
@@ -35,6 +37,9 @@ def first_day(tmp_path_factory):
     params = load_params()
     params["pretrain"].update(epochs=2, width_mult=0.125, batch_size=2, models=["vggish_fc"])
     params["transfer"].update(max_steps=200, val_rounds=1)
+    audio = sounds(base)
+    params["benchmarks"]["esc50"] = str(make_esc50(base / "my-benchmark", {"tone": audio["tone"],
+                                                                          "noise": audio["noise"]}, per_fold=1))
     (base / "params.yaml").write_text(yaml.safe_dump(params))
     command = [*MMVIDEOS, "--params", str(base / "params.yaml"), "run", "--source", str(source), "--workdir",
                str(base / "work"), "--data-root", str(base / "root")]
@@ -58,6 +63,11 @@ def test_the_terminal_speaks_the_users_words(first_day):
     assert "  rejected silent.mp4: no audio stream (picture only)\n" in first
     assert "  drift    not computed: " in first and "label columns drifted" not in first
     assert re.search(r"^  - warning: the model was pretrained on \d+ clips \(fewer than 1000", first, re.M)
+    # the own 2-class benchmark: validation parts cut to 4, said so, and no Top-5 figure
+    assert "  - note: transfer.val_folds 5 lowered to 4: the smallest class has 4 clips" in first
+    (pretrained,) = re.findall(r"^  \| vggish_fc pretrained \|(.*)$", first, re.M)
+    header = re.search(r"^  \| Model \|(.*)$", first, re.M).group(1).split("|")
+    assert pretrained.split("|")[[h.strip() for h in header].index("ESC-50 Top-5")].strip() == "–"
     # the rerun: nothing computed, said so, and the outputs are those of the first run
     assert "reuse    probe, clip, annotate visual, annotate audio, features: nothing run, outputs from the cache" in again
     assert "nothing changed, every output came from the cache" in again

@@ -74,7 +74,7 @@ def cmd_merge_labels(args: argparse.Namespace) -> None:
     cfg = common.params(args, "merge_labels", MergeConfig)
     with common.outputs(args, common.MERGE_LABELS_RESULTS) as out:
         common.print_summary(merge_labels(args.clips, args.visual, args.audio, out, cfg))
-        label_audit(args.clips, out, out / "audit.html", top=min(12, cfg.top_categories))
+        label_audit(args.clips, out, out / "audit.html", top=min(12, cfg.top_categories), root=common.root(args))
 
 
 def cmd_label_drift(args: argparse.Namespace) -> None:
@@ -190,6 +190,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--visual", required=True, help="annotate-visual output folder")
     p.add_argument("--audio", required=True, help="annotate-audio output folder")
     p.add_argument("--output", required=True, help="output folder, local or gs:// (labels.parquet, vocabulary.parquet, stats)")
+    common.data_root_option(p)  # the clip units the label audit page shows
     common.results_option(p, "the statistics and summary.json (" + ", ".join(common.MERGE_LABELS_RESULTS) + ")")
     p.set_defaults(func=cmd_merge_labels)
 

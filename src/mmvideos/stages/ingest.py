@@ -40,7 +40,7 @@ import pandas as pd
 from mmvideos.data import dataroot, media, storage
 from mmvideos.data.atomic import write_parquet
 from mmvideos.data.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
-from mmvideos.data.runrecord import write_summary
+from mmvideos.data.runrecord import read_summary, write_summary
 from mmvideos.data.files import sha256_file
 from mmvideos.data.sources import REFUSED, entries_fingerprint, source_entries
 from mmvideos.demo.corpus import resolve_source
@@ -289,7 +289,7 @@ def gather_probes(parts: list[str | Path], out_dir: str | Path, cfg: IngestConfi
     write_parquet(manifest, out_dir / MANIFEST)
     if root is not None:
         root.save_manifest("probe", manifest)
-    counts = [json.loads(storage.read_bytes(storage.join(p, "summary.json"))) for p in parts]
+    counts = [read_summary(p) for p in parts]  # a part's reuse counts are in its run record
     summary = {
         "inputs": len(probes),
         "videos_kept": len(videos),

@@ -21,6 +21,7 @@ class Process:
     rank: int
     world_size: int
     device: torch.device
+    local_rank: int = 0  # the rank on this node: local rank 0 does what each node needs once
 
     @property
     def main(self) -> bool:
@@ -42,7 +43,7 @@ def setup_process(device: str) -> Process:
     chosen = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Process(rank, world_size, chosen)
+    return Process(rank, world_size, chosen, local_rank)
 
 
 def sum_over_ranks(values: list[float], proc: Process) -> list[float]:

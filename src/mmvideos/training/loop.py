@@ -226,12 +226,21 @@ def pack_root(resume_from: str | None, out_dir: Path) -> DataRoot:
 
 def _pack(features_dir: str, out_dir: Path, cfg: PretrainConfig, proc: Process, resume_from: str | None,
           data_root: str | None) -> Path:
-    """Start-up: rank 0 packs the feature units (reusing the packs of earlier runs), every rank
-    then reads the pack table: O(packs) rows, no shard fetched or hashed here."""
+    """Start-up: rank 0 packs the feature units (reusing the packs of earlier runs), then the first
+    rank of every other node writes its own pack table under its own ``out_dir`` (nodes share no
+    disk; with a data root every pack is then reused, not written again), and every rank reads its
+    node's table: O(packs) rows, no shard fetched or hashed here."""
     packed = out_dir / PACKED
-    if proc.main:
+
+    def pack() -> None:
         pack_features(features_dir, packed, pack_root(resume_from, out_dir), PackConfig(cfg.pack_mb), data_root)
+
+    if proc.main:
+        pack()
     if proc.world_size > 1:
+        dist.barrier()
+        if proc.local_rank == 0 and not proc.main:
+            pack()
         dist.barrier()
     return packed
 
