@@ -38,7 +38,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmvideos.data import storage
-from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.atomic import scratch_dir, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import read_summary, write_summary
@@ -425,7 +424,7 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
         return pretrain(features_dir, out_dir, cfg, progress, resume_from, force, data_root)
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir("launch") as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
