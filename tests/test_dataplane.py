@@ -8,6 +8,7 @@ slot, then the gather).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -225,6 +226,34 @@ def test_gc_lists_then_deletes_what_no_kept_manifest_names(corpus, tmp_path):
     assert all(storage.exists(data.resolve(u)) for u in dataroot.read_manifest(new["features"])["uri"])
     again = extract_features(new["clip"], new["labels"], tmp_path / "again", data, progress=False)
     assert again["shards_computed"] == 0
+
+
+def test_gc_removes_the_scratch_folders_a_killed_run_left(tmp_path):
+    """Issue 22, finding 9: a kill -9 mid-step leaves its scratch folder in the temporary folder for
+    good. Scratch folders carry their process's id: gc removes those whose process has ended and
+    keeps a live one's."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    hold = ("import sys, time; from pathlib import Path; from mmvideos.data.atomic import scratch_dir\n"
+            "with scratch_dir('merge') as folder:\n"
+            "    (Path(folder) / 'joined.parquet').write_bytes(b'x' * 1000); print(folder, flush=True); time.sleep(60)")
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    killed, alive = (subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True, env=env)
+                     for _ in range(2))
+    try:
+        left, live = Path(killed.stdout.readline().strip()), Path(alive.stdout.readline().strip())
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        assert left.is_dir() and left.parent == scratch  # what the kill leaves
+        gc = [sys.executable, "-m", "mmvideos.cli", "gc", "--data-root", str(tmp_path / "root"), "--min-age-hours", "0"]
+        listed = subprocess.run(gc, env=env, capture_output=True, text=True, check=True)
+        assert listed.stdout.split() == [str(left)] and "1 scratch folders of ended runs" in listed.stderr
+        assert left.is_dir()  # listing deletes nothing
+        subprocess.run([*gc, "--delete"], env=env, capture_output=True, text=True, check=True)
+        assert not left.exists() and live.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_the_same_shape_on_gcs(corpus, gcs_bucket, tmp_path):

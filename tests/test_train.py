@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ from mmvideos.training.data import (
     training_sample,
     training_shards,
 )
+from mmvideos.training.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from mmvideos.training.evaluation import average_precision
+from mmvideos.training.loop import _publish
 from mmvideos.training.synthetic import write_synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,6 +222,47 @@ def test_a_task_on_a_fresh_pod_resumes_from_the_data_root(features, trained, tmp
     assert json.loads((tmp_path / "third-pod" / "metrics.json").read_text()) == history
     kept = collect_garbage(root.uri, keep_runs=1, min_age_s=0)
     assert location not in kept.files  # recorded as the pretrain manifest: gc keeps it
+
+
+def test_a_corrupt_checkpoint_in_the_data_root_is_named_where_it_lives(features, tmp_path):
+    """Issue 22, finding 8: the error named the pod's local copy, and deleting that as advised gave
+    the same error again. It names the data root's object; deleting that one starts over."""
+    location = checkpoint_uri(DataRoot(tmp_path / "root"), features, small_config())
+    pretrain(features, tmp_path / "first-pod", small_config(epochs=1), progress=False, resume_from=location)
+    data = bytearray(Path(location).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    Path(location).write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpoint, match=rf"{location} is corrupt.*delete {location} to train"):
+        pretrain(features, tmp_path / "second-pod", small_config(epochs=1), progress=False, resume_from=location)
+    assert not (tmp_path / "second-pod" / "checkpoint.pt").exists()  # no bad copy left to trip over
+    Path(location).unlink()
+    summary = pretrain(features, tmp_path / "second-pod", small_config(epochs=1), progress=False, resume_from=location)
+    assert summary["epochs_trained"] == 1 and load_checkpoint(location)["epoch"] == 1
+
+
+def test_two_publishers_of_one_checkpoint_leave_one_whole_checkpoint(tmp_path):
+    """Issue 22, finding 9: two publishers could leave the checkpoint and its ``.sha256`` from
+    different writers. A checkpoint is one object ending with its own digest: whichever publisher
+    writes last, what is there loads, whole, as one writer's."""
+    sources = [save_checkpoint(tmp_path / f"writer-{n}.pt", epoch=n, weights=torch.full((4096,), float(n)))
+               for n in range(2)]
+    target = str(tmp_path / "root" / "pretrain" / "checkpoint.pt")
+    seen = []
+
+    def publish(source):
+        for _ in range(25):
+            _publish(source, target)
+            seen.append(load_checkpoint(target)["epoch"])
+
+    threads = [threading.Thread(target=publish, args=(source,)) for source in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 50 and set(seen) <= {0, 1}
+    assert not Path(f"{target}.sha256").exists()
+    state = load_checkpoint(target)
+    assert torch.equal(state["weights"], torch.full((4096,), float(state["epoch"])))
 
 
 def test_resuming_a_finished_run_on_other_kernels_rewrites_nothing_and_keeps_its_hardware(features, trained, tmp_path):

@@ -10,14 +10,19 @@ from mmvideos.cli import common
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
+    from mmvideos.data.atomic import stale_scratch
     from mmvideos.data.dataroot import collect_garbage
 
     found = collect_garbage(common.root(args).uri, args.keep_runs, args.min_age_hours * 3600, delete=args.delete)
     for uri in found.files:
         print(uri)
+    scratch = stale_scratch(delete=args.delete)  # this machine's scratch folders left by killed runs
+    for folder, _ in scratch:
+        print(folder)
     verb = "deleted" if args.delete else "would delete (run again with --delete)"
     print(f"{verb}: {len(found.files)} files, {found.bytes / 1e6:.1f} MB, {found.units} units; "
-          f"{found.kept_units} units kept", file=sys.stderr)
+          f"{found.kept_units} units kept; {len(scratch)} scratch folders of ended runs, "
+          f"{sum(size for _, size in scratch) / 1e6:.1f} MB", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -94,7 +99,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Garbage collection of a data root. A stage's kept manifests are the N it "
                                    "wrote or reused most recently; shards none of them names are listed, and "
                                    "deleted with --delete. Shards younger than --min-age-hours are kept: a run in "
-                                   "flight may not have written its manifest yet.")
+                                   "flight may not have written its manifest yet. Scratch folders (mmvideos-*) in this "
+                                   "machine's temporary folder whose process has ended (a killed run's) go too.")
     common.data_root_option(p)
     p.add_argument("--keep-runs", type=_at_least_one, default=3,
                    help="manifests kept per stage, at least 1 (default: %(default)s)")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +85,41 @@ def write_text(text: str, target: str | Path) -> Path:
     with atomic_open(target, "w") as fh:
         fh.write(text)
     return Path(target)
+
+
+#: Scratch folders of this program in the system's temporary folder (or a given one) are named
+#: ``mmvideos-<what>-<pid>-<random>``: one whose process is gone was left by a kill, and
+#: ``mmvideos gc`` removes it (:func:`stale_scratch`).
+SCRATCH = re.compile(r"mmvideos-[\w-]+?-(\d+)-[a-z0-9_]{8}")
+
+
+@contextlib.contextmanager
+def scratch_dir(what: str, dir: str | Path | None = None) -> Iterator[str]:
+    """A temporary folder for ``what`` that is removed on the way out, named after this process
+    so that a folder a kill left behind can be told from one a live run is using."""
+    with tempfile.TemporaryDirectory(prefix=f"mmvideos-{what}-{os.getpid()}-", dir=dir) as folder:
+        yield folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def stale_scratch(where: str | Path | None = None, delete: bool = False) -> list[tuple[Path, int]]:
+    """The scratch folders in ``where`` (the system's temporary folder) whose process no longer
+    runs, with their sizes in bytes; removed with ``delete``."""
+    found = []
+    for folder in Path(where or tempfile.gettempdir()).glob("mmvideos-*"):
+        match = SCRATCH.fullmatch(folder.name)
+        if match and folder.is_dir() and not _alive(int(match.group(1))):
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            found.append((folder, size))
+            if delete:
+                shutil.rmtree(folder, ignore_errors=True)
+    return sorted(found)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import tempfile
 import time
@@ -42,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.data import integrity, runrecord, storage, tables
-from mmvideos.data.files import sha256_and_md5, sha256_file
+from mmvideos.data.atomic import scratch_dir
+from mmvideos.data.files import sha256_and_md5
 from mmvideos.data.keys import STAGE_VERSIONS, UNIT_CODE, unit_code, unit_key, unit_path
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class DataRoot:
             reused = record is not None
             if record is None:
                 try:
-                    with tempfile.TemporaryDirectory(prefix=f"mmvideos-{stage}-") as scratch:
+                    with scratch_dir(stage) as scratch:
                         body, files = compute(item, Path(scratch))
                         record = self.commit(stage, key, files, body)
                 except skip as exc:

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import functools
 import multiprocessing as mp
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +43,7 @@ import pyarrow.parquet as pq
 from mmvideos.annotators import is_device, known_models, load_annotator
 from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
 from mmvideos.data import dataroot, storage, tables
-from mmvideos.data.atomic import write_parquet, write_text
+from mmvideos.data.atomic import scratch_dir, write_parquet, write_text
 from mmvideos.data.dataroot import DataRoot, unit_key
 from mmvideos.data.runrecord import write_summary
 from mmvideos.features.presets import SAMPLE_RATE
@@ -360,7 +359,7 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
     counts: Counter[str] = Counter()  # label id -> clips carrying it
     per_clip: dict[str, Counter[int]] = {"visual": Counter(), "audio": Counter(), "all": Counter()}  # labels -> clips
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mmvideos-merge-")))
+        scratch = Path(stack.enter_context(scratch_dir("merge")))
         clips_path = stack.enter_context(storage.local_copy(storage.join(clips_dir, "clips.parquet")))
         folders = {"visual": visual_dir, "audio": audio_dir}
         paths = {m: stack.enter_context(storage.local_copy(storage.join(folder, f"{m}.parquet")))

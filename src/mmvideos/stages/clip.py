@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -41,7 +40,7 @@ import pandas as pd
 from PIL import Image
 
 from mmvideos.data import dataroot, media, shards, storage
-from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.atomic import scratch_dir, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, slot_of, unit_key
 from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import write_summary
@@ -253,7 +252,7 @@ def require_clip_units(clips_dir: str | Path, rows: pd.DataFrame, root: DataRoot
         with storage.local_copy(storage.join(clips_dir, VIDEOS)) as path:
             videos = pd.read_parquet(path)
         cfg = ClipConfig(**json.loads(storage.read_bytes(storage.join(clips_dir, SETTINGS))))
-        with tempfile.TemporaryDirectory(prefix="mmvideos-clip-") as scratch:
+        with scratch_dir("clip") as scratch:
             clip_videos(videos, scratch, cfg, root, progress=False)
 
     recorded = storage.exists(storage.join(clips_dir, VIDEOS)) and storage.exists(storage.join(clips_dir, SETTINGS))

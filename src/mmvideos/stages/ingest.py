@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmvideos.data import dataroot, media, storage
-from mmvideos.data.atomic import write_parquet
+from mmvideos.data.atomic import scratch_dir, write_parquet
 from mmvideos.data.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.data.runrecord import read_summary, write_summary
 from mmvideos.data.files import sha256_file
@@ -331,7 +331,7 @@ def ingest(source: str | Path, out_dir: str | Path, root: DataRoot, cfg: IngestC
     """
     out_dir = Path(out_dir)
     fingerprint = list_source(source, root)
-    with tempfile.TemporaryDirectory(prefix="mmvideos-probe-") as part:
+    with scratch_dir("probe") as part:
         probe_listing(root, fingerprint, part, progress=progress, audio_fingerprint_s=cfg.fingerprint.seconds)
         summary = gather_probes([part], out_dir, cfg, root)
     summary["source_fingerprint"] = fingerprint

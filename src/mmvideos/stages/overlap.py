@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.data import media, storage
+from mmvideos.data.atomic import scratch_dir
 from mmvideos.data.dataroot import DataRoot, manifest_rows, unit_key
 from mmvideos.data.sources import source_entries
 from mmvideos.progress import progress_bar
@@ -289,7 +289,7 @@ def screen(candidates: pd.DataFrame, exclude: ExcludeConfig, cfg: FingerprintCon
     first = len(bench.uris)
     bench_hit: dict[int, tuple[str, str]] = {}  # candidate -> (what it matches, how)
     neighbours: dict[int, list[tuple[int, Match]]] = {}  # both ways, by candidate index
-    with tempfile.TemporaryDirectory(prefix="mmvideos-prints-") as folder:  # decoded prints on disk, not in memory
+    with scratch_dir("prints") as folder:  # decoded prints on disk, not in memory
         prints = print_index.PrintStore(folder, (decode(p or "") for p in [*bench.fingerprints,
                                                                            *(prints_of[u] for u in uris)]))
         matches = find_matches(prints, cfg)

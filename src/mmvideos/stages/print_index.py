@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mmvideos.data.atomic import scratch_dir
 
 #: Postings per partition (24 bytes each on disk, about 100 in memory while a partition is paired).
 PARTITION_POSTINGS = 2_000_000
@@ -112,7 +113,7 @@ def best_offsets(postings: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     of a key-sorted partition's groups, as the in-memory index pairs them.
     """
     parts = partitions(count)
-    with tempfile.TemporaryDirectory(prefix="mmvideos-prints-", dir=scratch) as folder:
+    with scratch_dir("prints", dir=scratch) as folder:
         spilled = _Spill(Path(folder), "postings", parts, 3)
         for key, doc, pos in _batches(postings, PARTITION_POSTINGS // 4):
             key = key.astype(np.int64)  # keys have at most 30 bits

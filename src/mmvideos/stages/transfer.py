@@ -50,7 +50,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +60,7 @@ import numpy as np
 from mmvideos.benchmarks.common import TOP5_MIN_CLASSES
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
+from mmvideos.data.atomic import scratch_dir
 from mmvideos.evaluation.fit import FitConfig
 from mmvideos.evaluation.uncertainty import MIN_STRATUM, SplitScores
 from mmvideos.progress import keep_alive, progress_bar
@@ -302,7 +302,7 @@ def _local_checkpoint(checkpoint_dir: str) -> Iterator[Path]:
     if not storage.is_gcs(checkpoint_dir):
         yield Path(checkpoint_dir)
         return
-    with tempfile.TemporaryDirectory(prefix="mmvideos-ckpt-") as tmp:
+    with scratch_dir("ckpt") as tmp:
         for name in ("model.safetensors", "model.json"):
             with storage.local_copy(storage.join(checkpoint_dir, name)) as path:
                 shutil.copy(path, Path(tmp) / name)

@@ -62,40 +62,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+#: A checkpoint file ends with this marker and the SHA-256 of every byte before it: the file
+#: carries its own digest, so no second object has to be published with it (a pair of objects
+#: written by two publishers at once could end up from different writers).
+TRAILER = b"\nmmvideos-sha256:"
+TRAILER_BYTES = len(TRAILER) + 64
+
+
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically, and its
-    SHA-256 beside it (``<path>.sha256``), which :func:`load_checkpoint` verifies."""
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically, ending with
+    its own SHA-256 (:data:`TRAILER`), which :func:`load_checkpoint` verifies."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     digest = hashlib.sha256(buffer.getbuffer()).hexdigest()  # of the bytes in memory: no second read
+    buffer.write(TRAILER + digest.encode())
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(buffer.getbuffer())
-        # a kill between the two renames leaves either file valid: the old and new digests both count
-        write_checksums(checksum_path(path), [digest, *read_checksums(checksum_path(path))])
-    write_checksums(checksum_path(path), [digest])
     return Path(path)
 
 
-def read_checksums(path: str | Path) -> list[str]:
-    """The SHA-256s a checksum file lists (none when it does not exist)."""
-    return Path(path).read_text().split() if Path(path).is_file() else []
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose bytes do not match the SHA-256 it ends with (or that lacks one)."""
 
 
-def write_checksums(path: str | Path, digests: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(digests) + "\n")
+def checkpoint_body(data: bytes, name: str | Path) -> bytes:
+    """The torch bytes of checkpoint file ``data`` once they match the digest they end with;
+    ``CorruptCheckpoint`` naming ``name`` when they do not."""
+    body, trailer = data[:-TRAILER_BYTES], data[-TRAILER_BYTES:]
+    if not trailer.startswith(TRAILER):
+        raise CorruptCheckpoint(f"{name} is not a complete mmvideos checkpoint (no SHA-256 at its end)")
+    if hashlib.sha256(body).hexdigest().encode() != trailer[len(TRAILER):]:
+        raise CorruptCheckpoint(f"{name} is corrupt: its bytes no longer match the SHA-256 written with them")
+    return body
 
 
-def checksum_path(path: str | Path) -> str:
-    """The SHA-256 file that goes with a checkpoint."""
-    return f"{path}.sha256"
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, name: str | None = None) -> dict[str, Any]:
     """Read a :func:`save_checkpoint` file on the CPU, allowing no pickled code; a file whose
-    bytes no longer match its SHA-256 is an error (``ValueError``), never silently loaded."""
-    verify(path, *read_checksums(checksum_path(path)))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    bytes no longer match its SHA-256 is a ``CorruptCheckpoint`` error naming ``name`` (where
+    the file came from; ``path`` by default), never silently loaded."""
+    body = checkpoint_body(Path(path).read_bytes(), name or path)
+    return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
 
 
 def verify(path: str | Path, *sha256: str) -> None:
@@ -103,7 +109,7 @@ def verify(path: str | Path, *sha256: str) -> None:
     none is given)."""
     if any(sha256) and sha256_file(path) not in sha256:
         raise ValueError(f"{path} is corrupt: its SHA-256 no longer matches the one written with it; "
-                         "delete it (and its .sha256) to start over, or restore it")
+                         "delete it to start over, or restore it")
 
 
 def export_model(out_dir: str | Path, model: nn.Module, arch: str, width_mult: float,

@@ -27,11 +27,12 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from mmvideos.data.atomic import scratch_dir
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +85,7 @@ def run_pinned(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfi
     single-process ones."""
     import json
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir("pinned") as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(dataclasses.replace(cfg, seeds=1))}))
         command = [sys.executable, "-m", "mmvideos.training", "--features", str(features_dir), "--out", str(out_dir),

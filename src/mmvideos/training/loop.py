@@ -38,7 +38,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmvideos.data import storage
-from mmvideos.data.atomic import write_json, write_parquet
+from mmvideos.data.atomic import scratch_dir, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.data.files import sha256_file
 from mmvideos.data.runrecord import read_summary, write_summary
@@ -66,10 +65,9 @@ from mmvideos.training.determinism import pin as pin_determinism
 from mmvideos.training.checkpoint import (
     CHECKPOINT,
     VOCABULARY,
-    checksum_path,
+    CorruptCheckpoint,
     export_model,
     load_checkpoint,
-    read_checksums,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -201,13 +199,9 @@ def checkpoint_uri(root: DataRoot, features_dir: str | Path, cfg: PretrainConfig
 
 
 def _publish(local: Path, uri: str) -> None:
-    """Copy a checkpoint and its checksums to the data root; a kill at any point leaves a pair
-    that verifies (the checksum file lists the old and the new digest while both may be there)."""
-    digest = read_checksums(checksum_path(local))
-    previous = storage.read_bytes(checksum_path(uri)).decode().split() if storage.exists(checksum_path(uri)) else []
-    storage.put_bytes("\n".join(digest + previous).encode(), checksum_path(uri))
+    """Copy a checkpoint to the data root: one object that carries its own SHA-256, written whole
+    (a kill or a second publisher leaves one complete checkpoint, from one writer)."""
     storage.put_file(local, uri)
-    storage.put_bytes("\n".join(digest).encode(), checksum_path(uri))
 
 
 #: The pack table and index every rank reads, under ``out_dir`` (removed after training).
@@ -305,11 +299,15 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     start_epoch, step, history = 0, 0, []
     if resume_from and not (out_dir / CHECKPOINT).exists() and storage.exists(resume_from):
         out_dir.mkdir(parents=True, exist_ok=True)
-        if storage.exists(checksum_path(resume_from)):
-            storage.put_bytes(storage.read_bytes(checksum_path(resume_from)), checksum_path(out_dir / CHECKPOINT))
         with storage.local_copy(resume_from) as path:
             shutil.copyfile(path, out_dir / CHECKPOINT)
         log.info("resuming from %s", resume_from)
+        try:
+            load_checkpoint(out_dir / CHECKPOINT, name=resume_from)
+        except CorruptCheckpoint as error:  # named where it lives, not by this run's copy of it
+            (out_dir / CHECKPOINT).unlink()
+            raise CorruptCheckpoint(f"{error}; delete {resume_from} to train this model from the start "
+                                    "(or restore it)") from None
     if (out_dir / CHECKPOINT).exists():
         state = load_checkpoint(out_dir / CHECKPOINT)
         changed = changed_settings(state["config"], cfg)
@@ -388,7 +386,6 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
         _export(out_dir, model, cfg, start_epoch, history)
     if resume_from and proc.main:  # the resumable state lives in the data root, not beside the model
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
-        Path(checksum_path(out_dir / CHECKPOINT)).unlink(missing_ok=True)
     if proc.main:  # the pack table is start-up state, not an output
         shutil.rmtree(packed, ignore_errors=True)
 
@@ -436,7 +433,7 @@ def launch(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig = 
             log.warning("batch %d does not split over %d GPUs: training on %d", cfg.global_batch, gpus, nproc)
     if nproc <= 1 or dist.is_initialized() or "WORLD_SIZE" in os.environ:
         return pretrain(features_dir, out_dir, cfg, progress, resume_from, force, data_root)
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir("launch") as tmp:
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump({"pretrain": dataclasses.asdict(cfg)}))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
