@@ -62,7 +62,7 @@ def _merge_rows(rows: list[dict], pretrain_seeds: list) -> dict:
     pooled = {m: np.nanmean([_resampled(row)[m] for row in rows], axis=0) for m in _resampled(rows[0])}
     return {**rows[0], **{m: stats[m][0] for m in metrics}, "seeds": seeds, "seed_sd": {m: stats[m][1] for m in metrics},
             "fold_sd": spread(splits) if splits else rows[0].get("fold_sd", {}), "splits": splits,
-            "ci": {m: interval(v) for m, v in pooled.items()} or rows[0].get("ci", {}),
+            "ci": {m: interval(v, estimate=stats[m][0]) for m, v in pooled.items() if m in stats} or rows[0].get("ci", {}),
             "n": {**rows[0].get("n", {}), "seeds": len(seeds)},
             "resampled": {m: encode(v) for m, v in pooled.items()}}
 

@@ -53,7 +53,9 @@ def _opus(samples: np.ndarray, rate: int) -> str:
     import av
 
     out = io.BytesIO()
-    with av.open(out, "w", format="ogg") as container:
+    # bitexact: the Ogg stream serial number from the stream's index, not drawn at random, so the
+    # page comes out byte-identical on every run (DVC tracks it)
+    with av.open(out, "w", format="ogg", container_options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("libopus", rate=48000)
         stream.bit_rate = AUDIO_BITRATE
         stream.layout = "mono"

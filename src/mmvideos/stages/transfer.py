@@ -256,7 +256,7 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
         stats = {m: mean_sd([f[m] for f in figures]) for m in metrics}
         rows.append({"model": name, **{m: stats[m][0] for m in metrics}, "seeds": figures,
                      "seed_sd": {m: stats[m][1] for m in metrics}, "fold_sd": spread(splits),
-                     "ci": {m: interval(pooled[m]) for m in metrics},
+                     "ci": {m: interval(pooled[m], estimate=stats[m][0]) for m in metrics},
                      "n": {"clips": int(sum(w.shape[1] for w in weights)), "classes": len(bench.classes),
                            "splits": len(bench.protocol), "seeds": len(figures)},
                      "splits": splits, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
