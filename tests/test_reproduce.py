@@ -50,4 +50,4 @@ def test_a_clean_copy_recomputes_the_first_stages_to_the_hashes_in_dvc_lock(tmp_
     for stage in STAGES:
         assert _outs(recomputed, stage) == _outs(committed, stage), stage
     assert (repo / "data" / "root" / "clip").is_dir()  # its own data root: nothing was read from the checkout's
-    assert dvc("status", "clip", cwd=repo).split()[:3] == ["fingerprint_source:", "always", "changed"]
+    assert dvc("status", "--with-deps", "clip", cwd=repo).split()[:3] == ["fingerprint_source:", "always", "changed"]
