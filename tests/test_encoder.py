@@ -14,7 +14,7 @@ from test_benchmarks import make_esc50, sounds
 
 import mmvideos
 from media_fixtures import tone, write_media
-from mmvideos.benchmarks.embeddings import decode_audio, weights_key
+from mmvideos.benchmarks.embeddings import weights_key
 from mmvideos.cli import main
 from mmvideos.models import build_model
 from mmvideos.stages.transfer import TransferConfig, transfer
