@@ -266,30 +266,40 @@ def test_a_stage_leaves_the_users_own_files_in_its_output_folder(media_dir, tmp_
     assert all(path.read_bytes() == b"the user's own bytes" for path in mine)
 
 
-def test_transfer_cache_sees_audio_changed_at_the_same_path(tmp_path):
-    """Finding 3: the embedding cache is keyed by each file's version, not by its path."""
-    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, extract
+def _write_tone(path: Path, hz: float) -> None:
     from mmvideos.data.shards import wav_bytes
     from mmvideos.demo.synth_media import tone
 
-    def write(path: Path, hz: float) -> None:
-        path.write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
+    path.write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
 
-    write(tmp_path / "a.wav", 440.0)
-    write(tmp_path / "b.wav", 880.0)
-    table = pd.DataFrame({"clip_id": ["a", "b"], "uri": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]})
+
+def _two_tones_and_a_counting_extractor(folder: Path):
+    """``a.wav`` (440 Hz) and ``b.wav`` (880 Hz) as a benchmark table, the log-mel statistics
+    extractor, and the list its every computation appends to."""
+    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor
+
+    _write_tone(folder / "a.wav", 440.0)
+    _write_tone(folder / "b.wav", 880.0)
+    table = pd.DataFrame({"clip_id": ["a", "b"], "uri": [str(folder / "a.wav"), str(folder / "b.wav")]})
     calls = []
 
     def counting(frames):
         calls.append(1)
         return LOGMEL_STATS.fn(frames)
 
-    stats = Extractor("logmel_stats", LOGMEL_STATS.key, counting)
+    return table, Extractor("logmel_stats", LOGMEL_STATS.key, counting), calls
+
+
+def test_transfer_cache_sees_audio_changed_at_the_same_path(tmp_path):
+    """Finding 3: the embedding cache is keyed by each file's version, not by its path."""
+    from mmvideos.benchmarks.embeddings import extract
+
+    table, stats, calls = _two_tones_and_a_counting_extractor(tmp_path)
     first = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
     assert len(calls) == 2
     extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)
     assert len(calls) == 2  # unchanged: all from the cache
-    write(tmp_path / "a.wav", 3000.0)  # the benchmark's audio changes at the same path
+    _write_tone(tmp_path / "a.wav", 3000.0)  # the benchmark's audio changes at the same path
     os.utime(tmp_path / "a.wav", ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     again = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
     assert len(calls) == 3  # only the changed clip is decoded again
@@ -328,20 +338,9 @@ def test_a_flipped_clip_shard_is_caught_on_read(media_dir, tmp_path):
 
 def test_a_flipped_byte_in_a_cached_embedding_is_recomputed(tmp_path):
     """Before: a cached benchmark vector was read as found, so a flipped float changed the transfer result."""
-    from mmvideos.benchmarks.embeddings import LOGMEL_STATS, Extractor, extract
-    from mmvideos.data.shards import wav_bytes
-    from mmvideos.demo.synth_media import tone
+    from mmvideos.benchmarks.embeddings import extract
 
-    for name, hz in (("a", 440.0), ("b", 880.0)):
-        (tmp_path / f"{name}.wav").write_bytes(wav_bytes((tone(2.0, 16000, hz) * 20000).astype(np.int16), 16000))
-    table = pd.DataFrame({"clip_id": ["a", "b"], "uri": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]})
-    calls = []
-
-    def counting(frames):
-        calls.append(1)
-        return LOGMEL_STATS.fn(frames)
-
-    stats = Extractor("logmel_stats", LOGMEL_STATS.key, counting)
+    table, stats, calls = _two_tones_and_a_counting_extractor(tmp_path)
     first = extract(table, [stats], tmp_path / "cache", "demo", str(tmp_path), progress=False)["logmel_stats"]
     cached = sorted((tmp_path / "cache").rglob("a-*.npy"))[0]
     data = bytearray(cached.read_bytes())

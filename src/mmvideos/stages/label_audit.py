@@ -73,9 +73,9 @@ def _filtered(uri: str, column: str, values: set[str], columns: list[str] | None
     """The rows of parquet table ``uri`` whose ``column`` is one of ``values`` (read row group by
     row group, the filter pushed into the scan)."""
     with storage.local_copy(uri) as path:
-        if not values:
-            return pq.read_schema(path).empty_table().select(columns or pq.read_schema(path).names).to_pandas()
-        return pq.read_table(path, columns=columns, filters=[(column, "in", sorted(values))]).to_pandas()
+        # no values: pyarrow refuses an empty "in" filter; an always-false one keeps the schema
+        keep = [(column, "in", sorted(values))] if values else [(column, "=", None)]
+        return pq.read_table(path, columns=columns, filters=keep).to_pandas()
 
 
 def _best(labels_uri: str, chosen: pd.DataFrame, per_label: int) -> dict[str, list[tuple[str, float]]]:
@@ -90,11 +90,12 @@ def _best(labels_uri: str, chosen: pd.DataFrame, per_label: int) -> dict[str, li
             for modality in sorted(set(modality_of.values())):
                 ids, scores = batch.column(f"{modality}_labels"), batch.column(f"{modality}_scores")
                 wanted = [label for label, m in modality_of.items() if m == modality]
-                hit = pc.is_in(pc.list_flatten(ids), value_set=pa.array(wanted)).to_numpy(zero_copy_only=False)
+                flat = pc.list_flatten(ids)
+                hit = pc.is_in(flat, value_set=pa.array(wanted)).to_numpy(zero_copy_only=False)
                 if not hit.any():
                     continue
                 rows = pc.list_parent_indices(ids).to_numpy()[hit]
-                found = np.asarray(pc.list_flatten(ids).to_numpy(zero_copy_only=False))[hit]
+                found = flat.to_numpy(zero_copy_only=False)[hit]
                 values = pc.list_flatten(scores).to_numpy(zero_copy_only=False)[hit]
                 clips = batch.column("clip_id").take(pa.array(rows)).to_pylist()
                 for label, score, r, clip in zip(found, values, rows, clips):
@@ -105,12 +106,12 @@ def _best(labels_uri: str, chosen: pd.DataFrame, per_label: int) -> dict[str, li
     return {label: [(clip, score) for score, _, clip in sorted(heap, reverse=True)] for label, heap in kept.items()}
 
 
-def _media(clips_dir: str | Path, wanted: set[str], root: DataRoot) -> dict[str, dict]:
-    """``{clip_id: {"thumbs": [base64 JPEG], "audio": base64 Opus}}`` of the ``wanted`` clips,
-    each of their shards read once (the manifest names them relative to the data root)."""
+def _media(clips_dir: str | Path, clips: pd.DataFrame, root: DataRoot) -> dict[str, dict]:
+    """``{clip_id: {"thumbs": [base64 JPEG], "audio": base64 Opus}}`` of the clips in ``clips`` (rows
+    of the clip table), each of their shards read once (the manifest names them relative to the data root)."""
     from mmvideos.data import shards
 
-    clips = _filtered(storage.join(clips_dir, "clips.parquet"), "clip_id", wanted, ["clip_id", "video_id"])
+    wanted = set(clips["clip_id"])
     manifest = _filtered(storage.join(clips_dir, "manifest.parquet"), "video_id", set(clips["video_id"]))
     media: dict[str, dict] = defaultdict(dict)
     for row in manifest.itertuples(index=False):
@@ -151,7 +152,7 @@ def label_audit(clips_dir: str | Path, labels_dir: str | Path, target: str | Pat
     picks = _best(storage.join(labels_dir, "labels.parquet"), chosen, per_label)
     wanted = {c for best in picks.values() for c, _ in best}
     clips = _filtered(storage.join(clips_dir, "clips.parquet"), "clip_id", wanted)
-    media = _media(clips_dir, wanted, root or DataRoot(""))
+    media = _media(clips_dir, clips, root or DataRoot(""))
     sections = [_section(str(label.name), int(label.count), str(label.modality), picks[label.id], media, clips)
                 for label in chosen.itertuples(index=False)]
     head = ("<!doctype html><html><head><meta charset='utf-8'><title>Label audit</title><style>"
