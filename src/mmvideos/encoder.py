@@ -43,8 +43,6 @@ class Encoder:
     model: Any  # mmvideos.models.AudioTagger, in eval mode
     card: dict  # model.json
     device: Any  # torch.device
-    sample_rate: int = SAMPLE_RATE  # what the network hears; other rates are resampled to it
-    hop_s: float = 1.0  # one embedding per second, non-overlapping
 
     @property
     def embedding_size(self) -> int:
@@ -132,8 +130,9 @@ def embed_files(files: list[Path], encoder: Encoder, pooling: str = "mean_max", 
     transfer step does). Returns one row per file (``path``, ``seconds``, ``clip_embedding``
     ``[D]``, ``second_embeddings`` ``[S][128]``) and ``{path: why}`` for the files not embedded."""
     import pandas as pd
+    import torch
 
-    from mmvideos.benchmarks.embeddings import clip_frames, decode_audio
+    from mmvideos.benchmarks.embeddings import clip_frames, decode_audio, pool_seconds
     from mmvideos.data.media import MediaError
     from mmvideos.progress import progress_bar
 
@@ -144,8 +143,12 @@ def embed_files(files: list[Path], encoder: Encoder, pooling: str = "mean_max", 
         except (MediaError, OSError, ValueError) as exc:
             failed[str(path)] = " ".join(str(exc).split()) or type(exc).__name__
             continue
-        rows.append({"path": str(path), "seconds": len(frames), "clip_embedding": pool(frames, encoder, pooling, seconds),
-                     "second_embeddings": list(encoder.embed_frames(frames))})
+        per_second = encoder.embed_frames(frames)
+        # mean_max pools these very seconds; concat first fits the clip to `seconds` (padding with silence)
+        clip = (pool_seconds(torch.from_numpy(per_second), pooling).numpy() if pooling == "mean_max"
+                else pool(frames, encoder, pooling, seconds))
+        rows.append({"path": str(path), "seconds": len(frames), "clip_embedding": clip,
+                     "second_embeddings": list(per_second)})
     return pd.DataFrame(rows, columns=["path", "seconds", "clip_embedding", "second_embeddings"]), failed
 
 

@@ -11,7 +11,6 @@ folds), by the step that collects a model's transfer results. The annotators com
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,8 @@ LABELS_SUMMARY = "labels.json"
 _SETTINGS = ("model", "width_mult", "epochs", "batch_size", "lr", "lr_decay", "seed", "world_size", "num_classes")
 
 
-def _json(folder: str | Path, name: str) -> dict:
+def json_at(folder: str | Path, name: str) -> dict:
+    """The JSON file ``name`` of ``folder`` (local or gs://), ``{}`` where there is none."""
     path = storage.join(str(folder), name)
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
 
@@ -34,8 +34,8 @@ def _json(folder: str | Path, name: str) -> dict:
 def model_card(model_dir: str | Path, features_dir: str | Path | None = None,
                transfers: list[str | Path] = ()) -> str:
     """The card of the exported model in ``model_dir`` (module docstring) as Markdown."""
-    card, summary = _json(model_dir, "model.json"), _json(model_dir, "summary.json")
-    labels = _json(features_dir or model_dir, LABELS_SUMMARY)
+    card, summary = json_at(model_dir, "model.json"), json_at(model_dir, "summary.json")
+    labels = json_at(features_dir or model_dir, LABELS_SUMMARY)
     vocabulary = pd.read_parquet(Path(model_dir) / "vocabulary.parquet")
     lines = [f"# Model card: {card.get('arch')} x{card.get('width_mult')}", "",
              "An audio encoder pretrained on machine-labelled video clips (cross-modal supervision: the labels "
@@ -81,14 +81,14 @@ def _transfer_lines(transfers: list[str | Path]) -> list[str]:
                 "(`mmvideos open`: the results page)"]
     lines = ["| benchmark | features | clips | folds | Top-1 % | Top-5 % | mAP % |", "|---|---|---|---|---|---|---|"]
     for folder in transfers:
-        metrics, summary = _json(folder, "metrics.json"), _json(folder, "summary.json")
+        metrics = json_at(folder, "metrics.json")
         for row in metrics.get("rows", []):
             cells = []
             for metric in ("top1", "top5", "map"):
-                values = [split[metric] for split in row.get("splits", {}).values() if split.get(metric) is not None]
-                spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
+                sd = row.get("fold_sd", {}).get(metric)  # over the folds (uncertainty.spread)
+                spread = f" ± {100 * sd:.1f}" if sd is not None else ""
                 cells.append(f"{100 * row[metric]:.1f}{spread}" if row.get(metric) is not None else "–")
-            lines.append(f"| {metrics.get('benchmark')} | {row['model']} | {summary.get('clips', '?')} | "
+            lines.append(f"| {metrics.get('benchmark')} | {row['model']} | {metrics.get('clips', '?')} | "
                          f"{len(row.get('splits', {}))} | " + " | ".join(cells) + " |")
     lines += ["", "(± is the standard deviation over the benchmark's folds; – where a metric does not apply.)"]
     return lines
@@ -98,7 +98,7 @@ def write_model_card(model_dir: str | Path, features_dir: str | Path | None = No
                      transfers: list[str | Path] = (), target: str | Path | None = None) -> Path:
     """Write :func:`model_card` to ``target`` (default: ``MODEL_CARD.md`` in ``model_dir``); the
     labels' summary of ``features_dir`` is kept beside the model too, for the card's later rewrites."""
-    labels = _json(features_dir, LABELS_SUMMARY) if features_dir else {}
+    labels = json_at(features_dir, LABELS_SUMMARY) if features_dir else {}
     if labels and target is None:
         write_text(json.dumps(labels, indent=2, sort_keys=True), Path(model_dir) / LABELS_SUMMARY)
     return write_text(model_card(model_dir, features_dir, transfers), target or Path(model_dir) / CARD)

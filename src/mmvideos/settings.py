@@ -176,18 +176,7 @@ def _resources_fit(params: dict[str, Any]) -> list[str]:
     return sorted(set(problems))
 
 
-def _front_end_fits_annotator(params: dict[str, Any]) -> list[str]:
-    """YAMNet takes its own 96-frame patch: ``annotate_audio.features`` must be ``yamnet`` (or
-    empty) with it, else onnxruntime fails on the first batch (100 vs 96 frames)."""
-    section = params.get("annotate_audio") or {}
-    model, features = section.get("model", "yamnet"), section.get("features", "")
-    if model == "yamnet" and features not in ("", "yamnet"):
-        return [f"annotate_audio.features: {brief(features)} does not fit annotate_audio.model yamnet, which takes "
-                "its own 96-frame log-mel patch: set features to yamnet (or leave it empty)"]
-    return []
-
-
-_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit, _front_end_fits_annotator)
+_CROSS_CHECKS = (_clip_fits_ingest, _resources_fit)
 
 #: The largest parameter file read, in bytes (the repository's is about 11 kB).
 MAX_PARAMS_BYTES = 1 << 20
@@ -200,9 +189,6 @@ def read_yaml(text: str, where: str) -> Any:
     """Parse ``text`` (``where``: its file, for messages) as YAML with PyYAML's safe loader,
     refusing more than :data:`MAX_PARAMS_BYTES` and documents whose aliases expand to more than
     :data:`MAX_PARAMS_NODES` nodes (checked on the node graph, before anything is built)."""
-    if len(text) > MAX_PARAMS_BYTES:
-        raise ValueError(f"{where}: {len(text)} characters, more than the {MAX_PARAMS_BYTES} a parameter file may "
-                         "hold; is it the right file?")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
@@ -249,8 +235,8 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     implicit = path is None
     path = DEFAULT_PARAMS if path is None else Path(path)
     if path.is_file():
-        if path.stat().st_size > MAX_PARAMS_BYTES:
-            raise ValueError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_PARAMS_BYTES} a parameter file "
+        if (size := path.stat().st_size) > MAX_PARAMS_BYTES:
+            raise ValueError(f"{path}: {size} bytes, more than the {MAX_PARAMS_BYTES} a parameter file "
                              "may hold; is it the right file?")
         text = path.read_text()
     elif implicit:

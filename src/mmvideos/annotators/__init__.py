@@ -26,7 +26,7 @@ def known_models(modality: str) -> list[str]:
 def is_device(device: str) -> bool:
     """Whether ``device`` names a torch device an annotator runs on: cpu, cuda or cuda:N."""
     kind, _, index = device.partition(":")
-    return kind == "cpu" and not index or kind == "cuda" and (not _ or index.isdigit())
+    return kind == "cpu" and not _ or kind == "cuda" and (not _ or index.isdigit())
 
 
 def _import_loaders(modality: str) -> None:

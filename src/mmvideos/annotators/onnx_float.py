@@ -14,13 +14,13 @@ on every load against the hash recorded when it was made.
 
 from __future__ import annotations
 
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmvideos.data.atomic import scratch_dir
 from mmvideos.data.files import cache_dir, derived, sha256_file
 
 if TYPE_CHECKING:  # onnx is imported where a model is derived: a cached copy needs none of it
@@ -92,7 +92,7 @@ def yamnet_float_onnx(zip_path: str | Path, sha256: str = "") -> Path:
     def make(path: Path) -> None:
         import onnx
 
-        with tempfile.TemporaryDirectory(prefix="mmvideos-yamnet-") as tmp:
+        with scratch_dir("yamnet") as tmp:
             with zipfile.ZipFile(zip_path) as archive:
                 archive.extractall(tmp)
             # onnx.load finds model.data next to model.onnx, so the two stay side by side.

@@ -113,6 +113,14 @@ def fit_seconds(frames: torch.Tensor, seconds: int) -> torch.Tensor:
     return torch.cat([frames, silence(seconds - len(frames)).to(frames)])
 
 
+def pool_seconds(per_second: torch.Tensor, pooling: str) -> torch.Tensor:
+    """A clip's vector from its per-second embeddings ``[S, E]``: ``concat`` ``[S * E]`` (second by
+    second) or ``mean_max`` ``[2 E]``."""
+    import torch
+
+    return per_second.reshape(-1) if pooling == "concat" else torch.cat([per_second.mean(0), per_second.amax(0)])
+
+
 def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], torch.Tensor],
                         device: str | torch.device = "cpu", pooling: str = "mean_max",
                         seconds: int | None = None,
@@ -141,12 +149,7 @@ def embedding_extractor(name: str, key: str, embed: Callable[[torch.Tensor], tor
         if pooling == "concat" and front_end is None:
             frames = fit_seconds(frames, seconds)
         with torch.inference_mode():
-            per_second = embed(frames[:, None].to(device)).float()  # [S, E]
-            if pooling == "concat":
-                pooled = per_second.reshape(-1)  # [S * E], second by second
-            else:
-                pooled = torch.cat([per_second.mean(0), per_second.amax(0)])  # [2E]
-        return pooled.cpu().numpy()
+            return pool_seconds(embed(frames[:, None].to(device)).float(), pooling).cpu().numpy()
 
     tag = f"concat{seconds}s" if pooling == "concat" else pooling
     length = seconds if pooling == "concat" else None

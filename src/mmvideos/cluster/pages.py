@@ -70,16 +70,16 @@ def write_pages(workdir: Path, outputs: dict[str, Path], run: Path | None, summa
     """Write the run's pages and index (module docstring); returns the index's path."""
     folders = sorted({p for path in outputs.values() for p in Path(path).parents
                       if p.parent == workdir / "outputs"} | ({run} if run else set()))
-    found: dict[Path, Path] = {}  # relative artifact path -> file, the newest run's first
+    found: dict[Path, tuple[Path, str]] = {}  # relative artifact path -> (file, kind), the newest run's first
     for folder in reversed(folders):
         for path in folder.rglob("*"):
-            if path.relative_to(folder) not in found and page_kind(path):
-                found[path.relative_to(folder)] = path
+            if path.relative_to(folder) not in found and (kind := page_kind(path)):
+                found[path.relative_to(folder)] = path, kind
     name = (run or folders[-1]).name if folders else "run"
     out = workdir / "pages" / name
     rows, names = [], set()
-    for relative, path in sorted(found.items(), key=lambda item: _task_name(item[0])):
-        kind, text = page_kind(path), path.read_text(errors="replace")
+    for relative, (path, kind) in sorted(found.items(), key=lambda item: _task_name(item[0])):
+        text = path.read_text(errors="replace")
         title = _title(text, kind, _task_name(relative))
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or _task_name(relative)
         slug = slug if slug not in names else f"{slug}-{_task_name(relative)}"

@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -52,7 +51,7 @@ __all__ = ["STAGE_VERSIONS", "UNIT_CODE", "DataRoot", "unit_code", "unit_key", "
 #: The stages whose units live under the data root (gc walks these, plus ``pretrain``).
 UNIT_STAGES = tuple(STAGE_VERSIONS)
 
-COMMIT = "COMMIT.json"
+COMMIT = integrity.COMMIT
 MANIFEST = "manifest.parquet"
 #: One row per unit file: the stage, the unit key, the video it came from, the file's name, its
 #: path relative to the data root (:func:`unit_path`; an absolute URI only for files outside any
@@ -390,7 +389,7 @@ def _gather_table(paths: list[Path], target: Path) -> None:
         return
     by = [c for c in (["key", "file"] if target.name == MANIFEST else ["clip_id"] if "clip_id" in names else ["uri"])
           if c in names]
-    with tempfile.TemporaryDirectory(prefix="mmvideos-gather-") as scratch:
+    with scratch_dir("gather") as scratch:
         tables.write_tables(tables.sorted_tables(paths, by, scratch), target, tables.table_schema(paths))
 
 

@@ -131,7 +131,7 @@ class RangeReader:
             data = self._local.read(offset, size)
         else:
             data = storage.retrying(f"reading {self.uri}", lambda: self._blob.download_as_bytes(
-                start=offset, end=offset + size - 1, retry=gcs.no_library_retry()))
+                start=offset, end=offset + size - 1, retry=gcs.no_library_retry(), timeout=gcs.attempt_timeout()))
         if len(data) != size:
             raise ValueError(f"pack {self.uri}: {size} bytes at {offset} run past its end (a truncated pack); {FIX}")
         return data

@@ -109,6 +109,9 @@ class AudioConfig:
             raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
         if self.features and self.features not in FRONT_ENDS:
             raise ValueError(f"features must be one of {FRONT_ENDS} or empty, got {self.features!r}")
+        if self.model == "yamnet" and self.features not in ("", "yamnet"):  # else onnxruntime fails: 100 vs 96 frames
+            raise ValueError(f"annotate_audio.features: {self.features!r} does not fit annotate_audio.model yamnet, "
+                             "which takes its own 96-frame log-mel patch: set features to yamnet (or leave it empty)")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
         _check_common("audio", self.model, self.device, self.activation, self.top_k, self.batch_size)

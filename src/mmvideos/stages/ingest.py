@@ -42,6 +42,7 @@ from mmvideos.data.atomic import scratch_dir, write_parquet
 from mmvideos.data.dataroot import MANIFEST, DataRoot, manifest_rows, slot_of, unit_key
 from mmvideos.data.runrecord import read_summary, write_summary
 from mmvideos.data.files import sha256_file
+from mmvideos.data.storage.gcs import ShortRead
 from mmvideos.data.sources import REFUSED, entries_fingerprint, source_entries
 from mmvideos.demo.corpus import resolve_source
 from mmvideos.progress import progress_bar
@@ -188,11 +189,6 @@ def probe_listing(root: DataRoot, fingerprint: str, out_dir: str | Path, slot: i
     if unreadable:
         raise_unreadable("ingest", [(entry.uri, exc) for entry, exc in unreadable], len(mine))
     return summary
-
-
-class ShortRead(OSError):
-    """A file whose bytes read differ in number from those its listing (or probe) recorded:
-    read again, never judged."""
 
 
 def raise_unreadable(stage: str, failures: list[tuple[str, BaseException]], total: int) -> None:

@@ -27,12 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmvideos.cluster.pages import PAGE_LIMIT_BYTES
 from mmvideos.data import storage, tables
 from mmvideos.data.atomic import write_text
 from mmvideos.data.dataroot import DataRoot
 
-#: Pages over this are cut down (the Kubeflow UI's budget, mmvideos.cluster.pages.PAGE_LIMIT_BYTES).
-LIMIT_BYTES = 4 * 1024 * 1024
 THUMBNAIL_PX = 112
 #: Opus bit rate of the inlined sound: about 3 KB per second of clip.
 AUDIO_BITRATE = 24000
@@ -163,11 +162,11 @@ def label_audit(clips_dir: str | Path, labels_dir: str | Path, target: str | Pat
             "the annotators gave it with the highest scores: their first, middle and last frame and their sound. "
             "Do the labels describe the clips?</p>")
     shown = len(sections)
-    while shown and len((page := head + "".join(sections[:shown]) + "</body></html>\n").encode()) > LIMIT_BYTES:
+    while shown and len((page := head + "".join(sections[:shown]) + "</body></html>\n").encode()) > PAGE_LIMIT_BYTES:
         shown -= 1
     if shown < len(sections):
         page = page.replace("</body>", f"<p>{len(sections) - shown} more labels left out to stay under "
-                                       f"{LIMIT_BYTES >> 20} MiB.</p></body>")
+                                       f"{PAGE_LIMIT_BYTES >> 20} MiB.</p></body>")
     write_text(page if sections else head + "<p>No labels.</p></body></html>\n", target)
     return {"labels_shown": shown, "clips_shown": sum(len(picks[label.id]) for label in chosen.head(shown).itertuples()),
             "bytes": Path(target).stat().st_size}

@@ -103,8 +103,7 @@ def partitions(postings: int) -> int:
 
 def best_offsets(postings: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], count: int, n: int, span: int,
                  pair_groups: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-                 min_votes: int,
-                 scratch: str | Path | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 min_votes: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per vote partition, the pairs (``doc_a * n + doc_b``) with at least ``min_votes`` votes at their
     best offset, and that offset (module docstring).
 
@@ -113,7 +112,7 @@ def best_offsets(postings: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     of a key-sorted partition's groups, as the in-memory index pairs them.
     """
     parts = partitions(count)
-    with scratch_dir("prints", dir=scratch) as folder:
+    with scratch_dir("prints") as folder:
         spilled = _Spill(Path(folder), "postings", parts, 3)
         for key, doc, pos in _batches(postings, PARTITION_POSTINGS // 4):
             key = key.astype(np.int64)  # keys have at most 30 bits

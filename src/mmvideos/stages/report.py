@@ -290,29 +290,29 @@ def report(metrics_dirs: list[str | Path], out_dir: str | Path) -> dict:
     benchmarks = list(dict.fromkeys((_short(r), r["benchmark"]) for r in results))
     write_text(table.to_csv(index=False), out_dir / "results.csv")
     write_json(structured(results, _model_label, tuple(METRICS)), out_dir / "results.json")
-    words = differences(results)
-    intro = ("# Transfer results (%, frozen features + shallow classifier)\n\n" + "\n".join(_about(results)) + "\n\n"
+    words, about, caveats, shown = differences(results), _about(results), _caveats(results), _display(table)
+    intro = ("# Transfer results (%, frozen features + shallow classifier)\n\n" + "\n".join(about) + "\n\n"
              "Each figure: the mean over the protocol's splits (and seeds: `± sd` over them where there are "
              "several) with its 95% bootstrap interval in brackets.\n\n")
     noise = ("\n## Within noise or not\n\nA difference between two rows is within noise when the 95% interval of "
              "their paired bootstrap difference (the same resampled clips for both) covers 0.\n\n"
              + "\n".join(words) + "\n") if words else ""
     papers = any(c.endswith("(paper)") for c in table.columns)
-    write_text(intro + markdown_table(_display(table))
+    write_text(intro + markdown_table(shown)
                + ("\n(paper): the paper's Tables 2-4, without intervals (it gives none); – where it gives no figure (or "
                   "where it means nothing, as Top-5 over 5 classes or fewer).\n"
                   if papers else "\n– where a row has no figure (or where it means nothing, as Top-5 over 5 classes or "
-                  "fewer).\n") + _caveats(results) + noise + _spread_section(results), out_dir / "results.md")
+                  "fewer).\n") + caveats + noise + _spread_section(results), out_dir / "results.md")
     write_json(flat_metrics(results), out_dir / "metrics.json")
     _plot(table, benchmarks, out_dir / "results.png")
     image = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
-    listed = "".join(f"<li>{html.escape(line[2:])}</li>" for line in _about(results))
+    listed = "".join(f"<li>{html.escape(line[2:])}</li>" for line in about)
     said = "".join(f"<li>{html.escape(line[2:])}</li>" for line in words)
     write_text("<!doctype html><html><head><meta charset='utf-8'><title>mmvideos transfer results</title></head>"
                f"<body><h1>Transfer results (%, frozen features + shallow classifier)</h1><ul>{listed}</ul>"
-               f"{_display(table).to_html(index=False)}<p>Brackets: 95% bootstrap intervals.</p>"
+               f"{shown.to_html(index=False)}<p>Brackets: 95% bootstrap intervals.</p>"
                + (f"<h2>Within noise or not</h2><ul>{said}</ul>" if said else "")
-               + "".join(f"<p>{html.escape(line[2:])}</p>" for line in _caveats(results).split("\n") if line)
+               + "".join(f"<p>{html.escape(line[2:])}</p>" for line in caveats.split("\n") if line)
                + f"<img alt='results' src='data:image/png;base64,{image}'></body></html>\n",
                out_dir / "results.html")
     summary = {"benchmarks": [b for _, b in benchmarks], "names": [r.get("title") or _short(r) for r in results],

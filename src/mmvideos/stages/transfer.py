@@ -57,12 +57,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmvideos.annotators import is_device
 from mmvideos.benchmarks.common import TOP5_MIN_CLASSES
 from mmvideos.benchmarks.embeddings import POOLINGS
 from mmvideos.data import storage
 from mmvideos.data.atomic import scratch_dir
 from mmvideos.evaluation.fit import FitConfig
 from mmvideos.evaluation.uncertainty import MIN_STRATUM, SplitScores
+from mmvideos.model_card import json_at
 from mmvideos.progress import keep_alive, progress_bar
 
 if TYPE_CHECKING:
@@ -107,8 +109,7 @@ class TransferConfig:
                              f"interval), got {self.seeds} and {self.bootstrap}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"transfer.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        kind, _, index = self.device.partition(":")
-        if not (self.device in ("auto", "cpu") or kind == "cuda" and (not _ or index.isdigit())):
+        if not (self.device == "auto" or is_device(self.device)):
             raise ValueError(f"transfer.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name, entry in self.baselines.items():
             if name in MODELS or name.endswith("_1nn") or not isinstance(entry, dict) or not entry.get("weights") or \
@@ -291,11 +292,6 @@ def caveats(rows: list[dict], bench: Benchmark, model_summary: dict) -> list[str
     return warnings
 
 
-def _json_at(folder: str | Path, name: str) -> dict:
-    path = storage.join(str(folder), name)
-    return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
-
-
 @contextlib.contextmanager
 def _local_checkpoint(checkpoint_dir: str) -> Iterator[Path]:
     """A local folder with the checkpoint's ``model.safetensors`` and ``model.json``."""
@@ -387,7 +383,7 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     bar.close()
     for row, (_, source, _) in zip(rows, runs):
         row["pooling"] = "mean_std" if source == "logmel_stats" else cfg.pooling
-    notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, _json_at(checkpoint_dir, "summary.json"))
+    notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, json_at(checkpoint_dir, "summary.json"))
     named = benchmark_name(benchmark, str(data_dir), len(bench.classes), len(bench.table),
                            len(bench.table) + bench.missing, demo=is_demo_benchmark(data_dir))
     write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "pretrain_seed": card.get("seed"),

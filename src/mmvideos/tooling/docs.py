@@ -82,9 +82,8 @@ def figures(results: Path) -> dict:
     pretrain = _load(results, "pretrain/summary.json")
     drift = _load(results, "drift/metrics.json")
     _load(results, "report/metrics.json")  # present: the report ran
-    return {"labels": labels, "pretrain": pretrain, "drift": drift,
-            "table": _table_lines((results / "report" / "results.md").read_text()),
-            "report": (results / "report" / "results.md").read_text(),
+    report = (results / "report" / "results.md").read_text()
+    return {"labels": labels, "pretrain": pretrain, "drift": drift, "table": _table_lines(report), "report": report,
             "source": _load(results, "source.json")}
 
 

@@ -104,10 +104,9 @@ def load_checkpoint(path: str | Path, name: str | None = None) -> dict[str, Any]
     return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
 
 
-def verify(path: str | Path, *sha256: str) -> None:
-    """Raise ``ValueError`` when ``path``'s SHA-256 is none of ``sha256`` (nothing to check when
-    none is given)."""
-    if any(sha256) and sha256_file(path) not in sha256:
+def verify(path: str | Path, sha256: str) -> None:
+    """Raise ``ValueError`` when ``path``'s SHA-256 is not ``sha256`` (nothing to check when it is empty)."""
+    if sha256 and sha256_file(path) != sha256:
         raise ValueError(f"{path} is corrupt: its SHA-256 no longer matches the one written with it; "
                          "delete it to start over, or restore it")
 

@@ -168,8 +168,8 @@ def write_curves_page(history: list[dict[str, Any]], png: str | Path, target: st
     cell = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
     rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k, ''))}</td>" for k in keys) + "</tr>" for h in history)
     header = "".join(f"<th>{k}</th>" for k in keys)
-    return write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>pre-training curves</title></head>"
-                      f"<body><h1>Pre-training</h1>"
+    return write_text("<!doctype html><html><head><meta charset='utf-8'><title>pre-training curves</title></head>"
+                      "<body><h1>Pre-training</h1>"
                       + (f"<p><b>No validation figures</b>: {html.escape(note)}, too little to measure "
                          "anything (ingest.val_fraction widens the split).</p>" if note else "")
                       + f"<img alt='training curves' src='data:image/png;base64,{image}'>"

@@ -296,20 +296,22 @@ def pretrain(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig 
     optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     torch.manual_seed(cfg.seed + proc.rank)  # rank-local randomness (dropout) differs per rank
-    start_epoch, step, history = 0, 0, []
+    start_epoch, step, history, fetched = 0, 0, [], False
     if resume_from and not (out_dir / CHECKPOINT).exists() and storage.exists(resume_from):
         out_dir.mkdir(parents=True, exist_ok=True)
         with storage.local_copy(resume_from) as path:
             shutil.copyfile(path, out_dir / CHECKPOINT)
         log.info("resuming from %s", resume_from)
+        fetched = True
+    if (out_dir / CHECKPOINT).exists():
         try:
-            load_checkpoint(out_dir / CHECKPOINT, name=resume_from)
-        except CorruptCheckpoint as error:  # named where it lives, not by this run's copy of it
-            (out_dir / CHECKPOINT).unlink()
+            state = load_checkpoint(out_dir / CHECKPOINT, name=resume_from if fetched else None)
+        except CorruptCheckpoint as error:
+            if not fetched:
+                raise
+            (out_dir / CHECKPOINT).unlink()  # named where it lives, not by this run's copy of it
             raise CorruptCheckpoint(f"{error}; delete {resume_from} to train this model from the start "
                                     "(or restore it)") from None
-    if (out_dir / CHECKPOINT).exists():
-        state = load_checkpoint(out_dir / CHECKPOINT)
         changed = changed_settings(state["config"], cfg)
         if changed and not force:
             raise ValueError(f"{out_dir / CHECKPOINT} was trained with other settings that change the result: "

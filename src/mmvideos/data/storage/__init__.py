@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def local_copy(uri: str, generation: int | None = None) -> Iterator[Path]:
             raise FileNotFoundError(f"no file {uri}")
         yield Path(uri)
         return
-    with tempfile.TemporaryDirectory(prefix="mmvideos-") as tmp:
+    with _scratch("copy") as tmp:
         dest = Path(tmp) / f"object{Path(split_gcs(uri)[1]).suffix}"
         gcs.download(uri, dest, generation)
         yield dest
@@ -78,6 +77,13 @@ def read_bytes(uri: str | Path) -> bytes:
     """The bytes of a small file or object; ``FileNotFoundError`` when there is none."""
     uri = str(uri)
     return gcs.read_bytes(uri) if is_gcs(uri) else Path(uri).read_bytes()
+
+
+def _scratch(what: str):
+    """:func:`mmvideos.data.atomic.scratch_dir` (imported here: storage loads without pandas)."""
+    from mmvideos.data.atomic import scratch_dir
+
+    return scratch_dir(what)
 
 
 def put_file(local: str | Path, uri: str | Path) -> None:
@@ -177,7 +183,7 @@ def output_folder(uri: str | Path) -> Iterator[Path]:
         Path(uri).mkdir(parents=True, exist_ok=True)
         yield Path(uri)
         return
-    with tempfile.TemporaryDirectory(prefix="mmvideos-out-") as tmp:
+    with _scratch("out") as tmp:
         yield Path(tmp)
         upload_folder(Path(tmp), uri)
 
@@ -200,7 +206,7 @@ def output_file(uri: str | Path) -> Iterator[Path]:
     """A local path to write one file into, placed at ``uri`` (local or ``gs://``) atomically
     when the block succeeds (:func:`put_file`); nothing is written if it raises."""
     uri = check_output_uri(uri)
-    with tempfile.TemporaryDirectory(prefix="mmvideos-out-") as tmp:
+    with _scratch("out") as tmp:
         path = Path(tmp) / Path(uri.rsplit("/", 1)[-1]).name
         yield path
         put_file(path, uri)
