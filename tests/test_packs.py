@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mmvideos.data import integrity
 from mmvideos.data.dataroot import MANIFEST, DataRoot
 from mmvideos.features import packs
 from mmvideos.features.packs import PACKS, PackSet, iter_packed
@@ -165,6 +166,23 @@ def test_a_resumed_pretraining_reads_no_feature_unit_again(tmp_path):
     with tarfile.open(written[0]) as tar:  # a pack is a plain tar: its member table is its last member
         table = tar.getmember(f"{packs.MEMBERS}.parquet")
     _flip(written[0], table.offset_data + table.size // 2)  # a damaged pack is found as it is read
+    integrity._VERIFIED.clear()  # as a fresh process would start: reuse hashes no pack, the loader finds it
     with pytest.raises(ValueError, match="is corrupt"):
         pretrain(features, tmp_path / "out", PretrainConfig(**{**cfg.__dict__, "epochs": 3}), progress=False,
                  resume_from=checkpoint_uri(root, features, cfg))
+
+
+def test_reusing_packs_reads_none_of_their_bytes(features, tmp_path):
+    """Start-up cost: a reused pack is checked by its commit and sizes, not hashed whole (on a local
+    root that was a read of every pack by rank 0 at each start); its bytes are checked as the
+    loader reads them. So a pack damaged in place is reused here, unread, and nothing quarantined."""
+    first = _pack(features, tmp_path / "p", tmp_path / "root")
+    written = sorted((tmp_path / "root" / "pack").rglob(packs.PACK))
+    _flip(written[0], 600)
+    integrity._VERIFIED.clear()  # a fresh process: nothing verified yet
+    again = _pack(features, tmp_path / "q", tmp_path / "root")
+    assert again["shards_reused"] == first["packs"] == len(written) and again["shards_computed"] == 0
+    assert not (tmp_path / "root" / "quarantine").exists()
+    truncated = written[0].read_bytes()[:-1]
+    written[0].write_bytes(truncated)  # a size that differs from the commit's is still caught, and repacked
+    assert _pack(features, tmp_path / "r", tmp_path / "root")["shards_computed"] == 1

@@ -140,18 +140,19 @@ class DataRoot:
                 f"{len(missing) - 1} more) is not in the data root {self.uri}: it is made by the `{owner}` stage; "
                 f"run that stage again on this data root (`dvc repro -f -s {owner}`, or `mmvideos run`)")
 
-    def find(self, stage: str, key: str) -> dict | None:
+    def find(self, stage: str, key: str, contents: bool = True) -> dict | None:
         """The commit record of a finished unit, or ``None`` when it does not exist (yet).
 
         The unit is verified first (:func:`mmvideos.data.integrity.verified`: its commit
         self-checked, its files hashed against it, once per process); a corrupt one is moved to
         quarantine and reported as missing, so its stage recomputes it. Its URIs are those under
         this root, wherever the unit was written: a root copied to another folder or bucket
-        keeps working.
+        keeps working. ``contents=False``: the files' sizes only, for a stage whose reader checks
+        every byte it uses (:func:`mmvideos.data.integrity.verified`).
         """
         folder = self.unit(stage, key)
         try:
-            record = integrity.verified(folder, storage.read_bytes(storage.join(folder, COMMIT)))
+            record = integrity.verified(folder, storage.read_bytes(storage.join(folder, COMMIT)), contents)
         except FileNotFoundError:
             return None
         except integrity.CorruptUnit as exc:
@@ -204,7 +205,8 @@ class DataRoot:
     def map_units(self, stage: str, items: Iterable[tuple[str, Any]],
                   compute: Callable[[Any, Path], tuple[dict, dict[str, Path]]],
                   on_done: Callable[[Any, dict | None, bool], None] | None = None,
-                  skip: tuple[type[BaseException], ...] = ()) -> tuple[list[dict], Counts, list[tuple[Any, Exception]]]:
+                  skip: tuple[type[BaseException], ...] = (), contents: bool = True
+                  ) -> tuple[list[dict], Counts, list[tuple[Any, Exception]]]:
         """Run ``compute`` for every ``(key, item)`` whose unit is not committed yet.
 
         ``compute(item, scratch)`` writes the unit's files into the local ``scratch`` folder and
@@ -215,10 +217,11 @@ class DataRoot:
         Returns the commit records in item order (each with ``reused``, which is not stored),
         the counts and the skipped ``(item, exception)`` pairs; ``on_done(item, record, reused)``
         is called after each item (progress bars; ``record`` is ``None`` for a skipped one).
+        ``contents``: whether a reused unit's files are hashed (:meth:`find`).
         """
         records, counts, skipped = [], Counts(), []
         for key, item in items:
-            record = self.find(stage, key)
+            record = self.find(stage, key, contents)
             reused = record is not None
             if record is None:
                 try:

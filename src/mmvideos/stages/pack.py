@@ -194,7 +194,9 @@ def pack_features(features_dir: str | Path, out_dir: str | Path, root: DataRoot,
             yield unit_key("pack", units=[u.sha256 for u in group]), group
 
     source = DataRoot(units_root) if units_root else None
-    records, counts, _ = root.map_units("pack", keyed(), functools.partial(_pack, units_root=source))
+    # a reused pack's bytes are checked as the loader reads them (every second against the pack's
+    # digests), so reuse checks its commit and sizes only: no pass over every pack at start-up
+    records, counts, _ = root.map_units("pack", keyed(), functools.partial(_pack, units_root=source), contents=False)
     table = pd.DataFrame([{"key": r["key"], "uri": r["files"][PACK]["uri"], "bytes": r["files"][PACK]["bytes"],
                            "sha256": r["files"][PACK]["sha256"], "members_offset": r["members_offset"],
                            "members_bytes": r["members_bytes"], "members_sha256": r["members_sha256"],
