@@ -256,3 +256,26 @@ def test_cli_reports_a_missing_source_plainly(tmp_path, capsys):
     assert main(["ingest", "--source", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
                  "--data-root", str(tmp_path / "root")]) == 2
     assert "neither a folder" in capsys.readouterr().err
+
+
+def test_several_seeds_keep_one_output_and_one_task_count_each(tmp_path):
+    """With pretrain.seeds 2, the run's outputs name each seed's model (they overwrote each other
+    under one models-<arch> name), and "task n of m" counts the seeds' pretrain, transfer and
+    collect tasks."""
+    from mmvideos.cluster.local_run import _task_names, fanned_out
+
+    folders = []
+    for seed in (4, 5):
+        folder = tmp_path / f"model-{seed}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"model": "vggish_fc"}))
+        (folder / "model.json").write_text(json.dumps({"arch": "vggish_fc", "seed": seed}))
+        folders.append(folder)
+    assert fanned_out("models", folders) == {"models-vggish_fc-seed-4": folders[0], "models-vggish_fc-seed-5": folders[1]}
+    assert fanned_out("models", folders[:1]) == {"models-vggish_fc": folders[0]}
+    params = load_params()
+    one = _task_names(build_pipeline(params, on_cluster=False), params)[1]
+    params["pretrain"]["seeds"] = 2
+    two = _task_names(build_pipeline(params, on_cluster=False), params)[1]
+    benchmarks = len(params["benchmarks"])
+    assert two - one == len(params["pretrain"]["models"]) * (2 + benchmarks)  # a pretrain, a collect, the transfers

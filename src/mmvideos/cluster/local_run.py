@@ -32,6 +32,7 @@ import pandas as pd
 from mmvideos.cluster.reaper import tasks_end_with_this_process
 from mmvideos.cluster.pages import write_pages
 from mmvideos.config import model_names
+from mmvideos.training.config import pretrain_config
 from mmvideos.data.dataroot import DataRoot
 from mmvideos.data.runrecord import read_summary
 from mmvideos.settings import load_params
@@ -100,7 +101,8 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
     """Execute the pipeline with ``kfp.local``; returns ``{output name: artifact folder}``.
 
     An output of several artifacts (``models``: one per pretraining task) is one entry each,
-    ``models-<arch>``.
+    ``models-<arch>``, or ``models-<arch>-seed-<seed>`` when an architecture is pre-trained with
+    several seeds (``pretrain.seeds``).
 
     ``source`` None keeps the pipeline's default (``data.source`` in the parameter file);
     ``params_path`` None reads ./params.yaml, else the packaged copy. ``data_root`` None takes
@@ -145,23 +147,36 @@ def run_local(source: str | None, workdir: str | Path, params_path: str | Path |
             raise RuntimeError(f"{first.rstrip('.')}: {cause or 'see the log'} (full log: {log_path})") from None
         outputs = {}
         for name, artifact in task.outputs.items():
-            if isinstance(artifact, list):  # one per task of a fan-out (models): <name>-<its name or index>
-                for index, item in enumerate(artifact):
-                    outputs[f"{name}-{_summary(Path(item.path)).get('model', index)}"] = Path(item.path)
+            if isinstance(artifact, list):  # one per task of a fan-out (models)
+                outputs |= fanned_out(name, [Path(item.path) for item in artifact])
             else:
                 outputs[name] = Path(artifact.path)
         _point_latest(workdir, outputs)
     return outputs
 
 
+def fanned_out(name: str, folders: list[Path]) -> dict[str, Path]:
+    """``{<name>-<model>: folder}`` for the artifacts of a fan-out (its index where a folder names
+    no model), ``<name>-<model>-seed-<seed>`` where a model was trained with several seeds."""
+    labelled = [(folder, str(_summary(folder).get("model", index))) for index, folder in enumerate(folders)]
+    repeated = len({label for _, label in labelled}) < len(labelled)
+    named = {}
+    for folder, label in labelled:
+        seed = _card(folder).get("seed") if repeated else None
+        named[f"{name}-{label}" + ("" if seed is None else f"-seed-{seed}")] = folder
+    return named
+
+
 def _task_names(pipeline, params: dict) -> tuple[dict[str, str], int]:
     """``({KFP task name: display name}, tasks a run executes)``: the names the terminal shows
     (``gather-4`` is "gather features") and how many tasks there are, each loop's body counted
-    once per item (task slots, models, models x benchmarks)."""
+    once per item (task slots, models x seeds, models x seeds x benchmarks)."""
     spec = pipeline.pipeline_spec
     names = {key: task.task_info.name for dag in [spec.root.dag, *(c.dag for c in spec.components.values())]
              for key, task in dag.tasks.items() if not key.startswith("for-loop-")}
-    slots, models = int(params["data"].get("slots") or 1), len(model_names(params["pretrain"]))
+    slots = int(params["data"].get("slots") or 1)
+    names_of = model_names(params["pretrain"])
+    models = len(names_of) * len(pretrain_config(params["pretrain"], names_of[0]).seed_list)  # x seeds
     per_item = {"probe": slots, "clip-slot": slots, "annotate-visual": slots, "annotate-audio": slots,
                 "extract-features": slots, "pretrain": models, "collect": models,
                 "transfer": models * len(params.get("benchmarks") or {})}
@@ -233,6 +248,12 @@ def _point_latest(workdir: Path, outputs: dict[str, Path]) -> None:
 
 def _summary(folder: Path) -> dict:
     return read_summary(folder)  # with the run's record: units reused and computed, seconds
+
+
+def _card(folder: Path) -> dict:
+    """An exported model's ``model.json`` (``{}`` where there is none)."""
+    path = folder / "model.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def summarise(outputs: dict[str, Path], seconds: float, run: Path | None = None) -> str:
