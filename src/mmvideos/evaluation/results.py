@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmvideos.benchmarks.naming import REAL
-from mmvideos.evaluation.uncertainty import compare, decode, encode, interval, mean_sd, spread
+from mmvideos.evaluation.uncertainty import compare, decode, over_seeds
 
 #: Rows whose features come from the pre-trained network (they vary with the pre-training seed).
 PRETRAINED_ROWS = ("pretrained", "pretrained_1nn")
@@ -56,15 +56,11 @@ def merge_pretrain_seeds(results: list[dict]) -> list[dict]:
 def _merge_rows(rows: list[dict], pretrain_seeds: list) -> dict:
     metrics = [m for m in rows[0].get("ci", {})] or ["top1", "top5", "map", "auc"]
     seeds = [{"pretrain_seed": p, **s} for row, p in zip(rows, pretrain_seeds) for s in row.get("seeds", [row])]
-    stats = {m: mean_sd([s[m] for s in seeds]) for m in metrics}
-    splits = {name: {m: float(np.mean([row["splits"][name][m] for row in rows])) for m in metrics}
-              for name in rows[0].get("splits", {})}
-    pooled = {m: np.nanmean([_resampled(row)[m] for row in rows], axis=0) for m in _resampled(rows[0])}
-    return {**rows[0], **{m: stats[m][0] for m in metrics}, "seeds": seeds, "seed_sd": {m: stats[m][1] for m in metrics},
-            "fold_sd": spread(splits) if splits else rows[0].get("fold_sd", {}), "splits": splits,
-            "ci": {m: interval(v, estimate=stats[m][0]) for m, v in pooled.items() if m in stats} or rows[0].get("ci", {}),
-            "n": {**rows[0].get("n", {}), "seeds": len(seeds)},
-            "resampled": {m: encode(v) for m, v in pooled.items()}}
+    merged = over_seeds(seeds, [row["splits"] for row in rows if row.get("splits")],
+                        [_resampled(row) for row in rows if row.get("resampled")], metrics)
+    # a transfer written without splits or resampled figures keeps the first seed's spread and interval
+    return {**rows[0], **merged, "seeds": seeds, "fold_sd": merged["fold_sd"] or rows[0].get("fold_sd", {}),
+            "ci": merged["ci"] or rows[0].get("ci", {}), "n": {**rows[0].get("n", {}), "seeds": len(seeds)}}
 
 
 def comparisons(result: dict, label) -> list[dict]:

@@ -183,6 +183,21 @@ def compare(distributions: dict[str, dict[str, np.ndarray]], figures: dict[str, 
     return out
 
 
+def over_seeds(figures: list[dict[str, float]], per_split: list[dict[str, dict[str, float]]],
+               resampled: list[dict[str, np.ndarray]], metrics: list[str]) -> dict:
+    """A row's figures over its seeds (each seed's ``figures``, ``per_split`` figures and
+    ``resampled`` figures): per metric the mean (the reported figure) and sd over the seeds, the
+    per-split means and their spread, and the seeds' resampled figures averaged resample by
+    resample, with the interval around the reported figure (none without resampled figures)."""
+    stats = {m: mean_sd([f[m] for f in figures]) for m in metrics}
+    splits = {s: {m: float(np.mean([p[s][m] for p in per_split])) for m in metrics} for s in (per_split or [{}])[0]}
+    pooled = {m: np.mean([r[m] for r in resampled], axis=0) for m in metrics if resampled and m in resampled[0]}
+    return {**{m: stats[m][0] for m in metrics}, "seed_sd": {m: stats[m][1] for m in metrics},
+            "fold_sd": spread(splits) if splits else {}, "splits": splits,
+            "ci": {m: interval(v, estimate=stats[m][0]) for m, v in pooled.items()},
+            "resampled": {m: encode(v) for m, v in pooled.items()}}
+
+
 def mean_sd(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (``None`` for one value) of per-seed figures."""
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)

@@ -229,7 +229,7 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
         :func:`mmvideos.evaluation.uncertainty.encode`); the
         bootstrap's description; the pre-trained row's confusion matrix of its first seed)
     """
-    from mmvideos.evaluation.uncertainty import bootstrap_distribution, encode, interval, mean_sd, spread
+    from mmvideos.evaluation.uncertainty import LEVEL, bootstrap_distribution, over_seeds
 
     weights = bootstrap_weights(bench, cfg.bootstrap, cfg.seed)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
@@ -252,19 +252,13 @@ def score_rows(bench: Benchmark, features: dict[str, list[np.ndarray]], runs: li
         dropped = {"top5"} if len(bench.classes) < TOP5_MIN_CLASSES else set()
         figures = [{k: v for k, v in f.items() if k not in dropped} for f in figures]
         metrics = [m for m in figures[0] if m != "seed"]
-        splits = {s: {m: float(np.mean([p[s][m] for p in per_splits])) for m in metrics} for s in per_splits[0]}
-        pooled = {m: np.mean([r[m] for r in resampled], axis=0) for m in metrics}
-        stats = {m: mean_sd([f[m] for f in figures]) for m in metrics}
-        rows.append({"model": name, **{m: stats[m][0] for m in metrics}, "seeds": figures,
-                     "seed_sd": {m: stats[m][1] for m in metrics}, "fold_sd": spread(splits),
-                     "ci": {m: interval(pooled[m], estimate=stats[m][0]) for m in metrics},
+        rows.append({"model": name, **over_seeds(figures, per_splits, resampled, metrics), "seeds": figures,
                      "n": {"clips": int(sum(w.shape[1] for w in weights)), "classes": len(bench.classes),
                            "splits": len(bench.protocol), "seeds": len(figures)},
-                     "splits": splits, "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
-                     "feature_dim": int(features[source][0].shape[1]),
-                     "resampled": {m: encode(pooled[m]) for m in metrics}, **dict.fromkeys(dropped)})
+                     "fits": fits, "solver": "1-nn" if nearest else cfg.solver,
+                     "feature_dim": int(features[source][0].shape[1]), **dict.fromkeys(dropped)})
     unit = "source recording (src_file)" if "src_file" in bench.table else "clip"
-    described = {"resamples": cfg.bootstrap, "level": 0.95, "unit": unit, "seed": cfg.seed,
+    described = {"resamples": cfg.bootstrap, "level": LEVEL, "unit": unit, "seed": cfg.seed,
                  "strata": "split" if bench.multi_label else
                  f"split and class (classes of fewer than {MIN_STRATUM} units in a split pooled)"}
     return rows, described, confusion
