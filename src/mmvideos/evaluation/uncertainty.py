@@ -13,13 +13,17 @@ estimated by the bootstrap:
   which makes the difference between two rows a *paired* bootstrap.
 * **Intervals.** The 95% percentile interval of the resampled figures
   (``scipy.stats.bootstrap(method="percentile")`` with the same strata gives the same interval;
-  the tests compare them), bias-corrected (Efron's BC: the percentiles moved by the share of
-  resampled figures below the reported one) when the resampled figures sit off the reported
-  figure, as mAP's do on small test sets (a resample that repeats a positive clip ranks it in
-  ties): the interval then holds the figure it is the interval of. With no bias (half the
-  resamples below), BC is the percentile interval.
+  the tests compare them), centred on the reported figure: moved by the reported figure minus the
+  resamples' median. For a mean (Top-n) the resamples centre on the figure already and the move is
+  nil. mAP's do not: a resample repeats clips, and a repeated positive raises its own precision
+  (its copies rank together), so on small test sets every resample can sit above (or, with the
+  tied scores of 1-NN, below) the figure. That shift is an artefact of the resampling (a real test
+  set has no copies), not a bias of the figure, so the interval keeps the resamples' spread and
+  drops their shift. In tests/test_uncertainty.py's simulation (5 splits, 8 classes, 2 test clips
+  each, 100 test sets from one population) the centred interval holds the expected mAP 97 times,
+  the plain percentile interval 60 times.
 * **Differences.** Two rows differ beyond noise when the 95% interval of their paired difference
-  excludes 0; otherwise the table says "within noise".
+  (centred on the difference of their figures) excludes 0; otherwise the table says "within noise".
 
 The weighted metrics are vectorised over resamples (a ``[B, n]`` weight matrix): Top-n is a
 weighted mean of per-clip hits; AP and ROC AUC follow scikit-learn's definitions (step-wise AP,
@@ -142,21 +146,20 @@ def bootstrap_distribution(splits: list[SplitScores], weights: list[np.ndarray])
     return out
 
 
-def interval(values: np.ndarray, level: float = LEVEL, estimate: float | None = None) -> list[float] | None:
+def interval(values: np.ndarray, level: float = LEVEL, estimate: float | None = None,
+             limits: tuple[float, float] = (0.0, 1.0)) -> list[float] | None:
     """The percentile interval of resampled figures (``None`` if there are none); given the
-    ``estimate`` they resample, the bias-corrected (BC) percentile interval around it."""
+    ``estimate`` they resample, centred on it (moved by ``estimate`` minus their median) and kept
+    within the metric's ``limits``."""
     values = values[~np.isnan(values)]
     if not len(values):
         return None
-    tail = (1 - level) / 2
-    low, high = tail, 1 - tail
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
     if estimate is not None:
-        from scipy.stats import norm
-
-        below = (np.sum(values < estimate) + 0.5 * np.sum(values == estimate)) / len(values)
-        z0 = norm.ppf(np.clip(below, 1 / (len(values) + 1), len(values) / (len(values) + 1)))
-        low, high = norm.cdf(2 * z0 + norm.ppf(low)), norm.cdf(2 * z0 + norm.ppf(high))
-    return [float(np.percentile(values, 100 * low)), float(np.percentile(values, 100 * high))]
+        shift = estimate - float(np.median(values))
+        low, high = max(low + shift, limits[0]), min(high + shift, limits[1])
+    return [float(low), float(high)]
 
 
 def spread(per_split: dict[str, dict[str, float]]) -> dict[str, float | None]:
@@ -169,16 +172,16 @@ def spread(per_split: dict[str, dict[str, float]]) -> dict[str, float | None]:
 def compare(distributions: dict[str, dict[str, np.ndarray]], figures: dict[str, dict[str, float]],
             level: float = LEVEL) -> list[dict]:
     """Paired differences between every two rows: ``{"a", "b", "metric", "difference", "ci",
-    "within_noise"}`` (``difference`` = a - b on the reported figures; ``ci`` its paired bootstrap interval;
-    ``within_noise``: the interval covers 0)."""
+    "within_noise"}`` (``difference`` = a - b on the reported figures; ``ci`` its paired bootstrap interval,
+    centred on it as :func:`interval`; ``within_noise``: the interval covers 0)."""
     out = []
     for a, b in itertools.combinations(distributions, 2):
         for metric in distributions[a]:
-            ci = interval(distributions[a][metric] - distributions[b][metric], level)
+            difference = float(figures[a][metric] - figures[b][metric])
+            ci = interval(distributions[a][metric] - distributions[b][metric], level, difference, (-1.0, 1.0))
             if ci is None:
                 continue
-            out.append({"a": a, "b": b, "metric": metric,
-                        "difference": float(figures[a][metric] - figures[b][metric]), "ci": ci,
+            out.append({"a": a, "b": b, "metric": metric, "difference": difference, "ci": ci,
                         "within_noise": bool(ci[0] <= 0.0 <= ci[1])})
     return out
 

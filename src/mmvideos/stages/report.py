@@ -245,7 +245,7 @@ def _about(results: list[dict]) -> list[str]:
         splits = next((row["n"]["splits"] for row in result["rows"] if row.get("n")), None)
         lines.append(f"- {result.get('title') or _short(result)}: " + (f"{splits} split(s), " if splits else "")
                      + f"up to {seeds} seed(s) per row"
-                     + (f"; 95% intervals (bias-corrected percentile) from {boot['resamples']:,} bootstrap resamples of "
+                     + (f"; 95% intervals (percentile, centred on the figure) from {boot['resamples']:,} bootstrap resamples of "
                         f"the test clips by {boot['unit']} within {boot['strata']}" if boot
                         else "; no intervals (an older transfer)")
                      + ("" if result.get("paper") else "; not the paper's benchmark, so no (paper) column") + ".")
