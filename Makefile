@@ -48,11 +48,12 @@ test: $(STAMP) system-deps  ## run the test suite
 compile: $(STAMP)  ## write the pipeline as KFP IR YAML (pipeline.yaml)
 	$(BIN)/mmvideos compile --output pipeline.yaml
 
-bench: $(STAMP) system-deps  ## figures vs references, then the scale benchmarks, map and reduce side, and the leakage guard (bench/bench.json, scale.json, leakage.json); docs/benchmarks.md's table, docs/sizing.md
+bench: $(STAMP) system-deps  ## figures vs references, then the scale benchmarks, map and reduce side, the leakage guard and deterministic pretraining (bench/bench.json, scale.json, leakage.json, determinism.json); docs/benchmarks.md, docs/sizing.md
 	$(BIN)/mmvideos bench --output bench
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --scale --output bench
 	$(BIN)/mmvideos bench --scale --reduce --output bench
 	$(BIN)/mmvideos bench --leakage --output bench
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mmvideos bench --determinism --output bench
 	$(BIN)/mmvideos docs
 
 bench-gpu: $(STAMP)  ## on a CUDA machine: models (samples/s, MFU), loader, annotators at batch 1,024 in bf16 (bench-gpu/; docs/benchmarks.md's GPU block)

@@ -10,12 +10,17 @@ from mmvideos.components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model: Input[Model], params: dict,
-             results: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics]):
+             results: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics],
+             first_seed: int = 0):
     """Classifier on the 128-d embeddings (and two baselines) under the benchmark's protocol.
 
     ``data_roots`` maps benchmark names to their data (params.yaml ``benchmarks``); its names
     must be the ``compiled_benchmarks`` the DAG has one task for (the roots may change per run).
+    A model of a pre-training seed other than ``first_seed`` (``pretrain.seeds``) gets only its
+    pre-trained rows: the others do not depend on the pre-training, and the first seed's task has them.
     """
+    import json
+
     from mmvideos.cluster.kfp_io import log_transfer
     from mmvideos.config import check_compiled, from_dict
     from mmvideos.demo.benchmark import resolve_benchmark
@@ -23,8 +28,10 @@ def transfer(benchmark: str, data_roots: dict, compiled_benchmarks: list, model:
     from mmvideos.stages.transfer import transfer as run
 
     check_compiled("the benchmark names in benchmarks", sorted(data_roots), sorted(compiled_benchmarks))
+    with open(f"{model.path}/model.json") as card:
+        rows = "all" if json.load(card).get("seed", first_seed) == first_seed else "pretrained"
     run(benchmark, resolve_benchmark(benchmark, data_roots.get(benchmark)), model.path, results.path,
-        from_dict(TransferConfig, params), progress=True)
+        from_dict(TransferConfig, params), progress=True, rows=rows)
     log_transfer(results.path, metrics, confusion)
 
 

@@ -141,7 +141,7 @@ def build_pipeline(params: dict, pipeline_root: str | None = None, on_cluster: b
             with dsl.ParallelFor(items=benchmark_names) as benchmark:
                 evaluated = placed(transfer(benchmark=benchmark, data_roots=benchmarks,
                                             compiled_benchmarks=benchmark_names, model=trained.outputs["model"],
-                                            params=transfer_params), "transfer", "transfer")
+                                            params=transfer_params, first_seed=seeds[0]), "transfer", "transfer")
             per_model = placed(collect(results=dsl.Collected(evaluated.outputs["results"]), model=trained.outputs["model"]),
                                "report",
                                "collect results")

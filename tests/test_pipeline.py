@@ -279,3 +279,10 @@ def test_several_seeds_keep_one_output_and_one_task_count_each(tmp_path):
     two = _task_names(build_pipeline(params, on_cluster=False), params)[1]
     benchmarks = len(params["benchmarks"])
     assert two - one == len(params["pretrain"]["models"]) * (2 + benchmarks)  # a pretrain, a collect, the transfers
+    # each transfer task knows the first seed: a later seed's computes only its pre-trained rows
+    params["pretrain"]["seed"] = 7
+    compiler.Compiler().compile(build_pipeline(params), str(tmp_path / "pipeline.yaml"))
+    ir = next(yaml.safe_load_all((tmp_path / "pipeline.yaml").read_text()))  # then the platform spec
+    transfers = [task for component in ir["components"].values() for task in component.get("dag", {}).get("tasks", {}).values()
+                 if task["componentRef"]["name"] == "comp-transfer"]
+    assert [t["inputs"]["parameters"]["first_seed"]["runtimeValue"]["constant"] for t in transfers] == [7]

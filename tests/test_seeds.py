@@ -32,6 +32,9 @@ def test_three_pretraining_seeds_give_three_models_and_mean_and_sd_rows(tmp_path
     per_seed = transfer("esc50", root, tmp_path / "model", out, TransferConfig(seeds=2, bootstrap=200, val_folds=2, val_rounds=1),
                         progress=False, cache_dir=tmp_path / "cache")
     assert set(per_seed) == {"4", "5", "6"} and (out / "transfers.json").is_file()
+    computed = [[row["model"] for row in result["rows"]] for result in json.loads((out / "transfers.json").read_text())]
+    assert computed[0] == ["pretrained", "random_init", "logmel_stats", "pretrained_1nn", "logmel_stats_1nn"]
+    assert computed[1:] == [["pretrained", "pretrained_1nn"]] * 2  # the rest does not depend on the pre-training
     report([out], tmp_path / "report")
     data = json.loads((tmp_path / "report" / "results.json").read_text())
     rows = {row["label"]: row["cells"][root.name] for row in data["rows"]}

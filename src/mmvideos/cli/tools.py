@@ -77,6 +77,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         reduce(args.output, tuple(args.clips))
         return
+    if args.determinism:
+        from mmvideos.bench.determinism import main as determinism
+
+        determinism(output=args.output, features=args.features)
+        return
     if args.leakage:
         from mmvideos.bench.leakage import main as leakage
 
@@ -164,6 +169,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--leakage", action="store_true",
                    help="instead: the leakage guard's recall per edit and false matches per min_votes on a "
                         "generated set of edited benchmark copies and negatives (leakage.md, leakage.json)")
+    p.add_argument("--determinism", action="store_true",
+                   help="instead: pretrain the demo not pinned, pinned to AVX2 (twice), to no SIMD and to AVX-512 "
+                        "where the CPU has it (pretrain.deterministic), transfer each model to the demo benchmark and "
+                        "compare them: time, kernels, bit-identical weights, Top-1 and mAP with paired intervals "
+                        "(determinism.md, determinism.json; needs `dvc repro features` first, about 25 min on 2 cores)")
+    p.add_argument("--features", default="data/features",
+                   help="with --determinism: the demo's features folder (default: %(default)s)")
     p.add_argument("--write", default=None, help="with --scale: also write the sizing plan (e.g. docs/sizing.md; "
                                                  "`mmvideos docs` writes it from --output's scale.json)")
     p.set_defaults(func=cmd_bench)

@@ -8,7 +8,8 @@ their seeds, fold spread, 95% bootstrap interval and bootstrap figures (``resamp
   with several seeds (``pretrain.seeds``): the rows that depend on the pre-training (the
   pre-trained embedding and its 1-NN) get the mean over every (pre-training, transfer) seed, the
   sd over them and their values; the others (random init, log-mel statistics, released models)
-  are the same in every transfer and are kept once. Bootstrap figures are averaged over seeds
+  do not depend on the pre-training: the first seed's transfer computes them, the later seeds'
+  only the pre-trained rows (``transfer(rows="pretrained")``). Bootstrap figures are averaged over seeds
   (every transfer on one benchmark draws the same resamples), so the interval is the seed mean's.
 * :func:`comparisons` pairs the rows on each benchmark: the paired bootstrap interval of their
   difference and whether it covers 0 ("within noise").

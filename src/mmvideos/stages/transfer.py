@@ -40,7 +40,8 @@ protocol's splits and seeds; ``fits`` says per split how many steps the first se
 whether it stopped early), ``confusion.json`` for single-label benchmarks (pre-trained model, summed
 over splits, ``{"labels", "matrix"}`` with rows = true class, as KFP's ClassificationMetrics wants)
 and ``summary.json``. A checkpoint folder of several pre-training seeds (``pretrain.seeds``) gives
-one such folder per seed, ``seed-<seed>/``, gathered in ``transfers.json``.
+one such folder per seed, ``seed-<seed>/``, gathered in ``transfers.json``; the seeds after the first
+compute only the pre-trained rows (the others do not depend on the pre-training).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ log = logging.getLogger(__name__)
 MODELS = ("pretrained", "random_init", "logmel_stats")
 #: 1-NN rows: ``<features>_1nn`` on the features of each of these linear-probe rows.
 NEAREST = ("pretrained", "logmel_stats")
+#: Which rows a transfer computes (``transfer(rows=...)``).
+ROWS = ("all", "pretrained")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +304,7 @@ def _local_checkpoint(checkpoint_dir: str) -> Iterator[Path]:
 
 def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, out_dir: str | Path,
              cfg: TransferConfig = TransferConfig(), progress: bool = True,
-             cache_dir: str | Path | None = None) -> dict:
+             cache_dir: str | Path | None = None, rows: str = "all") -> dict:
     """Evaluate a pre-trained checkpoint, its baselines and any released model on one benchmark.
 
     Args:
@@ -314,6 +317,9 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         cfg: pooling, classifier settings and released baselines.
         progress: show progress bars.
         cache_dir: embedding cache (default ``$MMVIDEOS_CACHE/embeddings``).
+        rows: ``all``, or ``pretrained``: only the rows of the pre-trained network (its embedding and
+            1-NN), for every pre-training seed after the first; the other rows do not depend on it and
+            the report keeps the first seed's (:func:`mmvideos.evaluation.results.merge_pretrain_seeds`).
 
     Returns:
         The summary (also ``summary.json``).
@@ -334,11 +340,14 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
     from mmvideos.training.checkpoint import load_model
 
     started = time.time()
+    if rows not in ROWS:
+        raise ValueError(f"rows must be one of {ROWS}, got {rows!r}")
     out_dir = Path(out_dir)
     models = seed_folders(str(checkpoint_dir))
     if len(models) > 1:  # pretrain.seeds: one transfer per pre-trained model, gathered in a collection
-        per_seed = {str(seed): transfer(benchmark, data_dir, folder, out_dir / f"seed-{seed}", cfg, progress, cache_dir)
-                    for seed, folder in models.items()}
+        per_seed = {str(seed): transfer(benchmark, data_dir, folder, out_dir / f"seed-{seed}", cfg, progress, cache_dir,
+                                        rows="all" if i == 0 else "pretrained")
+                    for i, (seed, folder) in enumerate(models.items())}
         write_json([json.loads((out_dir / f"seed-{seed}" / "metrics.json").read_text()) for seed in per_seed],
                    out_dir / "transfers.json")
         write_json({"benchmark": benchmark, "seeds": list(per_seed), "per_seed": per_seed}, out_dir / "summary.json")
@@ -356,34 +365,38 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         pretrained = load_model(local, device=device)
         key = weights_key(local, card["arch"])
     networks = {"pretrained": (key, pretrained, None)}
-    for seed in range(cfg.seed, cfg.seed + cfg.seeds):  # one random-init network per seed, the row their mean
+    everything = rows == "all"
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds) if everything else ():  # a random-init network per seed
         torch.manual_seed(seed)
         random_init = build_model(card["arch"], card["num_classes"], card.get("width_mult", 1.0)).to(device).eval()
         networks[f"random_init@{seed}"] = (module_key(random_init, f"{card['arch']}-random"), random_init, None)
-    for name, entry in cfg.baselines.items():
+    for name, entry in cfg.baselines.items() if everything else ():
         released, released_key = load_released_vggish(entry["weights"], entry.get("pca", ""))
         networks[name] = (released_key, released.to(device), vggish_examples)
     pool = {"pooling": cfg.pooling, "seconds": bench.clip_seconds}
     extractors = [embedding_extractor(name, k, net.embed, device, front_end=front_end, **pool)
                   for name, (k, net, front_end) in networks.items()]
-    extracted = extract(bench.table, extractors + [LOGMEL_STATS], cache, benchmark, str(data_dir), progress)
+    extracted = extract(bench.table, extractors + ([LOGMEL_STATS] if everything else []), cache, benchmark,
+                        str(data_dir), progress)
     features = {name: [x] for name, x in extracted.items() if "@" not in name}
-    features["random_init"] = [x for name, x in extracted.items() if name.startswith("random_init@")]
+    if everything:  # the row of the random-init networks: their mean
+        features["random_init"] = [x for name, x in extracted.items() if name.startswith("random_init@")]
     runs = [(name, name, False) for name in [*MODELS, *cfg.baselines]] + [(f"{n}_1nn", n, True) for n in NEAREST]
+    runs = [run for run in runs if everything or run[1] == "pretrained"]
     bar = progress_bar(total=sum(1 if nearest else cfg.seeds for *_, nearest in runs) * len(bench.protocol),
                        desc=f"{benchmark}: fits", unit="fit", disable=not progress)
     with keep_alive(bar):  # a line at least every 15 s, however long one fit takes
-        rows, bootstrap, confusion = score_rows(bench, features, runs, cfg, fit_cfg, device, lambda _: bar.update())
+        scored, bootstrap, confusion = score_rows(bench, features, runs, cfg, fit_cfg, device, lambda _: bar.update())
     bar.close()
-    for row, (_, source, _) in zip(rows, runs):
+    for row, (_, source, _) in zip(scored, runs):
         row["pooling"] = "mean_std" if source == "logmel_stats" else cfg.pooling
-    notes, warnings = [fold_note] if fold_note else [], caveats(rows, bench, json_at(checkpoint_dir, "summary.json"))
+    notes, warnings = [fold_note] if fold_note else [], caveats(scored, bench, json_at(checkpoint_dir, "summary.json"))
     named = benchmark_name(benchmark, str(data_dir), len(bench.classes), len(bench.table),
                            len(bench.table) + bench.missing, demo=is_demo_benchmark(data_dir))
     write_json({"benchmark": benchmark, "arch": card["arch"], "checkpoint": key, "pretrain_seed": card.get("seed"),
                 "name": named.short, "title": named.title, "paper": named.real,
                 "clips": len(bench.table), "classes": len(bench.classes),
-                "bootstrap": bootstrap, "rows": rows, "val_folds": val_folds, "notes": notes, "warnings": warnings},
+                "bootstrap": bootstrap, "rows": scored, "val_folds": val_folds, "notes": notes, "warnings": warnings},
                out_dir / "metrics.json")
     if not bench.multi_label:
         write_json({"labels": list(bench.classes), "matrix": confusion.tolist()}, out_dir / "confusion.json")
@@ -393,11 +406,11 @@ def transfer(benchmark: str, data_dir: str | Path, checkpoint_dir: str | Path, o
         "splits": [s.name for s in bench.protocol], "pooling": cfg.pooling, "solver": cfg.solver,
         "clips_per_fold": {str(k): int(v) for k, v in bench.table["fold"].value_counts().sort_index().items()},
         "val_folds": val_folds, "notes": notes, "warnings": warnings,
-        **{f"{row['model']}.{m}": round(row[m], 6) for row in rows for m in ("top1", "top5", "map", "auc")
+        **{f"{row['model']}.{m}": round(row[m], 6) for row in scored for m in ("top1", "top5", "map", "auc")
            if row[m] is not None},
-        **{f"{row['model']}.top1_ci": [round(v, 4) for v in row["ci"]["top1"] or []] for row in rows},
+        **{f"{row['model']}.top1_ci": [round(v, 4) for v in row["ci"]["top1"] or []] for row in scored},
         **{f"{row['model']}.steps": [f["steps"] for f in row["fits"].values()]
-           for row in rows if row["solver"] != "1-nn"},
+           for row in scored if row["solver"] != "1-nn"},
         "seconds": round(time.time() - started, 1),
     }
     write_summary(summary, out_dir)

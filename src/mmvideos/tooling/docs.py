@@ -3,7 +3,7 @@
 ``mmvideos docs`` (``make docs``) reads the git-tracked ``results/`` of a ``dvc repro`` (the
 committed demo run: label statistics, pretraining summary, transfer table, drift verdict) and the
 git-tracked bench reports (``bench/bench.json`` of ``make bench``; ``bench-gpu/bench_gpu.json`` of
-``make bench-gpu``, once it has run on a GPU), then
+``make bench-gpu``, once it has run on a GPU; ``bench/determinism.json`` and ``bench/leakage.json``), then
 
 * writes ``docs/results.md`` whole: every figure of that run, with the plots linked from
   ``results/`` (docs/ holds no image of its own);
@@ -31,6 +31,7 @@ SOURCES = {"demo-figures": "`make docs` writes this block from results/",
            "layout": "`make docs` writes this block from the package's docstrings",
            "bench-figures": "`make bench` (or `make docs`) writes this block from bench/bench.json",
            "leakage": "`make bench` (or `make docs`) writes this block from bench/leakage.json",
+           "determinism": "`make bench` (or `make docs`) writes this block from bench/determinism.json",
            "bench-gpu": "`make bench-gpu` (or `make docs`) writes this block from bench-gpu/bench_gpu.json"}
 END = "<!-- END GENERATED {name} -->"
 _BLOCK = re.compile(r"<!-- BEGIN GENERATED (?P<name>[\w-]+):[^>]*-->\n.*?<!-- END GENERATED (?P=name) -->", re.S)
@@ -160,6 +161,13 @@ def leakage_block(bench: Path) -> str:
     return markdown(_load(bench, "leakage.json", "run `mmvideos bench --leakage` first"))
 
 
+def determinism_block(bench: Path) -> str:
+    """What ``pretrain.deterministic`` costs and how far apart its runs land (``mmvideos bench --determinism``)."""
+    from mmvideos.bench.determinism import markdown
+
+    return markdown(_load(bench, "determinism.json", "run `mmvideos bench --determinism` first"))
+
+
 def bench_gpu_block(bench_gpu: Path) -> str:
     """The figures of ``make bench-gpu`` (``bench_gpu.json``) measured on a GPU; until then, says so."""
     from mmvideos.bench.gpu import markdown_body
@@ -190,6 +198,7 @@ def generate(results: Path = Path("results"), docs: Path = Path("docs"), readme:
     fig = figures(results)
     makers = {"demo-figures": lambda: _summary_block(fig), "layout": where_things_live,
               "bench-figures": lambda: bench_block(bench), "leakage": lambda: leakage_block(bench),
+              "determinism": lambda: determinism_block(bench),
               "bench-gpu": lambda: bench_gpu_block(bench_gpu)}
     blocks: dict[str, str] = {}
     wanted = {page: results_page(fig)}
