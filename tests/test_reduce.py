@@ -156,7 +156,8 @@ def test_pack_and_pretrain_start_up_memory_does_not_grow_with_the_clips(tmp_path
 
 
 def test_streamed_label_drift_equals_the_whole_table_report(corpus, tmp_path):
-    from mmvideos.stages.drift import DriftConfig, Side, column_names, label_drift, label_frame, read_names
+    from mmvideos.stages.drift import (DriftConfig, Side, column_names, label_drift, label_frame, read_names,
+                                       read_sides, sample_frames)
 
     _, parts = corpus
     for stage in parts:
@@ -180,8 +181,11 @@ def test_streamed_label_drift_equals_the_whole_table_report(corpus, tmp_path):
     assert summary["label_shares"] == {readable[i]: {side: round(shares[side].get(i, 0.0), 4) for side in sides}
                                        for i in chosen}
     frames = {side: label_frame(table, chosen) for side, table in sides.items()}
-    streamed = Side(tmp_path / "labels" / "labels.parquet", "train", batch_rows=500).counts()
-    pd.testing.assert_frame_equal(streamed.frame(chosen, {}, 10**6), frames["reference"])
+    table = tmp_path / "labels" / "labels.parquet"  # train and val read together, in batches of 500 rows
+    streamed = read_sides([Side(table, "train"), Side(table, "val")], batch_rows=500)
+    assert [side.clips for side in streamed] == [len(sides["reference"]), len(sides["current"])]
+    for frame, side in zip(sample_frames(streamed, chosen, {}, 10**6, batch_rows=500), sides):
+        pd.testing.assert_frame_equal(frame, frames[side])
     assert summary["sampled_clips"] == {side: len(table) for side, table in sides.items()}
     assert "every clip" in summary["method"] and summary["method"] in (tmp_path / "drift" / "drift.html").read_text()
     # a sample: the same clips on every run, about the size asked, shares still over every clip

@@ -8,7 +8,8 @@ label as a category (rare ones pooled), and one 0/1 column per frequent label. e
 K-S / chi-square / Z-test below 1000 reference rows, Wasserstein / Jensen-Shannon above) and calls
 the whole dataset drifted when at least ``drift_share`` of the columns drifted.
 
-Bounded memory. The label tables are read in row batches (:class:`Side`), twice: a first pass
+Bounded memory. The label tables are read in row batches (:class:`Side`), twice (train and val
+of one table in the same passes): a first pass
 counts each label's clips per side (the label shares and the choice of label columns, exact over
 every clip; memory bounded by the vocabulary), a second builds the flat rows of a hash sample of
 at most about ``sample_clips`` clips a side (every clip of a smaller table, so a small table's
@@ -16,8 +17,9 @@ report is what whole-table rows give), which evidently tests. The method is stat
 ``drift.html`` and in the summary's ``method``.
 
 ``label_drift`` -> ``out_dir/``:
-  * ``drift.html``: evidently's interactive report (self-contained, its JavaScript inlined), or a
-    short page explaining why there was nothing to compare.
+  * ``drift.html``: evidently's interactive report (self-contained, its JavaScript inlined, its
+    element ids numbered so that the same report is the same bytes), or a short page explaining
+    why there was nothing to compare.
   * ``drift.json``: evidently's snapshot (``Snapshot.dict()``: every metric and test).
   * ``summary.json``: mode, clip counts, columns tested, drifted columns (names and per-column
     method, score and threshold), the dataset verdict, each label column's share of clips in the
@@ -34,6 +36,8 @@ import dataclasses
 import hashlib
 import html
 import json
+import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -163,42 +167,86 @@ COLUMNS = ["clip_id", "split", "visual_labels", "visual_scores", "audio_labels",
 class Side:
     """One side of the comparison, read in row batches: a label table, or one split of it.
 
-    Memory does not grow with the table: :meth:`counts` keeps a count per label (bounded by the
-    vocabulary) and :meth:`frame` the rows of a hash sample of at most about ``sample`` clips.
+    Memory does not grow with the table: :meth:`count` keeps a count per label (bounded by the
+    vocabulary) and :meth:`sampled` the rows of a hash sample of at most about ``sample`` clips.
+    Two splits of one table are read together, one pass each for counting and sampling
+    (:func:`read_sides`).
     """
 
-    def __init__(self, path: Path, split: str | None = None, batch_rows: int = 65536) -> None:
-        self.path, self.split, self.batch_rows = path, split, batch_rows
+    def __init__(self, path: Path, split: str | None = None) -> None:
+        self.path, self.split = path, split
         self.clips, self.label_counts = 0, Counter()
 
-    def batches(self) -> Iterable[pd.DataFrame]:
-        for batch in pq.ParquetFile(self.path).iter_batches(self.batch_rows, columns=COLUMNS):
-            frame = batch.to_pandas()
-            yield frame if self.split is None else frame[frame["split"] == self.split]
+    def rows(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """This side's rows of a batch of the table."""
+        return batch if self.split is None else batch[batch["split"] == self.split]
 
-    def counts(self) -> Side:
-        """Count the clips and, per label id, the clips carrying it (one pass)."""
-        for batch in self.batches():
-            self.clips += len(batch)
-            for visual, audio in zip(batch["visual_labels"], batch["audio_labels"]):
-                self.label_counts.update(set(visual) | set(audio))
-        return self
+    def count(self, batch: pd.DataFrame) -> None:
+        """Count the clips of a batch and, per label id, the clips carrying it."""
+        batch = self.rows(batch)
+        self.clips += len(batch)
+        for visual, audio in zip(batch["visual_labels"], batch["audio_labels"]):
+            self.label_counts.update(set(visual) | set(audio))
 
     def shares(self) -> pd.Series:
         """Share of clips carrying each label id (visual and audio, as annotated), most frequent first."""
         shares = pd.Series(self.label_counts, dtype=np.float64) / max(self.clips, 1)
         return shares.sort_index().sort_values(ascending=False, kind="stable")
 
-    def frame(self, columns: list[str], names: Mapping[str, str], sample: int) -> pd.DataFrame:
-        """:func:`label_frame` of the clips whose hash falls in the first ``sample / clips`` of the
-        range (every clip when there are at most ``sample``), in table order; after :meth:`counts`."""
-        fraction = min(1.0, sample / max(self.clips, 1))
-        parts = []
-        for batch in self.batches():
-            if fraction < 1.0:
-                batch = batch[[in_sample(c, fraction) for c in batch["clip_id"]]]
-            parts.append(label_frame(batch, columns, names))
-        return pd.concat(parts, ignore_index=True) if parts else label_frame(pd.DataFrame(columns=COLUMNS), columns)
+    def sampled(self, batch: pd.DataFrame, columns: list[str], names: Mapping[str, str], sample: int) -> pd.DataFrame:
+        """:func:`label_frame` of a batch's clips whose hash falls in the first ``sample / clips`` of the
+        range (every clip when there are at most ``sample``); after every batch was counted."""
+        batch, fraction = self.rows(batch), min(1.0, sample / max(self.clips, 1))
+        if fraction < 1.0:
+            batch = batch[[in_sample(c, fraction) for c in batch["clip_id"]]]
+        return label_frame(batch, columns, names)
+
+
+def _batches(path: Path, batch_rows: int = 65536) -> Iterable[pd.DataFrame]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_rows, columns=COLUMNS):
+        yield batch.to_pandas()
+
+
+def read_sides(sides: list[Side], batch_rows: int = 65536) -> list[Side]:
+    """Count every side, one pass per table (sides that are splits of one table share it)."""
+    for path in dict.fromkeys(side.path for side in sides):
+        readers = [side for side in sides if side.path == path]
+        for batch in _batches(path, batch_rows):
+            for side in readers:
+                side.count(batch)
+    return sides
+
+
+def sample_frames(sides: list[Side], columns: list[str], names: Mapping[str, str], sample: int,
+                  batch_rows: int = 65536) -> list[pd.DataFrame]:
+    """Each side's :meth:`Side.sampled` rows in table order, one pass per table."""
+    parts: dict[int, list[pd.DataFrame]] = {i: [] for i in range(len(sides))}
+    for path in dict.fromkeys(side.path for side in sides):
+        readers = [i for i, side in enumerate(sides) if side.path == path]
+        for batch in _batches(path, batch_rows):
+            for i in readers:
+                parts[i].append(sides[i].sampled(batch, columns, names, sample))
+    empty = label_frame(pd.DataFrame(columns=COLUMNS), columns)
+    return [pd.concat(parts[i], ignore_index=True) if parts[i] else empty for i in range(len(sides))]
+
+
+#: evidently's element ids, made anew on every render: UUIDs and ``metric_<32 hex digits>``.
+_PAGE_IDS = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|(?<=metric_)[0-9a-f]{32}\b")
+
+
+def stable_ids(page: str) -> str:
+    """evidently's page with its random element ids numbered in order of first appearance (each id
+    kept the same wherever it recurs), so that one report always gives the same bytes."""
+    numbered: dict[str, str] = {}
+
+    def number(match: re.Match) -> str:
+        found = match[0]
+        if found not in numbered:
+            n = len(numbered) + 1
+            numbered[found] = str(uuid.UUID(int=n)) if "-" in found else f"{n:032x}"
+        return numbered[found]
+
+    return _PAGE_IDS.sub(number, page)
 
 
 def in_sample(clip_id: str, fraction: float) -> bool:
@@ -355,11 +403,11 @@ def _label_drift(current_path: Path, reference_path: Path | None, names: dict[st
     steps = progress_bar(total=3, desc="label_drift", unit="step", disable=not progress)
     if reference_path is not None:
         mode = PREVIOUS_RUN
-        reference, current = Side(reference_path).counts(), Side(current_path).counts()
+        reference, current = read_sides([Side(reference_path), Side(current_path)])
         names = {**read_names(cfg.reference), **names}
     else:
         mode = TRAIN_VS_VAL
-        reference, current = Side(current_path, "train").counts(), Side(current_path, "val").counts()
+        reference, current = read_sides([Side(current_path, "train"), Side(current_path, "val")])
     steps.update()
     summary = {"mode": mode, "reference": cfg.reference, "reference_clips": reference.clips,
                "current_clips": current.clips, "drift_share": cfg.drift_share}
@@ -376,8 +424,7 @@ def _label_drift(current_path: Path, reference_path: Path | None, names: dict[st
     either = pd.concat([reference_shares, current_shares], axis=1).fillna(0.0).max(axis=1)
     chosen = either.sort_index().sort_values(ascending=False, kind="stable").index[: cfg.top_labels].tolist()
     readable = column_names(chosen, names)
-    reference_frame = reference.frame(chosen, names, cfg.sample_clips)
-    current_frame = current.frame(chosen, names, cfg.sample_clips)
+    reference_frame, current_frame = sample_frames([reference, current], chosen, names, cfg.sample_clips)
     reference_frame["top_audio"], current_frame["top_audio"] = pool_rare_categories(reference_frame["top_audio"],
                                                                                     current_frame["top_audio"])
     snapshot = _evidently_drift(reference_frame, current_frame, list(readable.values()), cfg.drift_share)
@@ -387,7 +434,7 @@ def _label_drift(current_path: Path, reference_path: Path | None, names: dict[st
     with atomic_path(out_dir / "drift.html") as tmp:
         snapshot.save_html(str(tmp))
         note = f"<body><p style='font-family:sans-serif'>{html.escape(method, quote=False)}</p>"
-        Path(tmp).write_text(Path(tmp).read_text().replace("<body>", note, 1))
+        Path(tmp).write_text(stable_ids(Path(tmp).read_text()).replace("<body>", note, 1))
     snapshot_dict = snapshot.dict()
     write_json(snapshot_dict, out_dir / "drift.json")
     per_column, dataset_drift, share = drift_verdicts(snapshot_dict)
