@@ -1,4 +1,4 @@
-"""Shared fixtures: a folder of real, mixed good and bad media files."""
+"""Shared fixtures: a folder of real, mixed good and bad media files, a GCS emulator, a tiny model export."""
 
 from __future__ import annotations
 
@@ -122,3 +122,15 @@ def kubeconfig(tmp_path, monkeypatch):
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
     return point_at
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny VGGish+BN export (width 1/8), as the pretrain stage writes it."""
+    from mmvideos.models import build_model
+    from mmvideos.training.checkpoint import export_model
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(7)
+    export_model(folder, build_model("vggish_bn", 16, width_mult=0.125), "vggish_bn", 0.125, epoch=1)
+    return folder

@@ -16,20 +16,9 @@ import mmvideos
 from media_fixtures import tone, write_media
 from mmvideos.benchmarks.embeddings import weights_key
 from mmvideos.cli import main
-from mmvideos.models import build_model
 from mmvideos.stages.transfer import TransferConfig, transfer
-from mmvideos.training.checkpoint import export_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny VGGish+BN export (width 1/8), as the pretrain stage writes it."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(3)
-    export_model(folder, build_model("vggish_bn", 16, width_mult=0.125), "vggish_bn", 0.125, epoch=1)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_the_stream_reads_gcs_shards_like_local_ones(tmp_path, gcs_bucket):
     for shard_uris in (uris, remote):
         stream = TrainStream(shard_uris, counts, meta, seed=4, shuffle_buffer=1)
         stream.set_epoch(1)
-        samples.append([(m.tobytes(), l.tolist()) for m, l in stream])
+        samples.append([(m.tobytes(), labels.tolist()) for m, labels in stream])
     assert samples[0] == samples[1] and len(samples[0]) == 16
     expected = {training_sample(c, 4, 1)[0].tobytes() for c in iter_features(folder, split="train")}
     assert {m for m, _ in samples[0]} == expected

@@ -29,7 +29,7 @@ def features(tmp_path_factory) -> Path:
 
 def _samples(stream: TrainStream, epoch: int) -> list[tuple[bytes, list[int]]]:
     stream.set_epoch(epoch)
-    return sorted((m.tobytes(), l.tolist()) for m, l in stream)
+    return sorted((m.tobytes(), labels.tolist()) for m, labels in stream)
 
 
 def _pack(features: Path, out: Path, root: Path | str, mb: float = 1.6) -> dict:

@@ -16,7 +16,6 @@ from mmvideos.models import build_model
 from mmvideos.data.runrecord import read_summary
 from mmvideos.stages.report import report
 from mmvideos.stages.transfer import TransferConfig, transfer
-from mmvideos.training.checkpoint import export_model
 
 CFG = TransferConfig()
 
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def audio(tmp_path_factory):
     return sounds(tmp_path_factory.mktemp("voices"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny VGGish+BN export (width 1/8), as the pretrain stage writes it."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(7)
-    export_model(folder, build_model("vggish_bn", 16, width_mult=0.125), "vggish_bn", 0.125, epoch=1)
-    return folder
 
 
 @pytest.fixture(scope="module")

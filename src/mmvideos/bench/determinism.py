@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from mmvideos.bench import save
+
 #: (name, pretrain.deterministic, ATEN_CPU_CAPABILITY pinned or None for the machine's own).
 RUNS = (("not pinned", False, None), ("pinned avx2", True, "avx2"), ("pinned avx2, again", True, "avx2"),
         ("pinned default (no SIMD)", True, "default"), ("pinned avx512", True, "avx512"))
@@ -185,10 +187,5 @@ def markdown(report: dict[str, Any]) -> str:
 def main(output: str | Path = "bench", features: str | Path = "data/features") -> dict[str, Any]:
     """Measure, write ``determinism.{json,md}`` under ``output`` and print the table."""
     report = measure(Path(features))
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "determinism.json").write_text(json.dumps(report, indent=1) + "\n")
-    table = markdown(report)
-    (output / "determinism.md").write_text(table + "\n")
-    print(table)
+    save(report, markdown(report), output, "determinism")
     return report

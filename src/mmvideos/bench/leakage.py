@@ -11,7 +11,6 @@ false matches for a range of ``ingest.fingerprint.min_votes``, and the votes the
 from __future__ import annotations
 
 import fractions
-import json
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmvideos.bench import save
 from mmvideos.data import media
 from mmvideos.demo.synth_media import write_media
 from mmvideos.stages import landmarks
@@ -222,10 +222,5 @@ def main(output: str | Path = "bench") -> dict:
     """Generate the set in a temporary folder, write ``leakage.{json,md}`` under ``output``."""
     with tempfile.TemporaryDirectory(prefix="mmvideos-leakage-") as tmp:
         report = detection_table(Path(tmp))
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "leakage.json").write_text(json.dumps(report, indent=1) + "\n")
-    table = markdown(report)
-    (output / "leakage.md").write_text(table + "\n")
-    print(table)
+    save(report, markdown(report), output, "leakage")
     return report

@@ -18,6 +18,11 @@ REAL = {"esc50": ("ESC-50", 50, 2000), "tut2018": ("TUT 2018", 10, 8640), "audio
 DEMO = "demo percussion"
 
 
+def published_name(benchmark: str) -> str:
+    """The published benchmark's name (``esc50`` -> ``ESC-50``), or the key itself for any other."""
+    return REAL.get(benchmark, (benchmark,))[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkName:
     """``short``: the table's column prefix; ``title``: with its size; ``real``: the published benchmark

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from mmvideos.data import integrity, runrecord, storage, tables
-from mmvideos.data.atomic import scratch_dir
+from mmvideos.data.atomic import scratch_dir, write_parquet
 from mmvideos.data.files import sha256_and_md5
 from mmvideos.data.keys import STAGE_VERSIONS, UNIT_CODE, unit_code, unit_key, unit_path
 
@@ -196,11 +196,16 @@ class DataRoot:
         storage.put_bytes(buf.getvalue(), uri)
         return uri
 
-    def record_whole(self, stage: str, manifest: pd.DataFrame, slots: int) -> str:
-        """Record the manifest of a stage run whole in one task (``slots == 1``: the single-stage
-        CLI, ``dvc repro``, a library call) under ``manifests/<stage>/``, so gc keeps its units;
-        a task of several slots records nothing (the gather records their union, one run)."""
-        return self.save_manifest(stage, manifest) if slots == 1 else ""
+    def write_manifest(self, stage: str, records: Iterable[dict], out_dir: str | Path, slots: int) -> pd.DataFrame:
+        """A map stage's manifest of its units' ``records``, written to ``out_dir/MANIFEST``; a run
+        whole in one task (``slots == 1``: the single-stage CLI, ``dvc repro``, a library call) also
+        records it under ``manifests/<stage>/``, so gc keeps its units; a task of several slots
+        records nothing (the gather records their union, one run)."""
+        manifest = manifest_rows(records)
+        write_parquet(manifest, Path(out_dir) / MANIFEST)
+        if slots == 1:
+            self.save_manifest(stage, manifest)
+        return manifest
 
     def map_units(self, stage: str, items: Iterable[tuple[str, Any]],
                   compute: Callable[[Any, Path], tuple[dict, dict[str, Path]]],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmvideos.benchmarks.naming import REAL
+from mmvideos.benchmarks.naming import published_name
 from mmvideos.evaluation.uncertainty import compare, decode, over_seeds
 
 #: Rows whose features come from the pre-trained network (they vary with the pre-training seed).
@@ -77,7 +77,7 @@ def structured(results: list[dict], label, metrics: tuple[str, ...]) -> dict:
     """``results.json``: the table as data, for any page to render (module docstring)."""
     benchmarks, rows, compared = [], {}, []
     for result in results:
-        name = result.get("name") or REAL.get(result["benchmark"], (result["benchmark"],))[0]
+        name = result.get("name") or published_name(result["benchmark"])
         where = {"benchmark": result["benchmark"], "name": name, "title": result.get("title") or name,
                  "paper": bool(result.get("paper")), "clips": result.get("clips"), "classes": result.get("classes"),
                  "bootstrap": result.get("bootstrap")}

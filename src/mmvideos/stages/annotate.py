@@ -228,9 +228,7 @@ def _annotate(modality: str, clips_dir: str | Path, out_dir: str | Path, cfg, ro
             labels, label_scores = select_labels(np.asarray(classes), np.asarray(values), ids, cfg.top_k, threshold)
             rows.append({"clip_id": clip_id, "labels": labels, "scores": label_scores, **annotator.provenance()})
     summary = {"clips": len(rows), **counts.as_summary(), "seconds": round(time.monotonic() - started, 2)}
-    manifest = dataroot.manifest_rows(records)
-    write_parquet(manifest, Path(out_dir) / dataroot.MANIFEST)
-    root.record_whole(stage, manifest, slots)
+    root.write_manifest(stage, records, out_dir, slots)
     return rows, annotator, ids, summary
 
 

@@ -225,9 +225,7 @@ def extract_features(clips_dir: str | Path, labels_dir: str | Path, out_dir: str
                              "audio": lookup("audio", [i for i in row["audio_labels"] if i in targets]).tolist()})
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("clip_id", ignore_index=True)
     write_parquet(index, out_dir / INDEX)
-    manifest = dataroot.manifest_rows(records)
-    write_parquet(manifest, out_dir / dataroot.MANIFEST)
-    root.record_whole("features", manifest, slots)
+    root.write_manifest("features", records, out_dir, slots)
     with storage.local_copy(storage.join(labels_dir, VOCABULARY)) as path, atomic_path(out_dir / VOCABULARY) as tmp:
         shutil.copyfile(path, tmp)
     write_json(front_end, out_dir / CONFIG)

@@ -193,13 +193,16 @@ def find_matches(prints: Sequence[np.ndarray], cfg: FingerprintConfig) -> list[M
                 yield ((band << bits) | ((((values << r) | (values >> (32 - r))) & 0xFFFFFFFF) >> (32 - bits)),
                        np.full(len(values), i, dtype=np.int64), pos)
 
-    matches, n = [], len(prints)
+    matches, n, last = [], len(prints), -1
     for pairs, offsets in print_index.best_offsets(postings(), items * len(BAND_ROTATIONS), n, span, _pair_groups,
                                                    MIN_VOTES):
         for p, offset in zip(pairs.tolist(), offsets.tolist()):
             da, db = divmod(p, n)
-            a, b = prints[da], prints[db]
-            mask_a, mask_b = informative(a), informative(b)
+            if da != last:  # the pairs come in order of their first print: read it once for all its pairs
+                a, last = prints[da], da
+                mask_a = informative(a)
+            b = prints[db]
+            mask_b = informative(b)
             ber, count, at = min(_aligned_ber(a, b, o, mask_a, mask_b) + (o,) for o in (offset - 1, offset, offset + 1))
             if count >= cfg.min_items and ber <= cfg.max_ber:
                 matches.append(Match(da, db, at, round(ber, 3), count))

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmvideos.benchmarks.naming import published_name
 from mmvideos.cluster.kfp_io import markdown_table
 from mmvideos.data import storage
 from mmvideos.data.atomic import atomic_path, write_json, write_text
@@ -43,7 +44,6 @@ from mmvideos.evaluation.metrics import METRICS
 from mmvideos.evaluation.paper_results import PAPER_METRICS, PAPER_ORDER, PAPER_REFERENCES, paper_value
 from mmvideos.evaluation.results import comparisons, merge_pretrain_seeds, structured
 
-TITLES = {"esc50": "ESC-50", "tut2018": "TUT 2018", "audioset": "AudioSet"}
 METRIC_TITLES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "auc": "AUC"}
 #: The headline metric per benchmark for the plot: the paper leads with mAP on AudioSet.
 HEADLINE = {"audioset": "map"}
@@ -102,7 +102,7 @@ def collect(metrics_dirs: list[str | Path], out_dir: str | Path) -> int:
 
 def _short(result: dict) -> str:
     """The benchmark's column prefix: its own name (:mod:`mmvideos.benchmarks.naming`), or the published one."""
-    return result.get("name") or TITLES.get(result["benchmark"], result["benchmark"])
+    return result.get("name") or published_name(result["benchmark"])
 
 
 def _paper(result: dict) -> tuple[str, ...]:

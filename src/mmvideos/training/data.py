@@ -131,7 +131,7 @@ def collate(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor,
     dense, a few kB sparse; :func:`multi_hot` expands them on the training device.
     """
     mel = torch.from_numpy(np.stack([m for m, _ in samples]))
-    labels = np.full((len(samples), max((len(l) for _, l in samples), default=0)), -1, dtype=np.int64)
+    labels = np.full((len(samples), max((len(indices) for _, indices in samples), default=0)), -1, dtype=np.int64)
     for row, (_, indices) in enumerate(samples):
         labels[row, :len(indices)] = indices
     return mel, torch.from_numpy(labels)

@@ -77,6 +77,24 @@ class ShortRead(OSError):
     response the server sent without hash headers. Transient: read again."""
 
 
+def _object(uri: str, generation: int | None = None):
+    """The object's metadata, a blob pinned to its generation (at ``generation``, when given);
+    ``FileNotFoundError`` when there is none (or that generation is gone). One attempt: callers
+    run it under :func:`retrying`."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, key = split_gcs(uri)
+    try:
+        blob = gcs_client().bucket(bucket).get_blob(key, generation=generation, retry=no_library_retry(),
+                                                    timeout=attempt_timeout())
+    except NotFound:
+        blob = None
+    if blob is None:
+        changed = f" at generation {generation} (rewritten or deleted since it was listed)" if generation else ""
+        raise FileNotFoundError(f"no object {uri}{changed}")
+    return blob
+
+
 def download(uri: str, dest: Path, generation: int | None = None) -> None:
     """Download the object ``uri`` (at ``generation``, when given) to the local file ``dest``;
     ``FileNotFoundError`` when there is none (or that generation is gone).
@@ -87,19 +105,13 @@ def download(uri: str, dest: Path, generation: int | None = None) -> None:
     """
     from google.api_core.exceptions import NotFound
 
-    bucket, key = split_gcs(uri)
-
     def call() -> None:
         try:
-            blob = gcs_client().bucket(bucket).get_blob(key, generation=generation, retry=no_library_retry(),
-                                                        timeout=attempt_timeout())
-            if blob is None:
-                raise NotFound(f"no object {uri}")
+            blob = _object(uri, generation)
             blob.download_to_filename(str(dest), retry=no_library_retry(), timeout=attempt_timeout())
-        except NotFound as exc:
+        except (NotFound, FileNotFoundError) as exc:  # gone between the two requests, or before
             dest.unlink(missing_ok=True)
-            changed = f" at generation {generation} (rewritten or deleted since it was listed)" if generation else ""
-            raise FileNotFoundError(f"no object {uri}{changed}") from exc
+            raise FileNotFoundError(str(exc) if isinstance(exc, FileNotFoundError) else f"no object {uri}") from exc
         if dest.stat().st_size != int(blob.size or 0):
             raise ShortRead(5, f"read {dest.stat().st_size} bytes of {uri}, which holds {blob.size}")
 
@@ -112,21 +124,8 @@ class Reader(io.RawIOBase):
     its length: the stream :func:`mmvideos.data.shards.iter_shard` reads shards through."""
 
     def __init__(self, uri: str, chunk: int = 8 << 20) -> None:
-        from google.api_core.exceptions import NotFound
-
-        bucket, key = split_gcs(uri)
         self.uri, self.chunk, self._pos, self._buf = uri, chunk, 0, b""
-
-        def head():
-            try:
-                found = gcs_client().bucket(bucket).get_blob(key, retry=no_library_retry(), timeout=attempt_timeout())
-            except NotFound:
-                found = None
-            if found is None:
-                raise FileNotFoundError(f"no object {uri}")
-            return found
-
-        self._blob = retrying(f"reading {uri}", head)
+        self._blob = retrying(f"reading {uri}", lambda: _object(uri))
         self.size = int(self._blob.size or 0)
 
     def readable(self) -> bool:
@@ -165,15 +164,11 @@ def read_bytes(uri: str) -> bytes:
     """The bytes of the object ``uri``; ``FileNotFoundError`` when there is none."""
     from google.api_core.exceptions import NotFound
 
-    bucket, key = split_gcs(uri)
-
     def call() -> bytes:
+        blob = _object(uri)
         try:
-            blob = gcs_client().bucket(bucket).get_blob(key, retry=no_library_retry(), timeout=attempt_timeout())
-            if blob is None:
-                raise NotFound(f"no object {uri}")
             data = blob.download_as_bytes(retry=no_library_retry(), timeout=attempt_timeout())
-        except NotFound as exc:
+        except NotFound as exc:  # gone since its metadata was read
             raise FileNotFoundError(f"no object {uri}") from exc
         if len(data) != int(blob.size or 0):
             raise ShortRead(5, f"read {len(data)} bytes of {uri}, which holds {blob.size}")
