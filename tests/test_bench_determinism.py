@@ -3,7 +3,6 @@ take about 25 min on the demo: `make bench`, not the tests; their figures are in
 
 from __future__ import annotations
 
-import pytest
 
 from mmvideos.bench.determinism import PAIRS, RUNS, linked_root, markdown, refusal
 
@@ -58,5 +57,4 @@ def test_the_table_gives_each_run_its_cost_figures_and_verdicts():
 def test_the_docs_block_says_how_to_make_its_figures(tmp_path):
     from mmvideos.tooling.docs import determinism_block
 
-    with pytest.raises(FileNotFoundError, match="mmvideos bench --determinism"):
-        determinism_block(tmp_path)
+    assert determinism_block(tmp_path).startswith("Not measured yet: `mmvideos bench --determinism` writes")

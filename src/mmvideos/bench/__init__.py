@@ -14,6 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+#: The reduce side's steps (:mod:`mmvideos.bench.reduce`), in the order they run; here so that the
+#: command line names them without loading the benchmark.
+REDUCE_STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack",
+                "pretrain_start", "near_duplicates")
+
 
 def save(report: dict, table: str, output: str | Path, name: str) -> None:
     """Write a benchmark's ``<name>.json`` (kept in git) and ``<name>.md`` under ``output``; print the table."""

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmvideos.bench import REDUCE_STEPS
 from mmvideos.data import dataroot
 from mmvideos.data.atomic import write_json, write_parquet, write_text
 from mmvideos.features.store import encode_mel
@@ -32,8 +33,7 @@ from mmvideos.features.store import encode_mel
 VISUAL_CLASSES, AUDIO_CLASSES = 11_166, 527
 CLIPS_PER_VIDEO = 10
 #: Each reduce step, in the order they run (each reads what the ones before wrote).
-STEPS = ("gather_clips", "gather_visual", "gather_audio", "merge_labels", "label_drift", "pack", "pretrain_start",
-         "near_duplicates")
+STEPS = REDUCE_STEPS
 PAPER_CLIPS = 15_000_000
 #: The synthetic feature units' frames per clip: 10, not a real 10-s clip's 1,000, so 10^6 clips
 #: take 2.5 GB of disk, not 130 GB. The pack target is scaled by the bytes a clip takes (its array
@@ -243,36 +243,76 @@ def extrapolate(clips: list[int], values: list[float], power: bool) -> float:
     if power:
         k = np.polyfit(np.log(x), np.log(np.maximum(y, 1e-3)), 1)[0] if len(x) > 1 else 1.0
         return float(y[-1] * (PAPER_CLIPS / x[-1]) ** max(k, 1.0))
+    return _line(x, y, PAPER_CLIPS)
+
+
+def _line(x: np.ndarray, y: np.ndarray, at: float) -> float:
     slope, intercept = np.polyfit(x, y, 1) if len(x) > 1 else (y[0] / x[0], 0.0)
-    return float(intercept + max(slope, 0.0) * PAPER_CLIPS)
+    return float(intercept + max(slope, 0.0) * at)
 
 
-def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slots: int = 4) -> dict[str, dict]:
-    """Every reduce step at every corpus size (module docstring); the ``reduce`` part of scale.json."""
-    figures: dict[str, dict] = {step: {"clips": [], "peak_mb": [], "seconds": []} for step in STEPS}
+def sampled_at_15m(row: dict, cap: int) -> int:
+    """label_drift's sampled rows at 15 M clips: each side (train, val) scaled from the largest
+    size, at most ``cap`` (``label_drift.sample_clips``) a side."""
+    scale = PAPER_CLIPS / row["clips"][-1]
+    return sum(min(round(n * scale), cap) for n in row["sides"][-1])
+
+
+def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slots: int = 4,
+                     steps: tuple[str, ...] = STEPS) -> dict[str, dict]:
+    """The reduce steps ``steps`` at every corpus size (module docstring; the steps before a chosen
+    one run too, unrecorded, as its inputs); the ``reduce`` part of scale.json.
+
+    label_drift's memory follows the rows it samples (``label_drift.sample_clips`` a side, every
+    clip below that), not the corpus: its peak is extrapolated on a line through the sampled rows
+    to their number at 15 M clips (``sampled``, ``sampled_at_15m``)."""
+    from mmvideos.stages.drift import DriftConfig
+
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown reduce steps {sorted(unknown)}; known: {STEPS}")
+    run = STEPS[:max(STEPS.index(step) for step in steps) + 1]
+    figures: dict[str, dict] = {step: {"clips": [], "peak_mb": [], "seconds": []} for step in steps}
     for clips in sizes:
         with tempfile.TemporaryDirectory(prefix="mmvideos-reduce-") as corpus:
             started = time.perf_counter()
             write_synthetic(corpus, clips, slots)
-            write_synthetic_features(corpus, clips)
-            write_synthetic_prints(corpus, max(1, clips // CLIPS_PER_VIDEO))
+            if "pack" in run:
+                write_synthetic_features(corpus, clips)
+            if "near_duplicates" in run:
+                write_synthetic_prints(corpus, max(1, clips // CLIPS_PER_VIDEO))
             print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
-            for step in STEPS:
+            for step in run:
+                if step not in steps and step in ("pretrain_start", "near_duplicates"):
+                    continue  # no later step reads what they write
                 measured = measure_step(step, corpus)
+                if step not in steps:
+                    continue
                 figures[step]["clips"].append(clips)
                 figures[step]["peak_mb"].append(round(measured["peak_mb"], 1))
                 figures[step]["seconds"].append(round(measured["seconds"], 2))
+                if step == "label_drift":
+                    drift = json.loads((Path(corpus) / "drift" / "summary.json").read_text())
+                    figures[step].setdefault("sides", []).append([drift["reference_clips"], drift["current_clips"]])
+                    figures[step].setdefault("sampled", []).append(sum(drift["sampled_clips"].values()))
                 print(f"  {step:>14}: {measured['peak_mb']:8.1f} MB peak, {measured['seconds']:8.2f} s", flush=True)
     for step, row in figures.items():
         row["peak_mb_at_15m"] = round(extrapolate(row["clips"], row["peak_mb"], power=False), 1)
         row["seconds_at_15m"] = round(extrapolate(row["clips"], row["seconds"], power=True), 1)
+        if "sampled" in row:
+            row["sampled_at_15m"] = sampled_at_15m(row, DriftConfig().sample_clips)
+            row["peak_mb_at_15m"] = round(_line(np.asarray(row["sampled"], float), np.asarray(row["peak_mb"], float),
+                                                row["sampled_at_15m"]), 1)
     return figures
 
 
-def main(output: str | Path, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> dict[str, dict]:
-    """Run :func:`reduce_benchmark` and save it under ``reduce`` in ``output``/scale.json (the rest kept)."""
+def main(output: str | Path, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000),
+         steps: tuple[str, ...] = STEPS) -> dict[str, dict]:
+    """Run :func:`reduce_benchmark` and save it under ``reduce`` in ``output``/scale.json (the other
+    steps' figures and the rest of the file kept)."""
     target = Path(output) / "scale.json"
     saved = json.loads(target.read_text()) if target.is_file() else {}
-    saved["reduce"] = reduce_benchmark(sizes)
+    saved["reduce"] = {**saved.get("reduce", {}), **reduce_benchmark(sizes, steps=steps)}
+    saved["reduce"] = {step: saved["reduce"][step] for step in STEPS if step in saved["reduce"]}
     write_json(saved, target)
     return saved["reduce"]

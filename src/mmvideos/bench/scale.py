@@ -191,6 +191,15 @@ Pretraining reads the feature shards once per epoch: 30 epochs read
 """
 
 
+def _sampled(reduce: dict[str, dict]) -> str:
+    """label_drift's sampled rows per size and at 15 M clips, where the report has them."""
+    row = reduce.get("label_drift", {})
+    if "sampled" not in row:
+        return ""
+    return (" (" + ", ".join(f"{n:,}" for n in row["sampled"]) + " rows at the sizes measured, "
+            f"{row['sampled_at_15m']:,} at 15 M clips)")
+
+
 def _reduce_table(reduce: dict[str, dict]) -> str:
     """The reduce side's section: per step, peak MB and seconds per corpus size and at 15 M clips."""
     sizes = reduce[next(iter(reduce))]["clips"]
@@ -211,7 +220,9 @@ part; the streamed steps hold a few row groups per input, yet their peak still c
 of MB a decade of clips, and the line carries that creep on as if it never levelled off: an upper
 bound), time scaled from the largest size by the fitted growth exponent, taken as at least linear.
 `label_drift` is train vs val of merge_labels' table (label shares counted over every clip,
-evidently on a hash sample of at most `label_drift.sample_clips` a side); `pack` packs the
+evidently on a hash sample of at most `label_drift.sample_clips` a side): its memory follows the
+rows it samples, every clip of a side up to that cap, so its 15 M figure is on a line through the
+sampled rows{_sampled(reduce)}; `pack` packs the
 features' per-video units into training packs (synthetic units of 10 frames a clip, the pack
 target scaled to match: the packs per clip of real features) and `pretrain_start` is one rank's
 start-up and an epoch of its loader over them, one object opened per pack; `near_duplicates` is

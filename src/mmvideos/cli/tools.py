@@ -75,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.scale and args.reduce:
         from mmvideos.bench.reduce import main as reduce
 
-        reduce(args.output, tuple(args.clips))
+        reduce(args.output, tuple(args.clips), tuple(args.only))
         return
     if args.determinism:
         from mmvideos.bench.determinism import main as determinism
@@ -166,6 +166,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "saved under 'reduce' in --output's scale.json")
     p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
                    help="with --scale --reduce: corpus sizes in clips (default: %(default)s)")
+    from mmvideos.bench import REDUCE_STEPS
+
+    p.add_argument("--only", nargs="+", choices=REDUCE_STEPS, default=list(REDUCE_STEPS), metavar="STEP",
+                   help="with --scale --reduce: measure only these steps (the ones before a chosen step run too, "
+                        "as its inputs; the others' figures in scale.json are kept): %(choices)s (default: all)")
     p.add_argument("--leakage", action="store_true",
                    help="instead: the leakage guard's recall per edit and false matches per min_votes on a "
                         "generated set of edited benchmark copies and negatives (leakage.md, leakage.json)")

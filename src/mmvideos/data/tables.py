@@ -30,6 +30,20 @@ BATCH_ROWS = ROW_GROUP_ROWS
 RUN_ROWS = 131_072
 
 
+def read_batches(path: str | Path, batch_rows: int = BATCH_ROWS,
+                 columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows in batches of at most ``batch_rows`` (none spans two row groups), read one
+    row group at a time.
+
+    Not ``ParquetFile.iter_batches`` over the whole file: its reader reads ahead across row groups and
+    its peak memory grows with the file (255 -> 317 MB iterating a 160 k- and a 640 k-row label table,
+    measured), where a reader per row group stays flat (175 -> 177 MB).
+    """
+    file = pq.ParquetFile(path)
+    for group in range(file.num_row_groups):
+        yield from file.iter_batches(batch_rows, row_groups=[group], columns=list(columns) if columns else None)
+
+
 def count_rows(path: str | Path) -> int:
     """Rows of a parquet file, from its footer."""
     return pq.ParquetFile(path).metadata.num_rows
@@ -42,7 +56,7 @@ def _keys(table: pa.Table | pa.RecordBatch, by: Sequence[str], row: int) -> tupl
 def _is_sorted(path: str | Path, by: Sequence[str]) -> bool:
     """Whether a file's rows are in ``by`` order (reads only the key columns)."""
     last = None
-    for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=list(by)):
+    for batch in read_batches(path, columns=by):
         if not batch.num_rows:
             continue
         table = pa.Table.from_batches([batch])
@@ -90,7 +104,7 @@ def merge_runs(runs: Sequence[str | Path], by: Sequence[str], schema: pa.Schema,
     ``schema``, so a run whose list column came out as nulls (all lists empty) joins the rest.
     With no ``by`` the runs come one after another.
     """
-    readers = [pq.ParquetFile(r).iter_batches(batch_rows, columns=list(columns) if columns else None) for r in runs]
+    readers = [read_batches(r, batch_rows, columns) for r in runs]
     if not by:
         for reader in readers:
             yield from (pa.Table.from_batches([b]).cast(schema) for b in reader if b.num_rows)

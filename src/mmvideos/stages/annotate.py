@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mmvideos.annotators import is_device, known_models, load_annotator
 from mmvideos.annotators.base import ACTIVATIONS, FRONT_ENDS
@@ -406,7 +405,7 @@ def merge_labels(clips_dir: str | Path, visual_dir: str | Path, audio_dir: str |
         kept = set(vocabulary["id"])
 
         def targets() -> Iterator[pa.Table]:
-            for batch in pq.ParquetFile(scratch / "joined.parquet").iter_batches(tables.BATCH_ROWS):
+            for batch in tables.read_batches(scratch / "joined.parquet"):
                 ids = [[i for i in v + a if i in kept]
                        for v, a in zip(batch["visual_labels"].to_pylist(), batch["audio_labels"].to_pylist())]
                 per_clip["all"].update(map(len, ids))

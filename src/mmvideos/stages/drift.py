@@ -44,9 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from mmvideos.data import storage
+from mmvideos.data import storage, tables
 from mmvideos.data.atomic import atomic_path, write_json, write_text
 from mmvideos.progress import progress_bar
 
@@ -202,32 +201,31 @@ class Side:
         return label_frame(batch, columns, names)
 
 
-def _batches(path: Path, batch_rows: int = 65536) -> Iterable[pd.DataFrame]:
-    for batch in pq.ParquetFile(path).iter_batches(batch_rows, columns=COLUMNS):
-        yield batch.to_pandas()
-
-
-def read_sides(sides: list[Side], batch_rows: int = 65536) -> list[Side]:
-    """Count every side, one pass per table (sides that are splits of one table share it)."""
+def _table_batches(sides: list[Side], batch_rows: int) -> Iterable[tuple[pd.DataFrame, list[int]]]:
+    """Every batch of every table the sides read, with the sides that read it: one pass per table."""
     for path in dict.fromkeys(side.path for side in sides):
-        readers = [side for side in sides if side.path == path]
-        for batch in _batches(path, batch_rows):
-            for side in readers:
-                side.count(batch)
+        readers = [i for i, side in enumerate(sides) if side.path == path]
+        for batch in tables.read_batches(path, batch_rows, COLUMNS):
+            yield batch.to_pandas(), readers
+
+
+def read_sides(sides: list[Side], batch_rows: int = tables.BATCH_ROWS) -> list[Side]:
+    """Count every side (sides that are splits of one table share its pass)."""
+    for batch, readers in _table_batches(sides, batch_rows):
+        for i in readers:
+            sides[i].count(batch)
     return sides
 
 
 def sample_frames(sides: list[Side], columns: list[str], names: Mapping[str, str], sample: int,
-                  batch_rows: int = 65536) -> list[pd.DataFrame]:
-    """Each side's :meth:`Side.sampled` rows in table order, one pass per table."""
-    parts: dict[int, list[pd.DataFrame]] = {i: [] for i in range(len(sides))}
-    for path in dict.fromkeys(side.path for side in sides):
-        readers = [i for i, side in enumerate(sides) if side.path == path]
-        for batch in _batches(path, batch_rows):
-            for i in readers:
-                parts[i].append(sides[i].sampled(batch, columns, names, sample))
+                  batch_rows: int = tables.BATCH_ROWS) -> list[pd.DataFrame]:
+    """Each side's :meth:`Side.sampled` rows in table order (sides that are splits of one table share its pass)."""
+    parts: list[list[pd.DataFrame]] = [[] for _ in sides]
+    for batch, readers in _table_batches(sides, batch_rows):
+        for i in readers:
+            parts[i].append(sides[i].sampled(batch, columns, names, sample))
     empty = label_frame(pd.DataFrame(columns=COLUMNS), columns)
-    return [pd.concat(parts[i], ignore_index=True) if parts[i] else empty for i in range(len(sides))]
+    return [pd.concat(part, ignore_index=True) if part else empty for part in parts]
 
 
 #: evidently's element ids, made anew on every render: UUIDs and ``metric_<32 hex digits>``.
@@ -240,8 +238,7 @@ def stable_ids(page: str) -> str:
     numbered: dict[str, str] = {}
 
     def number(match: re.Match) -> str:
-        found = match[0]
-        if found not in numbered:
+        if (found := match[0]) not in numbered:
             n = len(numbered) + 1
             numbered[found] = str(uuid.UUID(int=n)) if "-" in found else f"{n:032x}"
         return numbered[found]

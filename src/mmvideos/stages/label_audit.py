@@ -85,7 +85,7 @@ def _best(labels_uri: str, chosen: pd.DataFrame, per_label: int) -> dict[str, li
     row = 0
     with storage.local_copy(labels_uri) as path:
         columns = ["clip_id", *(f"{m}_{part}" for m in sorted(set(modality_of.values())) for part in ("labels", "scores"))]
-        for batch in pq.ParquetFile(path).iter_batches(tables.BATCH_ROWS, columns=columns):
+        for batch in tables.read_batches(path, columns=columns):
             for modality in sorted(set(modality_of.values())):
                 ids, scores = batch.column(f"{modality}_labels"), batch.column(f"{modality}_scores")
                 wanted = [label for label, m in modality_of.items() if m == modality]

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from mmvideos.data import dataroot, storage
+from mmvideos.data import dataroot, storage, tables
 from mmvideos.data.atomic import atomic_path, write_json, write_parquet
 from mmvideos.data.dataroot import DataRoot, unit_key
 from mmvideos.features.packs import PACK, PACK_COLUMNS, PACKS, PackWriter
@@ -115,7 +114,7 @@ def _units(index_path: Path, manifest: _Manifest, batch_rows: int = 65536) -> It
     """The feature units in index order, each with its row range and training clips."""
     current: _Unit | None = None
     row = 0
-    for batch in pq.ParquetFile(index_path).iter_batches(batch_rows, columns=["clip_id", "shard", "n_seconds", "split"]):
+    for batch in tables.read_batches(index_path, batch_rows, ["clip_id", "shard", "n_seconds", "split"]):
         for clip_id, uri, n, split in zip(*(batch.column(c).to_pylist() for c in ("clip_id", "shard", "n_seconds",
                                                                                    "split"))):
             if current is None or uri != current.uri:

@@ -23,8 +23,9 @@ from typing import Any
 from mmvideos.data import storage
 from mmvideos.training.config import PretrainConfig, pretrain_config
 
-__all__ = ["PretrainConfig", "changed_settings", "checkpoint_uri", "evaluate", "export_files", "launch", "load_model",
-           "pretrain", "pretrain_config", "pretrain_seeds", "seed_folders"]
+# (names of the training loop's modules among them come from __getattr__ below)
+__all__ = ["PretrainConfig", "changed_settings", "checkpoint_uri", "evaluate", "export_files", "launch",  # noqa: F822
+           "load_model", "pretrain", "pretrain_config", "pretrain_seeds", "seed_folders"]  # noqa: F822
 
 #: A model of several pre-trained with ``pretrain.seeds``: ``<out>/seed-<seed>/``.
 SEED_FOLDER = "seed-{seed}"

@@ -165,7 +165,10 @@ def determinism_block(bench: Path) -> str:
     """What ``pretrain.deterministic`` costs and how far apart its runs land (``mmvideos bench --determinism``)."""
     from mmvideos.bench.determinism import markdown
 
-    return markdown(_load(bench, "determinism.json", "run `mmvideos bench --determinism` first"))
+    path = bench / "determinism.json"
+    if not path.is_file():
+        return f"Not measured yet: `mmvideos bench --determinism` writes `{path}`, and `make docs` puts its table here."
+    return markdown(json.loads(path.read_text()))
 
 
 def bench_gpu_block(bench_gpu: Path) -> str:
