@@ -163,6 +163,17 @@ def test_train_vs_val_from_one_table(tmp_path):
     assert (tmp_path / "again" / "drift.html").read_bytes() == page
 
 
+def test_a_sample_of_a_side_absent_from_whole_batches(tmp_path):
+    """Train rows fill the table's first batches and the val rows come last: a batch without a val
+    clip gives the val side's hash sample no rows (it selected every column of none, once)."""
+    table = pd.concat([_labels(9000, speech=0.5, seed=7), _labels(400, speech=0.5, seed=8, split="val", prefix="v")],
+                      ignore_index=True)
+    summary = label_drift(_run(tmp_path / "labels", table, vocabulary=False), tmp_path / "drift",
+                          DriftConfig(top_labels=5, sample_clips=200), progress=False)
+    assert (summary["reference_clips"], summary["current_clips"]) == (9000, 400)
+    assert 100 < summary["sampled_clips"]["current"] < 300 and 100 < summary["sampled_clips"]["reference"] < 300
+
+
 @pytest.mark.parametrize("mode", ["train vs val", "previous run"])
 def test_nothing_to_compare_is_explained(tmp_path, mode):
     labels = _run(tmp_path / "labels", _labels(12, speech=0.5, seed=7))  # train only

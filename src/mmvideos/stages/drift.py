@@ -197,7 +197,7 @@ class Side:
         range (every clip when there are at most ``sample``); after every batch was counted."""
         batch, fraction = self.rows(batch), min(1.0, sample / max(self.clips, 1))
         if fraction < 1.0:
-            batch = batch[[in_sample(c, fraction) for c in batch["clip_id"]]]
+            batch = batch[np.fromiter((in_sample(c, fraction) for c in batch["clip_id"]), bool, len(batch))]
         return label_frame(batch, columns, names)
 
 
