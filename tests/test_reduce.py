@@ -241,10 +241,14 @@ def test_the_sizing_plan_shows_the_reduce_side():
     assert extrapolate([10_000, 100_000], [200.0, 200.0], power=False) == pytest.approx(200.0)
     assert extrapolate([10_000, 100_000], [1.0, 2.0], power=True) == pytest.approx(2.0 * 150)
     # label_drift holds the rows it samples: at most sample_clips a side, however large the corpus
-    from mmvideos.bench.reduce import sampled_at_15m
+    from mmvideos.bench.reduce import sampled_at_15m, with_inputs
 
     assert sampled_at_15m({"clips": [10_000, 1_000_000], "sides": [[9_333, 667], [933_333, 66_667]]},
                           cap=200_000) == 2 * 200_000
+    # `--only`: a chosen step runs with the steps whose output it reads, and nothing else
+    assert with_inputs(("label_drift",)) == ["gather_clips", "gather_visual", "gather_audio", "merge_labels",
+                                             "label_drift"]
+    assert with_inputs(("near_duplicates",)) == ["near_duplicates"]
     assert sampled_at_15m({"clips": [1_000_000], "sides": [[933_333, 66_667]]}, cap=10**9) == 15_000_000
 
 

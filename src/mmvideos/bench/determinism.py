@@ -71,21 +71,21 @@ def _mmvideos(*args: str | Path, env: dict[str, str] | None = None, log: Path) -
 
 def refusal(capability: str) -> str | None:
     """Why this CPU cannot pin ``capability`` (None: it can)."""
-    from mmvideos.training.determinism import _check_supported
+    from mmvideos.training.determinism import check_supported
 
     try:
-        _check_supported(capability)
+        check_supported(capability)
     except ValueError as error:
         return str(error)
     return None
 
 
 def one_run(name: str, deterministic: bool, capability: str | None, params: dict, features: Path, root: Path,
-            work: Path) -> dict[str, Any]:
-    """Pretrain and transfer once; the run's record (its time, kernels, weights' hash, pretrained row)."""
+            folder: Path) -> dict[str, Any]:
+    """Pretrain and transfer once in ``folder``; the run's record (its time, kernels, weights' hash,
+    pretrained row)."""
     from mmvideos.evaluation.uncertainty import decode
 
-    folder = work / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
     folder.mkdir()
     settings = folder / "params.yaml"
     settings.write_text(yaml.safe_dump({**params, "pretrain": {**params["pretrain"], "deterministic": deterministic}}))
@@ -122,11 +122,11 @@ def measure(features: Path = Path("data/features"), root: Path | None = None,
         raise FileNotFoundError(f"{features} holds no features: run `dvc repro features` (or `make lock`) first")
     runs, refused = [], {}
     with tempfile.TemporaryDirectory(prefix="mmvideos-determinism-") as tmp:
-        for name, deterministic, capability in RUNS:
+        for number, (name, deterministic, capability) in enumerate(RUNS):
             if capability and (why := refusal(capability)):
                 refused[name] = why
                 continue
-            runs.append(one_run(name, deterministic, capability, params, features, root, Path(tmp)))
+            runs.append(one_run(name, deterministic, capability, params, features, root, Path(tmp) / f"run-{number}"))
     by_name = {r["name"]: r for r in runs}
     identical = [[a["name"], b["name"]] for a, b in itertools.combinations(runs, 2)
                  if a["weights_sha256"] == b["weights_sha256"]]

@@ -258,10 +258,27 @@ def sampled_at_15m(row: dict, cap: int) -> int:
     return sum(min(round(n * scale), cap) for n in row["sides"][-1])
 
 
+#: What a step reads that another step writes (the rest read the synthetic corpus).
+NEEDS = {"merge_labels": ("gather_clips", "gather_visual", "gather_audio"), "label_drift": ("merge_labels",),
+         "pretrain_start": ("pack",)}
+
+
+def with_inputs(steps: tuple[str, ...]) -> list[str]:
+    """``steps`` and every step whose output they read, in :data:`STEPS` order."""
+    wanted: set[str] = set()
+    todo = list(steps)
+    while todo:
+        step = todo.pop()
+        if step not in wanted:
+            wanted.add(step)
+            todo.extend(NEEDS.get(step, ()))
+    return [step for step in STEPS if step in wanted]
+
+
 def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slots: int = 4,
                      steps: tuple[str, ...] = STEPS) -> dict[str, dict]:
-    """The reduce steps ``steps`` at every corpus size (module docstring; the steps before a chosen
-    one run too, unrecorded, as its inputs); the ``reduce`` part of scale.json.
+    """The reduce steps ``steps`` at every corpus size (module docstring; the steps whose output a
+    chosen one reads run too, unrecorded: :func:`with_inputs`); the ``reduce`` part of scale.json.
 
     label_drift's memory follows the rows it samples (``label_drift.sample_clips`` a side, every
     clip below that), not the corpus: its peak is extrapolated on a line through the sampled rows
@@ -271,7 +288,7 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slot
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise ValueError(f"unknown reduce steps {sorted(unknown)}; known: {STEPS}")
-    run = STEPS[:max(STEPS.index(step) for step in steps) + 1]
+    run = with_inputs(steps)
     figures: dict[str, dict] = {step: {"clips": [], "peak_mb": [], "seconds": []} for step in steps}
     for clips in sizes:
         with tempfile.TemporaryDirectory(prefix="mmvideos-reduce-") as corpus:
@@ -283,10 +300,8 @@ def reduce_benchmark(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), slot
                 write_synthetic_prints(corpus, max(1, clips // CLIPS_PER_VIDEO))
             print(f"{clips:,} clips: corpus written in {time.perf_counter() - started:.1f} s", flush=True)
             for step in run:
-                if step not in steps and step in ("pretrain_start", "near_duplicates"):
-                    continue  # no later step reads what they write
                 measured = measure_step(step, corpus)
-                if step not in steps:
+                if step not in steps:  # an input of a chosen step, not measured for itself
                     continue
                 figures[step]["clips"].append(clips)
                 figures[step]["peak_mb"].append(round(measured["peak_mb"], 1))

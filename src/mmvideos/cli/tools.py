@@ -169,8 +169,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from mmvideos.bench import REDUCE_STEPS
 
     p.add_argument("--only", nargs="+", choices=REDUCE_STEPS, default=list(REDUCE_STEPS), metavar="STEP",
-                   help="with --scale --reduce: measure only these steps (the ones before a chosen step run too, "
-                        "as its inputs; the others' figures in scale.json are kept): %(choices)s (default: all)")
+                   help="with --scale --reduce: measure only these steps (the steps whose output a chosen one "
+                        "reads run too, unrecorded; the others' figures in scale.json are kept): %(choices)s "
+                        "(default: all)")
     p.add_argument("--leakage", action="store_true",
                    help="instead: the leakage guard's recall per edit and false matches per min_votes on a "
                         "generated set of edited benchmark copies and negatives (leakage.md, leakage.json)")

@@ -93,13 +93,13 @@ def run_pinned(features_dir: str | Path, out_dir: str | Path, cfg: PretrainConfi
                    *(["--resume-from", resume_from] if resume_from else []), *(["--force"] if force else []),
                    *(["--data-root", data_root] if data_root else [])]
         pinned = environment()
-        _check_supported(pinned["ATEN_CPU_CAPABILITY"])
+        check_supported(pinned["ATEN_CPU_CAPABILITY"])
         log.info("pretraining pinned (%s): %s", " ".join(f"{k}={v}" for k, v in pinned.items()), " ".join(command))
         subprocess.run(command, check=True, env={**os.environ, **pinned}, stdout=subprocess.DEVNULL)
     return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
-def _check_supported(capability: str) -> None:
+def check_supported(capability: str) -> None:
     """A capability wider than this CPU's is refused (MKL and oneDNN stop with SIGILL on such a pin)."""
     import torch
 
